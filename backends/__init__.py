@@ -1,0 +1,20 @@
+"""Everything that names an array library: device strings, RNG, host<->device moves.
+
+The network code in :mod:`backprop` sees only a :class:`Backend` and its Array API
+namespace ``xp``.
+"""
+
+from .base import Backend, BackendUnavailable, dtype_name
+from .registry import available_backends, backend_for, get_backend, to_numpy_any
+from .rng import HostRNG
+
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "HostRNG",
+    "available_backends",
+    "backend_for",
+    "dtype_name",
+    "get_backend",
+    "to_numpy_any",
+]

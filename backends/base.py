@@ -1,0 +1,136 @@
+"""The backend object: what the network code needs and the Array API standard lacks."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_array_api_obj
+
+from .rng import HostRNG
+
+FLOAT_DTYPES = ("float32", "float64")
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend was asked for that cannot run here; the message says what to do."""
+
+
+class Backend:
+    """One array library on one device.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"torch"`` or ``"strict"``.
+    xp : module
+        The Array API namespace (``array_api_compat.numpy`` and so on).
+    device : object
+        The library's device object; pass it as ``device=`` to creation functions.
+    label : str
+        A human-readable device string, e.g. ``"cpu"`` or ``"cuda:0"``.
+    tf32 : bool
+        Whether float32 matrix products may use TF32 tensor cores (GPU only).
+    """
+
+    name: str = "?"
+
+    def __init__(self, xp: Any, device: Any, label: str, tf32: bool = False) -> None:
+        self.xp = xp
+        self.device = device
+        self.label = label
+        self.tf32 = tf32
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name} on {self.label}>"
+
+    @property
+    def spec(self) -> str:
+        """A string that :func:`backends.get_backend` turns back into this backend."""
+        return self.label
+
+    @property
+    def is_gpu(self) -> bool:
+        return False
+
+    # -- dtypes ------------------------------------------------------------------
+    def dtype(self, dtype: Any) -> Any:
+        """The namespace's dtype for ``"float32"``/``"float64"`` (or a dtype object)."""
+        name = dtype_name(dtype)
+        if name not in FLOAT_DTYPES + ("int64", "bool"):
+            raise ValueError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
+        return getattr(self.xp, name)
+
+    # -- host <-> device ---------------------------------------------------------
+    def is_native(self, x: Any) -> bool:
+        """True when ``x`` is an array of this backend's library."""
+        raise NotImplementedError
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        return self.xp.asarray(host, device=self.device)
+
+    def asarray(self, data: Any, dtype: Any = None, *, copy: bool = False) -> Any:
+        """``data`` (host array, nested list, scalar or native array) on this device.
+
+        Host data is converted to ``dtype`` on the host before the copy, so every
+        backend receives the same bits (and half the bytes for float32). With
+        ``copy=True`` the result never shares memory with ``data``.
+        """
+        if self.is_native(data):
+            x = self._to_own_device(data)
+            if dtype is not None and x.dtype != self.dtype(dtype):
+                x = self.xp.astype(x, self.dtype(dtype))
+            if copy and x is data:
+                x = self.xp.asarray(x, copy=True)
+            return x
+        if not isinstance(data, np.ndarray) and is_array_api_obj(data):
+            from .registry import to_numpy_any  # another library's array
+
+            host = to_numpy_any(data)
+        else:
+            host = np.asarray(data)
+        if dtype is not None:
+            host = host.astype(dtype_name(dtype), copy=False)
+        host = np.ascontiguousarray(host)
+        if copy and isinstance(data, np.ndarray) and np.may_share_memory(host, data):
+            host = host.copy()  # NumPy and torch:cpu would otherwise alias the caller's array
+        return self._from_host(host)
+
+    def _to_own_device(self, x: Any) -> Any:
+        return x
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy copy (or view) of a device array; a host copy synchronizes."""
+        return np.asarray(x)
+
+    def synchronize(self) -> None:
+        """Wait until queued device work has finished (no-op on the CPU)."""
+
+    def activate(self) -> contextlib.AbstractContextManager:
+        """A context in which this backend's device is the current one."""
+        return contextlib.nullcontext()
+
+    # -- randomness --------------------------------------------------------------
+    def rng(self, seed: int, stream: int = 0) -> HostRNG:
+        """A seeded host generator; draws are moved with :meth:`asarray`."""
+        return HostRNG(seed, stream)
+
+    # -- description -------------------------------------------------------------
+    def describe(self) -> dict:
+        """Facts for ``backprop info``: library version, device name, memory."""
+        return {"backend": self.name, "device": self.label}
+
+
+def dtype_name(dtype: Any) -> str:
+    """``"float32"`` for ``"float32"``, ``np.float32``, ``xp.float32``, ``torch.float32``..."""
+    if isinstance(dtype, str):
+        return dtype
+    text = str(dtype)
+    for name in ("float32", "float64", "int64", "int32", "bool"):
+        if name in text:
+            return name
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        return text

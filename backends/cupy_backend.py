@@ -1,0 +1,128 @@
+"""CuPy on an NVIDIA GPU: the ``--device cuda`` path."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .base import Backend, BackendUnavailable
+
+INSTALL_HINT = (
+    "pip install 'backprop[cuda12]' (CUDA 12 driver) or 'backprop[cuda13]' (CUDA 13 "
+    "driver); nvidia-smi shows the driver's CUDA version"
+)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def probe_cupy(index: int = 0) -> tuple[Any, str | None]:
+    """Import CuPy and run one tiny kernel on GPU ``index``.
+
+    Returns ``(cupy_module, None)`` when usable, else ``(module_or_None, reason)``
+    where ``reason`` is one line that says what to install or check. Nothing here
+    lets a raw CUDA traceback escape.
+    """
+    try:
+        import cupy
+    except ImportError:
+        return None, f"CuPy is not installed: {INSTALL_HINT}"
+    except Exception as exc:  # a broken install raises all sorts of things
+        return None, f"CuPy failed to import ({_first_line(exc)}): reinstall it: {INSTALL_HINT}"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as exc:
+        return cupy, (
+            f"CuPy is installed but no CUDA GPU is usable ({_first_line(exc)}): check "
+            "nvidia-smi, the NVIDIA driver, and that the cupy-cudaXXx package matches "
+            "the driver's CUDA major version"
+        )
+    if count == 0:
+        return cupy, "CuPy is installed but no CUDA GPU is visible: check nvidia-smi and CUDA_VISIBLE_DEVICES"
+    if index >= count:
+        return cupy, f"cuda:{index} asked for, but only {count} GPU(s) are visible: use cuda:0..cuda:{count - 1}"
+    try:
+        with cupy.cuda.Device(index):
+            # An elementwise kernel and a reduction: needs NVRTC and the CUDA libraries.
+            value = float((cupy.arange(4, dtype=cupy.float32) * 2.0).sum())
+        if value != 12.0:
+            return cupy, f"cuda:{index} computed a wrong result in a self-test: check the GPU"
+    except Exception as exc:
+        return cupy, (
+            f"CuPy sees GPU {index} but cannot run a kernel on it ({_first_line(exc)}): "
+            "check that the CUDA runtime libraries match the cupy-cudaXXx package "
+            f"({INSTALL_HINT})"
+        )
+    return cupy, None
+
+
+class CupyBackend(Backend):
+    name = "cupy"
+
+    def __init__(self, index: int = 0, tf32: bool = False) -> None:
+        cupy, reason = probe_cupy(index)
+        if reason is not None:
+            raise BackendUnavailable(reason)
+        import array_api_compat.cupy as xp_cupy
+
+        self._cupy = cupy
+        self._set_tf32(tf32)
+        super().__init__(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}", tf32=tf32)
+
+    def _set_tf32(self, tf32: bool) -> None:
+        # CuPy reads CUPY_TF32 once; set the float32 GEMM compute type explicitly so
+        # that TF32 stays off unless asked for, whatever the environment says.
+        try:
+            from cupy._core import _routines_linalg as linalg
+
+            kind = linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT
+            linalg.set_compute_type(np.float32, kind)
+        except Exception as exc:  # private API: fail loudly only when TF32 was asked for
+            if tf32:
+                raise BackendUnavailable(
+                    f"this CuPy version offers no way to enable TF32 ({_first_line(exc)})"
+                ) from exc
+
+    @property
+    def is_gpu(self) -> bool:
+        return True
+
+    def is_native(self, x: Any) -> bool:
+        return isinstance(x, self._cupy.ndarray)
+
+    def _from_host(self, host: np.ndarray) -> Any:
+        with self.activate():
+            return self._cupy.asarray(host)
+
+    def _to_own_device(self, x: Any) -> Any:
+        if x.device.id == self.device.id:
+            return x
+        with self.activate():
+            return self._cupy.asarray(x)  # peer copy
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return self._cupy.asnumpy(x)
+
+    def synchronize(self) -> None:
+        self.device.synchronize()
+
+    def activate(self):
+        # A fresh Device object per use: CuPy arrays must be used with their GPU current.
+        return self._cupy.cuda.Device(self.device.id)
+
+    def describe(self) -> dict:
+        cupy = self._cupy
+        props = cupy.cuda.runtime.getDeviceProperties(self.device.id)
+        name = props["name"]
+        free, total = self.device.mem_info
+        return {
+            "backend": self.name,
+            "device": self.label,
+            "version": cupy.__version__,
+            "device_name": name.decode() if isinstance(name, bytes) else str(name),
+            "memory_gib": round(total / 2**30, 1),
+            "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(),
+        }

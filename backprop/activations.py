@@ -1,0 +1,153 @@
+"""Activation layers, each stable for |x| up to 1e4 (no overflow, no NaN).
+
+Every activation is a parameter-free :class:`~backprop.layers.Layer`; its
+``backward`` multiplies the incoming gradient by the derivative, using the saved
+output where that is cheaper than the input (sigmoid, tanh, softmax).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .layers import Array, Backward, Layer
+
+
+def sigmoid(xp: Any, X: Array) -> Array:
+    """1 / (1 + exp(-x)) without overflow: exp is only ever taken of -|x|."""
+    E = xp.exp(-xp.abs(X))
+    return xp.where(X >= 0, 1.0 / (1.0 + E), E / (1.0 + E))
+
+
+def softplus(xp: Any, X: Array) -> Array:
+    """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), exact and overflow-free."""
+    return xp.maximum(X, 0.0) + xp.log1p(xp.exp(-xp.abs(X)))
+
+
+def softmax(xp: Any, X: Array) -> Array:
+    """Row-wise softmax; subtracting the row maximum keeps exp below 1."""
+    E = xp.exp(X - xp.max(X, axis=1, keepdims=True))
+    return E / xp.sum(E, axis=1, keepdims=True)
+
+
+def log_softmax(xp: Any, X: Array) -> Array:
+    """Row-wise log-softmax through log-sum-exp: exact even where softmax underflows to 0."""
+    shifted = X - xp.max(X, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+class Activation(Layer):
+    """Base of the elementwise activations. ``rectifier`` asks for He initialization."""
+
+    name = "?"
+    rectifier = False
+
+    def __init__(self) -> None:
+        super().__init__()
+
+
+class Identity(Activation):
+    """y = x (a linear output for regression)."""
+
+    name = "identity"
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        return X, lambda dY: dY
+
+
+class Sigmoid(Activation):
+    """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
+
+    name = "sigmoid"
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        Y = sigmoid(self._ns(X), X)
+        return Y, lambda dY: dY * (Y * (1.0 - Y))
+
+
+class Tanh(Activation):
+    """y = tanh(x); dy/dx = 1 - y^2."""
+
+    name = "tanh"
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        Y = self._ns(X).tanh(X)
+        return Y, lambda dY: dY * (1.0 - Y * Y)
+
+
+class ReLU(Activation):
+    """y = max(x, 0); the derivative at 0 is taken as 0."""
+
+    name = "relu"
+    rectifier = True
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp = self._ns(X)
+        return xp.maximum(X, 0.0), lambda dY: xp.where(X > 0, dY, 0.0)
+
+
+class LeakyReLU(Activation):
+    """y = x for x > 0, alpha * x otherwise."""
+
+    name = "leaky_relu"
+    rectifier = True
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = float(alpha)
+
+    def config(self) -> dict:
+        return {"alpha": self.alpha}
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp, alpha = self._ns(X), self.alpha
+        Y = xp.where(X > 0, X, alpha * X)
+        return Y, lambda dY: xp.where(X > 0, dY, alpha * dY)
+
+
+class Softplus(Activation):
+    """y = log(1 + exp(x)), a smooth ReLU; dy/dx = sigmoid(x)."""
+
+    name = "softplus"
+    rectifier = True
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp = self._ns(X)
+        return softplus(xp, X), lambda dY: dY * sigmoid(xp, X)
+
+
+class Softmax(Activation):
+    """Row-wise softmax over the last axis, for a classifier's output.
+
+    With cross-entropy the model skips this layer's backward and uses the fused
+    gradient (probabilities - targets) instead; this backward serves other losses.
+    Shapes: (N, K) -> (N, K).
+    """
+
+    name = "softmax"
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp = self._ns(X)
+        Y = softmax(xp, X)
+        # Jacobian-vector product: dX_i = y_i (dY_i - sum_j dY_j y_j).
+        return Y, lambda dY: Y * (dY - xp.sum(dY * Y, axis=1, keepdims=True))
+
+
+ACTIVATIONS: dict[str, type[Activation]] = {
+    cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Softplus, Softmax)
+}
+ACTIVATIONS["linear"] = Identity
+
+
+def get(name: str | Activation) -> Activation:
+    """An activation layer from its name (``"relu"``, ``"tanh"``...) or the layer itself."""
+    if isinstance(name, Activation):
+        return name
+    key = str(name).lower().replace("-", "_")
+    if key == "leakyrelu":
+        key = "leaky_relu"
+    try:
+        return ACTIVATIONS[key]()
+    except KeyError:
+        raise ValueError(
+            f"unknown activation {name!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
+        ) from None

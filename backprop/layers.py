@@ -1,0 +1,164 @@
+"""Layers: ``forward(X, *, train) -> (Y, backward)``, with ``backward(dY) -> dX``.
+
+A layer keeps no forward values on itself: the ``backward`` closure holds exactly
+what it needs (the Thinc pattern), so two forward passes never clobber each other.
+``backward`` *assigns* the layer's parameter gradients to ``layer.grads`` (no
+accumulation, hence no zero-grad step) and never mutates ``X`` or ``dY``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import initializers
+
+Array = Any
+Backward = Callable[[Array], Array]
+
+
+class Layer:
+    """Base class. Subclasses with parameters fill ``params`` in :meth:`build`."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
+        self.backend: Any = None  # set by build()
+        self.xp: Any = None  # set by build(); otherwise taken from the input
+
+    def _ns(self, X: Array) -> Any:
+        return self.xp if self.xp is not None else array_namespace(X)
+
+    def build(self, backend: Any, dtype: Any, rng: Any, *, next_layer: Layer | None = None) -> None:
+        """Create the parameters on ``backend`` in ``dtype``, drawing from ``rng``."""
+        self.backend = backend
+        self.xp = backend.xp
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        """Return the output and a closure mapping dL/dY to dL/dX.
+
+        ``input_grad=False`` lets the first layer skip computing dX nobody uses
+        (its ``backward`` then returns ``None``).
+        """
+        raise NotImplementedError
+
+    def __call__(self, X: Array) -> Array:
+        return self.forward(X, train=False)[0]
+
+    def output_width(self, input_width: int) -> int:
+        """Number of output features for ``input_width`` input features."""
+        return input_width
+
+    def config(self) -> dict:
+        """The constructor arguments, for saving the architecture."""
+        return {}
+
+    def cast(self, backend: Any, dtype: Any) -> Layer:
+        """A copy whose parameters live on ``backend`` in ``dtype`` (gradients dropped)."""
+        new = copy.copy(self)
+        new.backend, new.xp = backend, backend.xp
+        new.params = {k: backend.asarray(v, dtype, copy=True) for k, v in self.params.items()}
+        new.grads = {}
+        return new
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """Fully connected layer ``Y = X @ W + b``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Widths of the input and output.
+    init : str or callable
+        Weight initializer (see :mod:`backprop.initializers`); ``"auto"`` picks He
+        for a following ReLU-family activation and Glorot otherwise.
+    bias : float or str
+        Constant the biases start at (0 by default; a small positive value keeps
+        ReLU units alive at the start), or ``"textbook"`` for U(-0.5, 0.5) like
+        the weights (the classic XOR example treats biases as weights on a
+        constant input).
+
+    Shapes: ``X`` (N, in_features) -> ``Y`` (N, out_features); ``W`` (in, out),
+    ``b`` (out,).
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, init: str | Callable = "auto",
+                 bias: float | str = 0.0) -> None:
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Dense {name} must be a positive integer, got {value!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.init = init
+        if isinstance(bias, str):
+            if bias not in ("textbook", "uniform"):
+                raise ValueError(f"bias must be a number or 'textbook', got {bias!r}")
+            self.bias: float | str = "textbook"
+        else:
+            self.bias = float(bias)
+
+    def config(self) -> dict:
+        init = self.init if isinstance(self.init, str) else getattr(self.init, "__name__", "custom")
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "init": init, "bias": self.bias}
+
+    def output_width(self, input_width: int) -> int:
+        if input_width != self.in_features:
+            raise ValueError(
+                f"a Dense layer expecting {self.in_features} inputs follows one giving "
+                f"{input_width}: make each layer's in_features equal the previous out_features"
+            )
+        return self.out_features
+
+    def build(self, backend: Any, dtype: Any, rng: Any, *, next_layer: Layer | None = None) -> None:
+        super().build(backend, dtype, rng)
+        init = self.init
+        if init == "auto":
+            init = "he_uniform" if getattr(next_layer, "rectifier", False) else "glorot_uniform"
+        draw = initializers.get(init)
+        shape = (self.in_features, self.out_features)
+        W = draw(rng, shape, self.in_features, self.out_features)
+        if self.bias == "textbook":
+            b = initializers.textbook_uniform(rng, (self.out_features,), self.in_features, self.out_features)
+        else:
+            b = [self.bias] * self.out_features
+        self.params = {"W": backend.asarray(W, dtype), "b": backend.asarray(b, dtype)}
+        self.grads = {}
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp = self._ns(X)
+        W, b = self.params["W"], self.params["b"]
+        if X.dtype != W.dtype:  # NumPy would silently promote float32 weights to float64
+            raise TypeError(f"Dense got {X.dtype} input but holds {W.dtype} weights: cast the input")
+        Y = X @ W + b
+
+        def backward(dY: Array) -> Array:
+            self.grads["W"] = X.T @ dY
+            self.grads["b"] = xp.sum(dY, axis=0)
+            return dY @ W.T if input_grad else None
+
+        return Y, backward
+
+
+def chain(layers: list[Layer], X: Array, *, train: bool = False,
+          input_grad: bool = True) -> tuple[Array, Backward]:
+    """Run ``layers`` in order; the returned closure replays their backwards in reverse."""
+    callbacks = []
+    for i, layer in enumerate(layers):
+        X, backward = layer.forward(X, train=train, input_grad=input_grad or i > 0)
+        callbacks.append(backward)
+
+    def backward(dY: Array) -> Array:
+        for callback in reversed(callbacks):
+            dY = callback(dY)
+        return dY
+
+    return X, backward

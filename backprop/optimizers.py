@@ -1,0 +1,242 @@
+"""Optimizers: update parameters in place from their gradients.
+
+``step(params, grads)`` takes two equal-length lists of arrays. State is created
+lazily with ``xp.zeros_like`` on the parameters' device. Hyperparameters stay
+Python floats: a NumPy scalar would silently turn a CuPy or float32 update into
+something else.
+
+Weight decay applies to weight matrices only (``ndim >= 2``), not to biases:
+decaying biases only pulls the model towards predicting zero.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from array_api_compat import array_namespace
+
+from . import schedules
+
+Array = Any
+
+
+class Optimizer:
+    """Base class.
+
+    Parameters
+    ----------
+    lr : float
+        Base learning rate.
+    weight_decay : float
+        L2 penalty coefficient: adds ``weight_decay * W`` to each weight matrix's
+        gradient (AdamW instead decays the weights directly).
+    schedule : str or Schedule
+        How the rate changes per epoch (see :mod:`backprop.schedules`).
+    """
+
+    name = "?"
+    default_lr = 0.01
+    coupled_decay = True  # L2 added to the gradient; AdamW decays the weights instead
+
+    def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0,
+                 schedule: str | schedules.Schedule | None = None) -> None:
+        lr = self.default_lr if lr is None else lr
+        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+            raise ValueError(f"learning rate must be a positive number, got {lr!r}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        self.base_lr = float(lr)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.schedule = schedules.get(schedule)
+        self.t = 0  # steps taken
+        self.state: list[dict[str, Array]] = []
+
+    def set_epoch(self, epoch: int, epochs: int) -> float:
+        """Set the learning rate for ``epoch`` (0-based) of ``epochs``; returns it."""
+        self.lr = float(self.schedule(self.base_lr, epoch, epochs))
+        return self.lr
+
+    def step(self, params: list[Array], grads: list[Array]) -> None:
+        """Update every parameter in place from its gradient."""
+        if len(params) != len(grads):
+            raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
+        if not params:
+            return
+        if not self.state:
+            self.state = [self._init_state(array_namespace(p), p) for p in params]
+        self.t += 1
+        xp = array_namespace(params[0])
+        for p, g, s in zip(params, grads, self.state):
+            if self.weight_decay and p.ndim >= 2 and self.coupled_decay:
+                g = g + self.weight_decay * p
+            self._update(xp, p, g, s)
+
+    def _init_state(self, xp: Any, p: Array) -> dict[str, Array]:
+        return {}
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict[str, Array]) -> None:
+        raise NotImplementedError
+
+    def config(self) -> dict:
+        return {"lr": self.base_lr, "weight_decay": self.weight_decay,
+                "schedule": self.schedule.name}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class GradientDescent(Optimizer):
+    """Plain gradient descent: p -= lr * g."""
+
+    name = "gd"
+    default_lr = 0.1
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
+        p -= self.lr * g
+
+
+class SGD(Optimizer):
+    """SGD with momentum, PyTorch's form: v = mu v + g; p -= lr v.
+
+    With ``nesterov=True``: p -= lr (g + mu v), the look-ahead gradient
+    (Sutskever et al. 2013). Keeping ``lr`` outside the velocity means a schedule's
+    new rate takes effect at once instead of after the velocity decays.
+    """
+
+    name = "sgd"
+    default_lr = 0.01
+
+    def __init__(self, lr: float | None = None, momentum: float = 0.9, *, nesterov: bool = False,
+                 **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if nesterov and momentum == 0.0:
+            raise ValueError("Nesterov momentum needs momentum > 0")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def config(self) -> dict:
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def _init_state(self, xp: Any, p: Array) -> dict:
+        return {"v": xp.zeros_like(p)} if self.momentum else {}
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
+        if not self.momentum:
+            p -= self.lr * g
+            return
+        v = s["v"]
+        v *= self.momentum
+        v += g
+        if self.nesterov:
+            p -= self.lr * (g + self.momentum * v)
+        else:
+            p -= self.lr * v
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton): s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)."""
+
+    name = "rmsprop"
+    default_lr = 0.001
+
+    def __init__(self, lr: float | None = None, rho: float = 0.9, eps: float = 1e-8,
+                 **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        if not 0.0 < rho < 1.0:
+            raise ValueError(f"rho must be in (0, 1), got {rho!r}")
+        self.rho, self.eps = float(rho), float(eps)
+
+    def config(self) -> dict:
+        return {**super().config(), "rho": self.rho, "eps": self.eps}
+
+    def _init_state(self, xp: Any, p: Array) -> dict:
+        return {"s": xp.zeros_like(p)}
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
+        sq = s["s"]
+        sq *= self.rho
+        sq += (1.0 - self.rho) * (g * g)
+        p -= self.lr * g / (xp.sqrt(sq) + self.eps)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction, in PyTorch's arrangement:
+    p -= (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps)."""
+
+    name = "adam"
+    default_lr = 0.001
+
+    def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError("Adam needs 0 <= beta1, beta2 < 1")
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def config(self) -> dict:
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def _init_state(self, xp: Any, p: Array) -> dict:
+        return {"m": xp.zeros_like(p), "v": xp.zeros_like(p)}
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
+        b1, b2 = self.beta1, self.beta2
+        m, v = s["m"], s["v"]
+        m *= b1
+        m += (1.0 - b1) * g
+        v *= b2
+        v += (1.0 - b2) * (g * g)
+        step = self.lr / (1.0 - b1**self.t)
+        root_bc2 = math.sqrt(1.0 - b2**self.t)
+        p -= step * m / (xp.sqrt(v) / root_bc2 + self.eps)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019):
+    W -= lr * weight_decay * W before the Adam step, for weight matrices."""
+
+    name = "adamw"
+    coupled_decay = False
+
+    def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
+                 eps: float = 1e-8, *, weight_decay: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay=weight_decay, **kwargs)
+
+    def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
+        if self.weight_decay and p.ndim >= 2:
+            p *= 1.0 - self.lr * self.weight_decay
+        super()._update(xp, p, g, s)
+
+
+def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> Optimizer:
+    """An optimizer from its name, or the optimizer itself.
+
+    Names: ``gd``, ``sgd`` (no momentum), ``momentum``, ``nesterov``, ``rmsprop``,
+    ``adam``, ``adamw``. ``kwargs`` go to the constructor (``weight_decay``,
+    ``schedule``, ``momentum``...).
+    """
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    key = str(optimizer).lower()
+    if key == "gd":
+        return GradientDescent(lr, **kwargs)
+    if key == "sgd":
+        kwargs.setdefault("momentum", 0.0)
+        return SGD(lr, **kwargs)
+    if key == "momentum":
+        return SGD(lr, **kwargs)
+    if key == "nesterov":
+        return SGD(lr, nesterov=True, **kwargs)
+    if key == "rmsprop":
+        return RMSprop(lr, **kwargs)
+    if key == "adam":
+        return Adam(lr, **kwargs)
+    if key == "adamw":
+        return AdamW(lr, **kwargs)
+    raise ValueError(
+        f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw"
+    )

@@ -1,0 +1,287 @@
+"""The training loop: epochs of mini-batches cut on the device.
+
+The data is moved to the device once. Each epoch draws one permutation on the
+host (a single small copy), gathers the shuffled data on the device, and slices
+batches from it: no per-step host copies. Losses and correct counts accumulate
+as 0-d device arrays; the loop synchronizes with the device once per epoch,
+when it reports.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import losses, optimizers
+from .layers import chain
+from .targets import as_inputs, as_targets, check_fraction, resolve_auto_loss
+
+Array = Any
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or infinite; the model holds the last finite weights."""
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved for ``patience`` epochs.
+
+    The best weights are restored at the end of training (``restore_best``).
+    An improvement is a drop of more than ``min_delta``.
+    """
+
+    patience: int = 10
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"early stopping patience must be >= 1, got {self.patience}")
+
+
+class History:
+    """Per-epoch records of a fit.
+
+    ``history.records`` is a list of dicts with keys ``epoch`` (1-based, counting
+    across fits), ``train_loss``, ``val_loss``, ``train_accuracy``,
+    ``val_accuracy`` (classifiers; val keys only with validation data), ``lr``,
+    ``seconds`` and ``samples_per_s``. ``history["val_loss"]`` is one key's list.
+    """
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.stopped_early = False
+        self.best_epoch: int | None = None
+
+    def __getitem__(self, key: str) -> list:
+        return [r.get(key) for r in self.records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def history(self) -> dict[str, list]:
+        """Keras-style dict of lists."""
+        keys = dict.fromkeys(k for r in self.records for k in r)
+        return {k: self[k] for k in keys}
+
+    def __repr__(self) -> str:
+        last = self.records[-1] if self.records else {}
+        return f"<History {len(self)} epochs, last={last}>"
+
+
+def _correct(loss: losses.Loss, Z: Array, T: Array, labels: Array | None, xp: Any) -> Array | None:
+    """Number of right predictions in a batch (0-d device array), from logits ``Z``."""
+    if loss.name == "ce":
+        return xp.count_nonzero(xp.argmax(Z, axis=1) == labels)
+    if loss.name == "bce":
+        return xp.count_nonzero((Z > 0) == (T > 0.5))
+    return None
+
+
+def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
+    # Stops clipped to n: the standard leaves out-of-bounds slices unspecified.
+    return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: losses.Loss,
+                    batch_size: int, regression_metrics: bool = False) -> dict[str, float]:
+    """Loss and metrics of ``model`` on device arrays; one synchronisation at the end."""
+    xp = model.xp
+    body = model._body(loss)
+    n = X.shape[0]
+    total = correct = abs_err = sq_err = None
+    for start, stop in _batches(n, batch_size):
+        Z, _ = chain(body, X[start:stop, ...], input_grad=False)
+        T_b = T[start:stop, ...]
+        value, _ = loss.forward(Z, T_b)
+        weight = (stop - start) if loss.reduction == "mean" else 1
+        total = value * weight if total is None else total + value * weight
+        hits = _correct(loss, Z, T_b, None if labels is None else labels[start:stop], xp)
+        if hits is not None:
+            correct = hits if correct is None else correct + hits
+        if regression_metrics and not loss.classification:
+            D = Z - T_b
+            a, s = xp.sum(xp.abs(D), axis=0), xp.sum(D * D, axis=0)
+            abs_err = a if abs_err is None else abs_err + a
+            sq_err = s if sq_err is None else sq_err + s
+    out = {"loss": float(total) / (n if loss.reduction == "mean" else 1)}
+    if correct is not None:
+        out["accuracy"] = float(correct) / (n * (T.shape[1] if loss.name == "bce" else 1))
+    if abs_err is not None:
+        out["mae"] = float(xp.mean(abs_err)) / n
+        # R^2 per output, averaged (scikit-learn's uniform_average).
+        spread = xp.sum((T - xp.mean(T, axis=0)) ** 2, axis=0)
+        r2 = 1.0 - sq_err / xp.where(spread > 0, spread, 1.0)
+        out["r2"] = float(xp.mean(r2))
+    return out
+
+
+def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float):
+    """A seeded random split into (train, validation) parts, on the device."""
+    xp, n = model.xp, X.shape[0]
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(
+            f"validation_split={fraction} of {n} samples leaves no validation or no training data"
+        )
+    order = model.backend.asarray(model.backend.rng(model.seed, stream=2).permutation(n))
+    parts = []
+    for idx in (order[n_val:], order[:n_val]):
+        parts.append((xp.take(X, idx, axis=0), xp.take(T, idx, axis=0),
+                      None if labels is None else xp.take(labels, idx, axis=0)))
+    return parts
+
+
+def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
+        optimizer: str | optimizers.Optimizer | None = None, lr: float | None = None,
+        epochs: int = 10, batch_size: int | str | None = 32, shuffle: bool = True,
+        validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
+        early_stopping: int | EarlyStopping | None = None, weight_decay: float = 0.0,
+        schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = ()) -> History:
+    """Train ``model`` on ``X`` (N, n_inputs) and targets ``y``.
+
+    Parameters
+    ----------
+    loss : ``"auto"``, ``"mse"``, ``"sse"``, ``"bce"``, ``"ce"`` or a Loss
+        ``"auto"`` picks cross-entropy for integer labels (BCE with one output)
+        and MSE for real-valued targets.
+    optimizer : name or Optimizer
+        ``gd``, ``sgd``, ``momentum``, ``nesterov``, ``rmsprop``, ``adam`` (default
+        for a new model), ``adamw``; an Optimizer instance is used as is. A later
+        ``fit`` with no optimizer continues with the previous one and its state.
+    lr, weight_decay, schedule
+        For an optimizer given by name (see :mod:`backprop.optimizers`).
+    epochs : int
+        Epochs to run in this call.
+    batch_size : int, ``"full"`` or None
+        Mini-batch size; ``"full"``/None is full-batch gradient descent.
+    shuffle : bool
+        Reshuffle the data every epoch (from the model's seed).
+    validation_split : float
+        Fraction of the data held out at random (seeded) for validation.
+    validation_data : (X_val, y_val)
+        Explicit validation data (overrides ``validation_split``).
+    early_stopping : int or EarlyStopping
+        Patience in epochs; stops when the validation loss stops improving and
+        restores the best weights.
+    callbacks : callables ``f(record, model)``
+        Called after every epoch with that epoch's record; returning True stops.
+
+    Returns
+    -------
+    History
+    """
+    backend, xp, dtype = model.backend, model.xp, model.dtype
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    validation_split = check_fraction(validation_split, "validation_split")
+    if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
+        early_stopping = EarlyStopping(patience=early_stopping)
+    if early_stopping is not None and not validation_split and validation_data is None:
+        raise ValueError("early stopping watches the validation loss: pass validation_split or validation_data")
+
+    with backend.activate():
+        Xd = as_inputs(backend, dtype, X, model.n_inputs)
+        loss_obj = losses.get(resolve_auto_loss(backend, y, model.n_outputs) if loss == "auto" else loss)
+        T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv = as_inputs(backend, dtype, validation_data[0], model.n_inputs, "X_val")
+            Tv, labels_v = as_targets(backend, dtype, validation_data[1], loss_obj, model.n_outputs,
+                                      Xv.shape[0], "y_val")
+            val = (Xv, Tv, labels_v)
+        elif validation_split:
+            (Xd, T, labels), val = _split(model, Xd, T, labels, validation_split)
+        else:
+            val = None
+
+        if optimizer is None and model.optimizer is not None and lr is None:
+            opt = model.optimizer
+        else:
+            if isinstance(optimizer, optimizers.Optimizer) and (lr is not None or weight_decay or schedule):
+                raise ValueError("lr, weight_decay and schedule go to the optimizer's constructor")
+            extra = {"weight_decay": weight_decay, "schedule": schedule}
+            opt = optimizers.get(optimizer or "adam", lr, **extra)
+        model.optimizer, model.loss = opt, loss_obj
+
+        n = Xd.shape[0]
+        if batch_size in (None, "full"):
+            batch_size = n
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
+        batch_size = min(batch_size, n)
+        spans = _batches(n, batch_size)
+        body = model._body(loss_obj)
+        history = model.history if model.history is not None else History()
+        model.history = history
+        first_epoch, planned = model.epoch, model.epoch + epochs
+        best = math.inf
+        best_params = None
+        waited = 0
+
+        for epoch in range(first_epoch, planned):
+            started = time.perf_counter()
+            lr_now = opt.set_epoch(epoch, planned)
+            safe = [xp.asarray(p, copy=True) for p in model._param_list()]  # for a divergence
+            if shuffle and len(spans) > 1:
+                order = backend.asarray(model.shuffle_rng.permutation(n))
+                Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)
+                Le = None if labels is None else xp.take(labels, order, axis=0)
+            else:
+                Xe, Te, Le = Xd, T, labels
+            total = correct = None
+            for start, stop in spans:
+                T_b = Te[start:stop, ...]
+                value, Z = model._train_step(Xe[start:stop, ...], T_b, body, loss_obj)
+                weight = (stop - start) if loss_obj.reduction == "mean" else 1
+                total = value * weight if total is None else total + value * weight
+                hits = _correct(loss_obj, Z, T_b, None if Le is None else Le[start:stop], xp)
+                if hits is not None:
+                    correct = hits if correct is None else correct + hits
+
+            # The one synchronisation of the epoch.
+            record: dict[str, Any] = {"epoch": epoch + 1}
+            record["train_loss"] = float(total) / (n if loss_obj.reduction == "mean" else 1)
+            if not math.isfinite(record["train_loss"]):
+                for p, keep in zip(model._param_list(), safe):
+                    p[...] = keep
+                raise TrainingDiverged(
+                    f"the training loss became {record['train_loss']} in epoch {epoch + 1}: lower "
+                    f"the learning rate (now {lr_now:g}) or standardize the inputs; the model "
+                    "keeps the weights from before that epoch"
+                )
+            if correct is not None:
+                record["train_accuracy"] = float(correct) / (n * (T.shape[1] if loss_obj.name == "bce" else 1))
+            if val is not None:
+                scores = evaluate_arrays(model, *val, loss_obj, max(batch_size, 1024))
+                record["val_loss"] = scores["loss"]
+                if "accuracy" in scores:
+                    record["val_accuracy"] = scores["accuracy"]
+            seconds = time.perf_counter() - started
+            record.update(lr=lr_now, seconds=seconds, samples_per_s=n / seconds if seconds > 0 else math.inf)
+            history.records.append(record)
+            model.epoch = epoch + 1
+
+            stop_now = any(callback(record, model) is True for callback in callbacks)
+            if early_stopping is not None:
+                if record["val_loss"] < best - early_stopping.min_delta:
+                    best, waited, history.best_epoch = record["val_loss"], 0, epoch + 1
+                    if early_stopping.restore_best:
+                        best_params = [xp.asarray(p, copy=True) for p in model._param_list()]
+                else:
+                    waited += 1
+                    if waited >= early_stopping.patience:
+                        history.stopped_early = stop_now = True
+            if stop_now:
+                break
+
+        if best_params is not None:
+            for p, keep in zip(model._param_list(), best_params):
+                p[...] = keep
+    return history
