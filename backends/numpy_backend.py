@@ -18,7 +18,8 @@ class NumpyBackend(Backend):
         super().__init__(xp_numpy, "cpu", "cpu")
 
     def is_native(self, x: Any) -> bool:
-        return isinstance(x, np.ndarray)
+        # NumPy reductions return scalars (np.float32...), its stand-in for 0-d arrays.
+        return isinstance(x, (np.ndarray, np.generic))
 
     def _from_host(self, host: np.ndarray) -> np.ndarray:
         return host

@@ -112,7 +112,12 @@ def available_backends() -> list[dict]:
         row: dict[str, Any] = {"name": name, "spec": spec}
         row["installed"] = importlib.util.find_spec(module) is not None
         if not row["installed"]:
-            row.update(usable=False, reason=f"{module} is not installed")
+            hints = {
+                "cupy": "CuPy is not installed: pip install 'backprop[cuda12]' or 'backprop[cuda13]'",
+                "torch": "PyTorch is not installed (optional): pip install torch",
+                "array_api_strict": "array-api-strict is not installed (tests): pip install array-api-strict",
+            }
+            row.update(usable=False, reason=hints.get(module, f"{module} is not installed"))
         else:
             try:
                 row.update(get_backend(spec).describe(), usable=True, reason=None)

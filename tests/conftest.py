@@ -1,0 +1,58 @@
+"""One ``backend`` fixture over every backend usable here.
+
+NumPy always; array-api-strict on a non-default device (catches a forgotten
+``device=`` and anything outside the standard); PyTorch when installed; CuPy
+when a GPU is present. Unusable ones are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import array_api_compat
+import numpy as np
+import pytest
+
+from backends import BackendUnavailable, dtype_name, get_backend
+
+ALL_SPECS = ["cpu", "strict", "torch", "cuda"]
+OTHER_SPECS = ["strict", "torch", "cuda"]  # compared against NumPy
+
+
+def load(spec: str):
+    try:
+        return get_backend(spec)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{spec}: {exc}")
+
+
+@pytest.fixture(params=ALL_SPECS)
+def backend(request):
+    """Every usable backend, NumPy included."""
+    return load(request.param)
+
+
+@pytest.fixture(params=OTHER_SPECS)
+def other_backend(request):
+    """Every usable backend other than NumPy, to compare against NumPy."""
+    return load(request.param)
+
+
+@pytest.fixture
+def numpy_backend():
+    return get_backend("cpu")
+
+
+def assert_belongs(x, backend, dtype=None, shape=None):
+    """``x`` is an array of ``backend``'s namespace, on its device, in ``dtype``."""
+    assert backend.is_native(x), f"{type(x).__name__} is not a {backend.name} array"
+    assert array_api_compat.array_namespace(x) is backend.xp
+    assert array_api_compat.device(x) == backend.device, f"{array_api_compat.device(x)} != {backend.device}"
+    if dtype is not None:
+        assert dtype_name(x.dtype) == dtype, f"dtype {x.dtype}, expected {dtype}"
+    if shape is not None:
+        assert tuple(x.shape) == tuple(shape)
+
+
+def to_np(x):
+    from backends import to_numpy_any
+
+    return np.asarray(to_numpy_any(x))
