@@ -111,6 +111,10 @@ class Backend:
         """A context in which this backend's device is the current one."""
         return contextlib.nullcontext()
 
+    def quiet_overflow(self) -> contextlib.AbstractContextManager:
+        """A context that silences overflow warnings (NumPy's); the caller checks results."""
+        return contextlib.nullcontext()
+
     # -- randomness --------------------------------------------------------------
     def rng(self, seed: int, stream: int = 0) -> HostRNG:
         """A seeded host generator; draws are moved with :meth:`asarray`."""

@@ -24,6 +24,9 @@ class NumpyBackend(Backend):
     def _from_host(self, host: np.ndarray) -> np.ndarray:
         return host
 
+    def quiet_overflow(self):
+        return np.errstate(over="ignore", invalid="ignore", divide="ignore")
+
     def describe(self) -> dict:
         return {
             "backend": self.name,

@@ -185,7 +185,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     if early_stopping is not None and not validation_split and validation_data is None:
         raise ValueError("early stopping watches the validation loss: pass validation_split or validation_data")
 
-    with backend.activate():
+    # Overflow warnings are silenced: a diverging run is reported once, in one line, below.
+    with backend.activate(), backend.quiet_overflow():
         Xd = as_inputs(backend, dtype, X, model.n_inputs)
         loss_obj = losses.get(resolve_auto_loss(backend, y, model.n_outputs) if loss == "auto" else loss)
         T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
