@@ -43,7 +43,8 @@ def probe_cupy(index: int = 0) -> tuple[Any, str | None]:
     if count == 0:
         return cupy, "CuPy is installed but no CUDA GPU is visible: check nvidia-smi and CUDA_VISIBLE_DEVICES"
     if index >= count:
-        return cupy, f"cuda:{index} asked for, but only {count} GPU(s) are visible: use cuda:0..cuda:{count - 1}"
+        return cupy, (f"cuda:{index} asked for, but only {count} GPU(s) are visible: "
+                      f"use cuda:0..cuda:{count - 1}")
     try:
         with cupy.cuda.Device(index):
             # An elementwise kernel and a reduction: needs NVRTC and the CUDA libraries.

@@ -146,7 +146,8 @@ class Sequential:
         self.optimizer.step(self._param_list(), self._grad_list())
         return value, Z
 
-    def loss_and_gradients(self, X: Any, y: Any, loss: str | losses.Loss | None = None) -> tuple[float, dict[str, Array]]:
+    def loss_and_gradients(self, X: Any, y: Any,
+                           loss: str | losses.Loss | None = None) -> tuple[float, dict[str, Array]]:
         """The loss on one batch and the gradients of every parameter (no update).
 
         Parameters

@@ -183,7 +183,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
         early_stopping = EarlyStopping(patience=early_stopping)
     if early_stopping is not None and not validation_split and validation_data is None:
-        raise ValueError("early stopping watches the validation loss: pass validation_split or validation_data")
+        raise ValueError(
+            "early stopping watches the validation loss: pass validation_split or validation_data")
 
     # Overflow warnings are silenced: a diverging run is reported once, in one line, below.
     with backend.activate(), backend.quiet_overflow():
@@ -258,7 +259,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                     "keeps the weights from before that epoch"
                 )
             if correct is not None:
-                record["train_accuracy"] = float(correct) / (n * (T.shape[1] if loss_obj.name == "bce" else 1))
+                per_sample = T.shape[1] if loss_obj.name == "bce" else 1  # BCE: every output is a label
+                record["train_accuracy"] = float(correct) / (n * per_sample)
             if val is not None:
                 scores = evaluate_arrays(model, *val, loss_obj, max(batch_size, 1024))
                 record["val_loss"] = scores["loss"]

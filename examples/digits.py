@@ -23,7 +23,8 @@ def main() -> None:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
-        raise SystemExit("this example needs scikit-learn for its bundled digits: pip install '.[examples]'")
+        raise SystemExit("this example needs scikit-learn (its bundled digits): "
+                         "pip install -e '.[examples]'") from None
 
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
@@ -32,7 +33,7 @@ def main() -> None:
         model = bp.mlp([64, 128, 10], activation="relu", output="softmax", device=args.device,
                        seed=args.seed)
     except (bp.BackendUnavailable, ValueError) as exc:
-        raise SystemExit(f"error: {exc}")
+        raise SystemExit(f"error: {exc}") from None
     print(f"{model.backend.label}: {model.n_params} parameters, {len(X_train)} training digits")
 
     def report(record, _model):
