@@ -11,6 +11,8 @@ from array_api_compat import is_array_api_obj
 from .rng import HostRNG
 
 FLOAT_DTYPES = ("float32", "float64")
+_NOT_NUMBERS = ("expected numbers but got {dtype} data: convert it to floats, and encode class "
+                "labels as integers 0..K-1")
 
 
 class BackendUnavailable(RuntimeError):
@@ -76,26 +78,42 @@ class Backend:
         Host data is converted to ``dtype`` on the host before the copy, so every
         backend receives the same bits (and half the bytes for float32). With
         ``copy=True`` the result never shares memory with ``data``.
+
+        Raises
+        ------
+        TypeError
+            The data is not numbers (strings, objects): say how to encode it.
         """
         if self.is_native(data):
+            if not self._is_numeric(data):
+                raise TypeError(_NOT_NUMBERS.format(dtype=data.dtype))
             x = self._to_own_device(data)
             if dtype is not None and x.dtype != self.dtype(dtype):
                 x = self.xp.astype(x, self.dtype(dtype))
             if copy and x is data:
                 x = self.xp.asarray(x, copy=True)
             return x
-        if not isinstance(data, np.ndarray) and is_array_api_obj(data):
+        foreign = not isinstance(data, np.ndarray) and is_array_api_obj(data)
+        if foreign:
             from .registry import to_numpy_any  # another library's array
 
             host = to_numpy_any(data)
         else:
             host = np.asarray(data)
+        if host.dtype.kind not in "biuf":
+            raise TypeError(_NOT_NUMBERS.format(dtype=host.dtype))
         if dtype is not None:
             host = host.astype(dtype_name(dtype), copy=False)
         host = np.ascontiguousarray(host)
-        if copy and isinstance(data, np.ndarray) and np.may_share_memory(host, data):
-            host = host.copy()  # NumPy and torch:cpu would otherwise alias the caller's array
+        if copy and (foreign or (isinstance(data, np.ndarray) and np.may_share_memory(host, data))):
+            host = host.copy()  # NumPy and torch:cpu would otherwise alias the caller's memory
         return self._from_host(host)
+
+    def _is_numeric(self, x: Any) -> bool:
+        try:
+            return bool(self.xp.isdtype(x.dtype, ("bool", "integral", "real floating")))
+        except (TypeError, ValueError):  # NumPy strings and objects
+            return False
 
     def _to_own_device(self, x: Any) -> Any:
         return x

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -70,22 +72,22 @@ class CupyBackend(Backend):
         import array_api_compat.cupy as xp_cupy
 
         self._cupy = cupy
-        self._set_tf32(tf32)
-        super().__init__(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}", tf32=tf32)
-
-    def _set_tf32(self, tf32: bool) -> None:
-        # CuPy reads CUPY_TF32 once; set the float32 GEMM compute type explicitly so
-        # that TF32 stays off unless asked for, whatever the environment says.
+        # CuPy keeps the float32 GEMM compute type in one process-wide setting (read
+        # from CUPY_TF32 once). Each backend sets its own choice while it is active
+        # and restores the previous one after, so a tf32=True model never turns TF32
+        # on for another, and TF32 stays off unless asked for, whatever the environment.
         try:
             from cupy._core import _routines_linalg as linalg
 
-            kind = linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT
-            linalg.set_compute_type(np.float32, kind)
-        except Exception as exc:  # private API: fail loudly only when TF32 was asked for
+            self._linalg = linalg
+            self._compute_type = linalg.COMPUTE_TYPE_TF32 if tf32 else linalg.COMPUTE_TYPE_DEFAULT
+        except Exception as exc:  # a private module: fail loudly only when TF32 was asked for
             if tf32:
                 raise BackendUnavailable(
                     f"this CuPy version offers no way to enable TF32 ({_first_line(exc)})"
                 ) from exc
+            self._linalg = None
+        super().__init__(xp_cupy, cupy.cuda.Device(index), f"cuda:{index}", tf32=tf32)
 
     @property
     def is_gpu(self) -> bool:
@@ -110,9 +112,20 @@ class CupyBackend(Backend):
     def synchronize(self) -> None:
         self.device.synchronize()
 
-    def activate(self):
-        # A fresh Device object per use: CuPy arrays must be used with their GPU current.
-        return self._cupy.cuda.Device(self.device.id)
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        # CuPy runs kernels on the current GPU: make this backend's GPU current, with
+        # this backend's TF32 choice, and restore both afterwards.
+        with self._cupy.cuda.Device(self.device.id):
+            if self._linalg is None:
+                yield
+                return
+            previous = self._linalg.get_compute_type(np.float32)
+            self._linalg.set_compute_type(np.float32, self._compute_type)
+            try:
+                yield
+            finally:
+                self._linalg.set_compute_type(np.float32, previous)
 
     def describe(self) -> dict:
         cupy = self._cupy

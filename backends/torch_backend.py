@@ -5,6 +5,8 @@ Never a dependency: used when installed.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -45,9 +47,6 @@ class TorchBackend(Backend):
                     "GPU(s) are visible: pick a smaller index"
                 )
             dev = torch.device("cuda", index)
-            # TF32 stays off unless asked for: float32 must mean float32.
-            torch.backends.cuda.matmul.allow_tf32 = tf32
-            torch.backends.cudnn.allow_tf32 = tf32
         elif dev.type != "cpu":
             raise ValueError(f"unsupported torch device {device!r}: use 'torch:cpu' or 'torch:cuda'")
         label = "torch:cpu" if dev.type == "cpu" else f"torch:cuda:{dev.index}"
@@ -68,6 +67,22 @@ class TorchBackend(Backend):
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x.detach().to("cpu").numpy()
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[None]:
+        # torch's TF32 switch is process-wide: set this backend's choice (off unless
+        # asked for: float32 must mean float32) while it is active, then restore.
+        if not self.is_gpu:
+            yield
+            return
+        matmul = self._torch.backends.cuda.matmul
+        previous = matmul.allow_tf32
+        matmul.allow_tf32 = self.tf32
+        try:
+            with self._torch.cuda.device(self.device):
+                yield
+        finally:
+            matmul.allow_tf32 = previous
 
     def synchronize(self) -> None:
         if self.is_gpu:

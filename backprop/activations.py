@@ -82,7 +82,9 @@ class ReLU(Activation):
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp = self._ns(X)
-        return xp.maximum(X, 0.0), lambda dY: xp.where(X > 0, dY, 0.0)
+        # A 0/1 mask times dY: portable (bool -> float by astype) and, on NumPy,
+        # several times faster than where(X > 0, dY, 0).
+        return xp.maximum(X, 0.0), lambda dY: dY * xp.astype(X > 0, dY.dtype)
 
 
 class LeakyReLU(Activation):
@@ -101,7 +103,12 @@ class LeakyReLU(Activation):
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp, alpha = self._ns(X), self.alpha
         Y = xp.where(X > 0, X, alpha * X)
-        return Y, lambda dY: xp.where(X > 0, dY, alpha * dY)
+
+        def backward(dY: Array) -> Array:
+            slope = xp.astype(X > 0, dY.dtype) * (1.0 - alpha) + alpha  # 1 or alpha
+            return dY * slope
+
+        return Y, backward
 
 
 class Softplus(Activation):

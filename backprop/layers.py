@@ -12,9 +12,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from array_api_compat import array_namespace
 
 from . import initializers
+from .namespace import namespace_of
 
 Array = Any
 Backward = Callable[[Array], Array]
@@ -30,7 +30,7 @@ class Layer:
         self.xp: Any = None  # set by build(); otherwise taken from the input
 
     def _ns(self, X: Array) -> Any:
-        return self.xp if self.xp is not None else array_namespace(X)
+        return self.xp if self.xp is not None else namespace_of(X)
 
     def build(self, backend: Any, dtype: Any, rng: Any, *, next_layer: Layer | None = None) -> None:
         """Create the parameters on ``backend`` in ``dtype``, drawing from ``rng``."""

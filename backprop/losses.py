@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from array_api_compat import array_namespace
-
+from .namespace import namespace_of
 from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax, softplus
 
 Array = Any
@@ -65,7 +64,7 @@ class MeanSquaredError(Loss):
     name = "mse"
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
-        xp = array_namespace(Z)
+        xp = namespace_of(Z)
         D = Z - T
         scale = 2.0 / (Z.shape[0] * Z.shape[1])
         return xp.mean(D * D), D * scale
@@ -82,7 +81,7 @@ class SquaredError(Loss):
     reduction = "sum"
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
-        xp = array_namespace(Z)
+        xp = namespace_of(Z)
         D = Z - T
         return 0.5 * xp.sum(D * D), D
 
@@ -100,7 +99,7 @@ class BinaryCrossEntropy(Loss):
     classification = True
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
-        xp = array_namespace(Z)
+        xp = namespace_of(Z)
         loss = xp.mean(softplus(xp, Z) - T * Z)
         return loss, (sigmoid(xp, Z) - T) * (1.0 / (Z.shape[0] * Z.shape[1]))
 
@@ -120,7 +119,7 @@ class CrossEntropy(Loss):
     classification = True
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
-        xp = array_namespace(Z)
+        xp = namespace_of(Z)
         logp = log_softmax(xp, Z)
         n = Z.shape[0]
         loss = -xp.sum(T * logp) / n

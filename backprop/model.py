@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ from backends import Backend, dtype_name, get_backend
 
 from . import activations, losses
 from .layers import Array, Backward, Dense, Layer, chain
-from .targets import as_inputs, as_targets
+from .targets import as_inputs, as_targets, check_batch_size
 
 
 class Sequential:
@@ -51,6 +52,11 @@ class Sequential:
         for layer in self.layers:
             if not isinstance(layer, Layer):
                 raise TypeError(f"{layer!r} is not a layer: use Dense(...) or an activation name")
+            if layer.params:
+                raise ValueError(
+                    f"{layer!r} already holds the weights of another model: create new layers "
+                    "(or copy a model with model.to())"
+                )
         first = next(layer for layer in self.layers if isinstance(layer, Dense))
         self.n_inputs = first.in_features
         width = self.n_inputs
@@ -122,9 +128,11 @@ class Sequential:
     # -- forward and backward ----------------------------------------------------
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         """The whole chain as one layer: device array (N, n_inputs) -> (N, n_outputs)."""
-        return chain(self.layers, X, train=train, input_grad=input_grad)
+        with self.backend.activate():
+            return chain(self.layers, X, train=train, input_grad=input_grad)
 
     def __call__(self, X: Array) -> Array:
+        """The network's output (N, n_outputs) for a device array ``X`` (N, n_inputs)."""
         return self.forward(X)[0]
 
     def _body(self, loss: losses.Loss) -> list[Layer]:
@@ -187,7 +195,7 @@ class Sequential:
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             n = Xd.shape[0]
-            step = n if not batch_size else int(batch_size)
+            step = n if batch_size is None else check_batch_size(batch_size)
             parts = [fn(self(Xd[i:min(i + step, n), ...])) for i in range(0, n, step)]
             out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
             # NumPy in, NumPy out, whatever the device: device arrays in, device arrays out.
@@ -242,6 +250,7 @@ class Sequential:
         from .training import evaluate_arrays
 
         loss = self._resolve_loss(loss)
+        batch_size = check_batch_size(batch_size)
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
@@ -249,12 +258,14 @@ class Sequential:
 
     # -- moving ------------------------------------------------------------------
     def to(self, device: str | Backend | None = None, dtype: str | None = None) -> Sequential:
-        """A copy on another device and/or in another dtype (optimizer state not copied)."""
-        backend = self.backend if device is None else get_backend(device)
+        """A copy on another device and/or in another dtype (optimizer state not copied;
+        a later ``fit`` starts a new optimizer). The copy keeps the TF32 choice."""
+        backend = self.backend if device is None else get_backend(device, tf32=self.backend.tf32)
         dt = backend.dtype(dtype_name(self.dtype) if dtype is None else dtype)
         new = Sequential.__new__(Sequential)
         new.__dict__.update(self.__dict__)
         new.backend, new.xp, new.dtype = backend, backend.xp, dt
+        new.history = copy.deepcopy(self.history)
         with backend.activate():
             new.layers = [layer.cast(backend, dt) for layer in self.layers]
         new.optimizer = None

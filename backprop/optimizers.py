@@ -12,13 +12,25 @@ decaying biases only pulls the model towards predicting zero.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
-from array_api_compat import array_namespace
-
 from . import schedules
+from .namespace import namespace_of
 
 Array = Any
+
+
+def _positive(value: Any, name: str) -> float:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def _non_negative(value: Any, name: str) -> float:
+    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be >= 0, got {value!r}")
+    return float(value)
 
 
 class Optimizer:
@@ -41,17 +53,27 @@ class Optimizer:
 
     def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0,
                  schedule: str | schedules.Schedule | None = None) -> None:
-        lr = self.default_lr if lr is None else lr
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"learning rate must be a positive number, got {lr!r}")
-        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
-        self.base_lr = float(lr)
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
+        self.base_lr = self.lr = _positive(self.default_lr if lr is None else lr, "learning rate")
+        self.weight_decay = _non_negative(weight_decay, "weight_decay")
         self.schedule = schedules.get(schedule)
         self.t = 0  # steps taken
         self.state: list[dict[str, Array]] = []
+        self._ids: tuple[int, ...] = ()  # which arrays the state belongs to
+
+    def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
+                        schedule: Any = None) -> Optimizer:
+        """Change the rate, decay or schedule in place (the state is kept); returns self."""
+        if lr is not None:
+            self.base_lr = self.lr = _positive(lr, "learning rate")
+        if weight_decay is not None:
+            self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if schedule is not None:
+            self.schedule = schedules.get(schedule)
+        return self
+
+    def reset(self) -> None:
+        """Forget the state (moments, velocities, step count)."""
+        self.state, self.t, self._ids = [], 0, ()
 
     def set_epoch(self, epoch: int, epochs: int) -> float:
         """Set the learning rate for ``epoch`` (0-based) of ``epochs``; returns it."""
@@ -64,14 +86,27 @@ class Optimizer:
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
         if not params:
             return
+        xp = namespace_of(params[0])
         if not self.state:
-            self.state = [self._init_state(array_namespace(p), p) for p in params]
+            self.state = [self._init_state(xp, p) for p in params]
+            self._ids = tuple(map(id, params))
+        elif tuple(map(id, params)) != self._ids:
+            self._check_owner(params)
         self.t += 1
-        xp = array_namespace(params[0])
         for p, g, s in zip(params, grads, self.state):
             if self.weight_decay and p.ndim >= 2 and self.coupled_decay:
                 g = g + self.weight_decay * p
             self._update(xp, p, g, s)
+
+    def _check_owner(self, params: list[Array]) -> None:
+        held = [tuple(next(iter(s.values())).shape) for s in self.state if s]
+        given = [tuple(p.shape) for p, s in zip(params, self.state) if s]
+        if len(params) != len(self.state) or held != given:
+            raise ValueError(
+                "this optimizer holds state for another model's parameters: create one "
+                "optimizer per model (or call optimizer.reset())"
+            )
+        self._ids = tuple(map(id, params))
 
     def _init_state(self, xp: Any, p: Array) -> dict[str, Array]:
         return {}
@@ -109,7 +144,7 @@ class SGD(Optimizer):
     name = "sgd"
     default_lr = 0.01
 
-    def __init__(self, lr: float | None = None, momentum: float = 0.9, *, nesterov: bool = False,
+    def __init__(self, lr: float | None = None, momentum: float = 0.0, *, nesterov: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
         if not 0.0 <= momentum < 1.0:
@@ -138,7 +173,10 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    """RMSprop (Hinton): s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps)."""
+    """RMSprop (Hinton): s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps).
+
+    rho = 0.9 is Hinton's and Keras's default (PyTorch's is 0.99); eps sits outside
+    the square root, as in PyTorch."""
 
     name = "rmsprop"
     default_lr = 0.001
@@ -225,11 +263,12 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
     if key == "gd":
         return GradientDescent(lr, **kwargs)
     if key == "sgd":
-        kwargs.setdefault("momentum", 0.0)
         return SGD(lr, **kwargs)
     if key == "momentum":
+        kwargs.setdefault("momentum", 0.9)
         return SGD(lr, **kwargs)
     if key == "nesterov":
+        kwargs.setdefault("momentum", 0.9)
         return SGD(lr, nesterov=True, **kwargs)
     if key == "rmsprop":
         return RMSprop(lr, **kwargs)

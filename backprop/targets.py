@@ -7,6 +7,7 @@ step; each failure is one line that says what to do.
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from .losses import Loss
@@ -14,10 +15,29 @@ from .losses import Loss
 Array = Any
 
 
+def upload(backend: Any, data: Any, what: str, dtype: Any = None) -> Array:
+    """``data`` on the backend's device (cast on the host when it comes from there)."""
+    try:
+        return backend.asarray(data, dtype)
+    except TypeError as exc:
+        raise TypeError(f"{what}: {exc}") from None
+
+
+def check_batch_size(value: Any, name: str = "batch_size") -> int:
+    """A positive integer (NumPy integers welcome)."""
+    try:
+        size = operator.index(value)
+    except TypeError:
+        size = 0
+    if isinstance(value, bool) or size < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return size
+
+
 def as_inputs(backend: Any, dtype: Any, X: Any, n_inputs: int, what: str = "X") -> Array:
     """``X`` as an (N, n_inputs) array on the device in the model's dtype."""
     xp = backend.xp
-    X = backend.asarray(X)
+    X = upload(backend, X, what, dtype)
     if X.ndim == 1 and n_inputs == 1:
         X = xp.reshape(X, (X.shape[0], 1))
     if X.ndim != 2:
@@ -31,9 +51,6 @@ def as_inputs(backend: Any, dtype: Any, X: Any, n_inputs: int, what: str = "X") 
         )
     if X.shape[0] == 0:
         raise ValueError(f"{what} has no samples")
-    if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
-        raise TypeError(f"{what} must hold numbers, got dtype {X.dtype}")
-    X = xp.astype(X, dtype) if X.dtype != dtype else X
     if not bool(xp.all(xp.isfinite(X))):
         raise ValueError(f"{what} contains NaN or infinity: drop or impute those values first")
     return X
@@ -51,13 +68,10 @@ def as_targets(backend: Any, dtype: Any, y: Any, loss: Loss, n_outputs: int, n_s
         Class indices for accuracy (cross-entropy only).
     """
     xp = backend.xp
-    y = backend.asarray(y)
-    if y.shape[0] != n_samples:
-        raise ValueError(f"{what} has {y.shape[0]} rows but the inputs have {n_samples}: they must match")
-    if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
-        raise TypeError(
-            f"{what} must be numbers, got dtype {y.dtype}: encode class labels as integers 0..K-1"
-        )
+    y = upload(backend, y, what)
+    if y.ndim == 0 or y.shape[0] != n_samples:
+        rows = 0 if y.ndim == 0 else y.shape[0]
+        raise ValueError(f"{what} has {rows} rows but the inputs have {n_samples}: they must match")
     if y.ndim == 2 and y.shape[1] == 1 and n_outputs == 1:
         y = xp.reshape(y, (y.shape[0],))
     if xp.isdtype(y.dtype, "real floating") and not bool(xp.all(xp.isfinite(y))):
@@ -91,17 +105,28 @@ def as_targets(backend: Any, dtype: Any, y: Any, loss: Loss, n_outputs: int, n_s
             f"give ({n_samples},) or ({n_samples}, {n_outputs})"
         )
     if loss.classification and not bool(xp.all((T >= 0) & (T <= 1))):
-        raise ValueError(f"{what} must hold probabilities in [0, 1] for {loss.name}")
+        raise ValueError(
+            f"{what} must hold labels or probabilities in [0, 1] for loss '{loss.name}': for "
+            "real-valued targets pass loss='mse'"
+        )
+    if loss.name == "ce" and not bool(xp.all(xp.abs(xp.sum(T, axis=1) - 1.0) < 1e-3)):
+        # The fused gradient (softmax - T) / N holds only for rows that sum to 1.
+        raise ValueError(
+            f"the rows of {what} must sum to 1 for cross-entropy (one-hot or probabilities); "
+            "for several yes/no labels per sample use loss='bce'"
+        )
     labels = xp.argmax(T, axis=1) if loss.name == "ce" else None
     return T, labels
 
 
-def resolve_auto_loss(backend: Any, y: Any, n_outputs: int) -> str:
-    """``"auto"``: cross-entropy for integer labels, BCE for one output, MSE for real targets."""
-    y = backend.asarray(y)
-    if backend.xp.isdtype(y.dtype, ("integral", "bool")):
-        return "bce" if n_outputs == 1 else "ce"
-    return "mse"
+def resolve_auto_loss(xp: Any, y: Array, n_outputs: int, sigmoid_output: bool) -> str:
+    """``"auto"``: MSE for real-valued targets; for integer labels, BCE when they are
+    yes/no (one output, a sigmoid output, or a (N, K) label matrix) and
+    cross-entropy otherwise."""
+    if not xp.isdtype(y.dtype, ("integral", "bool")):
+        return "mse"
+    multilabel = y.ndim == 2 and y.shape[1] > 1
+    return "bce" if n_outputs == 1 or sigmoid_output or multilabel else "ce"
 
 
 def check_fraction(value: float, name: str) -> float:

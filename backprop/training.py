@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import losses, optimizers
+from . import activations, losses, optimizers
 from .layers import chain
-from .targets import as_inputs, as_targets, check_fraction, resolve_auto_loss
+from .targets import as_inputs, as_targets, check_batch_size, check_fraction, resolve_auto_loss, upload
 
 Array = Any
 
@@ -114,9 +114,11 @@ def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: 
         out["accuracy"] = float(correct) / (n * (T.shape[1] if loss.name == "bce" else 1))
     if abs_err is not None:
         out["mae"] = float(xp.mean(abs_err)) / n
-        # R^2 per output, averaged (scikit-learn's uniform_average).
+        # R^2 per output, averaged (scikit-learn's uniform_average); a constant
+        # target scores 1 when predicted exactly and 0 otherwise, as in scikit-learn.
         spread = xp.sum((T - xp.mean(T, axis=0)) ** 2, axis=0)
-        r2 = 1.0 - sq_err / xp.where(spread > 0, spread, 1.0)
+        exact = xp.astype(sq_err == 0, sq_err.dtype)
+        r2 = xp.where(spread > 0, 1.0 - sq_err / xp.where(spread > 0, spread, 1.0), exact)
         out["r2"] = float(xp.mean(r2))
     return out
 
@@ -137,11 +139,26 @@ def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float
     return parts
 
 
+def _optimizer(model: Any, optimizer: Any, lr: float | None, weight_decay: float | None,
+               schedule: Any) -> optimizers.Optimizer:
+    """The optimizer a fit call asked for, without silently dropping any setting."""
+    settings = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("schedule", schedule))
+                if v is not None}
+    if isinstance(optimizer, optimizers.Optimizer):
+        if settings:
+            raise ValueError(f"{', '.join(settings)} go to the optimizer's constructor, not to fit")
+        return optimizer
+    if optimizer is None and model.optimizer is not None:
+        # Continue with the model's optimizer and its state; new settings apply from now on.
+        return model.optimizer.update_settings(**settings)
+    return optimizers.get(optimizer or "adam", **settings)
+
+
 def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         optimizer: str | optimizers.Optimizer | None = None, lr: float | None = None,
         epochs: int = 10, batch_size: int | str | None = 32, shuffle: bool = True,
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
-        early_stopping: int | EarlyStopping | None = None, weight_decay: float = 0.0,
+        early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
         schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = ()) -> History:
     """Train ``model`` on ``X`` (N, n_inputs) and targets ``y``.
 
@@ -155,7 +172,9 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         for a new model), ``adamw``; an Optimizer instance is used as is. A later
         ``fit`` with no optimizer continues with the previous one and its state.
     lr, weight_decay, schedule
-        For an optimizer given by name (see :mod:`backprop.optimizers`).
+        For an optimizer given by name; with no optimizer they change the model's
+        current one in place (its state is kept). Left out, each optimizer's own
+        default applies (see :mod:`backprop.optimizers`).
     epochs : int
         Epochs to run in this call.
     batch_size : int, ``"full"`` or None
@@ -166,8 +185,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         Fraction of the data held out at random (seeded) for validation.
     validation_data : (X_val, y_val)
         Explicit validation data (overrides ``validation_split``).
-    early_stopping : int or EarlyStopping
-        Patience in epochs; stops when the validation loss stops improving and
+    early_stopping : int, True or EarlyStopping
+        Patience in epochs (True: 10); stops when the validation loss stops improving and
         restores the best weights.
     callbacks : callables ``f(record, model)``
         Called after every epoch with that epoch's record; returning True stops.
@@ -177,11 +196,14 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     History
     """
     backend, xp, dtype = model.backend, model.xp, model.dtype
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
-        raise ValueError(f"epochs must be a non-negative integer, got {epochs!r}")
+    epochs = 0 if epochs == 0 else check_batch_size(epochs, "epochs")
     validation_split = check_fraction(validation_split, "validation_split")
-    if isinstance(early_stopping, int) and not isinstance(early_stopping, bool):
-        early_stopping = EarlyStopping(patience=early_stopping)
+    if early_stopping is False:
+        early_stopping = None
+    elif early_stopping is True:
+        early_stopping = EarlyStopping()
+    elif early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
+        early_stopping = EarlyStopping(patience=check_batch_size(early_stopping, "early_stopping"))
     if early_stopping is not None and not validation_split and validation_data is None:
         raise ValueError(
             "early stopping watches the validation loss: pass validation_split or validation_data")
@@ -189,7 +211,11 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     # Overflow warnings are silenced: a diverging run is reported once, in one line, below.
     with backend.activate(), backend.quiet_overflow():
         Xd = as_inputs(backend, dtype, X, model.n_inputs)
-        loss_obj = losses.get(resolve_auto_loss(backend, y, model.n_outputs) if loss == "auto" else loss)
+        y = upload(backend, y, "y")  # once: the loss choice and the targets both read it
+        if loss == "auto":
+            sigmoid_output = isinstance(model.layers[-1], activations.Sigmoid)
+            loss = resolve_auto_loss(xp, y, model.n_outputs, sigmoid_output)
+        loss_obj = losses.get(loss)
         T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
         if validation_data is not None:
             if len(validation_data) != 2:
@@ -203,21 +229,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         else:
             val = None
 
-        if optimizer is None and model.optimizer is not None and lr is None:
-            opt = model.optimizer
-        else:
-            if isinstance(optimizer, optimizers.Optimizer) and (lr is not None or weight_decay or schedule):
-                raise ValueError("lr, weight_decay and schedule go to the optimizer's constructor")
-            extra = {"weight_decay": weight_decay, "schedule": schedule}
-            opt = optimizers.get(optimizer or "adam", lr, **extra)
-        model.optimizer, model.loss = opt, loss_obj
-
+        opt = _optimizer(model, optimizer, lr, weight_decay, schedule)
         n = Xd.shape[0]
-        if batch_size in (None, "full"):
-            batch_size = n
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer or 'full', got {batch_size!r}")
-        batch_size = min(batch_size, n)
+        batch_size = n if batch_size in (None, "full") else min(check_batch_size(batch_size), n)
+        model.optimizer, model.loss = opt, loss_obj
         spans = _batches(n, batch_size)
         body = model._body(loss_obj)
         history = model.history if model.history is not None else History()
@@ -253,10 +268,11 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             if not math.isfinite(record["train_loss"]):
                 for p, keep in zip(model._param_list(), safe):
                     p[...] = keep
+                opt.reset()  # its moments saw the divergent epoch
                 raise TrainingDiverged(
                     f"the training loss became {record['train_loss']} in epoch {epoch + 1}: lower "
                     f"the learning rate (now {lr_now:g}) or standardize the inputs; the model "
-                    "keeps the weights from before that epoch"
+                    "keeps the weights from before that epoch and the optimizer starts afresh"
                 )
             if correct is not None:
                 per_sample = T.shape[1] if loss_obj.name == "bce" else 1  # BCE: every output is a label

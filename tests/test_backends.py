@@ -142,3 +142,37 @@ def test_network_code_names_no_array_library():
     pattern = re.compile(r"^\s*(import|from)\s+(numpy|cupy|torch|array_api_strict)\b", re.M)
     offenders = [p.name for p in root.glob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
+
+
+@pytest.mark.parametrize("spec", ["cuda", "torch:cuda"])
+def test_tf32_is_off_unless_asked_for_and_scoped_to_its_backend(spec):
+    """TF32 switches are process-wide in CuPy and torch: each backend sets its own
+    choice only while active, and restores the previous one."""
+    plain = _gpu_or_skip(spec, tf32=False)
+    fast = get_backend(spec, tf32=True)
+    if spec == "cuda":
+        import numpy
+        from cupy._core import _routines_linalg as linalg
+
+        def mode():
+            return linalg.get_compute_type(numpy.float32) == linalg.COMPUTE_TYPE_TF32
+    else:
+        import torch
+
+        def mode():
+            return torch.backends.cuda.matmul.allow_tf32
+
+    outside = mode()
+    with fast.activate():
+        assert mode() is True
+        with plain.activate():
+            assert mode() is False
+        assert mode() is True
+    assert mode() == outside
+
+
+def _gpu_or_skip(spec, **kwargs):
+    try:
+        return get_backend(spec, **kwargs)
+    except BackendUnavailable as exc:
+        pytest.skip(f"{spec}: {exc}")

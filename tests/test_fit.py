@@ -206,3 +206,114 @@ def test_binary_and_regression_metrics(numpy_backend):
     assert reg.loss.name == "mse"
     scores = reg.evaluate(X, target)
     assert scores["r2"] > 0.95 and scores["mae"] < 0.2 and set(scores) == {"loss", "mae", "r2"}
+
+
+def test_cross_entropy_refuses_rows_that_do_not_sum_to_one(numpy_backend):
+    multi_hot = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 0], [0, 0, 1]], dtype=float)
+    with pytest.raises(ValueError, match="sum to 1.*loss='bce'"):
+        bp.mlp([2, 3]).fit(np.ones((4, 2)), multi_hot, loss="ce", epochs=1)
+
+
+def test_auto_loss_choices(numpy_backend):
+    X = np.random.default_rng(0).normal(size=(8, 2))
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1])
+    multilabel = np.random.default_rng(1).integers(0, 2, (8, 3))
+    cases = [
+        (bp.mlp([2, 3]), labels, "ce"),
+        (bp.mlp([2, 3], output="softmax"), labels, "ce"),
+        (bp.mlp([2, 1]), labels % 2, "bce"),
+        (bp.mlp([2, 3], output="sigmoid"), multilabel, "bce"),
+        (bp.mlp([2, 3]), multilabel, "bce"),
+        (bp.mlp([2, 3]), multilabel.astype(float), "mse"),
+    ]
+    for model, y, expected in cases:
+        model.fit(X, y, epochs=1)
+        assert model.loss.name == expected
+
+
+@pytest.mark.parametrize("value,stops", [(True, True), (False, False), (None, False), (3, True)])
+def test_early_stopping_accepts_bools(numpy_backend, value, stops):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 2, 40)
+    history = bp.mlp([5, 32, 2]).fit(X, y, epochs=60, lr=0.05, validation_split=0.5,
+                                     early_stopping=value)
+    assert history.stopped_early == stops
+
+
+def test_fit_settings_are_never_silently_dropped(numpy_backend):
+    X, y = blobs()
+    model = bp.mlp([2, 4, 3])
+    model.fit(X, y, optimizer="sgd", lr=0.1, epochs=1)
+    first = model.optimizer
+    model.fit(X, y, lr=0.01, epochs=1)  # same optimizer, new rate
+    assert model.optimizer is first and isinstance(first, bp.SGD) and first.base_lr == 0.01
+    model.fit(X, y, weight_decay=0.1, schedule="cosine", epochs=1)
+    assert first.weight_decay == 0.1 and first.schedule.name == "cosine"
+    fresh = bp.mlp([2, 4, 3])
+    fresh.fit(X, y, optimizer="adamw", epochs=1)
+    assert fresh.optimizer.weight_decay == 0.01  # AdamW's own default, not fit's
+    fresh2 = bp.mlp([2, 4, 3])
+    fresh2.fit(X, y, weight_decay=1e-3, epochs=1)
+    assert isinstance(fresh2.optimizer, bp.Adam) and fresh2.optimizer.weight_decay == 1e-3
+    with pytest.raises(ValueError, match="constructor"):
+        fresh2.fit(X, y, optimizer=bp.Adam(), lr=0.1)
+
+
+def test_one_optimizer_per_model(numpy_backend):
+    X, y = blobs()
+    opt = bp.Adam()
+    bp.mlp([2, 4, 3]).fit(X, y, optimizer=opt, epochs=1)
+    with pytest.raises(ValueError, match="one\\s+optimizer per model"):
+        bp.mlp([2, 8, 3]).fit(X, y, optimizer=opt, epochs=1)
+
+
+def test_divergence_resets_the_optimizer(numpy_backend):
+    X = np.random.default_rng(0).normal(size=(32, 3)) * 100
+    model = bp.mlp([3, 16, 1])
+    with pytest.raises(bp.TrainingDiverged):
+        model.fit(X, X.sum(axis=1) ** 3, optimizer="momentum", lr=10.0, epochs=50, batch_size=8)
+    assert model.optimizer.state == [] and model.optimizer.t == 0
+
+
+def test_layers_belong_to_one_model(numpy_backend):
+    dense = bp.Dense(2, 3)
+    bp.Sequential([dense])
+    with pytest.raises(ValueError, match="already holds the weights"):
+        bp.Sequential([dense])
+
+
+def test_copies_are_independent(other_backend):
+    X, y = blobs()
+    model = bp.mlp([2, 4, 3], device=other_backend, dtype="float64")
+    model.fit(X, y, epochs=1)
+    before = {k: other_backend.to_numpy(v).copy() for k, v in model.parameters().items()}
+    copy = model.to("cpu")
+    copy.fit(X, y, epochs=2)
+    assert len(model.history) == 1 and len(copy.history) == 3
+    for name, value in model.parameters().items():
+        np.testing.assert_array_equal(other_backend.to_numpy(value), before[name])
+
+
+def test_non_numeric_data_is_refused_on_every_backend(backend):
+    model = bp.mlp([2, 3], device=backend)
+    with pytest.raises(TypeError, match="y: expected numbers.*integers 0..K-1"):
+        model.fit(np.ones((4, 2)), np.array(["a", "b", "a", "c"]), epochs=1)
+    with pytest.raises(TypeError, match="X: expected numbers"):
+        model.predict(np.array([["1", "2"]]))
+
+
+def test_bad_batch_sizes_at_inference(numpy_backend):
+    model = bp.mlp([2, 3], output="softmax")
+    with pytest.raises(ValueError, match="batch_size"):
+        model.predict(np.ones((4, 2)), batch_size=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        model.evaluate(np.ones((4, 2)), np.zeros(4, int), loss="ce", batch_size=0)
+    assert model.predict(np.ones((5, 2)), batch_size=2).shape == (5,)
+
+
+def test_r2_of_a_constant_target_follows_scikit_learn(numpy_backend):
+    model = bp.mlp([1, 1], dtype="float64")
+    model.set_parameters({"0.W": [[0.0]], "0.b": [2.0]})
+    X = np.arange(4.0)[:, None]
+    assert model.evaluate(X, np.full(4, 2.0), loss="mse")["r2"] == 1.0
+    assert model.evaluate(X, np.full(4, 3.0), loss="mse")["r2"] == 0.0
