@@ -12,7 +12,6 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-
 from . import initializers
 from .namespace import namespace_of
 

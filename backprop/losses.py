@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .namespace import namespace_of
 from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax, softplus
+from .namespace import namespace_of
 
 Array = Any
 
