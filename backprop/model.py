@@ -10,7 +10,7 @@ from backends import Backend, dtype_name, get_backend
 
 from . import activations, losses
 from .layers import Array, Backward, Dense, Layer, chain
-from .targets import as_inputs, as_targets, check_batch_size
+from .targets import as_inputs, as_targets, positive_int
 
 
 class Sequential:
@@ -195,7 +195,7 @@ class Sequential:
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             n = Xd.shape[0]
-            step = n if batch_size is None else check_batch_size(batch_size)
+            step = n if batch_size is None else positive_int(batch_size)
             parts = [fn(self(Xd[i:min(i + step, n), ...])) for i in range(0, n, step)]
             out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
             # NumPy in, NumPy out, whatever the device: device arrays in, device arrays out.
@@ -250,7 +250,7 @@ class Sequential:
         from .training import evaluate_arrays
 
         loss = self._resolve_loss(loss)
-        batch_size = check_batch_size(batch_size)
+        batch_size = positive_int(batch_size)
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])

@@ -23,7 +23,7 @@ def upload(backend: Any, data: Any, what: str, dtype: Any = None) -> Array:
         raise TypeError(f"{what}: {exc}") from None
 
 
-def check_batch_size(value: Any, name: str = "batch_size") -> int:
+def positive_int(value: Any, name: str = "batch_size") -> int:
     """A positive integer (NumPy integers welcome)."""
     try:
         size = operator.index(value)

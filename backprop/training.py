@@ -17,7 +17,7 @@ from typing import Any
 
 from . import activations, losses, optimizers
 from .layers import chain
-from .targets import as_inputs, as_targets, check_batch_size, check_fraction, resolve_auto_loss, upload
+from .targets import as_inputs, as_targets, check_fraction, positive_int, resolve_auto_loss, upload
 
 Array = Any
 
@@ -212,14 +212,14 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     History
     """
     backend, xp, dtype = model.backend, model.xp, model.dtype
-    epochs = 0 if epochs == 0 else check_batch_size(epochs, "epochs")
+    epochs = 0 if epochs == 0 else positive_int(epochs, "epochs")
     validation_split = check_fraction(validation_split, "validation_split")
     if early_stopping is False:
         early_stopping = None
     elif early_stopping is True:
         early_stopping = EarlyStopping()
     elif early_stopping is not None and not isinstance(early_stopping, EarlyStopping):
-        early_stopping = EarlyStopping(patience=check_batch_size(early_stopping, "early_stopping"))
+        early_stopping = EarlyStopping(patience=positive_int(early_stopping, "early_stopping"))
     if early_stopping is not None and not validation_split and validation_data is None:
         raise ValueError(
             "early stopping watches the validation loss: pass validation_split or validation_data")
@@ -247,7 +247,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
 
         opt = _optimizer(model, optimizer, lr, weight_decay, schedule)
         n = Xd.shape[0]
-        batch_size = n if batch_size in (None, "full") else min(check_batch_size(batch_size), n)
+        batch_size = n if batch_size in (None, "full") else min(positive_int(batch_size), n)
         model.optimizer, model.loss = opt, loss_obj
         spans = _batches(n, batch_size)
         body = model._body(loss_obj)
