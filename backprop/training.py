@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import activations, losses, optimizers
@@ -37,6 +37,12 @@ class EarlyStopping:
     patience: int = 10
     min_delta: float = 0.0
     restore_best: bool = True
+    # Progress so far, kept on the object so that a checkpoint can carry it and a
+    # resumed run stops exactly where an uninterrupted one would.
+    best: float = math.inf
+    waited: int = 0
+    best_epoch: int | None = None
+    best_params: list | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.patience < 1:
@@ -203,7 +209,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         Explicit validation data (overrides ``validation_split``).
     early_stopping : int, True or EarlyStopping
         Patience in epochs (True: 10); stops when the validation loss stops improving and
-        restores the best weights.
+        restores the best weights. An EarlyStopping object keeps its progress (best loss,
+        epochs waited, best weights) between fits.
     callbacks : callables ``f(record, model)``
         Called after every epoch with that epoch's record; returning True stops.
 
@@ -254,9 +261,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         history = model.history if model.history is not None else History()
         model.history = history
         first_epoch, planned = model.epoch, model.epoch + epochs
-        best = math.inf
-        best_params = None
-        waited = 0
+        watch = early_stopping
 
         for epoch in range(first_epoch, planned):
             started = time.perf_counter()
@@ -301,20 +306,23 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             history.records.append(record)
             model.epoch = epoch + 1
 
-            stop_now = any(callback(record, model) is True for callback in callbacks)
-            if early_stopping is not None:
-                if record["val_loss"] < best - early_stopping.min_delta:
-                    best, waited, history.best_epoch = record["val_loss"], 0, epoch + 1
-                    if early_stopping.restore_best:
-                        best_params = [xp.asarray(p, copy=True) for p in model._param_list()]
+            stop_now = False
+            if watch is not None:
+                if record["val_loss"] < watch.best - watch.min_delta:
+                    watch.best, watch.waited, watch.best_epoch = record["val_loss"], 0, epoch + 1
+                    history.best_epoch = epoch + 1
+                    if watch.restore_best:
+                        watch.best_params = [xp.asarray(p, copy=True) for p in model._param_list()]
                 else:
-                    waited += 1
-                    if waited >= early_stopping.patience:
+                    watch.waited += 1
+                    if watch.waited >= watch.patience:
                         history.stopped_early = stop_now = True
-            if stop_now:
+            # After the early-stopping update, so that a callback saving a checkpoint saves it too.
+            answers = [callback(record, model) for callback in callbacks]  # every one runs
+            if stop_now or any(answer is True for answer in answers):
                 break
 
-        if best_params is not None:
-            for p, keep in zip(model._param_list(), best_params):
+        if watch is not None and watch.best_params is not None and watch.best_epoch != model.epoch:
+            for p, keep in zip(model._param_list(), watch.best_params):
                 p[...] = keep
     return history

@@ -1,0 +1,236 @@
+"""The ``backprop`` command line: train, evaluate, predict, gradcheck, info.
+
+Every expected failure (bad data, a bad option, a missing GPU, a broken
+checkpoint) ends in one line on stderr and exit status 2; a failed gradient check
+or a diverged run exits 1; Ctrl-C exits 130. Anything else is a bug and keeps its
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from backends import BackendUnavailable
+
+from ..activations import ACTIVATIONS
+from ..checkpoint import CheckpointError
+from ..datafiles import DataError
+from ..datasets import DESCRIPTIONS
+from ..initializers import INITIALIZERS
+from ..schedules import SCHEDULES
+from .common import UsageError
+
+OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line (no usage dump) that point to --help."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# -- option types: each rejects a bad value with a message that says what is allowed
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _range(low: float, high: float, what: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not low <= value < high:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+        return value
+    return parse
+
+
+def _batch_size(text: str) -> int | str:
+    return "full" if text.strip().lower() in ("full", "all") else _positive_int(text)
+
+
+def _hidden(text: str) -> list[int]:
+    if text.strip().lower() in ("", "none", "0"):
+        return []  # no hidden layer: a linear (logistic / softmax) model
+    try:
+        return [_positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected widths like 128,64, got {text!r}") from None
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
+    p.add_argument("--backend", choices=("numpy", "cupy", "torch"), default=None,
+                   help="array library (default: numpy on cpu, cupy on cuda)")
+
+
+def _train_parser(commands) -> None:
+    sets = "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items())
+    p = commands.add_parser(
+        "train", help="train a network on a built-in data set or a CSV/NPZ file",
+        description=f"Train a network and report. Built-in data sets: {sets}. Options left out take "
+                    "the data set's own defaults (built-ins), then the general ones shown here.")
+    p.add_argument("data", nargs="?", default=None,
+                   help="a built-in data set name or a .csv/.npz path (default: digits; with "
+                        "--resume: the checkpoint's data)")
+    p.add_argument("--target", default=None, help="CSV target column, a name or index (default: the last)")
+    p.add_argument("--task", choices=("classification", "regression"), default=None,
+                   help="override the task inferred from the target")
+    p.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
+                   help="feed the inputs (and regression targets) as they are")
+    g = p.add_argument_group("model")
+    g.add_argument("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128 (default 64)")
+    g.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default=None, help="hidden activation (relu)")
+    g.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default=None,
+                   help="auto (default): cross-entropy for class labels, MSE for real targets")
+    g.add_argument("--init", choices=sorted({"auto", *INITIALIZERS}), default=None,
+                   help="weight initializer (auto: He before ReLU, Glorot otherwise)")
+    g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="float32 (default)")
+    g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
+    g = p.add_argument_group("training")
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="adam (default)")
+    g.add_argument("--lr", type=_positive_float, default=None, help="learning rate (the optimizer's default)")
+    g.add_argument("--momentum", type=_range(0.0, 1.0, "in [0, 1)"), default=None,
+                   help="for sgd, momentum and nesterov (0.9 for the latter two)")
+    g.add_argument("--weight-decay", type=_range(0.0, float("inf"), ">= 0"), default=None,
+                   help="L2 penalty on weight matrices (decoupled for adamw)")
+    g.add_argument("--schedule", choices=tuple(SCHEDULES), default=None, help="learning-rate schedule")
+    g.add_argument("--epochs", type=_positive_int, default=None,
+                   help="total epochs (20); with --resume, the total to reach, not extra ones")
+    g.add_argument("--batch-size", type=_batch_size, default=None, help="N or full (32)")
+    g.add_argument("--val-split", type=_range(0.0, 1.0, "a fraction in [0, 1)"), default=None,
+                   help="fraction held out for validation when the data has no validation part (0.1)")
+    g.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without a better validation loss; keep the best weights")
+    _add_device(g)
+    g = p.add_argument_group("output")
+    g.add_argument("--save", default=None, metavar="PATH", help="checkpoint file (.safetensors)")
+    g.add_argument("--resume", default=None, metavar="PATH", help="continue training a checkpoint")
+    g.add_argument("--plot", default=None, metavar="DIR", help="write loss curves (and the decision "
+                   "boundary or fitted curve for 2-D / 1-D data) as PNGs into DIR")
+    g.add_argument("--json", action="store_true", help="one JSON object per epoch and a summary, on stdout")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+    def run(args):
+        from .train import run as train_run
+
+        return train_run(args)
+
+    p.set_defaults(func=run)
+
+
+def build_parser() -> Parser:
+    from .. import __version__
+
+    parser = Parser(prog="backprop",
+                    description="Neural networks trained by hand-written backpropagation on NumPy or CuPy.")
+    parser.add_argument("--version", action="version", version=f"backprop {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _train_parser(commands)
+
+    from . import use
+
+    p = commands.add_parser("evaluate", help="loss and accuracy (or MSE/MAE/R2) of a saved model on data")
+    p.add_argument("model", help="checkpoint from 'backprop train --save'")
+    p.add_argument("data", help="a built-in data set name or a .csv/.npz path")
+    p.add_argument("--target", default=None, help="CSV target column (default: as in training)")
+    p.add_argument("--split", choices=("all", "train", "val", "test"), default=None,
+                   help="which part of the data (default: test when the data has one, else all)")
+    p.add_argument("--json", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=use.evaluate)
+
+    p = commands.add_parser("predict", help="predictions of a saved model for a CSV/NPZ of inputs")
+    p.add_argument("model", help="checkpoint from 'backprop train --save'")
+    p.add_argument("input", help=".csv (header names or the training column order) or .npz with X")
+    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout")
+    p.add_argument("--proba", action="store_true", help="also the probability of each class")
+    _add_device(p)
+    p.set_defaults(func=use.predict)
+
+    p = commands.add_parser("gradcheck", help="check the hand-written gradients against finite differences")
+    p.add_argument("model", nargs="?", default=None, help="a checkpoint (default: a network built from "
+                   "the options below)")
+    p.add_argument("--inputs", type=_positive_int, default=4)
+    p.add_argument("--hidden", type=_hidden, default=[8, 8])
+    p.add_argument("--outputs", type=_positive_int, default=3)
+    p.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default="tanh")
+    p.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default="auto")
+    p.add_argument("--samples", type=_positive_int, default=8)
+    p.add_argument("--tolerance", type=_positive_float, default=1e-6)
+    p.add_argument("--seed", type=_seed, default=0)
+    p.add_argument("--json", action="store_true")
+    _add_device(p)
+    p.set_defaults(func=use.gradcheck_command)
+
+    from .info import info
+
+    p = commands.add_parser("info", help="version and the backends usable on this machine")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=info)
+    return parser
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # NumPy raises MemoryError, CuPy its OutOfMemoryError, torch torch.OutOfMemoryError.
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("backprop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - sorted below: expected ones become one line
+        if _is_out_of_memory(exc):
+            message = (f"out of memory ({type(exc).__name__}): use a smaller --batch-size or a "
+                       "smaller network")
+        elif isinstance(exc, (UsageError, DataError, CheckpointError, BackendUnavailable, ImportError,
+                              ValueError, TypeError, OSError)):
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if isinstance(exc, OSError) and exc.filename:
+                message = f"{exc.strerror or exc}: {exc.filename}"
+        else:
+            raise
+        print(f"backprop: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""``backprop evaluate``, ``predict`` and ``gradcheck``: using a saved (or described) model."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+
+import numpy as np
+
+from .. import checkpoint
+from ..datafiles import DataError, read_file
+from ..gradcheck import gradcheck
+from ..model import mlp
+from ..preprocessing import Transform
+from .common import Head, device_spec, load_data, metrics
+from .report import emit_json, table
+
+
+def restore(path: str, spec: str):
+    """(model, transform, head, extra) from a checkpoint, on the device ``spec``.
+
+    A model saved from Python (no data transform) is used on raw inputs, with
+    classes named 0..K-1.
+    """
+    ck = checkpoint.load(path, device=spec)
+    model = ck.model
+    if "transform" in ck.extra:
+        transform = Transform.from_json(ck.extra["transform"], ck.arrays)
+        head = Head(**ck.extra["head"])
+    else:
+        task = model.task()
+        k = model.n_outputs if task == "multiclass" else 2
+        transform = Transform("regression" if task == "regression" else "classification",
+                              None if task == "regression" else [str(i) for i in range(k)])
+        loss = model.loss.name if model.loss is not None else {"multiclass": "ce", "binary": "bce"}.get(task, "mse")
+        head = Head(loss, model.n_outputs, None,
+                    {"multiclass": "index", "binary": "binary"}.get(task, "real"))
+    return model, transform, head, ck.extra
+
+
+def _check_width(model, X: np.ndarray, what: str) -> None:
+    if X.shape[1] != model.n_inputs:
+        raise DataError(f"{what} has {X.shape[1]} features but the model takes {model.n_inputs}: "
+                        "give the same feature columns as in training")
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    model, transform, head, extra = restore(args.model, device_spec(args.device, args.backend))
+    dataset = load_data(args.data, args.target if args.target is not None else
+                        extra.get("train", {}).get("settings", {}).get("target"))
+    parts = {"test": (dataset.X_test, dataset.y_test), "val": (dataset.X_val, dataset.y_val),
+             "train": (dataset.X, dataset.y)}
+    split = args.split or ("test" if dataset.X_test is not None else "all")
+    if split == "all":
+        X, y = dataset.X, dataset.y
+    else:
+        X, y = parts[split]
+        if X is None:
+            raise DataError(f"{dataset.name} has no {split} part: use --split all")
+    _check_width(model, X, dataset.name)
+    scores = metrics(model, head, transform, X, y)
+    if args.json:
+        emit_json({"type": "evaluate", "data": dataset.name, "split": split, "samples": len(X),
+                   **scores, "device": model.backend.label, "backend": model.backend.name})
+    else:
+        print(f"{args.model} on {dataset.name} ({split}, {len(X)} samples, {model.backend.label})")
+        print(table({split: scores}))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    model, transform, head, extra = restore(args.model, device_spec(args.device, args.backend))
+    dataset = read_file(args.input, extra.get("train", {}).get("settings", {}).get("target"),
+                        inputs_only=True, feature_names=extra.get("feature_names"))
+    X = dataset.X
+    _check_width(model, X, args.input)
+    Xn = transform.inputs(X)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    if transform.task == "classification":
+        scores = head.class_scores(model, Xn)
+        labels = np.asarray(transform.classes)[np.argmax(scores, axis=1)]
+        if args.proba:
+            writer.writerow(["prediction"] + [f"p_{c}" for c in transform.classes])
+            writer.writerows([label, *(f"{p:.6g}" for p in row)] for label, row in zip(labels, scores))
+        else:
+            writer.writerow(["prediction"])
+            writer.writerows([label] for label in labels)
+    else:
+        if args.proba:
+            raise DataError("--proba is for classifiers; this model is a regressor")
+        Y = transform.outputs(np.asarray(model.predict(Xn)))
+        names = ["prediction"] if Y.shape[1] == 1 else [f"prediction_{i}" for i in range(Y.shape[1])]
+        writer.writerow(names)
+        writer.writerows([f"{v:.8g}" for v in row] for row in Y)
+    if args.out:
+        checkpoint.write_atomic(args.out, out.getvalue().encode())
+        print(f"wrote {len(X)} predictions to {args.out}", file=sys.stderr)
+    else:
+        sys.stdout.write(out.getvalue())
+    return 0
+
+
+def gradcheck_command(args: argparse.Namespace) -> int:
+    spec = device_spec(args.device, args.backend)
+    rng = np.random.default_rng(args.seed)
+    if args.model:
+        model, _, head, _ = restore(args.model, spec)
+        loss = head.loss
+        source = args.model
+    else:
+        loss = args.loss if args.loss != "auto" else ("ce" if args.outputs > 1 else "mse")
+        output = None
+        sizes = [args.inputs, *args.hidden, args.outputs]
+        model = mlp(sizes, activation=args.activation, output=output, device=spec, dtype="float64",
+                    seed=args.seed)
+        source = f"{'-'.join(map(str, sizes))} {args.activation} network, {loss} loss"
+    X = rng.normal(size=(args.samples, model.n_inputs))
+    if loss == "ce":
+        y = rng.integers(0, model.n_outputs, size=args.samples)
+        if model.n_outputs < 2:
+            raise DataError("--loss ce needs at least 2 outputs")
+    elif loss == "bce":
+        y = rng.integers(0, 2, size=(args.samples, model.n_outputs))
+    else:
+        y = rng.normal(size=(args.samples, model.n_outputs))
+    result = gradcheck(model, X, y, loss=loss, tolerance=args.tolerance, seed=args.seed)
+    if args.json:
+        emit_json({"type": "gradcheck", "ok": result.ok, "worst": result.worst,
+                   "tolerance": result.tolerance, "errors": result.errors,
+                   "device": model.backend.label, "backend": model.backend.name})
+    else:
+        print(f"gradient check of {source} on {model.backend.label} (float64, "
+              f"{args.samples} samples, central differences)")
+        print(result)
+    return 0 if result.ok else 1

@@ -1,0 +1,117 @@
+"""Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves.
+
+Matplotlib is an optional extra (``pip install 'backprop[plot]'``) drawn with the
+non-interactive Agg backend, so plots work on servers with no display.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+INSTALL_HINT = "--plot needs matplotlib: pip install 'backprop[plot]' (or pip install matplotlib)"
+
+
+def require_matplotlib() -> None:
+    """Raise ImportError with the install hint when matplotlib is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ImportError(INSTALL_HINT) from None
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never opens a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def curves(records: list[dict], path: str, title: str = "") -> str:
+    """Train/validation loss (and accuracy when recorded) per epoch, as a PNG."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in records]
+    has_acc = any("train_accuracy" in r for r in records)
+    fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
+    panels = [("loss", axes[0][0])] + ([("accuracy", axes[0][1])] if has_acc else [])
+    for metric, ax in panels:
+        for part, style in (("train", "-"), ("val", "--")):
+            values = [r.get(f"{part}_{metric}") for r in records]
+            if any(v is not None for v in values):
+                ax.plot(epochs, [np.nan if v is None else v for v in values], style,
+                        label="training" if part == "train" else "validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        if metric == "loss" and all(r.get("train_loss", 0) > 0 for r in records):
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, labels: np.ndarray,
+                      classes: list[str], path: str, title: str = "", resolution: int = 300) -> str:
+    """Predicted class regions over a 2-D input plane with the data on top.
+
+    ``predict`` maps raw inputs (M, 2) to class scores (M, K); ``labels`` (N,)
+    are class indices.
+    """
+    plt = _pyplot()
+    low, high = X.min(axis=0), X.max(axis=0)
+    pad = 0.1 * np.where(high > low, high - low, 1.0)
+    g0, g1 = (np.linspace(low[i] - pad[i], high[i] + pad[i], resolution) for i in range(2))
+    G0, G1 = np.meshgrid(g0, g1)
+    scores = predict(np.column_stack([G0.ravel(), G1.ravel()]))
+    k = len(classes)
+    cmap = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    if k == 2:  # the probability of the second class, shaded: shows the network's confidence
+        field = scores[:, 1].reshape(G0.shape)
+        ax.contourf(G0, G1, field, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.6)
+        ax.contour(G0, G1, field, levels=[0.5], colors="k", linewidths=1)
+        colors = ["#2166ac", "#b2182b"]
+    else:
+        region = np.argmax(scores, axis=1).reshape(G0.shape)
+        ax.contourf(G0, G1, region, levels=np.arange(k + 1) - 0.5, colors=[cmap(i) for i in range(k)],
+                    alpha=0.35)
+        colors = [cmap(i) for i in range(k)]
+    for i, name in enumerate(classes):
+        members = labels == i
+        ax.scatter(X[members, 0], X[members, 1], s=14, color=colors[i], edgecolors="k",
+                   linewidths=0.3, label=name)
+    ax.legend(loc="best", fontsize="small", title="class")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
+                 path: str, title: str = "") -> str:
+    """A 1-D regression: the data points and the network's curve through them."""
+    plt = _pyplot()
+    grid = np.linspace(x.min(), x.max(), 500)[:, None]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(x.ravel(), y.ravel(), s=10, alpha=0.5, label="data")
+    ax.plot(grid.ravel(), predict(grid)[:, 0], color="C3", linewidth=2, label="network")
+    ax.legend()
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def prepare_folder(folder: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    return folder

@@ -1,0 +1,124 @@
+"""What happens to data between the file and the network, and back.
+
+A :class:`Transform` is fitted on the training part only (so validation and test
+data tell the truth) and saved in the checkpoint, so that ``predict`` applies the
+very same standardization and turns outputs back into the user's class names or
+target units. Host NumPy throughout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .datafiles import DataError
+
+MAX_CLASSES = 100  # integer targets with more distinct values than this are read as regression
+
+
+def infer_task(y: np.ndarray) -> str:
+    """``"classification"`` for text, booleans and integer values with at most
+    ``MAX_CLASSES`` distinct values; ``"regression"`` otherwise."""
+    if y.dtype.kind in "USOb":
+        return "classification"
+    if y.ndim == 2 and y.shape[1] > 1:
+        return "regression"
+    values = np.asarray(y, dtype=np.float64).ravel()
+    if np.all(values == np.round(values)) and len(np.unique(values)) <= MAX_CLASSES:
+        return "classification"
+    return "regression"
+
+
+def _label_text(value: Any) -> str:
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+class Transform:
+    """Standardization of inputs (and of real targets) plus the class names.
+
+    Attributes
+    ----------
+    task : "classification" or "regression"
+    classes : list of str or None
+        Class names in output order (classification).
+    x_mean, x_std : (F,) float64 or None
+    y_mean, y_std : (T,) float64 or None (regression targets)
+    """
+
+    def __init__(self, task: str, classes: list[str] | None = None, x_mean=None, x_std=None,
+                 y_mean=None, y_std=None) -> None:
+        self.task = task
+        self.classes = classes
+        self.x_mean, self.x_std, self.y_mean, self.y_std = x_mean, x_std, y_mean, y_std
+
+    @classmethod
+    def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True) -> Transform:
+        classes = None
+        x_mean = x_std = y_mean = y_std = None
+        if task == "classification":
+            if y.ndim != 1:
+                raise DataError(f"class labels must be one column, got shape {y.shape}")
+            found = np.unique(y if y.dtype.kind in "US" else np.asarray(y))
+            classes = [_label_text(v) for v in found]
+            if len(classes) < 2:
+                raise DataError(f"the target holds a single class ({classes[0]!r}): a classifier "
+                                "needs at least two (check --target, or use --task regression)")
+        elif y.dtype.kind in "USOb":
+            raise DataError("the target holds text, so it cannot be regressed: use --task classification")
+        if standardize:
+            x_mean = X.mean(axis=0)
+            # Constant columns (std 0) are centred but not scaled, rather than divided by zero.
+            x_std = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+            if task == "regression":
+                Y = y.reshape(len(y), -1).astype(np.float64)
+                y_mean, y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
+        return cls(task, classes, x_mean, x_std, y_mean, y_std)
+
+    @property
+    def n_targets(self) -> int:
+        return len(self.classes) if self.classes is not None else (
+            1 if self.y_mean is None else len(self.y_mean))
+
+    def inputs(self, X: np.ndarray) -> np.ndarray:
+        """Raw inputs (N, F) -> what the network sees."""
+        if self.x_mean is None:
+            return X
+        if X.shape[1] != len(self.x_mean):
+            raise DataError(f"the data has {X.shape[1]} features but the model was trained on "
+                            f"{len(self.x_mean)}: give the same columns as in training")
+        return (X - self.x_mean) / self.x_std
+
+    def targets(self, y: np.ndarray) -> np.ndarray:
+        """Raw targets -> class indices (N,) int64, or standardized real targets (N, T)."""
+        if self.task == "classification":
+            text = np.array([_label_text(v) for v in y.ravel()]) if y.dtype.kind not in "US" else y
+            index = {name: i for i, name in enumerate(self.classes)}
+            unknown = sorted(set(text.tolist()) - set(index))
+            if unknown:
+                raise DataError(f"labels {unknown[:5]} were not seen in training (classes: "
+                                f"{', '.join(self.classes[:10])}{'...' if len(self.classes) > 10 else ''})")
+            return np.array([index[t] for t in text.tolist()], dtype=np.int64)
+        if y.dtype.kind in "USOb":
+            raise DataError("the target holds text but the model is a regressor")
+        Y = y.reshape(len(y), -1).astype(np.float64)
+        return Y if self.y_mean is None else (Y - self.y_mean) / self.y_std
+
+    def outputs(self, Y: np.ndarray) -> np.ndarray:
+        """Regression outputs (N, T) in standardized units -> the target's units."""
+        Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
+        return Y if self.y_mean is None else Y * self.y_std + self.y_mean
+
+    # -- checkpoint form ------------------------------------------------------------
+    def to_json(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(metadata, arrays) for a checkpoint."""
+        arrays = {k: getattr(self, k) for k in ("x_mean", "x_std", "y_mean", "y_std")
+                  if getattr(self, k) is not None}
+        return {"task": self.task, "classes": self.classes}, arrays
+
+    @classmethod
+    def from_json(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Transform:
+        return cls(meta["task"], meta.get("classes"), *(arrays.get(k) for k in
+                                                        ("x_mean", "x_std", "y_mean", "y_std")))
