@@ -112,6 +112,9 @@ def write_atomic(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -135,7 +138,8 @@ def check_writable(path: str) -> None:
     if not os.access(folder, os.W_OK):
         raise CheckpointError(f"cannot save to {path}: the folder {folder} is not writable")
     if os.path.isdir(path):
-        raise CheckpointError(f"cannot save to {path}: it is a folder; give a file name such as model.safetensors")
+        raise CheckpointError(f"cannot save to {path}: it is a folder; give a file name "
+                              "such as model.safetensors")
     if os.path.exists(path):
         try:
             read_header(path)
@@ -271,7 +275,8 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
         if isinstance(exc, CheckpointError):
             raise
         raise CheckpointError(f"{path} is a backprop checkpoint but its contents do not fit together "
-                              f"({type(exc).__name__}: {exc}): it may come from an incompatible version") from None
+                              f"({type(exc).__name__}: {exc}): it may come from an incompatible "
+                              "version") from None
 
     def group(prefix: str) -> dict[str, np.ndarray] | None:
         found = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}

@@ -83,13 +83,13 @@ def _column_floats(cells: np.ndarray, name: str, first_line: int, path: str) -> 
     if missing.any():
         line = first_line + int(np.argmax(missing))
         raise DataError(f"{path} line {line}: column {name!r} has a missing value "
-                        f"({cells[missing][0]!r}): drop or fill in those rows first")
+                        f"({str(cells[missing][0])!r}): drop or fill in those rows first")
     try:
         values = cells.astype(np.float64)
     except ValueError:
         bad = next(i for i, c in enumerate(cells) if _number_or_none(c) is None)
         raise DataError(
-            f"{path} line {first_line + bad}: column {name!r} holds text ({cells[bad]!r}), but features "
+            f"{path} line {first_line + bad}: column {name!r} holds text ({str(cells[bad])!r}), but features "
             "must be numbers: encode it as numbers (e.g. one column per category) or drop the column"
         ) from None
     if not np.isfinite(values).all():
@@ -207,7 +207,8 @@ def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
     X = arrays["X"]
     y = arrays.get("y", np.zeros(len(X)))
     for part in ("", "_val", "_test"):
-        if f"X{part}" in arrays and f"y{part}" in arrays and len(arrays[f"X{part}"]) != len(arrays[f"y{part}"]):
+        Xp, yp = arrays.get(f"X{part}"), arrays.get(f"y{part}")
+        if Xp is not None and yp is not None and len(Xp) != len(yp):
             raise DataError(f"{path}: X{part} has {len(arrays[f'X{part}'])} rows but y{part} has "
                             f"{len(arrays[f'y{part}'])}: they must match")
         if f"X{part}" in arrays and arrays[f"X{part}"].shape[1] != X.shape[1]:

@@ -13,7 +13,6 @@ import sys
 
 from backends import BackendUnavailable
 
-from ..activations import ACTIVATIONS
 from ..checkpoint import CheckpointError
 from ..datafiles import DataError
 from ..datasets import DESCRIPTIONS
@@ -109,7 +108,8 @@ def _train_parser(commands) -> None:
     p.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
                    help="feed the inputs (and regression targets) as they are")
     g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_hidden, default=None, help="hidden layer widths, e.g. 128,128 (default 64)")
+    g.add_argument("--hidden", type=_hidden, default=None,
+                   help="hidden layer widths, e.g. 128,128; 0 for none (default 64)")
     g.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default=None, help="hidden activation (relu)")
     g.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default=None,
                    help="auto (default): cross-entropy for class labels, MSE for real targets")
@@ -126,12 +126,13 @@ def _train_parser(commands) -> None:
                    help="L2 penalty on weight matrices (decoupled for adamw)")
     g.add_argument("--schedule", choices=tuple(SCHEDULES), default=None, help="learning-rate schedule")
     g.add_argument("--epochs", type=_positive_int, default=None,
-                   help="total epochs (20); with --resume, the total to reach, not extra ones")
+                   help="total epochs (100); with --resume, the total to reach, not extra ones")
     g.add_argument("--batch-size", type=_batch_size, default=None, help="N or full (32)")
     g.add_argument("--val-split", type=_range(0.0, 1.0, "a fraction in [0, 1)"), default=None,
                    help="fraction held out for validation when the data has no validation part (0.1)")
     g.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation loss; keep the best weights")
+                   help="stop after PATIENCE epochs without a better validation loss and keep the best "
+                        "weights (default 10 when there is validation data)")
     _add_device(g)
     g = p.add_argument_group("output")
     g.add_argument("--save", default=None, metavar="PATH", help="checkpoint file (.safetensors)")

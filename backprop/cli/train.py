@@ -25,8 +25,8 @@ from .report import Progress, emit_json, table
 # built-in data set's own, then a resumed checkpoint's, then the command line.
 DEFAULTS: dict[str, Any] = {
     "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
-    "momentum": None, "weight_decay": None, "schedule": "constant", "epochs": 20, "batch_size": 32,
-    "init": "auto", "seed": 0, "dtype": "float32", "val_split": 0.1, "early_stopping": None,
+    "momentum": None, "weight_decay": None, "schedule": "constant", "epochs": 100, "batch_size": 32,
+    "init": "auto", "seed": 0, "dtype": "float32", "val_split": 0.1, "early_stopping": 10,
     "standardize": True, "task": None, "target": None,
 }
 # Fixed by the checkpoint when resuming: changing them would make another model.
@@ -101,7 +101,10 @@ def run(args: argparse.Namespace) -> int:
         from ..plots import prepare_folder, require_matplotlib
 
         require_matplotlib()
-        prepare_folder(args.plot)
+        try:
+            prepare_folder(args.plot)
+        except OSError as exc:
+            raise UsageError(f"cannot create the --plot folder {args.plot} ({exc.strerror})") from None
     if save_path:
         checkpoint.check_writable(save_path)
 
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         (X, y), val = split_validation(X, y, s["val_split"], s["seed"])
     else:
         val = None
+    if val is None and args.early_stopping is None:
+        s["early_stopping"] = None  # the default patience needs validation data; none here
     if s["early_stopping"] and val is None:
         raise UsageError("--early-stopping watches the validation loss: give --val-split (e.g. 0.1)")
     head = Head.make(transform, s["loss"])
@@ -233,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json(summary)
     elif mode != "quiet":
         rate = summary["samples_per_s"]
-        print(f"{status.replace('_', ' ')} after epoch {model.epoch} in {summary['seconds']:.2f} s"
+        print(f"{_STATUS[status]} at epoch {model.epoch} in {summary['seconds']:.2f} s"
               + (f" ({rate:,.0f} samples/s training)" if rate else ""))
         print(table(rows))
         if save_path:
@@ -241,8 +246,8 @@ def run(args: argparse.Namespace) -> int:
         for path in plots:
             print(f"wrote {path}")
     if failure:
-        print(f"backprop: error: {failure}" + (f"; {save_path} holds epoch {model.epoch}" if save_path else ""),
-              file=sys.stderr)
+        kept = f"; {save_path} holds epoch {model.epoch}" if save_path else ""
+        print(f"backprop: error: {failure}{kept}", file=sys.stderr)
         return 1
     return 130 if status == "interrupted" else 0
 
@@ -282,6 +287,10 @@ def _banner(model, dataset, transform: Transform, head: Head, s: dict, opt, n_tr
             f"{dataset.name}: {parts}, {model.n_inputs} features, {kind} · "
             f"{'-'.join(widths)} {s['activation']}, {model.n_params:,} parameters · "
             f"{head.loss} loss, {s['optimizer']} lr {opt.base_lr:g}, batch {s['batch_size']}, {epochs}")
+
+
+_STATUS = {"completed": "done", "early_stopping": "stopped early", "interrupted": "interrupted",
+           "diverged": "diverged (weights kept from before the bad epoch)"}
 
 
 def _canonical(name: str) -> str:

@@ -34,7 +34,8 @@ def restore(path: str, spec: str):
         k = model.n_outputs if task == "multiclass" else 2
         transform = Transform("regression" if task == "regression" else "classification",
                               None if task == "regression" else [str(i) for i in range(k)])
-        loss = model.loss.name if model.loss is not None else {"multiclass": "ce", "binary": "bce"}.get(task, "mse")
+        default = {"multiclass": "ce", "binary": "bce"}.get(task, "mse")
+        loss = model.loss.name if model.loss is not None else default
         head = Head(loss, model.n_outputs, None,
                     {"multiclass": "index", "binary": "binary"}.get(task, "real"))
     return model, transform, head, ck.extra
