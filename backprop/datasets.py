@@ -114,7 +114,7 @@ def _digits() -> Dataset:
     return Dataset("digits", X[~test], y[~test], X_test=X[test], y_test=y[test],
                    feature_names=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
                    target_name="digit", task="classification",
-                   defaults={"hidden": [128], "epochs": 30, "batch_size": 32, "lr": 1e-3})
+                   defaults={"hidden": [256], "epochs": 60, "batch_size": 32, "lr": 1e-3})
 
 
 _TWO_D = {"hidden": [32, 32], "epochs": 200, "batch_size": 64, "lr": 0.01}

@@ -24,7 +24,7 @@ def main() -> None:
         from sklearn.model_selection import train_test_split
     except ImportError:
         raise SystemExit("this example needs scikit-learn (its bundled digits): "
-                         "pip install -e '.[examples]'") from None
+                         "pip install scikit-learn") from None
 
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(

@@ -66,7 +66,7 @@ def test_default_run_is_digits_with_test_accuracy(capsys):
         assert record["type"] == "epoch"
         assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds", "samples_per_s",
                 "device", "backend"} <= set(record)
-    assert summary["type"] == "summary" and summary["status"] == "completed"
+    assert summary["type"] == "summary" and summary["status"] in ("completed", "early_stopping")
     for key in ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
                 "seconds", "samples_per_s", "device", "backend"):
         assert key in summary, key

@@ -240,6 +240,8 @@ def run(args: argparse.Namespace) -> int:
         rate = summary["samples_per_s"]
         print(f"{_STATUS[status]} at epoch {model.epoch} in {summary['seconds']:.2f} s"
               + (f" ({rate:,.0f} samples/s training)" if rate else ""))
+        if status == "early_stopping" and summary["best_epoch"]:
+            print(f"the weights of epoch {summary['best_epoch']} (best validation loss) are kept")
         print(table(rows))
         if save_path:
             print(f"saved {save_path} (epoch {model.epoch})")
