@@ -31,6 +31,13 @@ def _pyplot():
     return plt
 
 
+def _write(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)  # pyplot keeps every open figure alive otherwise
+    return path
+
+
 def curves(records: list[dict], path: str, title: str = "") -> str:
     """Train/validation loss (and accuracy when recorded) per epoch, as a PNG."""
     plt = _pyplot()
@@ -51,10 +58,7 @@ def curves(records: list[dict], path: str, title: str = "") -> str:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(plt, fig, path)
 
 
 def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, labels: np.ndarray,
@@ -89,10 +93,7 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
                    linewidths=0.3, label=name)
     ax.legend(loc="best", fontsize="small", title="class")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(plt, fig, path)
 
 
 def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
@@ -106,10 +107,7 @@ def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: 
     ax.legend()
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _write(plt, fig, path)
 
 
 def prepare_folder(folder: str) -> str:

@@ -233,7 +233,8 @@ def test_model_trained_on_another_device_predicts_on_cpu(spec, tmp_path, capsys)
     if spec not in USABLE:
         pytest.skip(f"{spec} is not usable here")
     path = tmp_path / "m.st"
-    code, _, err = run(["train", "moons", "--epochs", "5", "--device", spec, "--save", path, "--quiet"], capsys)
+    code, _, err = run(["train", "moons", "--epochs", "5", "--device", spec, "--save", path, "--quiet"],
+                       capsys)
     assert code == 0, err
     inputs = tmp_path / "in.csv"
     np.savetxt(inputs, np.random.default_rng(3).normal(size=(50, 2)), delimiter=",")

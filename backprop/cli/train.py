@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
 
     backend = model.backend
     n_train = len(Xn)
-    mode = "json" if args.json else "quiet" if args.quiet else "bar" if sys.stderr.isatty() else "lines"
+    mode = "json" if args.json else "quiet" if args.quiet else "bar" if _terminal_width() else "lines"
     if mode not in ("json", "quiet"):
         print(_banner(model, dataset, transform, head, s, opt, n_train, val, resumed is not None), flush=True)
 
@@ -289,6 +289,14 @@ def _banner(model, dataset, transform: Transform, head: Head, s: dict, opt, n_tr
             f"{dataset.name}: {parts}, {model.n_inputs} features, {kind} · "
             f"{'-'.join(widths)} {s['activation']}, {model.n_params:,} parameters · "
             f"{head.loss} loss, {s['optimizer']} lr {opt.base_lr:g}, batch {s['batch_size']}, {epochs}")
+
+
+def _terminal_width() -> int:
+    """Columns of the terminal stderr writes to; 0 when it is not one (or reports no size)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns if sys.stderr.isatty() else 0
+    except (OSError, ValueError, AttributeError):
+        return 0
 
 
 _STATUS = {"completed": "done", "early_stopping": "stopped early", "interrupted": "interrupted",
