@@ -475,3 +475,18 @@ def test_ctrl_c_saves_and_exits_130(tmp_path):
     assert summary["status"] == "interrupted" and "Traceback" not in err
     saved = checkpoint.load(str(path))
     assert saved.model.epoch == summary["epochs"] > 0
+
+
+def test_predict_from_npz_and_torch_backend_flag(tmp_path, capsys):
+    path = tmp_path / "m.st"
+    assert run(["train", "blobs", "--epochs", "5", "--save", path, "--quiet"], capsys)[0] == 0
+    X = np.random.default_rng(4).normal(size=(7, 2))
+    np.savez(tmp_path / "in.npz", X=X)
+    code, out, err = run(["predict", path, tmp_path / "in.npz"], capsys)
+    assert code == 0, err
+    assert len(out.splitlines()) == 8 and set(out.splitlines()[1:]) <= {"0", "1", "2", "3"}
+    if "torch" in USABLE:
+        code, torch_out, err = run(["predict", path, tmp_path / "in.npz", "--backend", "torch"], capsys)
+        assert code == 0 and torch_out == out, err
+    code, _, err = run(["predict", path, tmp_path / "in.npz", "--backend", "cupy"], capsys)
+    assert code == 2 and "--backend cupy needs a GPU" in err
