@@ -6,7 +6,7 @@ standard, so the same code trains on NumPy (CPU) and CuPy (NVIDIA GPU).
 
 from backends import BackendUnavailable, available_backends, get_backend
 
-from . import activations, initializers, losses, optimizers, schedules
+from . import activations, checkpoint, initializers, losses, optimizers, schedules
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
 from .gradcheck import GradcheckResult, gradcheck
 from .layers import Dense, Layer
@@ -23,6 +23,6 @@ __all__ = [
     "CrossEntropy", "Dense", "EarlyStopping", "ExponentialDecay", "GradcheckResult",
     "GradientDescent", "History", "Identity", "Layer", "LeakyReLU", "MeanSquaredError", "RMSprop",
     "ReLU", "Sequential", "Sigmoid", "Softmax", "Softplus", "SquaredError", "StepDecay", "Tanh",
-    "TrainingDiverged", "activations", "available_backends", "get_backend", "gradcheck",
+    "TrainingDiverged", "activations", "available_backends", "checkpoint", "get_backend", "gradcheck",
     "initializers", "losses", "mlp", "optimizers", "schedules",
 ]
