@@ -6,7 +6,6 @@ output activation, and how labels become targets. Host NumPy in and out.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -133,6 +132,3 @@ def split_validation(X: np.ndarray, y: np.ndarray, fraction: float, seed: int):
     order = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,))).permutation(n)
     return (X[order[n_val:]], y[order[n_val:]]), (X[order[:n_val]], y[order[:n_val]])
 
-
-def finite(value: float) -> bool:
-    return isinstance(value, float) and math.isfinite(value)

@@ -14,7 +14,6 @@ import numpy as np
 from backends import dtype_name, get_backend, to_numpy_any
 
 from .. import checkpoint, optimizers
-from ..datafiles import DataError
 from ..model import mlp
 from ..preprocessing import Transform, infer_task
 from ..training import EarlyStopping, TrainingDiverged
@@ -327,5 +326,3 @@ def _plots(folder: str, model, head: Head, transform: Transform, dataset, X, y, 
             os.path.join(folder, "fit.png"), f"{dataset.name}: the network's curve"))
     return written
 
-
-__all__ = ["run", "DataError"]
