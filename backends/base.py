@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import tracemalloc
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -129,6 +131,27 @@ class Backend:
         """A context in which this backend's device is the current one."""
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def track_memory(self) -> Iterator[MemoryPeak]:
+        """Measure the peak memory that arrays take while the block runs.
+
+        Yields a :class:`MemoryPeak` whose ``bytes`` is set when the block ends.
+        Host backends use ``tracemalloc`` (NumPy reports its buffers to it), which
+        slows Python down: never wrap timed work in this.
+        """
+        peak = MemoryPeak("tracemalloc: host arrays allocated in the block, at their peak")
+        started = not tracemalloc.is_tracing()
+        if started:
+            tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        try:
+            yield peak
+        finally:
+            peak.bytes = tracemalloc.get_traced_memory()[1] - base
+            if started:
+                tracemalloc.stop()
+
     def quiet_overflow(self) -> contextlib.AbstractContextManager:
         """A context that silences overflow warnings (NumPy's); the caller checks results."""
         return contextlib.nullcontext()
@@ -142,6 +165,17 @@ class Backend:
     def describe(self) -> dict:
         """Facts for ``backprop info``: library version, device name, memory."""
         return {"backend": self.name, "device": self.label}
+
+
+class MemoryPeak:
+    """The result of :meth:`Backend.track_memory`: ``bytes`` (None: not measurable here)."""
+
+    def __init__(self, how: str) -> None:
+        self.bytes: int | None = None
+        self.how = how
+
+    def __repr__(self) -> str:
+        return f"<MemoryPeak {self.bytes} bytes ({self.how})>"
 
 
 def dtype_name(dtype: Any) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, MemoryPeak
 
 INSTALL_HINT = (
     "pip install 'backprop[cuda12]' (CUDA 12 driver) or 'backprop[cuda13]' (CUDA 13 "
@@ -126,6 +126,22 @@ class CupyBackend(Backend):
                 yield
             finally:
                 self._linalg.set_compute_type(np.float32, previous)
+
+    @contextlib.contextmanager
+    def track_memory(self) -> Iterator[MemoryPeak]:
+        # The pool keeps freed blocks until asked to release them, so what it holds
+        # at the end is the high-water mark of the block (rounded up to its bins).
+        peak = MemoryPeak("CuPy memory pool: bytes held at the end (its high-water mark)")
+        pool = self._cupy.get_default_memory_pool()
+        with self.activate():
+            self.synchronize()
+            pool.free_all_blocks()
+            base = pool.total_bytes()
+            try:
+                yield peak
+            finally:
+                self.synchronize()
+                peak.bytes = pool.total_bytes() - base
 
     def describe(self) -> dict:
         cupy = self._cupy

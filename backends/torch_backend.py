@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, MemoryPeak
 
 
 class TorchBackend(Backend):
@@ -87,6 +87,22 @@ class TorchBackend(Backend):
     def synchronize(self) -> None:
         if self.is_gpu:
             self._torch.cuda.synchronize(self.device)
+
+    @contextlib.contextmanager
+    def track_memory(self) -> Iterator[MemoryPeak]:
+        if not self.is_gpu:  # torch's CPU allocator reports to no tracer
+            yield MemoryPeak("not measurable: torch reports no peak for CPU tensors")
+            return
+        peak = MemoryPeak("torch.cuda.max_memory_allocated during the block")
+        cuda = self._torch.cuda
+        cuda.synchronize(self.device)
+        cuda.reset_peak_memory_stats(self.device)
+        base = cuda.memory_allocated(self.device)
+        try:
+            yield peak
+        finally:
+            cuda.synchronize(self.device)
+            peak.bytes = cuda.max_memory_allocated(self.device) - base
 
     def describe(self) -> dict:
         info = {"backend": self.name, "device": self.label, "version": self._torch.__version__}

@@ -113,3 +113,55 @@ def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: 
 def prepare_folder(folder: str) -> str:
     os.makedirs(folder, exist_ok=True)
     return folder
+
+
+def bench_figure(report: dict, path: str) -> str:
+    """``backprop bench``: step time and speedup against network size (FLOPs per step).
+
+    Left, the median step time of every (device, implementation). Right, how many
+    times faster ours runs on each device than on the first one, and than each
+    contender on the same device (above 1: ours is faster).
+    """
+    plt = _pyplot()
+    rows = report["results"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    series = dict.fromkeys((r["device"], r["impl"]) for r in rows)
+    for n, (device, impl) in enumerate(series):
+        mine = sorted((r for r in rows if r["device"] == device and r["impl"] == impl),
+                      key=lambda r: r["flops_per_step"])
+        style = "-" if impl == "backprop" else "--"
+        left.plot([r["flops_per_step"] for r in mine], [r["step_s"] for r in mine], style, marker="o",
+                  color=f"C{n % 10}", label=f"{impl} on {device}")
+        for r in mine if n == 0 else ():  # size names once, on the first line
+            left.annotate(r["size"], (r["flops_per_step"], r["step_s"]), fontsize=7,
+                          textcoords="offset points", xytext=(4, -8))
+    left.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
+             ylabel="median step time (s)", title="step time")
+    left.grid(alpha=0.3, which="both")
+    left.legend(fontsize="small")
+
+    first = rows[0]["device"] if rows else ""
+    lines: dict[str, list[tuple[float, float]]] = {}
+    for s in report.get("speedups", []):
+        flops = next(r["flops_per_step"] for r in rows if r["size"] == s["size"])
+        lines.setdefault(f"ours on {s['device']} vs ours on {s['over']}", []).append((flops, s["speedup"]))
+    for r in rows:
+        if r["impl"] != "backprop":
+            lines.setdefault(f"ours vs {r['impl']} on {r['device']}", []).append(
+                (r["flops_per_step"], r["backprop_speedup"]))
+    for n, (label, points) in enumerate(lines.items()):
+        points.sort()
+        right.plot(*zip(*points), "-" if label.startswith("ours on") else ":", marker="s",
+                   color=f"C{(n + 3) % 10}", label=label)
+    right.axhline(1.0, color="k", linewidth=0.8)
+    right.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
+              ylabel="times faster (above 1: ours wins)",
+              title=f"speedup (devices against {first}; ours against the others)")
+    right.grid(alpha=0.3, which="both")
+    if lines:
+        right.legend(fontsize="small")
+    settings = report["settings"]
+    fig.suptitle(f"backprop bench: {settings['dtype']}, {settings['optimizer']['name']}, "
+                 f"{settings['activation']}; {report['machine']['cpu']} ({report['machine']['cores']} cores)"
+                 + "".join(f"; {d['device_name']}" for d in report["devices"] if d["device"] != "cpu"))
+    return _write(plt, fig, path)

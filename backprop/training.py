@@ -111,6 +111,25 @@ def _batches(n: int, batch_size: int) -> list[tuple[int, int]]:
     return [(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
+def train_epoch(model: Any, X: Array, T: Array, labels: Array | None, spans: list[tuple[int, int]],
+                body: list, loss: losses.Loss) -> tuple[Array, Array | None]:
+    """One pass of training steps over the batches ``spans`` of device arrays.
+
+    ``X`` (N, n_inputs), ``T`` (N, n_outputs), ``labels`` (N,) or None. Returns the
+    summed loss and the number of right predictions as 0-d device arrays: nothing
+    here waits for the device. This is the loop ``fit`` runs each epoch and the
+    one ``backprop bench`` times.
+    """
+    xp = model.xp
+    values, hits = [], []
+    for start, stop in spans:
+        T_b = T[start:stop, ...]
+        value, Z = model._train_step(X[start:stop, ...], T_b, body, loss)
+        values.append(value)
+        hits.append(_correct(loss, Z, T_b, None if labels is None else labels[start:stop], xp))
+    return _totals(xp, values, hits, spans, loss)
+
+
 def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: losses.Loss,
                     batch_size: int, regression_metrics: bool = False) -> dict[str, float]:
     """Loss and metrics of ``model`` on device arrays; one synchronisation at the end."""
@@ -273,13 +292,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                 Le = None if labels is None else xp.take(labels, order, axis=0)
             else:
                 Xe, Te, Le = Xd, T, labels
-            values, hits = [], []
-            for start, stop in spans:
-                T_b = Te[start:stop, ...]
-                value, Z = model._train_step(Xe[start:stop, ...], T_b, body, loss_obj)
-                values.append(value)
-                hits.append(_correct(loss_obj, Z, T_b, None if Le is None else Le[start:stop], xp))
-            total, correct = _totals(xp, values, hits, spans, loss_obj)
+            total, correct = train_epoch(model, Xe, Te, Le, spans, body, loss_obj)
 
             # The one synchronisation of the epoch.
             record: dict[str, Any] = {"epoch": epoch + 1}

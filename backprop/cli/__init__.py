@@ -1,4 +1,4 @@
-"""The ``backprop`` command line: train, evaluate, predict, gradcheck, info.
+"""The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, info.
 
 Every expected failure (bad data, a bad option, a missing GPU, a broken
 checkpoint) ends in one line on stderr and exit status 2; a failed gradient check
@@ -189,6 +189,10 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true")
     _add_device(p)
     p.set_defaults(func=use.gradcheck_command)
+
+    from .bench import add_parser as add_bench
+
+    add_bench(commands, _positive_int, _hidden, _seed)
 
     from .info import info
 

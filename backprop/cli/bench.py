@@ -1,0 +1,219 @@
+"""``backprop bench``: training-step speed per size and device, beside PyTorch, as a table."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from backends import BackendUnavailable, get_backend
+
+from .. import bench
+from ..bench import format_time
+from .common import UsageError
+from .report import _json_value
+
+COLUMNS = (  # header, report key
+    ("size", "size"), ("layers", "layers"), ("batch", "batch"), ("device", "device"),
+    ("impl", "impl"), ("precision", "precision"), ("step", "step_s"),
+    ("samples/s", "samples_per_s"), ("TFLOP/s", "tflops"), ("of peak", "ceiling_fraction"),
+    ("memory", "peak_memory_bytes"), ("ours x", "backprop_speedup"),
+)
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GB", 2**30), ("MB", 2**20), ("KB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def _cell(key: str, row: dict) -> str:
+    value = row[key]
+    if key == "step_s":
+        return format_time(value)
+    if key == "samples_per_s":
+        return f"{value:,.0f}"
+    if key == "tflops":
+        return f"{value:.3g}"
+    if key == "ceiling_fraction":
+        return f"{100 * value:.1f}%"
+    if key == "peak_memory_bytes":
+        return _bytes(value)
+    if key == "backprop_speedup":
+        return "" if row["impl"] == "backprop" else f"{value:.2f}"
+    return str(value)
+
+
+def render(report: dict) -> str:
+    """The human-readable report: settings, ceilings, the table, speedups, agreement."""
+    s, m = report["settings"], report["machine"]
+    opt = s["optimizer"]
+    opt_text = ", ".join(f"{k} {v}" for k, v in opt.items() if k != "name")
+    threads = f"{m['blas']} with {m['blas_threads']} threads" if m.get("blas") else "BLAS threads unknown"
+    if m.get("torch_threads"):
+        threads += f"; torch {m['torch_threads']} threads"
+    out = [f"backprop bench: {s['dtype']}, {opt['name']} ({opt_text}), {s['activation']}, seed {s['seed']}",
+           f"CPU: {m['cpu']}, {m['cores']} cores ({threads})"]
+    for d in report["devices"]:
+        out.append(f"{d['device']}: {d.get('device_name', '')}; matrix-multiply ceiling "
+                   f"{d['ceiling_tflops']:.3g} TFLOP/s ({d['ceiling_gemm']} {d['precision']})")
+    out.append("")
+    rows = report["results"]
+    grid = [[h for h, _ in COLUMNS]]
+    previous = None
+    for row in rows:
+        cells = [_cell(key, row) for _, key in COLUMNS]
+        if previous is not None and row["size"] == previous["size"]:
+            cells[:3] = ["", "", ""]  # size, layers and batch once per group
+            if row["device"] == previous["device"]:
+                cells[3] = ""
+        grid.append(cells)
+        previous = row
+    widths = [max(len(line[i]) for line in grid) for i in range(len(COLUMNS))]
+    for line in grid:  # text columns left-aligned, numbers right-aligned
+        out.append("  ".join(c.ljust(w) if i < 6 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(line, widths))).rstrip())
+    out.append("")
+    out += textwrap.wrap(
+        "step: median over the timed blocks, the device synchronised before the clock is read. "
+        "of peak: TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster "
+        "our fit loop runs than that row (below 1: slower), timed block by block in turn.", 100)
+    for sp in report["speedups"]:
+        out.append(f"speedup {sp['size']}: {sp['device']} is {sp['speedup']:.2f}x {sp['over']}")
+    for a in report["agreement"]:
+        verdict = "ok" if a["ok"] else f"DIFFERS (allowed {a['atol']:g} + {a['rtol']:g} x loss)"
+        out.append(f"loss after the timed steps, {a['size']}: {a['a']} {a['loss_a']:.6g}, {a['b']} "
+                   f"{a['loss_b']:.6g} (difference {a['abs_diff']:.2g}, relative {a['rel_diff']:.2g}): "
+                   f"{verdict}")
+    out += [f"note: {n}" for n in report["notes"]]
+    return "\n".join(out)
+
+
+def _names(text: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    if allowed is not None:
+        bad = [n for n in names if n not in allowed]
+        if bad:
+            raise UsageError(f"unknown {what} {bad[0]!r}: use {', '.join(allowed)}")
+    return names
+
+
+def _devices(text: str | None, notes: list[str]) -> list[str]:
+    if text:
+        names = _names(text, None, "device")
+        for name in names:
+            get_backend(name)  # a clear one-line error for an unknown or unusable device
+        return names
+    names = ["cpu"]
+    try:
+        get_backend("cuda")
+        names.append("cuda")
+    except BackendUnavailable as exc:
+        notes.append(f"cuda not measured: {exc}")
+    return names
+
+
+def _sizes(args: argparse.Namespace) -> list[bench.Size]:
+    sizes = []
+    if args.sizes or not args.layers:
+        for name in _names(args.sizes or ",".join(bench.SIZES), tuple(bench.SIZES), "size"):
+            sizes.append(bench.with_counts(bench.SIZES[name], args.steps, args.repeats))
+    if args.layers:
+        sizes.append(bench.custom_size(args.layers, args.batch_size or 128, args.steps, args.repeats))
+    elif args.batch_size is not None:
+        raise UsageError("--batch-size goes with --layers (the named sizes have their own batch)")
+    return sizes
+
+
+def run(args: argparse.Namespace) -> int:
+    from backends.machine import limit_threads
+
+    notes: list[str] = []
+    compare = _names(args.compare or "", ("torch", "numpy-reference"), "--compare choice")
+    if args.plot:
+        from ..plots import require_matplotlib
+
+        require_matplotlib()
+    settings = bench.Settings(sizes=_sizes(args), devices=_devices(args.devices, notes), compare=compare,
+                              dtype=args.dtype, precision=args.precision, optimizer=args.optimizer,
+                              activation=args.activation, seed=args.seed)
+    if "torch" in compare:
+        from backends.machine import blas_info
+        from backends.torch_reference import torch_threads
+
+        # The same thread count on both sides, or the comparison measures the thread pools.
+        torch_threads(args.threads or blas_info()["blas_threads"])
+
+    def progress(line: str) -> None:
+        if not (args.json or args.quiet):
+            print(line, file=sys.stderr, flush=True)
+
+    with limit_threads(args.threads):
+        report = bench.run(settings, progress)
+    report["notes"] = notes + report["notes"]
+    if args.plot:
+        from ..plots import bench_figure
+
+        report["plot"] = bench_figure(report, args.plot)
+    if args.json:
+        print(json.dumps(_clean(report)))
+    elif not args.quiet:
+        print(render(report))
+        if args.plot:
+            print(f"picture: {args.plot}")
+    if not report["ok"]:
+        bad = next(a for a in report["agreement"] if not a["ok"])
+        print(f"backprop: error: {bad['a']} and {bad['b']} disagree on the {bad['size']} loss after the "
+              f"timed steps ({bad['loss_a']:.6g} vs {bad['loss_b']:.6g}): a bug; please report it",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _clean(obj):
+    """JSON has no NaN or infinity: null in their place, recursively."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_clean(v) for v in obj]
+    return _json_value(obj)
+
+
+def add_parser(commands, positive_int, hidden, seed) -> None:
+    p = commands.add_parser(
+        "bench", help="training-step speed per network size on CPU and GPU, beside PyTorch",
+        description="Time training steps of the real fit loop for networks from XOR size to large, on "
+                    "each device, and print step time, samples/s, TFLOP/s against the device's "
+                    "measured matrix-multiply ceiling, peak memory, the GPU/CPU speedup and the loss "
+                    "each run reached (which must agree). Sizes: "
+                    + "; ".join(f"{s.name} {s.label} batch {s.batch}" for s in bench.SIZES.values()))
+    p.add_argument("--sizes", default=None, help="comma-separated sizes (default: all four, or none "
+                   "with --layers)")
+    p.add_argument("--layers", type=hidden, default=None, metavar="W,W,...",
+                   help="a custom network: input, hidden..., output widths, e.g. 784,512,10")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="batch for --layers (128)")
+    p.add_argument("--devices", default=None,
+                   help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
+    p.add_argument("--compare", default=None, metavar="torch,numpy-reference",
+                   help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--precision", choices=("default", "tf32"), default="default",
+                   help="tf32: TF32 tensor cores for float32 products on GPUs (CPU rows stay float32)")
+    p.add_argument("--optimizer", choices=tuple(bench.OPTIMIZER_SETTINGS), default="momentum",
+                   help="momentum (default: SGD, momentum 0.9, lr 0.01), sgd or adam")
+    p.add_argument("--activation", choices=("relu", "tanh"), default="relu")
+    p.add_argument("--steps", type=positive_int, default=None,
+                   help="timed steps per block (default: by size, from 200 for xor to 1 for large)")
+    p.add_argument("--repeats", type=positive_int, default=None,
+                   help="timed blocks; the median is reported (default: by size, 5 to 9)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads for NumPy's BLAS and PyTorch (default: as they start)")
+    p.add_argument("--seed", type=seed, default=0, help="seeds the weights and the data (0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="draw step time and speedup")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    p.set_defaults(func=run)

@@ -1,0 +1,181 @@
+"""`backprop bench`: what it counts, what it prints, and that its runs compute the same thing.
+
+No test here checks a speed: speed claims live in benchmarks/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from backends import get_backend
+from backprop import bench
+from backprop.cli import main
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+ROW_KEYS = {"size", "layers", "batch", "device", "impl", "dtype", "precision", "warmup", "steps", "repeats",
+            "step_s", "step_s_min", "step_s_max", "samples_per_s", "flops_per_step", "tflops",
+            "ceiling_fraction", "peak_memory_bytes", "loss", "backprop_speedup"}
+TINY = ["--layers", "4,8,3", "--batch-size", "16", "--steps", "4", "--repeats", "3"]
+
+
+def run_json(capsys, *args: str) -> dict:
+    assert main(["bench", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_flops_count_the_matrix_products_by_hand():
+    # 2-2-1, batch 4: forward 2*4*(2*2 + 2*1) = 48; weight gradients 48 again; input
+    # gradient of the second layer only, 2*4*2*1 = 16.
+    assert bench.flops_per_step([2, 2, 1], 4) == 48 + 48 + 16
+    # Large: 6 N sum(a b) minus the first layer's input gradient, 2 N a0 b0.
+    n, pairs = 4096, [(4096, 4096), (4096, 4096), (4096, 1000)]
+    expected = 6 * n * sum(a * b for a, b in pairs) - 2 * n * 4096**2
+    assert bench.flops_per_step([4096, 4096, 4096, 1000], n) == expected
+
+
+def test_issue_command_prints_the_table_for_xor_and_small(capsys):
+    assert main(["bench", "--sizes", "xor,small", "--devices", "cpu"]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if line.startswith("size"))
+    for field in ("layers", "batch", "device", "impl", "precision", "step", "samples/s", "TFLOP/s",
+                  "of peak", "memory"):
+        assert field in header
+    assert "matrix-multiply ceiling" in out
+    table = [line.split() for line in out.splitlines() if line.startswith(("xor ", "small "))]
+    assert [t[:3] for t in table] == [["xor", "2-2-1", "4"], ["small", "784-512-512-10", "128"]]
+    assert all("cpu" in t and "backprop" in t and "float32" in t for t in table)
+
+
+def test_json_report_has_every_key_and_the_devices_agree(capsys):
+    compare = "numpy-reference,torch" if HAS_TORCH else "numpy-reference"
+    report = run_json(capsys, *TINY, "--sizes", "xor", "--devices", "cpu,strict", "--compare", compare)
+    assert set(report) >= {"settings", "machine", "devices", "results", "speedups", "agreement", "notes",
+                           "ok"}
+    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    assert [d["device"] for d in report["devices"]] == ["cpu", "strict:device1"]
+    assert all(d["ceiling_tflops"] > 0 for d in report["devices"])
+    rows = report["results"]
+    assert all(set(row) == ROW_KEYS for row in rows)
+    impls = [(r["size"], r["device"], r["impl"]) for r in rows]
+    expected_cpu = ["backprop", "numpy-reference"] + (["torch"] if HAS_TORCH else [])
+    assert [i for s, d, i in impls if s == "xor" and d == "cpu"] == expected_cpu
+    assert ("custom", "strict:device1", "backprop") in impls
+    for row in rows:
+        assert row["samples_per_s"] == pytest.approx(row["batch"] / row["step_s"])
+        assert row["tflops"] == pytest.approx(row["flops_per_step"] / row["step_s"] / 1e12)
+        assert row["step_s_min"] <= row["step_s"] <= row["step_s_max"]
+    assert {(s["size"], s["device"], s["over"]) for s in report["speedups"]} == {
+        ("xor", "strict:device1", "cpu"), ("custom", "strict:device1", "cpu")}
+    # Same weights, data and math: the losses agree, and runs on NumPy agree exactly.
+    assert report["ok"] and all(a["ok"] for a in report["agreement"])
+    exact = [a for a in report["agreement"] if "torch" not in a["b"]]
+    assert exact and all(a["abs_diff"] == 0 for a in exact)
+    assert any("skipped on strict" in n for n in report["notes"])
+
+
+def test_a_wrong_update_is_caught_by_the_loss_agreement(capsys, monkeypatch):
+    from backends.handwritten import HandwrittenTrainer
+
+    original = HandwrittenTrainer._update
+
+    def wrong(self, params, grads):  # a 10% larger step, as a sign slip or a bad constant would be
+        self.opt = {**self.opt, "lr": bench.OPTIMIZER_SETTINGS["momentum"]["lr"] * 1.1}
+        original(self, params, grads)
+
+    monkeypatch.setattr(HandwrittenTrainer, "_update", wrong)
+    code = main(["bench", *TINY, "--devices", "cpu", "--compare", "numpy-reference"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "DIFFERS" in captured.out
+    assert "disagree on the custom loss" in captured.err
+
+
+def test_memory_counts_weights_optimizer_state_and_data(capsys):
+    report = run_json(capsys, "--layers", "256,256,10", "--batch-size", "64", "--steps", "4",
+                      "--repeats", "1", "--devices", "cpu", "--optimizer", "adam")
+    row = report["results"][0]
+    params = 256 * 256 + 256 + 256 * 10 + 10
+    data = 4 * 64 * (256 + 10)  # 4 distinct batches of inputs and one-hot targets
+    weights_and_moments = 3 * params * 4  # float32 weights, Adam's m and v
+    assert weights_and_moments + data <= row["peak_memory_bytes"] < 4 * (weights_and_moments + data)
+
+
+def test_timed_block_reads_the_device_once_however_many_steps():
+    from array_api_strict._array_object import Array
+
+    backend = get_backend("strict")
+    size = bench.custom_size([4, 8, 3], 8, steps=12)
+    X, labels = bench.synthetic_data(size, 0, 12)
+    trainer = bench.BackpropTrainer(backend, size, "relu", "ce", bench.OPTIMIZER_SETTINGS["adam"], "float32",
+                                    X, labels, 0)
+    reads = {"n": 0}
+    original = Array.__float__
+
+    def counted(self):
+        reads["n"] += 1
+        return original(self)
+
+    Array.__float__ = counted
+    try:
+        for steps in (2, 12):
+            reads["n"] = 0
+            trainer.run(bench.batch_spans(size, 12, steps))
+            assert reads["n"] == 1, steps
+    finally:
+        Array.__float__ = original
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "bench.png"
+    report = run_json(capsys, *TINY, "--devices", "cpu,strict", "--plot", str(path))
+    assert report["plot"] == str(path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--devices", "tpu"], "unknown device 'tpu'"),
+    (["--sizes", "huge"], "unknown size 'huge'"),
+    (["--compare", "jax"], "unknown --compare choice 'jax'"),
+    (["--dtype", "float64", "--precision", "tf32"], "--precision tf32 applies to float32"),
+    (["--batch-size", "64"], "--batch-size goes with --layers"),
+    (["--layers", "784"], "--layers needs at least two"),
+    (["--sizes", "xor", "--layers", "2,3", "--steps", "0"], "must be a positive integer"),
+])
+def test_bad_options_end_in_one_line(capsys, args, message):
+    try:
+        code = main(["bench", *args])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_missing_gpu_is_one_line_not_a_traceback(capsys):
+    try:
+        get_backend("cuda")
+        pytest.skip("a GPU is usable here")
+    except Exception:
+        pass
+    assert main(["bench", "--sizes", "xor", "--devices", "cpu,cuda"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backprop: error:") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("spec", ["cuda"])
+def test_cpu_and_gpu_agree_in_the_bench(capsys, spec):
+    try:
+        get_backend(spec)
+    except Exception as exc:
+        pytest.skip(f"no usable GPU: {exc}")
+    compare = "numpy-reference,torch" if HAS_TORCH else "numpy-reference"
+    report = run_json(capsys, *TINY, "--sizes", "xor,small", "--steps", "20", "--devices", f"cpu,{spec}",
+                      "--compare", compare)
+    assert report["ok"], report["agreement"]
+    gpu_rows = [r for r in report["results"] if r["device"].startswith("cuda")]
+    assert {r["impl"] for r in gpu_rows} >= {"backprop", "cupy-reference"}
+    assert all(r["peak_memory_bytes"] > 0 for r in gpu_rows if r["impl"] != "torch" or HAS_TORCH)
