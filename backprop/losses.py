@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax, softplus
+from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax
 from .namespace import namespace_of
 
 Array = Any
@@ -100,8 +100,11 @@ class BinaryCrossEntropy(Loss):
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         xp = namespace_of(Z)
-        loss = xp.mean(softplus(xp, Z) - T * Z)
-        return loss, (sigmoid(xp, Z) - T) * (1.0 / (Z.shape[0] * Z.shape[1]))
+        # softplus(z) and sigmoid(z) both from E = exp(-|z|) (never overflows): one exp, not two.
+        E = xp.exp(-xp.abs(Z))
+        loss = xp.mean(xp.maximum(Z, 0.0) + xp.log1p(E) - T * Z)
+        P = xp.where(Z >= 0, 1.0, E) / (1.0 + E)
+        return loss, (P - T) * (1.0 / (Z.shape[0] * Z.shape[1]))
 
     def probabilities(self, xp: Any, Z: Array) -> Array:
         return sigmoid(xp, Z)
