@@ -165,13 +165,15 @@ class BackpropTrainer:
             return float(total) / sum(stop - start for start, stop in spans)
 
 
-def gemm_ceiling(backend: Any, dtype: str) -> dict:
+def gemm_ceiling(backend: Any, dtype: str, widest: int = 1024) -> dict:
     """The device's matrix-multiply rate: one large square product of ``dtype``.
 
-    n = 8192 on a GPU, 2048 on a CPU (big enough to reach the BLAS peak, small
-    enough to take a fraction of a second). Median of 3 after one warm-up.
+    n = 8192 on a GPU. On a CPU, n is the widest layer measured, between 1024 and
+    4096: a BLAS runs a little faster on larger products, and a ceiling measured
+    smaller than the network's own products would be beaten by them. Median of 3
+    after one warm-up.
     """
-    n = 8192 if backend.is_gpu else 2048
+    n = 8192 if backend.is_gpu else min(4096, max(1024, widest))
     xp = backend.xp
     with backend.activate():
         rng = np.random.default_rng(0)
@@ -373,7 +375,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
         report["machine"]["torch_threads"] = torch_threads()
     for backend in backends_:
         progress(f"measuring the matrix-multiply ceiling of {backend.label}")
-        ceiling = gemm_ceiling(backend, settings.dtype)
+        ceiling = gemm_ceiling(backend, settings.dtype, max(max(s.layers) for s in settings.sizes))
         report["devices"].append({"device": backend.label, **backend.describe(),
                                   "precision": _precision(settings, backend),
                                   "ceiling_gemm": ceiling["gemm"],
