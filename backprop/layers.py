@@ -137,7 +137,8 @@ class Dense(Layer):
         W, b = self.params["W"], self.params["b"]
         if X.dtype != W.dtype:  # NumPy would silently promote float32 weights to float64
             raise TypeError(f"Dense got {X.dtype} input but holds {W.dtype} weights: cast the input")
-        Y = X @ W + b
+        Y = X @ W
+        Y += b  # in place on the fresh product: no second (N, out) array
 
         def backward(dY: Array) -> Array:
             self.grads["W"] = X.T @ dY
