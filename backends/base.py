@@ -133,13 +133,14 @@ class Backend:
 
     @contextlib.contextmanager
     def track_memory(self) -> Iterator[MemoryPeak]:
-        """Measure the peak memory that arrays take while the block runs.
+        """Measure the memory that arrays take while the block runs.
 
-        Yields a :class:`MemoryPeak` whose ``bytes`` is set when the block ends.
-        Host backends use ``tracemalloc`` (NumPy reports its buffers to it), which
-        slows Python down: never wrap timed work in this.
+        Yields a :class:`MemoryPeak`; when the block ends, ``bytes`` holds the most
+        it added at any moment and ``held`` what it still holds. Host backends use
+        ``tracemalloc`` (NumPy reports its buffers to it), which slows Python
+        down: never wrap timed work in this.
         """
-        peak = MemoryPeak("tracemalloc: host arrays allocated in the block, at their peak")
+        peak = MemoryPeak("tracemalloc: host arrays allocated in the block")
         started = not tracemalloc.is_tracing()
         if started:
             tracemalloc.start()
@@ -148,7 +149,8 @@ class Backend:
         try:
             yield peak
         finally:
-            peak.bytes = tracemalloc.get_traced_memory()[1] - base
+            current, highest = tracemalloc.get_traced_memory()
+            peak.bytes, peak.held = highest - base, current - base
             if started:
                 tracemalloc.stop()
 
@@ -168,10 +170,12 @@ class Backend:
 
 
 class MemoryPeak:
-    """The result of :meth:`Backend.track_memory`: ``bytes`` (None: not measurable here)."""
+    """The result of :meth:`Backend.track_memory`: the peak ``bytes`` a block added and
+    the bytes it still ``held`` at its end (None: not measurable here)."""
 
     def __init__(self, how: str) -> None:
         self.bytes: int | None = None
+        self.held: int | None = None
         self.how = how
 
     def __repr__(self) -> str:

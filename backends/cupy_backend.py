@@ -130,18 +130,20 @@ class CupyBackend(Backend):
     @contextlib.contextmanager
     def track_memory(self) -> Iterator[MemoryPeak]:
         # The pool keeps freed blocks until asked to release them, so what it holds
-        # at the end is the high-water mark of the block (rounded up to its bins).
-        peak = MemoryPeak("CuPy memory pool: bytes held at the end (its high-water mark)")
+        # at the end is the block's high-water mark of reserved memory (rounded up to
+        # its bins; blocks split off chunks still in use cannot be released first, so
+        # a small block may reuse them and read a little low).
+        peak = MemoryPeak("CuPy memory pool: reserved high-water mark")
         pool = self._cupy.get_default_memory_pool()
         with self.activate():
             self.synchronize()
             pool.free_all_blocks()
-            base = pool.total_bytes()
+            base, used = pool.total_bytes(), pool.used_bytes()
             try:
                 yield peak
             finally:
                 self.synchronize()
-                peak.bytes = pool.total_bytes() - base
+                peak.bytes, peak.held = pool.total_bytes() - base, pool.used_bytes() - used
 
     def describe(self) -> dict:
         cupy = self._cupy

@@ -60,8 +60,8 @@ class HandwrittenTrainer:
                 self.T = xp.asarray((np.arange(k) == np.asarray(labels)[:, None]).astype(dtype))
             else:
                 self.T = xp.asarray(np.asarray(labels, dtype=dtype).reshape(-1, 1))
-            zeros = [xp.zeros_like(p) for p in self.W + self.b]
-            self.v = zeros
+            stateful = optimizer["name"] in ("momentum", "adam")
+            self.v = [xp.zeros_like(p) for p in self.W + self.b] if stateful else None
             self.m = [xp.zeros_like(p) for p in self.W + self.b] if optimizer["name"] == "adam" else None
         self.t = 0
 
@@ -85,8 +85,9 @@ class HandwrittenTrainer:
             d = (xp.exp(logp) - t) * (1.0 / n)
             hits = xp.count_nonzero(xp.argmax(h, axis=1) == y)
         else:
-            loss = xp.mean(xp.maximum(h, 0) + xp.log1p(xp.exp(-xp.abs(h))) - t * h)
-            d = (1.0 / (1.0 + xp.exp(-h)) - t) * (1.0 / h.size)
+            e = xp.exp(-xp.abs(h))  # never overflows
+            loss = xp.mean(xp.maximum(h, 0) + xp.log1p(e) - t * h)
+            d = (xp.where(h >= 0, 1.0, e) / (1.0 + e) - t) * (1.0 / h.size)
             hits = xp.count_nonzero((h > 0) == (t > 0.5))
         grads_W, grads_b = [None] * len(W), [None] * len(W)
         for i in range(last, -1, -1):

@@ -93,16 +93,19 @@ class TorchBackend(Backend):
         if not self.is_gpu:  # torch's CPU allocator reports to no tracer
             yield MemoryPeak("not measurable: torch reports no peak for CPU tensors")
             return
-        peak = MemoryPeak("torch.cuda.max_memory_allocated during the block")
+        # Reserved memory, as the caching allocator holds it: the measure CuPy's pool gives.
+        peak = MemoryPeak("torch.cuda.max_memory_reserved during the block")
         cuda = self._torch.cuda
         cuda.synchronize(self.device)
+        cuda.empty_cache()
         cuda.reset_peak_memory_stats(self.device)
-        base = cuda.memory_allocated(self.device)
+        base, used = cuda.memory_reserved(self.device), cuda.memory_allocated(self.device)
         try:
             yield peak
         finally:
             cuda.synchronize(self.device)
-            peak.bytes = cuda.max_memory_allocated(self.device) - base
+            peak.bytes = cuda.max_memory_reserved(self.device) - base
+            peak.held = cuda.memory_allocated(self.device) - used
 
     def describe(self) -> dict:
         info = {"backend": self.name, "device": self.label, "version": self._torch.__version__}

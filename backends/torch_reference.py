@@ -2,7 +2,8 @@
 
 A training loop as a PyTorch user writes it: ``nn.Sequential`` of ``nn.Linear``,
 ``CrossEntropyLoss`` (or ``BCEWithLogitsLoss``), a ``torch.optim`` optimizer with
-its defaults (the multi-tensor ``foreach`` update), and, like our ``fit``, the
+its defaults (the multi-tensor ``foreach`` update on CUDA, a per-tensor loop on the
+CPU), and, like our ``fit``, the
 loss and the number of right predictions kept on the device and read once per
 block of steps.
 """

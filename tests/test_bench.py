@@ -94,13 +94,18 @@ def test_a_wrong_update_is_caught_by_the_loss_agreement(capsys, monkeypatch):
 
 
 def test_memory_counts_weights_optimizer_state_and_data(capsys):
-    report = run_json(capsys, "--layers", "256,256,10", "--batch-size", "64", "--steps", "4",
-                      "--repeats", "1", "--devices", "cpu", "--optimizer", "adam")
-    row = report["results"][0]
+    options = ["--layers", "256,256,10", "--batch-size", "64", "--steps", "4", "--repeats", "1",
+               "--devices", "cpu", "--optimizer", "adam", "--compare", "numpy-reference"]
+    report = run_json(capsys, *options)
+    ours, reference = report["results"]
     params = 256 * 256 + 256 + 256 * 10 + 10
     data = 4 * 64 * (256 + 10)  # 4 distinct batches of inputs and one-hot targets
     weights_and_moments = 3 * params * 4  # float32 weights, Adam's m and v
-    assert weights_and_moments + data <= row["peak_memory_bytes"] < 4 * (weights_and_moments + data)
+    assert weights_and_moments + data <= ours["peak_memory_bytes"] < 4 * (weights_and_moments + data)
+    # The same network needs about the same memory either way (the host copy of the
+    # starting weights handed to the contenders counts against neither).
+    assert reference["impl"] == "numpy-reference"
+    assert 0.8 < ours["peak_memory_bytes"] / reference["peak_memory_bytes"] < 1.25
 
 
 def test_timed_block_reads_the_device_once_however_many_steps():
@@ -144,6 +149,11 @@ def test_plot_writes_a_png(tmp_path, capsys):
     (["--batch-size", "64"], "--batch-size goes with --layers"),
     (["--layers", "784"], "--layers needs at least two"),
     (["--sizes", "xor", "--layers", "2,3", "--steps", "0"], "must be a positive integer"),
+    (["--layers", "none"], "--layers needs at least two"),
+    (["--devices", ","], "--devices names no device"),
+    (["--sizes", ","], "--sizes names no size"),
+    (["--plot", "/nonexistent-folder/bench.png"], "does not exist or is not writable"),
+    (["--plot", "bench.txt"], "give a .png, .svg or .pdf file name"),
 ])
 def test_bad_options_end_in_one_line(capsys, args, message):
     try:

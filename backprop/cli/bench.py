@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 
@@ -85,7 +86,8 @@ def render(report: dict) -> str:
     for sp in report["speedups"]:
         out.append(f"speedup {sp['size']}: {sp['device']} is {sp['speedup']:.2f}x {sp['over']}")
     for a in report["agreement"]:
-        verdict = "ok" if a["ok"] else f"DIFFERS (allowed {a['atol']:g} + {a['rtol']:g} x loss)"
+        verdict = {True: "ok", None: "not compared: a run diverged (lower the learning rate)"}.get(
+            a["ok"], f"DIFFERS (allowed {a['atol']:g} + {a['rtol']:g} x loss)")
         out.append(f"loss after the timed steps, {a['size']}: {a['a']} {a['loss_a']:.6g}, {a['b']} "
                    f"{a['loss_b']:.6g} (difference {a['abs_diff']:.2g}, relative {a['rel_diff']:.2g}): "
                    f"{verdict}")
@@ -94,7 +96,7 @@ def render(report: dict) -> str:
 
 
 def _names(text: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
-    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    names = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     if allowed is not None:
         bad = [n for n in names if n not in allowed]
         if bad:
@@ -103,8 +105,10 @@ def _names(text: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
 
 
 def _devices(text: str | None, notes: list[str]) -> list[str]:
-    if text:
+    if text is not None:
         names = _names(text, None, "device")
+        if not names:
+            raise UsageError("--devices names no device: use e.g. cpu or cpu,cuda")
         for name in names:
             get_backend(name)  # a clear one-line error for an unknown or unusable device
         return names
@@ -119,10 +123,12 @@ def _devices(text: str | None, notes: list[str]) -> list[str]:
 
 def _sizes(args: argparse.Namespace) -> list[bench.Size]:
     sizes = []
-    if args.sizes or not args.layers:
-        for name in _names(args.sizes or ",".join(bench.SIZES), tuple(bench.SIZES), "size"):
-            sizes.append(bench.with_counts(bench.SIZES[name], args.steps, args.repeats))
-    if args.layers:
+    if args.sizes is not None or args.layers is None:
+        names = _names(args.sizes or ",".join(bench.SIZES), tuple(bench.SIZES), "size")
+        if not names:
+            raise UsageError(f"--sizes names no size: use some of {','.join(bench.SIZES)}")
+        sizes += [bench.with_counts(bench.SIZES[name], args.steps, args.repeats) for name in names]
+    if args.layers is not None:
         sizes.append(bench.custom_size(args.layers, args.batch_size or 128, args.steps, args.repeats))
     elif args.batch_size is not None:
         raise UsageError("--batch-size goes with --layers (the named sizes have their own batch)")
@@ -138,6 +144,7 @@ def run(args: argparse.Namespace) -> int:
         from ..plots import require_matplotlib
 
         require_matplotlib()
+        _check_picture_path(args.plot)  # before minutes of measuring, not after
     settings = bench.Settings(sizes=_sizes(args), devices=_devices(args.devices, notes), compare=compare,
                               dtype=args.dtype, precision=args.precision, optimizer=args.optimizer,
                               activation=args.activation, seed=args.seed)
@@ -166,12 +173,22 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"picture: {args.plot}")
     if not report["ok"]:
-        bad = next(a for a in report["agreement"] if not a["ok"])
+        bad = next(a for a in report["agreement"] if a["ok"] is False)
         print(f"backprop: error: {bad['a']} and {bad['b']} disagree on the {bad['size']} loss after the "
               f"timed steps ({bad['loss_a']:.6g} vs {bad['loss_b']:.6g}): a bug; please report it",
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_picture_path(path: str) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.splitext(path)[1].lower() not in (".png", ".svg", ".pdf"):
+        raise UsageError(f"--plot {path}: give a .png, .svg or .pdf file name")
+    if os.path.isdir(path):
+        raise UsageError(f"--plot {path} is a folder: give a file name such as bench.png")
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        raise UsageError(f"--plot {path}: the folder {folder} does not exist or is not writable")
 
 
 def _clean(obj):
