@@ -4,14 +4,18 @@ The network code in :mod:`backprop` sees only a :class:`Backend` and its Array A
 namespace ``xp``.
 """
 
-from .base import Backend, BackendUnavailable, dtype_name
-from .registry import available_backends, backend_for, get_backend, to_numpy_any
+from .base import Backend, BackendError, BackendUnavailable, NotNumeric, UnknownDevice, dtype_name
+from .host import to_numpy_any
+from .registry import available_backends, backend_for, get_backend
 from .rng import HostRNG
 
 __all__ = [
     "Backend",
+    "BackendError",
     "BackendUnavailable",
     "HostRNG",
+    "NotNumeric",
+    "UnknownDevice",
     "available_backends",
     "backend_for",
     "dtype_name",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 from array_api_compat import is_array_api_obj
 
+from .host import to_numpy_any
 from .rng import HostRNG
 
 FLOAT_DTYPES = ("float32", "float64")
@@ -17,8 +18,24 @@ _NOT_NUMBERS = ("expected numbers but got {dtype} data: convert it to floats, an
                 "labels as integers 0..K-1")
 
 
-class BackendUnavailable(RuntimeError):
+class BackendError(Exception):
+    """A problem with the device or the array library that the user can fix.
+
+    The message says how (what to install, which device string to use, how to
+    encode the data). Catch this to report any of them in one line.
+    """
+
+
+class BackendUnavailable(BackendError, RuntimeError):
     """A backend was asked for that cannot run here; the message says what to do."""
+
+
+class UnknownDevice(BackendError, ValueError):
+    """A device string (or a non-string) that names no backend or no device of one."""
+
+
+class NotNumeric(BackendError, TypeError):
+    """Data of strings or objects handed to :meth:`Backend.asarray`; arrays hold numbers."""
 
 
 class Backend:
@@ -48,6 +65,12 @@ class Backend:
 
     def __repr__(self) -> str:
         return f"<Backend {self.name} on {self.label}>"
+
+    def __reduce__(self) -> tuple[Callable[[str, bool], Backend], tuple[str, bool]]:
+        # A backend holds modules (its namespace, CuPy, torch), which cannot be
+        # pickled, and a process has one per device string and TF32 choice: pickling
+        # and deep-copying carry the string and give back that one.
+        return restore_backend, (self.spec, self.tf32)
 
     @property
     def spec(self) -> str:
@@ -83,12 +106,12 @@ class Backend:
 
         Raises
         ------
-        TypeError
-            The data is not numbers (strings, objects): say how to encode it.
+        NotNumeric
+            The data is not numbers (strings, objects); the message says how to encode it.
         """
         if self.is_native(data):
             if not self._is_numeric(data):
-                raise TypeError(_NOT_NUMBERS.format(dtype=data.dtype))
+                raise NotNumeric(_NOT_NUMBERS.format(dtype=data.dtype))
             x = self._to_own_device(data)
             if dtype is not None and x.dtype != self.dtype(dtype):
                 x = self.xp.astype(x, self.dtype(dtype))
@@ -96,14 +119,9 @@ class Backend:
                 x = self.xp.asarray(x, copy=True)
             return x
         foreign = not isinstance(data, np.ndarray) and is_array_api_obj(data)
-        if foreign:
-            from .registry import to_numpy_any  # another library's array
-
-            host = to_numpy_any(data)
-        else:
-            host = np.asarray(data)
+        host = to_numpy_any(data) if foreign else np.asarray(data)
         if host.dtype.kind not in "biuf":
-            raise TypeError(_NOT_NUMBERS.format(dtype=host.dtype))
+            raise NotNumeric(_NOT_NUMBERS.format(dtype=host.dtype))
         if dtype is not None:
             host = host.astype(dtype_name(dtype), copy=False)
         host = np.ascontiguousarray(host)
@@ -167,6 +185,30 @@ class Backend:
     def describe(self) -> dict:
         """Facts for ``backprop info``: library version, device name, memory."""
         return {"backend": self.name, "device": self.label}
+
+
+# backends.registry hands its get_backend over when it loads (see use_backend_factory), so
+# that this module, which registry builds on, never imports it. Importing any module of
+# the package runs backends/__init__.py, which imports registry: it is always set by the
+# time a Backend exists.
+_factory: Callable[..., Backend] | None = None
+
+
+def use_backend_factory(factory: Callable[..., Backend]) -> None:
+    """Make :func:`restore_backend` look backends up with ``factory(spec, tf32=...)``."""
+    global _factory
+    _factory = factory
+
+
+def restore_backend(spec: str, tf32: bool = False) -> Backend:
+    """The backend ``get_backend(spec, tf32=tf32)`` gives in this process.
+
+    What unpickling and :func:`copy.deepcopy` call for a :class:`Backend` (see
+    ``Backend.__reduce__``): a copy is the cached backend for the same device.
+    """
+    if _factory is None:
+        raise RuntimeError("backends.registry is not loaded: import backends first")
+    return _factory(spec, tf32=tf32)
 
 
 class MemoryPeak:

@@ -45,7 +45,7 @@ def blas_info() -> dict:
 def limit_threads(threads: int | None) -> Iterator[None]:
     """Run the block with at most ``threads`` BLAS/OpenMP threads (None: unchanged).
 
-    PyTorch's own pool is set separately (see :mod:`backends.torch_reference`).
+    PyTorch's own pool is set separately (see :mod:`backprop.contenders.torch_reference`).
     """
     if threads is None:
         yield

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable
+from .base import Backend, BackendUnavailable, UnknownDevice, use_backend_factory
+from .host import to_numpy_any  # noqa: F401  (its old home: backends.registry.to_numpy_any)
 
 SPEC_HELP = (
     "use one of: cpu, numpy, cuda, cuda:N, cupy, torch, torch:cpu, torch:cuda[:N], strict"
@@ -23,20 +24,20 @@ def _parse(spec: str) -> tuple[str, str]:
     head, _, rest = text.partition(":")
     if head in ("cpu", "numpy", "np"):
         if rest not in ("", "cpu", "0"):
-            raise ValueError(f"unknown device {spec!r}: the NumPy backend has only 'cpu'")
+            raise UnknownDevice(f"unknown device {spec!r}: the NumPy backend has only 'cpu'")
         return "numpy", ""
     if head in ("cuda", "gpu", "cupy"):
         if rest.startswith("cuda:"):  # "cupy:cuda:1"
             rest = rest[5:]
         index = rest or "0"
         if not index.isdigit():
-            raise ValueError(f"unknown device {spec!r}: GPU indices are integers, e.g. cuda:1")
+            raise UnknownDevice(f"unknown device {spec!r}: GPU indices are integers, e.g. cuda:1")
         return "cupy", index
     if head in ("torch", "pytorch"):
         return "torch", rest or "cpu"
     if head in ("strict", "array_api_strict", "array-api-strict"):
         return "strict", spec.strip().partition(":")[2] or "device1"
-    raise ValueError(f"unknown device {spec!r}: {SPEC_HELP}")
+    raise UnknownDevice(f"unknown device {spec!r}: {SPEC_HELP}")
 
 
 def get_backend(spec: str | Backend = "cpu", *, tf32: bool = False) -> Backend:
@@ -54,17 +55,17 @@ def get_backend(spec: str | Backend = "cpu", *, tf32: bool = False) -> Backend:
 
     Raises
     ------
-    ValueError
-        The string names no backend.
+    UnknownDevice
+        ``spec`` is not a string, or names no backend or device (a ValueError).
     BackendUnavailable
         The backend exists but cannot run here; the message says what to install or check.
     """
     if isinstance(spec, Backend):
         return spec
     if not isinstance(spec, str):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {spec!r}")
+        raise UnknownDevice(f"device must be a string such as 'cpu' or 'cuda', got {spec!r}")
     kind, arg = _parse(spec)
-    key = (f"{kind}:{arg}", tf32)
+    key = (f"{kind}:{arg}", bool(tf32))
     if key in _CACHE:
         return _CACHE[key]
     if kind == "numpy":
@@ -87,8 +88,16 @@ def get_backend(spec: str | Backend = "cpu", *, tf32: bool = False) -> Backend:
         from .strict_backend import StrictBackend
 
         backend = StrictBackend(arg)
+    # One backend per device: "torch:cuda" and "torch:cuda:0" (or "cpu" with and without
+    # tf32, which the CPU ignores) name the same one, and so must its own spec, which
+    # pickling and deep-copying hand back to get_backend.
+    own_kind, own_arg = _parse(backend.spec)
+    backend = _CACHE.setdefault((f"{own_kind}:{own_arg}", bool(backend.tf32)), backend)
     _CACHE[key] = backend
     return backend
+
+
+use_backend_factory(get_backend)
 
 
 def available_backends() -> list[dict]:
@@ -127,22 +136,6 @@ def available_backends() -> list[dict]:
                 row.update(usable=False, reason=f"{type(exc).__name__}: {exc}")
         rows.append(row)
     return rows
-
-
-def to_numpy_any(x: Any) -> np.ndarray:
-    """A NumPy copy of an array from any supported library (host or device)."""
-    if isinstance(x, np.ndarray):
-        return x
-    module = type(x).__module__.split(".")[0]
-    if module == "cupy":
-        return x.get()
-    if module == "torch":
-        return x.detach().to("cpu").numpy()
-    if module == "array_api_strict":
-        import array_api_strict as xps
-
-        return np.asarray(x.to_device(xps.Device("CPU_DEVICE")))
-    return np.asarray(x)
 
 
 def backend_for(x: Any) -> Backend:

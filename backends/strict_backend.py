@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend
+from .base import Backend, UnknownDevice
 
 
 class StrictBackend(Backend):
@@ -25,7 +25,7 @@ class StrictBackend(Backend):
         try:
             device = xps.Device(device_name)
         except ValueError as exc:
-            raise ValueError(
+            raise UnknownDevice(
                 f"unknown array-api-strict device {device_name!r}: use 'strict' "
                 "(device1), 'strict:device2' or 'strict:CPU_DEVICE'"
             ) from exc

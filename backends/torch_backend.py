@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendUnavailable, MemoryPeak
+from .base import Backend, BackendUnavailable, MemoryPeak, UnknownDevice
 
 
 class TorchBackend(Backend):
@@ -31,7 +31,7 @@ class TorchBackend(Backend):
         try:
             dev = torch.device(device)
         except RuntimeError as exc:
-            raise ValueError(
+            raise UnknownDevice(
                 f"unknown torch device {device!r}: use 'torch', 'torch:cpu' or 'torch:cuda[:N]'"
             ) from exc
         if dev.type == "cuda":
@@ -48,7 +48,7 @@ class TorchBackend(Backend):
                 )
             dev = torch.device("cuda", index)
         elif dev.type != "cpu":
-            raise ValueError(f"unsupported torch device {device!r}: use 'torch:cpu' or 'torch:cuda'")
+            raise UnknownDevice(f"unsupported torch device {device!r}: use 'torch:cpu' or 'torch:cuda'")
         label = "torch:cpu" if dev.type == "cpu" else f"torch:cuda:{dev.index}"
         super().__init__(xp_torch, dev, label, tf32=tf32)
 

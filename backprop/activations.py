@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import Array, Backward, Layer
+from ._typing import Array, Backward
+from .errors import ConfigError
+from .layers import Layer
 
 
 def sigmoid(xp: Any, X: Array) -> Array:
@@ -24,7 +26,7 @@ def softplus(xp: Any, X: Array) -> Array:
 
 
 def softmax(xp: Any, X: Array) -> Array:
-    """Row-wise softmax; subtracting the row maximum keeps exp below 1."""
+    """Softmax of each row of X (N, K); subtracting the row maximum keeps exp below 1."""
     E = xp.exp(X - xp.max(X, axis=1, keepdims=True))
     return E / xp.sum(E, axis=1, keepdims=True)
 
@@ -126,7 +128,7 @@ class Softplus(Activation):
 
 
 class Softmax(Activation):
-    """Row-wise softmax over the last axis, for a classifier's output.
+    """Softmax over each row (axis 1, the classes) of an (N, K) array, for a classifier's output.
 
     With cross-entropy the model skips this layer's backward and uses the fused
     gradient (probabilities - targets) instead; this backward serves other losses.
@@ -158,6 +160,6 @@ def get(name: str | Activation) -> Activation:
     try:
         return ACTIVATIONS[key]()
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown activation {name!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
         ) from None

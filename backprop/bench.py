@@ -1,6 +1,6 @@
 """Training-step speed on each device, measured the same way for every contender.
 
-What is timed is :func:`backprop.training.train_epoch`, the loop ``fit`` runs
+What is timed is :func:`backprop.step.train_epoch`, the loop ``fit`` runs
 every epoch: forward, loss, backward and optimizer update per batch, with the loss
 and the hit count kept on the device and read once at the end of the block. That
 read is the block's only synchronisation, so the clock stops only after the
@@ -26,9 +26,10 @@ import numpy as np
 from backends import BackendUnavailable, get_backend
 
 from . import losses, optimizers
+from .errors import ConfigError
 from .model import mlp
+from .step import Step, train_epoch
 from .targets import as_inputs, as_targets
-from .training import train_epoch
 
 DATA_CAP_BYTES = 256 * 2**20  # distinct batches kept on the device per size; more are cycled
 
@@ -65,7 +66,7 @@ def custom_size(layers: list[int], batch: int, steps: int | None = None,
                 repeats: int | None = None) -> Size:
     """A size from ``--layers`` and ``--batch-size``; steps scale inversely with the work."""
     if len(layers) < 2 or any(w < 1 for w in layers):
-        raise ValueError(f"--layers needs at least two positive widths, e.g. 784,512,10; got {layers}")
+        raise ConfigError(f"--layers needs at least two positive widths, e.g. 784,512,10; got {layers}")
     if steps is None:
         steps = int(min(200, max(1, 1e10 // flops_per_step(layers, batch))))
     return Size("custom", tuple(layers), batch, warmup=max(1, steps // 5), steps=steps,
@@ -145,8 +146,7 @@ class BackpropTrainer:
         self.model = mlp(list(size.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
         model = self.model
         self.loss = losses.get(loss)
-        model.loss, model.optimizer = self.loss, _our_optimizer(optimizer)
-        self.body = model._body(self.loss)
+        self.step = Step(model, self.loss, _our_optimizer(optimizer).bind(model.uid))
         with backend.activate():
             self.X = as_inputs(backend, model.dtype, X, model.n_inputs)
             self.T, self.labels = as_targets(backend, model.dtype, labels, self.loss, model.n_outputs,
@@ -161,7 +161,7 @@ class BackpropTrainer:
     def run(self, spans: list[tuple[int, int]]) -> float:
         """Train one step per batch in ``spans``; the mean loss, read once at the end."""
         with self.backend.activate():
-            total, _ = train_epoch(self.model, self.X, self.T, self.labels, spans, self.body, self.loss)
+            total, _ = train_epoch(self.step, self.X, self.T, self.labels, spans)
             return float(total) / sum(stop - start for start, stop in spans)
 
 
@@ -241,13 +241,13 @@ def _contenders(settings: Settings, backend: Any, weights: list, size: Size, los
             if backend.name not in ("numpy", "cupy"):
                 raise BackendUnavailable(f"it runs beside cpu and cuda devices only, not {backend.label}")
             if what == "torch":
-                from backends.torch_reference import TorchTrainer
+                from backprop.contenders.torch_reference import TorchTrainer
 
                 device = "cpu" if backend.name == "numpy" else backend.label
                 holder = get_backend(f"torch:{device}", tf32=tf32)  # raises when torch is missing
                 made.append(("torch", holder, lambda d=device: TorchTrainer(d, tf32=tf32, **common)))
             else:
-                from backends.handwritten import HandwrittenTrainer
+                from backprop.contenders.handwritten import HandwrittenTrainer
 
                 label = "numpy-reference" if backend.name == "numpy" else "cupy-reference"
                 made.append((label, backend, lambda: HandwrittenTrainer(backend, **common)))
@@ -368,22 +368,22 @@ def _speedups(rows: list[dict]) -> list[dict]:
 def run(settings: Settings, progress: Callable[[str], None] = lambda line: None) -> dict:
     """Measure every size on every device; the report that ``backprop bench`` prints.
 
-    Raises BackendUnavailable (a device cannot run here) or ValueError (bad settings).
+    Raises BackendUnavailable (a device cannot run here) or ConfigError (bad settings).
     """
     from backends.machine import describe_cpu
 
     if settings.precision == "tf32" and settings.dtype != "float32":
-        raise ValueError("--precision tf32 applies to float32: drop it or use --dtype float32")
+        raise ConfigError("--precision tf32 applies to float32: drop it or use --dtype float32")
     if not settings.sizes:
-        raise ValueError("no sizes to measure: pass --sizes or --layers")
+        raise ConfigError("no sizes to measure: pass --sizes or --layers")
     bad = [s.name for s in settings.sizes if s.data == "xor" and s.layers[-1] != 1]
     if bad:
-        raise ValueError(f"size {bad[0]} trains on XOR: it needs one output")
+        raise ConfigError(f"size {bad[0]} trains on XOR: it needs one output")
     tf32 = settings.precision == "tf32"
     backends_ = [get_backend(spec, tf32=tf32) for spec in settings.devices]
     labels = [b.label for b in backends_]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"--devices names a device twice: {','.join(settings.devices)}")
+        raise ConfigError(f"--devices names a device twice: {','.join(settings.devices)}")
     report: dict[str, Any] = {
         "settings": {"sizes": [s.name for s in settings.sizes], "devices": labels,
                      "compare": settings.compare, "dtype": settings.dtype, "precision": settings.precision,
@@ -392,7 +392,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
         "machine": describe_cpu(), "devices": [], "results": [], "notes": [],
     }
     if "torch" in settings.compare:
-        from backends.torch_reference import torch_threads
+        from backprop.contenders.torch_reference import torch_threads
 
         report["machine"]["torch_threads"] = torch_threads()
     for backend in backends_:

@@ -3,22 +3,26 @@
 Why safetensors: loading it never executes code (unlike pickle, and so unlike
 ``torch.save``), it maps straight to NumPy arrays, and PyTorch, JAX and the
 Hugging Face tools read it too. Its JSON header carries our metadata: the
-architecture, dtype, seed, epoch, loss, optimizer settings and step count, the
-shuffle RNG's state, the history, and whatever the caller adds (the command line
-adds the data transform and the class names).
+architecture, dtype and seed, and the model's whole :class:`FitState` (epoch,
+loss, optimizer settings and step count, shuffle RNG, history, early-stopping
+progress), plus whatever the caller adds (a training run adds its data settings,
+the data transform and the class names).
 
 Tensors, by name:
 
-``param.{i}.{W|b}``   the model's weights (what predict uses)
-``opt.{i}.{name}.{key}``  optimizer state (momenta, moments), one per parameter
-``resume.{...}``      weights to continue training from, when they differ from
-                      ``param`` (early stopping restored its best weights)
-``best.{...}``        early stopping's best weights so far, when they differ
-``extra.{name}``      the caller's arrays
+``param.{i}.{W|b}``        the model's weights (what predict uses)
+``opt.{i}.{name}.{key}``   optimizer state (momenta, moments), one per parameter
+``resume.{...}``           weights to continue training from, when they differ from
+                           ``param`` (early stopping restored its best weights)
+``best.{...}``             early stopping's best weights so far
+``extra.{name}``           the caller's arrays
 
 A SHA-256 over all tensor bytes sits in the header, so a flipped bit anywhere is
 reported instead of silently loaded. Files are written to a temporary name and
 renamed over the target, so a crash mid-save leaves the previous checkpoint whole.
+
+Format versions: 1 (backprop 0.1.0) kept early stopping's progress in the training
+run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load.
 """
 
 from __future__ import annotations
@@ -32,30 +36,26 @@ from typing import Any
 
 import numpy as np
 
-from backends import dtype_name, to_numpy_any
+from backends import HostRNG, dtype_name, to_numpy_any
 
-from . import activations, optimizers, schedules
+from . import activations, initializers, losses, optimizers, schedules
+from ._version import __version__
+from .errors import CheckpointError, ConfigError
 from .layers import Dense, Layer
 from .model import Sequential
-from .training import History
+from .training import EarlyStopping, FitState, History
 
 FORMAT = "backprop.checkpoint"
-FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A file that is not a usable backprop checkpoint; the message says what to do."""
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Checkpoint:
-    """What :func:`load` returns: the model plus everything saved beside it."""
+    """What :func:`load` returns: the model (with its fit state) plus the caller's extras."""
 
     model: Sequential
     extra: dict[str, Any] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
-    resume_params: dict[str, np.ndarray] | None = None
-    best_params: dict[str, np.ndarray] | None = None
 
 
 # -- architecture ----------------------------------------------------------------
@@ -70,13 +70,17 @@ def _layer_spec(layer: Layer) -> dict:
 def _layer_from_spec(spec: dict) -> Layer:
     config = dict(spec.get("config", {}))
     if spec["type"] == "dense":
-        from . import initializers
-
         known = set(initializers.INITIALIZERS) | {"auto"}
         if not isinstance(config.get("init"), str) or config["init"] not in known:
             config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
         return Dense(**config)
+    if spec["type"] not in activations.ACTIVATIONS:
+        raise CheckpointError(f"unknown layer type {spec['type']!r}")
     return activations.ACTIVATIONS[spec["type"]](**config)
+
+
+OPTIMIZER_CLASSES = {cls.name: cls for cls in (optimizers.GradientDescent, optimizers.SGD,
+                                               optimizers.RMSprop, optimizers.Adam, optimizers.AdamW)}
 
 
 def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
@@ -88,12 +92,10 @@ def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
 
 
 def _optimizer_from_meta(meta: dict) -> optimizers.Optimizer:
-    classes = {cls.name: cls for cls in (optimizers.GradientDescent, optimizers.SGD, optimizers.RMSprop,
-                                         optimizers.Adam, optimizers.AdamW)}
     schedule = schedules.SCHEDULES[meta["schedule"]["name"]](**meta["schedule"]["config"])
     config = dict(meta["config"])
     lr = config.pop("lr")
-    opt = classes[meta["name"]](lr, schedule=schedule, **config)
+    opt = OPTIMIZER_CLASSES[meta["name"]](lr, schedule=schedule, **config)
     opt.t = int(meta["t"])
     return opt
 
@@ -108,10 +110,17 @@ def _digest(tensors: dict[str, np.ndarray]) -> str:
 
 
 def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Raises
+    ------
+    CheckpointError
+        The file could not be written (full disk, no permission); ``path`` is untouched.
+    """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
@@ -120,8 +129,13 @@ def write_atomic(path: str, data: bytes) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)  # atomic on POSIX and Windows
+    except OSError as exc:
+        if tmp is not None and os.path.exists(tmp):
+            os.remove(tmp)
+        raise CheckpointError(f"cannot write {path} ({exc.strerror or exc}); any earlier file there "
+                              "is left as it was") from None
     except BaseException:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
         raise
 
@@ -153,43 +167,45 @@ def _host(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def save(model: Sequential, path: str, *, extra: dict | None = None,
-         arrays: dict[str, Any] | None = None, resume_params: dict[str, Any] | None = None,
-         best_params: dict[str, Any] | None = None) -> None:
-    """Save ``model`` (weights, optimizer state, RNG state, epoch, history) to ``path``.
+         arrays: dict[str, Any] | None = None) -> None:
+    """Save ``model`` with its whole fit state to ``path``.
 
     Parameters
     ----------
     extra : JSON-serializable dict stored in the header (e.g. the data transform)
     arrays : host or device arrays stored beside it (``extra.{name}``)
-    resume_params, best_params : parameter dicts named as ``model.parameters()``
     """
     from safetensors.numpy import save as st_save
 
-    tensors = {f"param.{k}": v for k, v in _host(model.parameters()).items()}
+    state = model.state
     names = list(model.parameters())
-    opt = model.optimizer
+    tensors = {f"param.{k}": v for k, v in _host(model.parameters()).items()}
+    opt = state.optimizer
     if opt is not None:
-        for name, state in zip(names, opt.state):
-            tensors.update({f"opt.{name}.{k}": v for k, v in _host(state).items()})
-    for prefix, group in (("resume", resume_params), ("best", best_params)):
+        for name, slots in zip(names, opt.state):
+            tensors.update({f"opt.{name}.{k}": v for k, v in _host(slots).items()})
+    watch = state.early_stopping
+    for prefix, group in (("resume", state.resume_params),
+                          ("best", None if watch is None else watch.best_params)):
         if group is not None:
-            tensors.update({f"{prefix}.{k}": v for k, v in _host(group).items()})
+            tensors.update({f"{prefix}.{k}": v for k, v in _host(dict(zip(names, group))).items()})
     tensors.update({f"extra.{k}": v for k, v in _host(arrays or {}).items()})
 
-    from . import __version__
-
-    history = model.history
+    history = state.history
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "backprop_version": __version__,
         "layers": [_layer_spec(layer) for layer in model.layers],
         "dtype": dtype_name(model.dtype), "seed": model.seed, "tf32": model.backend.tf32,
-        "trained_on": model.backend.label, "epoch": model.epoch,
-        "loss": None if model.loss is None else model.loss.name,
+        "trained_on": model.backend.label, "epoch": state.epoch,
+        "loss": None if state.loss is None else state.loss.name,
         "optimizer": None if opt is None else _optimizer_meta(opt),
-        "shuffle_rng": model.shuffle_rng.get_state(),
+        "shuffle_rng": state.shuffle_rng.get_state(),
         "history": None if history is None else {
             "records": history.records, "best_epoch": history.best_epoch,
             "stopped_early": history.stopped_early},
+        "early_stopping": None if watch is None else {
+            "patience": watch.patience, "min_delta": watch.min_delta, "restore_best": watch.restore_best,
+            "best": watch.best, "waited": watch.waited, "best_epoch": watch.best_epoch},
         "extra": extra or {},
         "sha256": _digest(tensors),
     }
@@ -235,51 +251,105 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
     return meta, data
 
 
+def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
+    """Refuse a header whose parts do not fit together, before anything is built from it.
+
+    A file with a valid checksum can still be inconsistent (written by hand, or by an
+    incompatible version): every problem found here is one CheckpointError.
+    """
+    def need(ok: bool, what: str) -> None:
+        if not ok:
+            raise CheckpointError(f"its header is inconsistent ({what}): it may come from an "
+                                  "incompatible version")
+
+    for key in ("layers", "dtype", "seed", "epoch", "shuffle_rng"):
+        need(key in meta, f"no {key!r}")
+    layers = meta["layers"]
+    need(isinstance(layers, list) and all(isinstance(s, dict) and "type" in s for s in layers), "layers")
+    need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
+    need(isinstance(meta["seed"], int) and isinstance(meta["epoch"], int) and meta["epoch"] >= 0,
+         "seed/epoch")
+    need(meta.get("loss") is None or meta["loss"] in losses.LOSSES, f"loss {meta.get('loss')!r}")
+    opt = meta.get("optimizer")
+    if opt is not None:
+        need(isinstance(opt, dict) and opt.get("name") in OPTIMIZER_CLASSES, "optimizer")
+        need(opt.get("schedule", {}).get("name") in schedules.SCHEDULES, "schedule")
+        slots = zip(_param_names(meta), opt.get("state_keys", []))
+        need(all(f"opt.{name}.{k}" in data for name, keys in slots for k in keys), "optimizer state tensors")
+    need({k[len("param."):] for k in data if k.startswith("param.")} == set(_param_names(meta)),
+         "parameter tensors")
+
+
+def _param_names(meta: dict) -> list[str]:
+    return [f"{i}.{k}" for i, spec in enumerate(meta["layers"]) if spec.get("type") == "dense" for k in "Wb"]
+
+
 def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint:
     """Load a checkpoint onto ``device`` (a GPU-trained model loads on a CPU-only machine).
 
-    The optimizer, its state, the shuffle RNG, the epoch counter and the history
-    come back too, so ``model.fit`` continues exactly where the saved run stopped.
+    The model's fit state comes back whole (optimizer and its moments, shuffle RNG,
+    epoch counter, history, early-stopping progress), so ``model.fit`` continues
+    exactly where the saved run stopped.
     """
     meta, data = _read(path)
     try:
+        _check(meta, data)
         layers = [_layer_from_spec(spec) for spec in meta["layers"]]
-        model = Sequential(layers, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
-                           tf32=bool(meta.get("tf32", False)))
-        params = {k[len("param."):]: v for k, v in data.items() if k.startswith("param.")}
-        model.set_parameters(params)
-        if set(params) != set(model.parameters()):
-            raise KeyError("parameters")
-        model.epoch = int(meta["epoch"])
-        from . import losses
+        opt = _optimizer_from_meta(meta["optimizer"]) if meta.get("optimizer") else None
+    except (CheckpointError, ConfigError, TypeError) as exc:  # TypeError: a config with unknown keys
+        raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
+    model = Sequential(layers, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
+                       tf32=bool(meta.get("tf32", False)))
+    names = list(model.parameters())
+    try:
+        model.set_parameters({name: data[f"param.{name}"] for name in names})
+    except ValueError as exc:
+        raise CheckpointError(f"{path} is a backprop checkpoint but its weights do not fit its layers "
+                              f"({exc})") from None
+    backend, dt = model.backend, model.dtype
 
-        model.loss = None if meta["loss"] is None else losses.get(meta["loss"])
-        model.shuffle_rng.set_state(meta["shuffle_rng"])
-        if meta.get("history"):
-            history = History()
-            history.records = meta["history"]["records"]
-            history.best_epoch = meta["history"]["best_epoch"]
-            history.stopped_early = meta["history"]["stopped_early"]
-            model.history = history
-        if meta.get("optimizer"):
-            opt = _optimizer_from_meta(meta["optimizer"])
-            names, own = list(model.parameters()), model._param_list()
-            keys = meta["optimizer"]["state_keys"]
-            if keys:
-                with model.backend.activate():
-                    opt.state = [{k: model.backend.asarray(data[f"opt.{name}.{k}"], model.dtype, copy=True)
-                                  for k in ks} for name, ks in zip(names, keys)]
-                opt._ids = tuple(map(id, own))
-            model.optimizer = opt
-    except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, CheckpointError):
-            raise
-        raise CheckpointError(f"{path} is a backprop checkpoint but its contents do not fit together "
-                              f"({type(exc).__name__}: {exc}): it may come from an incompatible "
-                              "version") from None
+    def device_list(prefix: str) -> list | None:
+        if not any(k.startswith(prefix + ".") for k in data):
+            return None
+        with backend.activate():
+            return [backend.asarray(data[f"{prefix}.{name}"], dt, copy=True) for name in names]
 
-    def group(prefix: str) -> dict[str, np.ndarray] | None:
-        found = {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
-        return found or None
+    state = model.state
+    state.epoch = meta["epoch"]
+    state.loss = None if meta["loss"] is None else losses.get(meta["loss"])
+    state.shuffle_rng = HostRNG(meta["seed"], stream=1)
+    state.shuffle_rng.set_state(meta["shuffle_rng"])
+    if meta.get("history"):
+        history = History()
+        history.records = meta["history"]["records"]
+        history.best_epoch = meta["history"]["best_epoch"]
+        history.stopped_early = meta["history"]["stopped_early"]
+        state.history = history
+    if opt is not None:
+        keys = meta["optimizer"]["state_keys"]
+        if keys:
+            with backend.activate():
+                opt.state = [{k: backend.asarray(data[f"opt.{name}.{k}"], dt, copy=True) for k in ks}
+                             for name, ks in zip(names, keys)]
+        state.optimizer = opt.bind(model.uid)
+    state.resume_params = device_list("resume")
+    progress = meta.get("early_stopping")
+    if meta.get("format_version", 1) < 2:  # version 1 kept it in the training run's settings
+        progress = meta.get("extra", {}).get("train", {}).get("early_stopping")
+    if progress:
+        watch = EarlyStopping(**{k: progress[k] for k in ("patience", "min_delta", "restore_best", "best",
+                                                          "waited", "best_epoch") if k in progress})
+        watch.best_params = device_list("best")
+        if watch.best_params is None and watch.best_epoch is not None:
+            # Version 1 left the best weights out when they were the model's own.
+            watch.best_params = [backend.asarray(p, dt, copy=True) for p in model.parameter_list()]
+        state.early_stopping = watch
 
-    return Checkpoint(model, meta.get("extra", {}), group("extra") or {}, group("resume"), group("best"))
+    def group(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
+
+    return Checkpoint(model, meta.get("extra", {}), group("extra"))
+
+
+__all__ = ["Checkpoint", "CheckpointError", "FitState", "check_writable", "load", "read_header", "save",
+           "write_atomic"]

@@ -14,14 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .datasets import Dataset
+from .datasets import BUILTIN, Dataset, load_builtin
+from .errors import DataError
 
 # Spellings of "no value" seen in the wild; all refused with one message.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-", "#n/a"}
 
 
-class DataError(ValueError):
-    """A data file that cannot be used as it is; the message says why and what to do."""
 
 
 def _number_or_none(text: str) -> float | None:
@@ -41,6 +40,8 @@ def _read_rows(path: str) -> list[list[str]]:
             except csv.Error:
                 dialect = csv.excel
             rows = [row for row in csv.reader(handle, dialect) if any(f.strip() for f in row)]
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise DataError(f"{path} is not a text CSV file (it is not UTF-8): export it as CSV") from None
     except csv.Error as exc:
@@ -237,3 +238,15 @@ def read_file(path: str, target: str | int | None = None, *, inputs_only: bool =
 
 def looks_like_path(name: str) -> bool:
     return os.sep in name or "." in os.path.basename(name) or os.path.exists(name)
+
+
+def load(name: str, target: str | int | None = None) -> Dataset:
+    """A built-in data set by name (see ``backprop.datasets.BUILTIN``), or a .csv/.npz file."""
+    if name.lower() in BUILTIN and not looks_like_path(name):
+        if target is not None:
+            raise DataError("a target column is for CSV files; built-in data sets know their target")
+        return load_builtin(name)
+    if not looks_like_path(name):
+        raise DataError(f"unknown data set {name!r}: use one of {', '.join(BUILTIN)}, "
+                        "or a path to a .csv or .npz file")
+    return read_file(name, target)

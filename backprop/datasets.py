@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import ConfigError, DataError
+
 DATA_SEED = 1234  # fixed: the data stays the same whatever --seed the model uses
 
 
@@ -85,7 +87,8 @@ def _sklearn(name: str):
     try:
         from sklearn import datasets
     except ImportError:  # a dependency, but a broken environment should still say what to do
-        raise ValueError(f"the {name!r} data set comes from scikit-learn: pip install scikit-learn") from None
+        raise ConfigError(f"the {name!r} data set comes from scikit-learn: pip install scikit-learn") \
+            from None
     return datasets
 
 
@@ -149,7 +152,7 @@ def load_builtin(name: str) -> Dataset:
     try:
         make = BUILTIN[name.lower()]
     except KeyError:
-        raise ValueError(
+        raise DataError(
             f"unknown data set {name!r}: use one of {', '.join(BUILTIN)}, or a path to a .csv or .npz file"
         ) from None
     return make()

@@ -23,7 +23,8 @@ from typing import Any
 from backends import Backend, backend_for, get_backend
 
 from . import losses as losses_mod
-from .layers import Layer, chain
+from .errors import ConfigError
+from .layers import Layer
 
 Array = Any
 
@@ -136,13 +137,12 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         with backend.activate():
             X64 = backend.asarray(X, "float64", copy=True)
             T, _ = as_targets(backend, model.dtype, y, loss_obj, model.n_outputs, X64.shape[0])
-            body = model._body(loss_obj)
             params = model.parameters()
 
             def f() -> float:
-                return float(loss_obj.forward(chain(body, X64)[0], T)[0])
+                return float(loss_obj.forward(model.forward(X64, loss=loss_obj)[0], T)[0])
 
-            Z, backward = chain(body, X64, train=True)
+            Z, backward = model.forward(X64, train=True, loss=loss_obj)
             dX = backward(loss_obj.forward(Z, T)[1])
             analytic = {"X": dX, **model.gradients()}
             return _compare(backend, f, {"X": X64, **params}, analytic, eps, tolerance,
@@ -161,7 +161,7 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
             return _compare(backend, f, {"X": X64}, analytic, eps, tolerance, max_entries, seed, True)
 
         if not isinstance(target, Layer):
-            raise TypeError(f"gradcheck takes a Layer, a Loss or a Sequential, got {type(target).__name__}")
+            raise ConfigError(f"gradcheck takes a Layer, a Loss or a Sequential, got {type(target).__name__}")
         f64 = backend.dtype("float64")
         if target.backend is None:  # never built: give it float64 parameters from the seed
             layer = copy.copy(target)

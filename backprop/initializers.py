@@ -11,6 +11,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .errors import ConfigError
+
 
 def glorot_uniform(rng: Any, shape: tuple, fan_in: int, fan_out: int) -> Any:
     """U(-a, a), a = sqrt(6 / (fan_in + fan_out)) (Glorot & Bengio 2010): for tanh/sigmoid."""
@@ -66,6 +68,6 @@ def get(init: str | Callable) -> Callable:
     try:
         return INITIALIZERS[init]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown initializer {init!r}: use one of {', '.join(sorted(INITIALIZERS))}"
         ) from None

@@ -12,11 +12,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from . import initializers
-from .namespace import namespace_of
+from backends import to_numpy_any
 
-Array = Any
-Backward = Callable[[Array], Array]
+from . import initializers
+from ._typing import Array, Backward
+from .errors import ConfigError
+from .namespace import namespace_of
 
 
 class Layer:
@@ -26,15 +27,14 @@ class Layer:
         self.params: dict[str, Array] = {}
         self.grads: dict[str, Array] = {}
         self.backend: Any = None  # set by build()
-        self.xp: Any = None  # set by build(); otherwise taken from the input
 
     def _ns(self, X: Array) -> Any:
-        return self.xp if self.xp is not None else namespace_of(X)
+        # The namespace is not stored on the layer: a module cannot be pickled.
+        return self.backend.xp if self.backend is not None else namespace_of(X)
 
     def build(self, backend: Any, dtype: Any, rng: Any, *, next_layer: Layer | None = None) -> None:
         """Create the parameters on ``backend`` in ``dtype``, drawing from ``rng``."""
         self.backend = backend
-        self.xp = backend.xp
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         """Return the output and a closure mapping dL/dY to dL/dX.
@@ -56,10 +56,14 @@ class Layer:
         return {}
 
     def cast(self, backend: Any, dtype: Any) -> Layer:
-        """A copy whose parameters live on ``backend`` in ``dtype`` (gradients dropped)."""
+        """A copy whose parameters live on ``backend`` in ``dtype`` (gradients dropped);
+        ``backend=None`` gives a host copy (NumPy arrays, no backend) for pickling."""
         new = copy.copy(self)
-        new.backend, new.xp = backend, backend.xp
-        new.params = {k: backend.asarray(v, dtype, copy=True) for k, v in self.params.items()}
+        new.backend = backend
+        if backend is None:
+            new.params = {k: to_numpy_any(v).copy() for k, v in self.params.items()}
+        else:
+            new.params = {k: backend.asarray(v, dtype, copy=True) for k, v in self.params.items()}
         new.grads = {}
         return new
 
@@ -80,9 +84,9 @@ class Dense(Layer):
         for a following ReLU-family activation and Glorot otherwise.
     bias : float or str
         Constant the biases start at (0 by default; a small positive value keeps
-        ReLU units alive at the start), or ``"textbook"`` for U(-0.5, 0.5) like
-        the weights (the classic XOR example treats biases as weights on a
-        constant input).
+        ReLU units alive at the start), or ``"textbook"`` (alias ``"uniform"``) for
+        U(-0.5, 0.5) like the weights (the classic XOR example treats biases as
+        weights on a constant input).
 
     Shapes: ``X`` (N, in_features) -> ``Y`` (N, out_features); ``W`` (in, out),
     ``b`` (out,).
@@ -93,14 +97,14 @@ class Dense(Layer):
         super().__init__()
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Dense {name} must be a positive integer, got {value!r}")
+                raise ConfigError(f"Dense {name} must be a positive integer, got {value!r}")
         self.in_features = in_features
         self.out_features = out_features
         self.init = init
         if isinstance(bias, str):
             if bias not in ("textbook", "uniform"):
-                raise ValueError(f"bias must be a number or 'textbook', got {bias!r}")
-            self.bias: float | str = "textbook"
+                raise ConfigError(f"bias must be a number or 'textbook', got {bias!r}")
+            self.bias: float | str = bias  # kept as given, so config() reports what was asked
         else:
             self.bias = float(bias)
 
@@ -111,7 +115,7 @@ class Dense(Layer):
 
     def output_width(self, input_width: int) -> int:
         if input_width != self.in_features:
-            raise ValueError(
+            raise ConfigError(
                 f"a Dense layer expecting {self.in_features} inputs follows one giving "
                 f"{input_width}: make each layer's in_features equal the previous out_features"
             )
@@ -125,7 +129,7 @@ class Dense(Layer):
         draw = initializers.get(init)
         shape = (self.in_features, self.out_features)
         W = draw(rng, shape, self.in_features, self.out_features)
-        if self.bias == "textbook":
+        if isinstance(self.bias, str):
             b = initializers.textbook_uniform(rng, (self.out_features,), self.in_features, self.out_features)
         else:
             b = [self.bias] * self.out_features

@@ -1,4 +1,4 @@
-"""Losses: ``forward(Z, T) -> (loss, dZ)``.
+"""Losses: ``forward(Z, T) -> (loss, dZ)``, and everything that depends on which loss it is.
 
 ``loss`` stays a 0-d array on the device: turning it into a Python float is a
 device synchronisation, so the training loop does that only when it reports.
@@ -7,20 +7,25 @@ Cross-entropy losses take *logits* ``Z`` and are fused with their output link
 (softmax or sigmoid): the fused gradient is simply ``(p - T) / N``, and the loss
 goes through log-sum-exp / softplus, so neither overflows nor takes log(0) the way
 ``log(softmax(Z))`` does once a probability underflows.
+
+A loss also owns the rules that differ between tasks, so that no other module
+compares loss names: how targets are encoded (:meth:`Loss.targets`), how right
+predictions are counted (:meth:`Loss.correct`), how outputs become probabilities
+and predictions, and how batch losses add up to an epoch's (``reduction``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from ._typing import Array
 from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax
+from .errors import ConfigError, DataError
 from .namespace import namespace_of
-
-Array = Any
 
 
 class Loss:
-    """Base class.
+    """Base class: a squared-error-like loss on real-valued targets.
 
     Attributes
     ----------
@@ -28,16 +33,22 @@ class Loss:
     link : type or None
         The output activation this loss is fused with: a model ending in that
         layer trains on the logits before it.
-    classification : bool
-        Targets are class labels (accuracy is reported).
+    task : str
+        ``"regression"``, ``"binary"`` (independent yes/no labels per output) or
+        ``"multiclass"`` (one class per sample).
     reduction : str
         ``"mean"`` (per sample) or ``"sum"``: how batch losses combine into an epoch's.
     """
 
     name = "?"
     link: type[Activation] | None = None
-    classification = False
+    task = "regression"
     reduction = "mean"
+
+    @property
+    def classification(self) -> bool:
+        """Targets are class labels (accuracy is reported)."""
+        return self.task != "regression"
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         """Loss of outputs ``Z`` (N, K) against targets ``T`` (N, K); returns ``(loss, dL/dZ)``."""
@@ -46,12 +57,52 @@ class Loss:
     def __call__(self, Z: Array, T: Array) -> Array:
         return self.forward(Z, T)[0]
 
+    # -- targets ---------------------------------------------------------------
+    def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
+                what: str = "y") -> tuple[Array, Array | None]:
+        """Device targets ``y`` (N,) or (N, K), already checked for rows and NaN, as the loss wants them.
+
+        Returns
+        -------
+        T : array (N, n_outputs) in ``dtype``
+            What :meth:`forward` compares the outputs with.
+        labels : int64 array (N,) or None
+            Class indices for counting right predictions (multiclass only).
+        """
+        T = xp.astype(y, dtype)
+        if T.ndim == 1:
+            T = xp.reshape(T, (T.shape[0], 1))
+        if T.ndim != 2 or T.shape[1] != n_outputs:
+            n = y.shape[0]
+            raise DataError(f"{what} has shape {tuple(y.shape)} but the model has {n_outputs} outputs: "
+                            f"give ({n},) or ({n}, {n_outputs})")
+        return T, None
+
+    # -- what outputs mean -----------------------------------------------------
+    def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array | None:
+        """Right predictions in a batch as a 0-d device array (None: not a classifier)."""
+        return None
+
+    def labels_per_sample(self, T: Array) -> int:
+        """How many labels each sample has, for accuracy's denominator."""
+        return 1
+
     def probabilities(self, xp: Any, Z: Array) -> Array:
-        """What the model's output means, from the (pre-link) outputs ``Z``."""
+        """What the model's outputs ``Z`` (N, K) mean: probabilities for classifiers."""
+        return Z
+
+    def predict(self, xp: Any, Z: Array) -> Array:
+        """Predictions from outputs ``Z`` (N, K): the outputs themselves for regression."""
         return Z
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(type(self))
 
 
 class MeanSquaredError(Loss):
@@ -98,7 +149,7 @@ class BinaryCrossEntropy(Loss):
 
     name = "bce"
     link = Sigmoid
-    classification = True
+    task = "binary"
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         xp = namespace_of(Z)
@@ -109,20 +160,38 @@ class BinaryCrossEntropy(Loss):
         P = xp.where(Z >= 0, 1.0, E) / (1.0 + E)
         return loss, (P - T) * inv
 
+    def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
+                what: str = "y") -> tuple[Array, Array | None]:
+        T, _ = super().targets(xp, dtype, y, n_outputs, what)
+        if not bool(xp.all((T >= 0) & (T <= 1))):
+            raise DataError(f"{what} must hold labels or probabilities in [0, 1] for loss 'bce': for "
+                            "real-valued targets pass loss='mse'")
+        return T, None
+
+    def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
+        # sigmoid(z) > 1/2 exactly when z > 0: no exp needed to count.
+        return xp.count_nonzero((Z > 0) == (T > 0.5))
+
+    def labels_per_sample(self, T: Array) -> int:
+        return T.shape[1]  # every output is a yes/no label of its own
+
     def probabilities(self, xp: Any, Z: Array) -> Array:
         return sigmoid(xp, Z)
+
+    def predict(self, xp: Any, Z: Array) -> Array:
+        return xp.astype(Z > 0, xp.int64)
 
 
 class CrossEntropy(Loss):
     """Softmax + categorical cross-entropy on logits, mean over samples.
 
     L = -mean_n sum_k t_nk log softmax(z_n)_k; dL/dz = (softmax(z) - t) / N.
-    Targets are one-hot rows (or any probability rows).
+    Targets are class labels 0..K-1, one-hot rows, or any probability rows.
     """
 
     name = "ce"
     link = Softmax
-    classification = True
+    task = "multiclass"
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         xp = namespace_of(Z)
@@ -131,8 +200,45 @@ class CrossEntropy(Loss):
         loss = -xp.sum(T * logp) / n
         return loss, (xp.exp(logp) - T) * (1.0 / n)
 
+    def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
+                what: str = "y") -> tuple[Array, Array | None]:
+        if n_outputs < 2:
+            raise DataError("cross-entropy needs one output per class (at least 2); for two classes with "
+                            "one output use loss='bce'")
+        if y.ndim == 1:
+            labels = y if xp.isdtype(y.dtype, "integral") else xp.astype(y, xp.int64)
+            if xp.isdtype(y.dtype, "real floating") and not bool(xp.all(xp.astype(labels, y.dtype) == y)):
+                raise DataError(f"{what} holds non-integer values: cross-entropy needs class labels 0..K-1")
+            low, high = int(xp.min(labels)), int(xp.max(labels))
+            if low < 0 or high >= n_outputs:
+                raise DataError(f"{what} holds class labels {low}..{high} but the model has {n_outputs} "
+                                f"outputs: labels must be 0..{n_outputs - 1}")
+            labels = xp.astype(labels, xp.int64)
+            classes = xp.arange(n_outputs, device=_device(y))
+            return xp.astype(labels[:, None] == classes, dtype), labels
+        T, _ = super().targets(xp, dtype, y, n_outputs, what)
+        if not bool(xp.all((T >= 0) & (T <= 1))):
+            raise DataError(f"{what} must hold labels or probabilities in [0, 1] for loss 'ce'")
+        if not bool(xp.all(xp.abs(xp.sum(T, axis=1) - 1.0) < 1e-3)):
+            # The fused gradient (softmax - T) / N holds only for rows that sum to 1.
+            raise DataError(f"the rows of {what} must sum to 1 for cross-entropy (one-hot or probabilities); "
+                            "for several yes/no labels per sample use loss='bce'")
+        return T, xp.argmax(T, axis=1)
+
+    def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
+        return xp.count_nonzero(xp.argmax(Z, axis=1) == labels)
+
     def probabilities(self, xp: Any, Z: Array) -> Array:
         return softmax(xp, Z)
+
+    def predict(self, xp: Any, Z: Array) -> Array:
+        return xp.argmax(Z, axis=1)
+
+
+def _device(x: Array) -> Any:
+    from array_api_compat import device
+
+    return device(x)
 
 
 LOSSES: dict[str, type[Loss]] = {
@@ -155,4 +261,24 @@ def get(loss: str | Loss) -> Loss:
     try:
         return LOSSES[str(loss).lower().replace("-", "_")]()
     except KeyError:
-        raise ValueError(f"unknown loss {loss!r}: use one of mse, sse, bce, ce") from None
+        raise ConfigError(f"unknown loss {loss!r}: use one of mse, sse, bce, ce") from None
+
+
+def for_output(last_layer: Any) -> Loss:
+    """The loss a model ending in ``last_layer`` is read with before any fit:
+    cross-entropy after a softmax, BCE after a sigmoid, MSE otherwise."""
+    if isinstance(last_layer, Softmax):
+        return CrossEntropy()
+    return BinaryCrossEntropy() if isinstance(last_layer, Sigmoid) else MeanSquaredError()
+
+
+def auto(xp: Any, y: Array, n_outputs: int, last_layer: Any) -> Loss:
+    """``loss="auto"``: MSE for real-valued targets; for integer labels, BCE when they are
+    yes/no (one output, a sigmoid output layer, or an (N, K) label matrix) and
+    cross-entropy otherwise."""
+    if not xp.isdtype(y.dtype, ("integral", "bool")):
+        return MeanSquaredError()
+    multilabel = y.ndim == 2 and y.shape[1] > 1
+    if n_outputs == 1 or isinstance(last_layer, Sigmoid) or multilabel:
+        return BinaryCrossEntropy()
+    return CrossEntropy()

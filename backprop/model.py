@@ -1,16 +1,29 @@
-"""The Sequential model: a chain of layers on one backend, with fit/evaluate/predict."""
+"""The Sequential model: a chain of layers on one backend, its parameters, and inference.
+
+The model knows its architecture, the forward pass, its parameters and their
+gradients. What a fit carries from epoch to epoch (optimizer, epoch count,
+history, shuffle RNG, early-stopping progress) lives in one
+:class:`~backprop.training.FitState` that the model holds as ``model.state`` and
+checkpoints save; the training step and loop are :mod:`backprop.step` and
+:mod:`backprop.training`.
+"""
 
 from __future__ import annotations
 
-import copy
+import uuid
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from backends import Backend, dtype_name, get_backend
+from backends import Backend, BackendError, dtype_name, get_backend
 
-from . import activations, losses
-from .layers import Array, Backward, Dense, Layer, chain
+from . import activations, flat, losses
+from ._typing import Array, Backward
+from .errors import ConfigError, DataError
+from .evaluation import evaluate_arrays
+from .layers import Dense, Layer, chain
 from .targets import as_inputs, as_targets, positive_int
+from .training import FitState, History, fit
 
 
 class Sequential:
@@ -41,22 +54,21 @@ class Sequential:
     def __init__(self, layers: Sequence[Layer | str], *, device: str | Backend = "cpu",
                  dtype: str = "float32", seed: int = 0, tf32: bool = False) -> None:
         self.backend = get_backend(device, tf32=tf32)
-        self.xp = self.backend.xp
         if dtype_name(dtype) not in ("float32", "float64"):
-            raise ValueError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
+            raise ConfigError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
         self.dtype = self.backend.dtype(dtype)
         self.seed = seed
         self.layers = [activations.get(layer) if isinstance(layer, str) else layer for layer in layers]
-        if not any(isinstance(layer, Dense) for layer in self.layers):
-            raise ValueError("a model needs at least one Dense layer")
         for layer in self.layers:
             if not isinstance(layer, Layer):
-                raise TypeError(f"{layer!r} is not a layer: use Dense(...) or an activation name")
+                raise ConfigError(f"{layer!r} is not a layer: use Dense(...) or an activation name")
             if layer.params:
-                raise ValueError(
+                raise ConfigError(
                     f"{layer!r} already holds the weights of another model: create new layers "
                     "(or copy a model with model.to())"
                 )
+        if not any(isinstance(layer, Dense) for layer in self.layers):
+            raise ConfigError("a model needs at least one Dense layer")
         first = next(layer for layer in self.layers if isinstance(layer, Dense))
         self.n_inputs = first.in_features
         width = self.n_inputs
@@ -68,11 +80,35 @@ class Sequential:
             for i, layer in enumerate(self.layers):
                 following = self.layers[i + 1] if i + 1 < len(self.layers) else None
                 layer.build(self.backend, self.dtype, rng, next_layer=following)
-        self.loss: losses.Loss | None = None
-        self.optimizer = None
-        self.epoch = 0  # epochs trained so far
-        self.history = None
-        self.shuffle_rng = self.backend.rng(seed, stream=1)
+        self._pack()
+        self.uid = uuid.uuid4().hex  # who an optimizer belongs to (see Optimizer.bind)
+        self.state = FitState.new(seed)
+
+    @property
+    def xp(self) -> Any:
+        """The Array API namespace of the model's arrays."""
+        return self.backend.xp
+
+    # -- what a fit carried (read-only views of self.state) ---------------------
+    @property
+    def loss(self) -> losses.Loss | None:
+        """The loss of the last fit (None before any)."""
+        return self.state.loss
+
+    @property
+    def optimizer(self) -> Any:
+        """The optimizer of the last fit and its state (None before any)."""
+        return self.state.optimizer
+
+    @property
+    def epoch(self) -> int:
+        """Epochs trained so far, across fits."""
+        return self.state.epoch
+
+    @property
+    def history(self) -> History | None:
+        """Per-epoch records of every fit so far (None before any)."""
+        return self.state.history
 
     # -- description -------------------------------------------------------------
     def __repr__(self) -> str:
@@ -83,13 +119,7 @@ class Sequential:
     @property
     def n_params(self) -> int:
         """Number of trainable scalars."""
-        total = 0
-        for p in self.parameters().values():
-            count = 1
-            for d in p.shape:
-                count *= d
-            total += count
-        return total
+        return sum(flat.sizes([tuple(p.shape) for p in self.parameter_list()]))
 
     # -- parameters and gradients -----------------------------------------------
     def parameters(self) -> dict[str, Array]:
@@ -99,15 +129,17 @@ class Sequential:
         """
         return {f"{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.params.items()}
 
+    def parameter_list(self) -> list[Array]:
+        """The parameter arrays in the order of :meth:`parameters` (the model's own)."""
+        return [v for layer in self.layers for v in layer.params.values()]
+
     def gradients(self) -> dict[str, Array]:
         """The gradients from the last backward pass, named as in :meth:`parameters`."""
         return {f"{i}.{k}": layer.grads[k] for i, layer in enumerate(self.layers)
                 for k in layer.params if k in layer.grads}
 
-    def _param_list(self) -> list[Array]:
-        return [v for layer in self.layers for v in layer.params.values()]
-
-    def _grad_list(self) -> list[Array]:
+    def gradient_list(self) -> list[Array]:
+        """The last backward pass's gradients, in the order of :meth:`parameter_list`."""
         return [layer.grads[k] for layer in self.layers for k in layer.params]
 
     def set_parameters(self, values: dict[str, Any]) -> None:
@@ -120,39 +152,76 @@ class Sequential:
             for name, value in values.items():
                 new = self.backend.asarray(value, self.dtype)
                 if tuple(new.shape) != tuple(own[name].shape):
-                    raise ValueError(
+                    raise DataError(
                         f"parameter {name} has shape {tuple(own[name].shape)}, got {tuple(new.shape)}"
                     )
                 own[name][...] = new
 
-    # -- forward and backward ----------------------------------------------------
-    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
-        """The whole chain as one layer: device array (N, n_inputs) -> (N, n_outputs)."""
+    # -- flat views ----------------------------------------------------------------
+    def _pack(self) -> None:
+        """Lay the parameters out in one buffer (see :mod:`backprop.flat`)."""
+        params = [(layer, k) for layer in self.layers for k in layer.params]
         with self.backend.activate():
-            return chain(self.layers, X, train=train, input_grad=input_grad)
+            packed = flat.pack(self.xp, [layer.params[k] for layer, k in params])
+        self._flat = None
+        if packed is not None:
+            self._flat, views = packed
+            for (layer, k), view in zip(params, views):
+                layer.params[k] = view
+
+    def flat_parameters(self) -> Array:
+        """Every parameter as one vector (P,) on the model's device, in :meth:`parameters` order.
+
+        Where the backend's slices are views (NumPy, CuPy, torch, array-api-strict)
+        this is the model's own buffer: the layers' arrays are pieces of it, so
+        training changes it and writing into it changes the model. Otherwise it is
+        a copy. Use :meth:`set_flat_parameters` to write either way.
+        """
+        if self._flat is not None:
+            return self._flat
+        return flat.flatten(self.xp, self.parameter_list())
+
+    def set_flat_parameters(self, theta: Any) -> None:
+        """Overwrite every parameter from one vector (P,) (host or device)."""
+        with self.backend.activate():
+            theta = self.backend.asarray(theta, self.dtype)
+            if tuple(theta.shape) != (self.n_params,):
+                raise DataError(f"expected a vector of {self.n_params} parameters, got shape "
+                                f"{tuple(theta.shape)}")
+            if self._flat is not None:
+                self._flat[...] = theta
+                return
+            params = self.parameter_list()
+            for p, piece in zip(params, flat.unflatten(self.xp, theta, [tuple(p.shape) for p in params])):
+                p[...] = piece
+
+    def flat_gradients(self) -> Array:
+        """The last backward pass's gradients as one new vector (P,), in :meth:`parameters` order."""
+        return flat.flatten(self.xp, self.gradient_list())
+
+    # -- forward and backward ----------------------------------------------------
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True,
+                loss: losses.Loss | None = None) -> tuple[Array, Backward]:
+        """The whole chain as one layer: device array (N, n_inputs) -> (N, n_outputs).
+
+        With ``loss``, a final layer that loss is fused with is left out (a Softmax
+        before cross-entropy, a Sigmoid before BCE): the output is then the logits the
+        loss takes, which is exact where a separate softmax would underflow to 0.
+        """
+        layers = self.layers
+        if loss is not None and loss.link is not None and isinstance(layers[-1], loss.link):
+            layers = layers[:-1]
+        with self.backend.activate():
+            return chain(layers, X, train=train, input_grad=input_grad)
 
     def __call__(self, X: Array) -> Array:
         """The network's output (N, n_outputs) for a device array ``X`` (N, n_inputs)."""
         return self.forward(X)[0]
 
-    def _body(self, loss: losses.Loss) -> list[Layer]:
-        """The layers that produce what ``loss`` consumes.
-
-        A final Softmax before cross-entropy (or Sigmoid before BCE) is left out:
-        the loss applies it fused with the log, which is exact where a separate
-        softmax would underflow to 0 and its log to -inf.
-        """
-        if loss.link is not None and isinstance(self.layers[-1], loss.link):
-            return self.layers[:-1]
-        return self.layers
-
-    def _train_step(self, X: Array, T: Array, body: list[Layer], loss: losses.Loss) -> tuple[Array, Array]:
-        """Forward, loss, backward and update on one device batch; returns (loss, outputs)."""
-        Z, backward = chain(body, X, train=True, input_grad=False)
-        value, dZ = loss.forward(Z, T)
-        backward(dZ)
-        self.optimizer.step(self._param_list(), self._grad_list())
-        return value, Z
+    def output_loss(self) -> losses.Loss:
+        """The loss that says what the outputs mean: the last fit's, or one read off the
+        output layer before any fit (softmax: cross-entropy, sigmoid: BCE, else MSE)."""
+        return self.loss if self.loss is not None else losses.for_output(self.layers[-1])
 
     def loss_and_gradients(self, X: Any, y: Any,
                            loss: str | losses.Loss | None = None) -> tuple[float, dict[str, Array]]:
@@ -168,7 +237,7 @@ class Sequential:
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             T, _ = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
-            Z, backward = chain(self._body(loss), Xd, train=True, input_grad=False)
+            Z, backward = self.forward(Xd, train=True, input_grad=False, loss=loss)
             value, dZ = loss.forward(Z, T)
             backward(dZ)
             return float(value), self.gradients()
@@ -177,53 +246,38 @@ class Sequential:
         if loss is not None:
             return losses.get(loss)
         if self.loss is None:
-            raise ValueError("no loss known yet: pass loss= (e.g. 'ce', 'bce', 'mse') or call fit first")
+            raise ConfigError("no loss known yet: pass loss= (e.g. 'ce', 'bce', 'mse') or call fit first")
         return self.loss
 
     # -- training ----------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **kwargs: Any):
+    def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
         """Train on ``X`` (N, n_inputs) and ``y``; see :func:`backprop.training.fit`."""
-        from .training import fit
-
         return fit(self, X, y, **kwargs)
 
     # -- inference ---------------------------------------------------------------
     def _outputs(self, X: Any, batch_size: int | None, fn) -> Array:
-        """Apply ``fn`` to the network output batch by batch; keep the caller's array type."""
-        xp = self.xp
+        """``fn`` of the logits the output loss reads, batch by batch; keeps the caller's array type."""
+        xp, loss = self.xp, self.output_loss()
         native = self.backend.is_native(X)
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
             n = Xd.shape[0]
             step = n if batch_size is None else positive_int(batch_size)
-            parts = [fn(self(Xd[i:min(i + step, n), ...])) for i in range(0, n, step)]
+            parts = [fn(loss, self.forward(Xd[i:min(i + step, n), ...], loss=loss)[0])
+                     for i in range(0, n, step)]
             out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
             # NumPy in, NumPy out, whatever the device: device arrays in, device arrays out.
             return out if native else self.backend.to_numpy(out)
 
     def task(self) -> str:
         """``"multiclass"``, ``"binary"`` or ``"regression"``, from the loss (or the output layer)."""
-        if self.loss is not None:
-            return {"ce": "multiclass", "bce": "binary"}.get(self.loss.name, "regression")
-        last = self.layers[-1]
-        if isinstance(last, activations.Softmax):
-            return "multiclass"
-        return "binary" if isinstance(last, activations.Sigmoid) else "regression"
-
-    def _link(self):
-        """The map from the network's output to class probabilities."""
-        task, xp, last = self.task(), self.xp, self.layers[-1]
-        link = {"multiclass": activations.Softmax, "binary": activations.Sigmoid}.get(task)
-        if link is None:
-            raise ValueError("predict_proba needs a classifier (a model fit with loss 'ce' or 'bce')")
-        if isinstance(last, link):
-            return lambda Y: Y
-        fn = activations.softmax if task == "multiclass" else activations.sigmoid
-        return lambda Z: fn(xp, Z)
+        return self.output_loss().task
 
     def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Array:
         """Class probabilities (N, K) of a classifier (softmax rows, or sigmoid per output)."""
-        return self._outputs(X, batch_size, self._link())
+        if not self.output_loss().classification:
+            raise ConfigError("predict_proba needs a classifier (a model fit with loss 'ce' or 'bce')")
+        return self._outputs(X, batch_size, lambda loss, Z: loss.probabilities(self.xp, Z))
 
     def predict(self, X: Any, *, batch_size: int | None = 8192) -> Array:
         """Predictions for ``X`` (N, n_inputs).
@@ -232,23 +286,15 @@ class Sequential:
         output. Regression: the outputs (N, K), or (N,) for one output. NumPy in
         gives NumPy out on any device; device arrays in give device arrays out.
         """
-        xp, task = self.xp, self.task()
-        if task == "multiclass":
-            return self._outputs(X, batch_size, lambda Y: xp.argmax(Y, axis=1))
-        link = self._link() if task == "binary" else None
-
-        def finish(Y: Array) -> Array:
-            if link is not None:
-                Y = xp.astype(link(Y) > 0.5, xp.int64)
-            return Y[:, 0] if self.n_outputs == 1 else Y
+        def finish(loss: losses.Loss, Z: Array) -> Array:
+            Y = loss.predict(self.xp, Z)
+            return Y[:, 0] if Y.ndim == 2 and self.n_outputs == 1 else Y
 
         return self._outputs(X, batch_size, finish)
 
     def evaluate(self, X: Any, y: Any, *, loss: str | losses.Loss | None = None,
                  batch_size: int = 8192) -> dict[str, float]:
         """Loss (and accuracy for classifiers, MAE and R^2 for regressors) on ``X``, ``y``."""
-        from .training import evaluate_arrays
-
         loss = self._resolve_loss(loss)
         batch_size = positive_int(batch_size)
         with self.backend.activate():
@@ -256,22 +302,47 @@ class Sequential:
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
             return evaluate_arrays(self, Xd, T, labels, loss, batch_size, regression_metrics=True)
 
-    # -- moving ------------------------------------------------------------------
+    # -- moving and copying --------------------------------------------------------
     def to(self, device: str | Backend | None = None, dtype: str | None = None) -> Sequential:
-        """A copy on another device and/or in another dtype (optimizer state not copied;
-        a later ``fit`` starts a new optimizer). The copy keeps the TF32 choice."""
+        """A copy on another device and/or in another dtype, with the training state
+        (optimizer moments, epoch, history, shuffle RNG) moved along, so that a later
+        ``fit`` continues exactly. The copy keeps the TF32 choice."""
         backend = self.backend if device is None else get_backend(device, tf32=self.backend.tf32)
         dt = backend.dtype(dtype_name(self.dtype) if dtype is None else dtype)
         new = Sequential.__new__(Sequential)
         new.__dict__.update(self.__dict__)
-        new.backend, new.xp, new.dtype = backend, backend.xp, dt
-        new.history = copy.deepcopy(self.history)
+        new.backend, new.dtype, new.uid = backend, dt, uuid.uuid4().hex
         with backend.activate():
             new.layers = [layer.cast(backend, dt) for layer in self.layers]
-        new.optimizer = None
-        new.shuffle_rng = backend.rng(self.seed, stream=1)
-        new.shuffle_rng.set_state(self.shuffle_rng.get_state())
+        new._pack()
+        new.state = self.state.moved(backend, dt, owner=new.uid)
         return new
+
+    def __getstate__(self) -> dict:
+        # The backend holds modules that cannot be pickled, and device arrays may not
+        # load elsewhere: keep the device string and host copies of every array.
+        state = dict(self.__dict__)
+        state["backend"] = (self.backend.spec, self.backend.tf32)
+        state["dtype"] = dtype_name(self.dtype)
+        state["layers"] = [layer.cast(None, None) for layer in self.layers]
+        state["state"] = self.state.moved(None, None, owner=None)
+        state["_flat"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        spec, tf32 = state["backend"]
+        try:
+            backend = get_backend(spec, tf32=tf32)
+        except BackendError as exc:
+            warnings.warn(f"this model was saved on {spec}, which is not usable here ({exc}); it is "
+                          "loaded on the CPU instead", RuntimeWarning, stacklevel=2)
+            backend = get_backend("cpu")
+        self.__dict__.update(state)
+        self.backend, self.dtype, self.uid = backend, backend.dtype(state["dtype"]), uuid.uuid4().hex
+        with backend.activate():
+            self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
+        self._pack()
+        self.state = state["state"].moved(backend, self.dtype, owner=self.uid)
 
 
 def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = None,
@@ -295,7 +366,7 @@ def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = 
     """
     sizes = list(sizes)
     if len(sizes) < 2:
-        raise ValueError(f"mlp needs at least an input and an output size, got {sizes}")
+        raise ConfigError(f"mlp needs at least an input and an output size, got {sizes}")
     layers: list[Layer | str] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
         layers.append(Dense(a, b, init=init, bias=bias))

@@ -11,25 +11,26 @@ decaying biases only pulls the model towards predicting zero.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 from typing import Any
 
 from . import schedules
+from ._typing import Array
+from .errors import ConfigError
 from .namespace import namespace_of
-
-Array = Any
 
 
 def _positive(value: Any, name: str) -> float:
     if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
+        raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def _non_negative(value: Any, name: str) -> float:
     if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{name} must be >= 0, got {value!r}")
+        raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return float(value)
 
 
@@ -59,6 +60,7 @@ class Optimizer:
         self.t = 0  # steps taken
         self.state: list[dict[str, Array]] = []
         self._ids: tuple[int, ...] = ()  # which arrays the state belongs to
+        self.owner: str | None = None  # the model this optimizer trains (see bind)
 
     def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
                         schedule: Any = None) -> Optimizer:
@@ -71,19 +73,42 @@ class Optimizer:
             self.schedule = schedules.get(schedule)
         return self
 
-    def reset(self) -> None:
-        """Forget the state (moments, velocities, step count)."""
+    def reset(self, *, keep_owner: bool = False) -> None:
+        """Forget the state (moments, velocities, step count) and, unless ``keep_owner``,
+        which model it trains."""
         self.state, self.t, self._ids = [], 0, ()
+        if not keep_owner:
+            self.owner = None
 
-    def set_epoch(self, epoch: int, epochs: int) -> float:
-        """Set the learning rate for ``epoch`` (0-based) of ``epochs``; returns it."""
-        self.lr = float(self.schedule(self.base_lr, epoch, epochs))
+    def bind(self, owner: str) -> Optimizer:
+        """Make this optimizer the one of the model whose ``uid`` is ``owner``; returns self.
+
+        Its moments belong to one model's parameters: two models of the same shape
+        sharing it would silently mix their updates, so that is refused.
+        """
+        if self.owner is not None and self.owner != owner:
+            raise ConfigError("this optimizer already trains another model: create one optimizer per "
+                              "model (or call optimizer.reset() to forget the other model)")
+        self.owner = owner
+        return self
+
+    def moved(self, move: Any, owner: str | None) -> Optimizer:
+        """A copy whose state arrays are ``move(list_of_arrays)`` and which belongs to ``owner``."""
+        new = copy.copy(self)
+        new.schedule = copy.deepcopy(self.schedule)
+        new.state = [dict(zip(slots, move(list(slots.values())))) for slots in self.state]
+        new._ids, new.owner = (), owner
+        return new
+
+    def set_epoch(self, epoch: int) -> float:
+        """Set the learning rate for ``epoch`` (0-based, counted across fits); returns it."""
+        self.lr = float(self.schedule(self.base_lr, epoch))
         return self.lr
 
     def step(self, params: list[Array], grads: list[Array]) -> None:
         """Update every parameter in place from its gradient."""
         if len(params) != len(grads):
-            raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")
+            raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
         if not params:
             return
         xp = namespace_of(params[0])
@@ -99,10 +124,11 @@ class Optimizer:
             self._update(xp, p, g, s)
 
     def _check_owner(self, params: list[Array]) -> None:
+        # New arrays (a copied or unpickled model): fine when they are shaped like the state's.
         held = [tuple(next(iter(s.values())).shape) for s in self.state if s]
         given = [tuple(p.shape) for p, s in zip(params, self.state) if s]
         if len(params) != len(self.state) or held != given:
-            raise ValueError(
+            raise ConfigError(
                 "this optimizer holds state for another model's parameters: create one "
                 "optimizer per model (or call optimizer.reset())"
             )
@@ -148,9 +174,9 @@ class SGD(Optimizer):
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
         if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
         if nesterov and momentum == 0.0:
-            raise ValueError("Nesterov momentum needs momentum > 0")
+            raise ConfigError("Nesterov momentum needs momentum > 0")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
 
     def config(self) -> dict:
@@ -185,7 +211,7 @@ class RMSprop(Optimizer):
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
         if not 0.0 < rho < 1.0:
-            raise ValueError(f"rho must be in (0, 1), got {rho!r}")
+            raise ConfigError(f"rho must be in (0, 1), got {rho!r}")
         self.rho, self.eps = float(rho), float(eps)
 
     def config(self) -> dict:
@@ -212,7 +238,7 @@ class Adam(Optimizer):
                  eps: float = 1e-8, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError("Adam needs 0 <= beta1, beta2 < 1")
+            raise ConfigError("Adam needs 0 <= beta1, beta2 < 1")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def config(self) -> dict:
@@ -276,6 +302,6 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
         return Adam(lr, **kwargs)
     if key == "adamw":
         return AdamW(lr, **kwargs)
-    raise ValueError(
+    raise ConfigError(
         f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw"
     )

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .errors import ConfigError
+
 INSTALL_HINT = "--plot needs matplotlib: pip install 'backprop[plot]' (or pip install matplotlib)"
 
 
@@ -19,7 +21,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ImportError(INSTALL_HINT) from None
+        raise ConfigError(INSTALL_HINT) from None
 
 
 def _pyplot():

@@ -55,13 +55,18 @@ class Transform:
         self.x_mean, self.x_std, self.y_mean, self.y_std = x_mean, x_std, y_mean, y_std
 
     @classmethod
-    def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True) -> Transform:
+    def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True,
+            labels: np.ndarray | None = None) -> Transform:
+        """Statistics from the training part ``X`` (N, F), ``y``; class names from ``labels``
+        (every label the data has, so that a class only the validation part holds is known),
+        or from ``y``."""
         classes = None
         x_mean = x_std = y_mean = y_std = None
         if task == "classification":
             if y.ndim != 1:
                 raise DataError(f"class labels must be one column, got shape {y.shape}")
-            found = np.unique(y if y.dtype.kind in "US" else np.asarray(y))
+            every = y if labels is None else labels
+            found = np.unique(every if every.dtype.kind in "US" else np.asarray(every))
             classes = [_label_text(v) for v in found]
             if len(classes) < 2:
                 raise DataError(f"the target holds a single class ({classes[0]!r}): a classifier "

@@ -1,19 +1,32 @@
 """Learning-rate schedules, evaluated once per epoch.
 
-A schedule maps ``(base_lr, epoch, epochs)`` to the rate for that epoch
-(``epoch`` counts from 0, ``epochs`` is the planned total).
+A schedule maps ``(base_lr, epoch)`` to the rate for that epoch (``epoch``
+counts from 0, across ``fit`` calls).
+
+A schedule that needs to know where training ends (cosine) has a horizon,
+``epochs``: given to the constructor, or else fixed by the first fit that uses
+the schedule (that fit's last epoch) and kept from then on. So the rates never
+depend on how a run is split into ``fit`` calls: ``Cosine(epochs=4)`` over
+``fit(epochs=2)`` twice gives the same four rates as one ``fit(epochs=4)``, which
+``partial_fit``-style training relies on.
 """
 
 from __future__ import annotations
 
 import math
 
+from .errors import ConfigError
+
 
 class Schedule:
     name = "?"
 
-    def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
+    def __call__(self, base_lr: float, epoch: int) -> float:
         raise NotImplementedError
+
+    def plan(self, epochs: int) -> None:
+        """Called by each fit with the epoch it will end at; only a schedule with an
+        unset horizon takes it (once)."""
 
     def config(self) -> dict:
         return {}
@@ -28,7 +41,7 @@ class Constant(Schedule):
 
     name = "constant"
 
-    def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
+    def __call__(self, base_lr: float, epoch: int) -> float:
         return base_lr
 
 
@@ -39,13 +52,13 @@ class StepDecay(Schedule):
 
     def __init__(self, step_size: int = 10, gamma: float = 0.1) -> None:
         if step_size < 1 or not 0.0 < gamma <= 1.0:
-            raise ValueError("StepDecay needs step_size >= 1 and 0 < gamma <= 1")
+            raise ConfigError("StepDecay needs step_size >= 1 and 0 < gamma <= 1")
         self.step_size, self.gamma = int(step_size), float(gamma)
 
     def config(self) -> dict:
         return {"step_size": self.step_size, "gamma": self.gamma}
 
-    def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
+    def __call__(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma ** (epoch // self.step_size)
 
 
@@ -56,32 +69,41 @@ class ExponentialDecay(Schedule):
 
     def __init__(self, gamma: float = 0.95) -> None:
         if not 0.0 < gamma <= 1.0:
-            raise ValueError("ExponentialDecay needs 0 < gamma <= 1")
+            raise ConfigError("ExponentialDecay needs 0 < gamma <= 1")
         self.gamma = float(gamma)
 
     def config(self) -> dict:
         return {"gamma": self.gamma}
 
-    def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
+    def __call__(self, base_lr: float, epoch: int) -> float:
         return base_lr * self.gamma**epoch
 
 
 class Cosine(Schedule):
-    """Cosine annealing from the base rate to ``min_lr`` over the planned epochs,
-    after ``warmup`` epochs of linear increase."""
+    """Cosine annealing from the base rate to ``min_lr`` at epoch ``epochs`` (the horizon),
+    after ``warmup`` epochs of linear increase; ``min_lr`` after the horizon."""
 
     name = "cosine"
 
-    def __init__(self, min_lr: float = 0.0, warmup: int = 0) -> None:
+    def __init__(self, min_lr: float = 0.0, warmup: int = 0, epochs: int | None = None) -> None:
+        if warmup < 0 or (epochs is not None and epochs < 1):
+            raise ConfigError("Cosine needs warmup >= 0 and epochs >= 1 (or None: the first fit's)")
         self.min_lr, self.warmup = float(min_lr), int(warmup)
+        self.epochs = None if epochs is None else int(epochs)
 
     def config(self) -> dict:
-        return {"min_lr": self.min_lr, "warmup": self.warmup}
+        return {"min_lr": self.min_lr, "warmup": self.warmup, "epochs": self.epochs}
 
-    def __call__(self, base_lr: float, epoch: int, epochs: int) -> float:
+    def plan(self, epochs: int) -> None:
+        if self.epochs is None:
+            self.epochs = epochs
+
+    def __call__(self, base_lr: float, epoch: int) -> float:
         if epoch < self.warmup:
             return base_lr * (epoch + 1) / self.warmup
-        span = max(epochs - self.warmup, 1)  # as PyTorch: the last epoch keeps a rate > min_lr
+        if self.epochs is None:
+            raise ConfigError("this Cosine schedule has no horizon yet: give Cosine(epochs=N) or fit first")
+        span = max(self.epochs - self.warmup, 1)  # as PyTorch: the last epoch keeps a rate > min_lr
         progress = min((epoch - self.warmup) / span, 1.0)
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
@@ -98,6 +120,6 @@ def get(schedule: str | Schedule | None) -> Schedule:
     try:
         return SCHEDULES[str(schedule).lower()]()
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}"
         ) from None

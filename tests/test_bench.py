@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 
 import pytest
 
-from backends import get_backend
+from backends import BackendUnavailable, get_backend
+from backends.machine import cpu_name, usable_cores
 from backprop import bench
 from backprop.cli import main
 
@@ -54,7 +56,9 @@ def test_json_report_has_every_key_and_the_devices_agree(capsys):
     report = run_json(capsys, *TINY, "--sizes", "xor", "--devices", "cpu,strict", "--compare", compare)
     assert set(report) >= {"settings", "machine", "devices", "results", "speedups", "agreement", "notes",
                            "ok"}
-    assert report["machine"]["cores"] >= 1 and report["machine"]["cpu"]
+    machine = report["machine"]
+    assert (machine["cpu"], machine["cores"], machine["logical_cpus"]) == (cpu_name(), usable_cores(),
+                                                                            os.cpu_count())
     assert [d["device"] for d in report["devices"]] == ["cpu", "strict:device1"]
     assert all(d["ceiling_tflops"] > 0 for d in report["devices"])
     rows = report["results"]
@@ -77,7 +81,7 @@ def test_json_report_has_every_key_and_the_devices_agree(capsys):
 
 
 def test_a_wrong_update_is_caught_by_the_loss_agreement(capsys, monkeypatch):
-    from backends.handwritten import HandwrittenTrainer
+    from backprop.contenders.handwritten import HandwrittenTrainer
 
     original = HandwrittenTrainer._update
 
@@ -169,7 +173,7 @@ def test_a_missing_gpu_is_one_line_not_a_traceback(capsys):
     try:
         get_backend("cuda")
         pytest.skip("a GPU is usable here")
-    except Exception:
+    except BackendUnavailable:
         pass
     assert main(["bench", "--sizes", "xor", "--devices", "cpu,cuda"]) == 2
     err = capsys.readouterr().err
@@ -180,12 +184,12 @@ def test_a_missing_gpu_is_one_line_not_a_traceback(capsys):
 def test_cpu_and_gpu_agree_in_the_bench(capsys, spec):
     try:
         get_backend(spec)
-    except Exception as exc:
+    except BackendUnavailable as exc:
         pytest.skip(f"no usable GPU: {exc}")
     compare = "numpy-reference,torch" if HAS_TORCH else "numpy-reference"
     report = run_json(capsys, *TINY, "--sizes", "xor,small", "--steps", "20", "--devices", f"cpu,{spec}",
                       "--compare", compare)
-    assert report["ok"], report["agreement"]
+    assert report["ok"] is True, report["agreement"]
     gpu_rows = [r for r in report["results"] if r["device"].startswith("cuda")]
     assert {r["impl"] for r in gpu_rows} >= {"backprop", "cupy-reference"}
     assert all(r["peak_memory_bytes"] > 0 for r in gpu_rows if r["impl"] != "torch" or HAS_TORCH)

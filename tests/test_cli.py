@@ -360,7 +360,7 @@ def test_npz_problems(tmp_path, capsys):
 @pytest.mark.parametrize("argv, expected", [
     (["train", "imagenet"], "unknown data set 'imagenet'"),
     (["train", "no/such/file.csv"], "no such file"),
-    (["train", "digits", "--target", "label"], "--target is for CSV files"),
+    (["train", "digits", "--target", "label"], "target column is for CSV files"),
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "--activation", "swish"], "invalid choice: 'swish'"),
     (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
@@ -372,7 +372,7 @@ def test_npz_problems(tmp_path, capsys):
     (["train", "--epochs", "0"], "--epochs: must be a positive integer"),
     (["train", "--hidden", "10,abc"], "expected widths like 128,64"),
     (["train", "sine", "--loss", "ce"], "needs class labels"),
-    (["train", "--momentum", "0.9"], "--momentum is for sgd"),
+    (["train", "--momentum", "0.9"], "momentum is for sgd"),
     (["train", "xor", "--early-stopping", "3", "--val-split", "0"], "watches the validation loss"),
     (["train", "xor", "--val-split", "0.1"], "leaves no validation"),
     (["evaluate", "missing.st", "xor"], "no such checkpoint"),

@@ -123,7 +123,7 @@ def test_schedules(numpy_backend, schedule, expected):
 def test_weight_decay_spares_biases(numpy_backend):
     model = bp.mlp([2, 3], dtype="float64", bias=1.0)
     opt = bp.SGD(lr=0.1, momentum=0.0, weight_decay=0.5)
-    params = model._param_list()
+    params = model.parameter_list()
     W0, b0 = params[0].copy(), params[1].copy()
     opt.step(params, [np.zeros_like(p) for p in params])
     np.testing.assert_allclose(params[0], W0 * (1 - 0.1 * 0.5))

@@ -1,9 +1,10 @@
 """The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, info.
 
 Every expected failure (bad data, a bad option, a missing GPU, a broken
-checkpoint) ends in one line on stderr and exit status 2; a failed gradient check
-or a diverged run exits 1; Ctrl-C exits 130. Anything else is a bug and keeps its
-traceback.
+checkpoint: a :class:`backprop.errors.BackpropError` or a
+:class:`backends.BackendError`) ends in one line on stderr and exit status 2, and
+so does running out of memory; a failed gradient check or a diverged run exits 1;
+Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -11,14 +12,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from backends import BackendUnavailable
+from backends import BackendError
 
-from ..checkpoint import CheckpointError
-from ..datafiles import DataError
 from ..datasets import DESCRIPTIONS
+from ..errors import BackpropError
 from ..initializers import INITIALIZERS
 from ..schedules import SCHEDULES
-from .common import UsageError
 
 OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
@@ -222,13 +221,10 @@ def main(argv: list[str] | None = None) -> int:
         if _is_out_of_memory(exc):
             message = (f"out of memory ({type(exc).__name__}): use a smaller --batch-size or a "
                        "smaller network")
-        elif isinstance(exc, (UsageError, DataError, CheckpointError, BackendUnavailable, ImportError,
-                              ValueError, TypeError, OSError)):
+        elif isinstance(exc, (BackpropError, BackendError)):
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if isinstance(exc, OSError) and exc.filename:
-                message = f"{exc.strerror or exc}: {exc.filename}"
         else:
-            raise
+            raise  # a bug: the traceback is what a report needs
         print(f"backprop: error: {message}", file=sys.stderr)
         return 2
 

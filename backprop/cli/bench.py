@@ -150,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                               activation=args.activation, seed=args.seed)
     if "torch" in compare:
         from backends.machine import blas_info
-        from backends.torch_reference import torch_threads
+        from backprop.contenders.torch_reference import torch_threads
 
         # The same thread count on both sides, or the comparison measures the thread pools.
         torch_threads(args.threads or blas_info()["blas_threads"])

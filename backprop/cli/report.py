@@ -12,8 +12,7 @@ import math
 import sys
 from typing import Any
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-              "samples_per_s")
+from ..training import EPOCH_KEYS
 
 
 def _json_value(value: Any) -> Any:

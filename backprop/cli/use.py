@@ -9,36 +9,19 @@ import sys
 
 import numpy as np
 
-from .. import checkpoint
-from ..datafiles import DataError, read_file
+from .. import checkpoint, datafiles, runner
+from ..datafiles import read_file
+from ..errors import DataError
 from ..gradcheck import gradcheck
+from ..heads import scores
 from ..model import mlp
-from ..preprocessing import Transform
-from .common import Head, device_spec, load_data, metrics
+from .common import device_spec
 from .report import emit_json, table
 
 
 def restore(path: str, spec: str):
-    """(model, transform, head, extra) from a checkpoint, on the device ``spec``.
-
-    A model saved from Python (no data transform) is used on raw inputs, with
-    classes named 0..K-1.
-    """
-    ck = checkpoint.load(path, device=spec)
-    model = ck.model
-    if "transform" in ck.extra:
-        transform = Transform.from_json(ck.extra["transform"], ck.arrays)
-        head = Head(**ck.extra["head"])
-    else:
-        task = model.task()
-        k = model.n_outputs if task == "multiclass" else 2
-        transform = Transform("regression" if task == "regression" else "classification",
-                              None if task == "regression" else [str(i) for i in range(k)])
-        default = {"multiclass": "ce", "binary": "bce"}.get(task, "mse")
-        loss = model.loss.name if model.loss is not None else default
-        head = Head(loss, model.n_outputs, None,
-                    {"multiclass": "index", "binary": "binary"}.get(task, "real"))
-    return model, transform, head, ck.extra
+    """(model, transform, head, extra) from a checkpoint, on the device ``spec``."""
+    return runner.restore(path, spec)
 
 
 def _check_width(model, X: np.ndarray, what: str) -> None:
@@ -49,7 +32,7 @@ def _check_width(model, X: np.ndarray, what: str) -> None:
 
 def evaluate(args: argparse.Namespace) -> int:
     model, transform, head, extra = restore(args.model, device_spec(args.device, args.backend))
-    dataset = load_data(args.data, args.target if args.target is not None else
+    dataset = datafiles.load(args.data, args.target if args.target is not None else
                         extra.get("train", {}).get("settings", {}).get("target"))
     parts = {"test": (dataset.X_test, dataset.y_test), "val": (dataset.X_val, dataset.y_val),
              "train": (dataset.X, dataset.y)}
@@ -61,13 +44,13 @@ def evaluate(args: argparse.Namespace) -> int:
         if X is None:
             raise DataError(f"{dataset.name} has no {split} part: use --split all")
     _check_width(model, X, dataset.name)
-    scores = metrics(model, head, transform, X, y)
+    result = scores(model, head, transform, X, y)
     if args.json:
         emit_json({"type": "evaluate", "data": dataset.name, "split": split, "samples": len(X),
-                   **scores, "device": model.backend.label, "backend": model.backend.name})
+                   **result, "device": model.backend.label, "backend": model.backend.name})
     else:
         print(f"{args.model} on {dataset.name} ({split}, {len(X)} samples, {model.backend.label})")
-        print(table({split: scores}))
+        print(table({split: result}))
     return 0
 
 
@@ -81,11 +64,11 @@ def predict(args: argparse.Namespace) -> int:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if transform.task == "classification":
-        scores = head.class_scores(model, Xn)
-        labels = np.asarray(transform.classes)[np.argmax(scores, axis=1)]
+        probs = head.class_scores(model, Xn)
+        labels = np.asarray(transform.classes)[np.argmax(probs, axis=1)]
         if args.proba:
             writer.writerow(["prediction"] + [f"p_{c}" for c in transform.classes])
-            writer.writerows([label, *(f"{p:.6g}" for p in row)] for label, row in zip(labels, scores))
+            writer.writerows([label, *(f"{p:.6g}" for p in row)] for label, row in zip(labels, probs))
         else:
             writer.writerow(["prediction"])
             writer.writerows([label] for label in labels)

@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import BackendUnavailable
-from .registry import get_backend
+from backends import BackendUnavailable, get_backend
 
 
 def torch_threads(threads: int | None = None) -> int | None:
@@ -32,7 +31,7 @@ def torch_threads(threads: int | None = None) -> int | None:
 class TorchTrainer:
     """An MLP trained by PyTorch eager on ``device`` (``"cpu"`` or ``"cuda:N"``).
 
-    Parameters are those of :class:`backends.handwritten.HandwrittenTrainer`;
+    Parameters are those of :class:`backprop.contenders.handwritten.HandwrittenTrainer`;
     ``tf32`` lets float32 matrix products use TF32 tensor cores on a GPU.
     """
 

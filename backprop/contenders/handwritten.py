@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Backend
+from backends import Backend
 
 
 class HandwrittenTrainer:

@@ -1,0 +1,55 @@
+"""A model's loss and metrics on data, and the regression scores every report shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import batching
+from ._typing import Array
+from .losses import Loss
+
+
+def regression_scores(xp: Any, P: Array, T: Array) -> dict[str, Array]:
+    """MSE, MAE and R^2 of predictions ``P`` (N, K) against targets ``T`` (N, K), as 0-d arrays.
+
+    Means over samples and outputs; R^2 per output averaged (scikit-learn's
+    ``uniform_average``). A constant target scores R^2 = 1 when predicted exactly
+    and 0 otherwise, as in scikit-learn. Works on any namespace: device arrays in
+    training units, or host arrays in the target's units.
+    """
+    D = P - T
+    sq = xp.sum(D * D, axis=0)
+    spread = xp.sum((T - xp.mean(T, axis=0)) ** 2, axis=0)
+    exact = xp.astype(sq == 0, sq.dtype)
+    r2 = xp.where(spread > 0, 1.0 - sq / xp.where(spread > 0, spread, 1.0), exact)
+    n = T.shape[0] * T.shape[1]
+    return {"mse": xp.sum(sq) / n, "mae": xp.sum(xp.abs(D)) / n, "r2": xp.mean(r2)}
+
+
+def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: Loss,
+                    batch_size: int, regression_metrics: bool = False) -> dict[str, float]:
+    """Loss (and accuracy, or MAE and R^2) of ``model`` on device arrays ``X`` (N, F), ``T`` (N, K).
+
+    One synchronisation at the end. Regression metrics need the whole prediction,
+    so they are computed from the concatenated outputs.
+    """
+    xp = model.xp
+    n = X.shape[0]
+    batches = batching.spans(n, batch_size)
+    values, hits, outputs = [], [], []
+    for start, stop in batches:
+        Z, _ = model.forward(X[start:stop, ...], input_grad=False, loss=loss)
+        T_b = T[start:stop, ...]
+        values.append(loss.forward(Z, T_b)[0])
+        hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
+        if regression_metrics and not loss.classification:
+            outputs.append(Z)
+    total, correct = batching.totals(xp, values, hits, batches, loss)
+    out = {"loss": float(total) / (n if loss.reduction == "mean" else 1)}
+    if correct is not None:
+        out["accuracy"] = float(correct) / (n * loss.labels_per_sample(T))
+    if outputs:
+        P = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+        scores = regression_scores(xp, P, T)
+        out["mae"], out["r2"] = float(scores["mae"]), float(scores["r2"])
+    return out

@@ -1,0 +1,330 @@
+"""A training run, as ``backprop train`` does it, startable from Python.
+
+``Run(data, **settings)`` turns data (a built-in name, a CSV/NPZ path, or
+arrays) and settings into everything a fit needs: the task and its output head,
+the standardization, a validation part, the model and optimizer (or those of a
+checkpoint being resumed). ``run.fit(callbacks)`` trains, streaming one record
+per epoch (:data:`backprop.training.EPOCH_KEYS`) to the callbacks, any of which
+can stop it; then it scores every part of the data, saves the checkpoint and
+draws the plots that were asked for, and returns the summary. The command line,
+a web page or an estimator are all clients of this one object::
+
+    import backprop as bp
+    summary = bp.run("moons", hidden=[16], epochs=50, save="moons.safetensors")
+    summary["test_accuracy"]
+
+Settings (all optional; a built-in data set's own defaults come before these,
+and a resumed checkpoint's before the ones given): see :data:`DEFAULTS`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from backends import dtype_name, get_backend
+
+from . import checkpoint, datafiles, optimizers
+from .datasets import Dataset
+from .errors import ConfigError, DataError
+from .heads import Head, scores
+from .model import Sequential, mlp
+from .preprocessing import Transform, infer_task
+from .training import EarlyStopping, TrainingDiverged, validation_order
+
+DEFAULTS: dict[str, Any] = {
+    "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
+    "momentum": None, "weight_decay": None, "schedule": "constant", "epochs": 100, "batch_size": 32,
+    "init": "auto", "seed": 0, "dtype": "float32", "val_split": 0.1, "early_stopping": 10,
+    "standardize": True, "task": None, "target": None,
+}
+"""The settings a run is made of. Each comes from, in order of precedence: what
+was given, a resumed checkpoint, a built-in data set's own defaults, these."""
+
+ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target")
+"""Fixed by the checkpoint when resuming: changing them would make another model."""
+
+SAVE_EVERY_S = 30.0
+"""During a run with ``save``, the checkpoint is also refreshed this often (and at the end)."""
+
+STATUSES = ("completed", "early_stopping", "interrupted", "diverged")
+
+Callback = Callable[[dict, Any], Any]
+
+
+def _canonical(name: str) -> str:
+    return {"momentum": "sgd", "nesterov": "sgd"}.get(name, name)
+
+
+def _data_ref(name: str) -> str:
+    return os.path.abspath(name) if os.path.exists(name) else name
+
+
+def _as_dataset(data: Any, target: Any) -> tuple[str | None, Dataset]:
+    """``(reference to save, Dataset)`` from a name, a path, a Dataset or an ``(X, y)`` pair."""
+    if isinstance(data, Dataset):
+        return None, data
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        X, y = (np.asarray(a) for a in data)
+        if X.ndim == 1:
+            X = X.reshape(-1, 1)
+        if X.ndim != 2 or len(X) != len(y):
+            raise DataError(f"data=(X, y) needs X of shape (N, F) and y of N rows, got {X.shape} and "
+                            f"{np.shape(y)}")
+        return None, Dataset("arrays", X, y)
+    if not isinstance(data, str):
+        raise ConfigError(f"data must be a built-in name, a .csv/.npz path or a pair (X, y), got "
+                          f"{type(data).__name__}")
+    return _data_ref(data), datafiles.load(data, target)
+
+
+class Run:
+    """One training run: prepared on construction, trained by :meth:`fit`.
+
+    Parameters
+    ----------
+    data : str, (X, y) or Dataset, optional
+        A built-in data set (``"digits"``, ``"moons"``...), a .csv/.npz path, or host
+        arrays. Default: ``"digits"``, or the resumed checkpoint's data.
+    resume : str, optional
+        A checkpoint written by a run with ``save``: continue it to a total of
+        ``epochs`` epochs (the architecture comes from the checkpoint).
+    save : str, optional
+        Checkpoint path (default with ``resume``: the resumed file).
+    plot : str, optional
+        A folder to draw curves (and the decision boundary or fitted curve) into.
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"torch"``...
+    **settings
+        Any of :data:`DEFAULTS`; None means "not given".
+
+    Attributes (after construction)
+    -------------------------------
+    settings : dict of the merged settings; dataset, transform, head, model, optimizer;
+    train : (X, y) raw host arrays trained on; val : (X, y) or None; resumed : bool.
+    """
+
+    def __init__(self, data: Any = None, *, resume: str | None = None, save: str | None = None,
+                 plot: str | None = None, device: str = "cpu", **settings: Any) -> None:
+        unknown = sorted(set(settings) - set(DEFAULTS))
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(DEFAULTS)}")
+        self.started = time.perf_counter()
+        given = {k: v for k, v in settings.items() if v is not None}
+        ck = checkpoint.load(resume, device=device) if resume else None
+        saved = ck.extra.get("train") if ck else None
+        if ck is not None and saved is None:
+            raise ConfigError(f"{resume} holds a model saved from Python, without the data settings a "
+                              "resumed run needs: continue it with model.fit()")
+        if saved is not None:
+            clash = [k for k in ARCHITECTURE if k in given and given[k] != saved["settings"].get(k)]
+            if clash:
+                flags = ", ".join("--" + k.replace("_", "-") for k in clash)
+                raise ConfigError(f"{flags} cannot change when resuming (the checkpoint fixes the model): "
+                                  "drop them, or train a new model without resuming")
+        target = given.get("target", (saved or {}).get("settings", {}).get("target"))
+        if data is None:
+            data = saved["data"] if saved else "digits"
+        self.data_ref, self.dataset = _as_dataset(data, target)
+        s = {**DEFAULTS, **self.dataset.defaults, **(saved["settings"] if saved else {}), **given}
+        self.settings, self.given, self.resumed = s, given, ck is not None
+        self.save_path = save or (resume if ck else None)
+        self.plot = plot
+        if plot:
+            from .plots import prepare_folder, require_matplotlib
+
+            require_matplotlib()
+            try:
+                prepare_folder(plot)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
+        if self.save_path:
+            checkpoint.check_writable(self.save_path)
+        self._prepare_data(ck)
+        self._prepare_model(ck, device, given)
+
+    # -- preparation ---------------------------------------------------------------
+    def _prepare_data(self, ck: checkpoint.Checkpoint | None) -> None:
+        s, dataset = self.settings, self.dataset
+        X, y = dataset.X, dataset.y
+        task = s["task"] or dataset.task or infer_task(y)
+        if dataset.X_val is not None:
+            val = (dataset.X_val, dataset.y_val)
+        elif s["val_split"]:
+            order, n_val = validation_order(len(X), s["val_split"], s["seed"])
+            (X, y), val = (X[order[n_val:]], y[order[n_val:]]), (X[order[:n_val]], y[order[:n_val]])
+        else:
+            val = None
+        if ck is not None:
+            self.transform = Transform.from_json(ck.extra["transform"], ck.arrays)
+        else:  # statistics of the training part only: the validation part stays unseen
+            self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y)
+        if val is None and "early_stopping" not in self.given:
+            s["early_stopping"] = None  # the default patience needs validation data; none here
+        if s["early_stopping"] and val is None:
+            raise ConfigError("early stopping watches the validation loss: give a validation split "
+                              "(e.g. --val-split 0.1)")
+        self.head = Head.make(self.transform, s["loss"])
+        self.train, self.val = (X, y), val
+
+    def _prepare_model(self, ck: checkpoint.Checkpoint | None, device: str, given: dict) -> None:
+        s = self.settings
+        if ck is not None:
+            model = ck.model
+            if s["dtype"] != dtype_name(model.dtype):
+                model = model.to(dtype=s["dtype"])
+        else:
+            sizes = [self.train[0].shape[1], *s["hidden"], self.head.outputs]
+            model = mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
+                        device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
+        state = model.state
+        same = state.optimizer is not None and state.optimizer.name == _canonical(s["optimizer"])
+        if ck is not None and same:
+            # Continue with the saved state; options given now still change the rate, decay, schedule.
+            opt = state.optimizer.update_settings(lr=given.get("lr"), weight_decay=given.get("weight_decay"),
+                                                  schedule=given.get("schedule"))
+        else:
+            opt = optimizers.get(s["optimizer"], s["lr"], **self._optimizer_kwargs())
+        watch = None
+        if s["early_stopping"]:
+            watch = state.early_stopping if ck is not None and state.early_stopping is not None else None
+            if watch is None:
+                watch = EarlyStopping(patience=s["early_stopping"])
+            watch.patience = s["early_stopping"]
+        self.epochs_left = s["epochs"] - model.epoch
+        if self.epochs_left < 0 or (ck is not None and self.epochs_left == 0):
+            raise ConfigError(f"the checkpoint has already trained {model.epoch} epochs; epochs counts the "
+                              f"total, so ask for more than {model.epoch} to continue")
+        self.model, self.optimizer, self.early_stopping = model, opt, watch
+
+    def _optimizer_kwargs(self) -> dict:
+        s, kwargs = self.settings, {}
+        if s["momentum"] is not None:
+            if s["optimizer"] not in ("sgd", "momentum", "nesterov"):
+                raise ConfigError(f"momentum is for sgd, momentum and nesterov, not {s['optimizer']}")
+            kwargs["momentum"] = s["momentum"]
+        if s["weight_decay"] is not None:
+            kwargs["weight_decay"] = s["weight_decay"]
+        kwargs["schedule"] = s["schedule"]
+        return kwargs
+
+    # -- training --------------------------------------------------------------------
+    def save(self, status: str) -> None:
+        """Write the checkpoint (model, fit state, data settings and transform) to ``save``."""
+        t_meta, t_arrays = self.transform.to_json()
+        checkpoint.save(self.model, self.save_path, arrays=t_arrays,
+                        extra={"train": {"data": self.data_ref, "settings": self.settings, "status": status},
+                               "transform": t_meta, "feature_names": self.dataset.feature_names,
+                               "target_name": self.dataset.target_name, "head": vars(self.head)})
+
+    def fit(self, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
+        """Train, score, save and plot; returns the summary (see the README's ``--json``).
+
+        ``callbacks`` are called as ``f(record, model)`` after every epoch; one that
+        returns True stops the run after that epoch (status ``"interrupted"``). A
+        diverged run returns status ``"diverged"`` with its ``error``.
+        """
+        if self.save_path and self.data_ref is None:
+            raise ConfigError("a run on arrays cannot be saved for resuming: save the model with "
+                              "backprop.checkpoint.save(run.model, path) instead")
+        s, model, transform, head = self.settings, self.model, self.transform, self.head
+        X, y = self.train
+        Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
+        val_n = None if self.val is None else (transform.inputs(self.val[0]),
+                                               head.targets(transform.targets(self.val[1])))
+        last_save, stopped = time.perf_counter(), False
+
+        def between_epochs(record: dict, _model) -> bool:
+            nonlocal last_save, stopped
+            answers = [callback(record, model) for callback in callbacks]
+            stopped = stopped or any(answer is True for answer in answers)
+            if self.save_path and time.perf_counter() - last_save >= SAVE_EVERY_S:
+                self.save("training")
+                last_save = time.perf_counter()
+            return stopped
+
+        status, failure = "completed", None
+        fit_started, first_epoch = time.perf_counter(), model.epoch
+        try:
+            history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
+                                batch_size=s["batch_size"], validation_data=val_n,
+                                early_stopping=self.early_stopping, callbacks=[between_epochs])
+            if stopped:
+                status = "interrupted"
+            elif history.stopped_early:
+                status = "early_stopping"
+        except TrainingDiverged as exc:
+            status, failure = "diverged", str(exc)
+        fit_seconds = time.perf_counter() - fit_started
+        trained = model.epoch - first_epoch
+        summary: dict[str, Any] = {"type": "summary", "status": status, "epochs": model.epoch}
+        self.rows = {"train": scores(model, head, transform, X, y)}
+        if self.val is not None:
+            self.rows["val"] = scores(model, head, transform, *self.val)
+        if self.dataset.X_test is not None:
+            self.rows["test"] = scores(model, head, transform, self.dataset.X_test, self.dataset.y_test)
+        for part, values in self.rows.items():
+            summary.update({f"{part}_{k}": v for k, v in values.items()})
+        backend, n_train = model.backend, len(X)
+        rate = (trained * n_train / fit_seconds) if fit_seconds > 0 and trained else None
+        summary.update(seconds=time.perf_counter() - self.started, train_seconds=fit_seconds,
+                       samples_per_s=rate, device=backend.label, backend=backend.name,
+                       dtype=dtype_name(model.dtype), n_params=model.n_params,
+                       best_epoch=model.history.best_epoch if model.history else None)
+        if self.save_path:
+            self.save(status)
+            summary["checkpoint"] = os.path.abspath(self.save_path)
+        plots = self._plots() if self.plot else []
+        if plots:
+            summary["plots"] = plots
+        if failure:
+            summary["error"] = failure
+        return summary
+
+    def _plots(self) -> list[str]:
+        from . import plots
+
+        folder, model, head, transform = self.plot, self.model, self.head, self.transform
+        (X, y), name = self.train, self.dataset.name
+        records = model.history.records if model.history else []
+        written = [plots.curves(records, os.path.join(folder, "curves.png"),
+                                f"{name}: loss and accuracy per epoch")]
+        if X.shape[1] == 2 and transform.task == "classification":
+            written.append(plots.decision_boundary(
+                lambda G: head.class_scores(model, transform.inputs(G)), X, transform.targets(y),
+                transform.classes, os.path.join(folder, "decision_boundary.png"),
+                f"{name}: decision boundary (training data)"))
+        elif X.shape[1] == 1 and transform.task == "regression" and transform.n_targets == 1:
+            written.append(plots.fitted_curve(
+                lambda G: transform.outputs(np.asarray(model.predict(transform.inputs(G)))), X, y,
+                os.path.join(folder, "fit.png"), f"{name}: the network's curve"))
+        return written
+
+
+def run(data: Any = None, *, callbacks: Sequence[Callback] = (), **kwargs: Any) -> dict[str, Any]:
+    """Prepare and train one run (see :class:`Run`); returns its summary."""
+    return Run(data, **kwargs).fit(callbacks)
+
+
+def restore(path: str, device: str = "cpu") -> tuple[Sequential, Transform, Head, dict]:
+    """``(model, transform, head, extra)`` from a checkpoint, on ``device``.
+
+    A model saved from Python (no data transform) is used on raw inputs, with
+    classes named 0..K-1.
+    """
+    ck = checkpoint.load(path, device=device)
+    model = ck.model
+    if "transform" in ck.extra:
+        transform = Transform.from_json(ck.extra["transform"], ck.arrays)
+        return model, transform, Head(**ck.extra["head"]), ck.extra
+    loss = model.output_loss()
+    k = model.n_outputs if loss.task == "multiclass" else 2
+    classification = loss.classification
+    transform = Transform("classification" if classification else "regression",
+                          [str(i) for i in range(k)] if classification else None)
+    encoding = {"multiclass": "index", "binary": "binary"}.get(loss.task, "real")
+    return model, transform, Head(loss.name, model.n_outputs, None, encoding), ck.extra

@@ -1,0 +1,90 @@
+"""The training step: gradients of a batch, then the seam, then the update.
+
+This is the one place where parameters change during training::
+
+    value, Z, grads = step.gradients(X, T)   # forward, loss, backward (the chain rule)
+    grads = hook(grads, step) for each hook  # the seam
+    step.update(grads)                       # the optimizer, in place
+
+The seam is where the coming work plugs in without touching the rest: an
+all-reduce of gradients across processes (a hook that flattens ``grads`` into one
+buffer, reduces it and hands back the pieces), gradient clipping, or recording
+for tests. A second-order method replaces :meth:`Step.update` (or the whole
+epoch) and reads the model through its flat parameter views.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import batching
+from ._typing import Array
+from .losses import Loss
+
+GradientHook = Callable[[list, "Step"], "list | None"]
+"""``hook(grads, step) -> grads or None``: gradients in ``model.parameter_list()`` order;
+return new arrays to replace them, or None after changing them in place."""
+
+
+class Step:
+    """One training step of ``model`` with ``loss`` and ``optimizer``.
+
+    Parameters
+    ----------
+    model : Sequential
+    loss : Loss
+    optimizer : Optimizer
+        Updates ``model.parameter_list()`` in place.
+    hooks : sequence of GradientHook
+        Run in order between the backward pass and the update.
+    """
+
+    def __init__(self, model: Any, loss: Loss, optimizer: Any, hooks: Sequence[GradientHook] = ()) -> None:
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.hooks = list(hooks)
+        self.params = model.parameter_list()
+
+    def gradients(self, X: Array, T: Array) -> tuple[Array, Array, list[Array]]:
+        """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K).
+
+        Returns ``(loss, Z, grads)``: the batch loss (0-d), the logits the loss read
+        (B, K) and the gradients in parameter order. Nothing changes the parameters.
+        """
+        Z, backward = self.model.forward(X, train=True, input_grad=False, loss=self.loss)
+        value, dZ = self.loss.forward(Z, T)
+        backward(dZ)
+        return value, Z, self.model.gradient_list()
+
+    def update(self, grads: list[Array]) -> None:
+        """Change the parameters from ``grads`` (the optimizer's rule, in place)."""
+        self.optimizer.step(self.params, grads)
+
+    def __call__(self, X: Array, T: Array) -> tuple[Array, Array]:
+        """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""
+        value, Z, grads = self.gradients(X, T)
+        for hook in self.hooks:
+            replaced = hook(grads, self)
+            if replaced is not None:
+                grads = list(replaced)
+        self.update(grads)
+        return value, Z
+
+
+def train_epoch(step: Step, X: Array, T: Array, labels: Array | None,
+                batches: list[tuple[int, int]]) -> tuple[Array, Array | None]:
+    """One pass of training steps over the ``batches`` (row spans) of device arrays.
+
+    ``X`` (N, F), ``T`` (N, K), ``labels`` (N,) or None. Returns the summed loss
+    and the number of right predictions as 0-d device arrays: nothing here waits
+    for the device. This is the loop ``fit`` runs each epoch and the one
+    ``backprop bench`` times.
+    """
+    xp, loss = step.model.xp, step.loss
+    values, hits = [], []
+    for start, stop in batches:
+        T_b = T[start:stop, ...]
+        value, Z = step(X[start:stop, ...], T_b)
+        values.append(value)
+        hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
+    return batching.totals(xp, values, hits, batches, loss)
