@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-from .. import checkpoint, datafiles, runner
+from .. import checkpoint, datafiles, losses, runner
 from ..datafiles import read_file
 from ..errors import DataError
 from ..gradcheck import gradcheck
@@ -102,11 +102,12 @@ def gradcheck_command(args: argparse.Namespace) -> int:
                     seed=args.seed)
         source = f"{'-'.join(map(str, sizes))} {args.activation} network, {loss} loss"
     X = rng.normal(size=(args.samples, model.n_inputs))
-    if loss == "ce":
+    task = losses.get(loss).task
+    if task == "multiclass":
         y = rng.integers(0, model.n_outputs, size=args.samples)
         if model.n_outputs < 2:
-            raise DataError("--loss ce needs at least 2 outputs")
-    elif loss == "bce":
+            raise DataError(f"--loss {loss} needs at least 2 outputs")
+    elif task == "binary":
         y = rng.integers(0, 2, size=(args.samples, model.n_outputs))
     else:
         y = rng.normal(size=(args.samples, model.n_outputs))
