@@ -200,19 +200,22 @@ class Sequential:
         return flat.flatten(self.xp, self.gradient_list())
 
     # -- forward and backward ----------------------------------------------------
+    def trunk(self, loss: losses.Loss | None = None) -> list[Layer]:
+        """The layers whose output ``loss`` reads: all of them, less a final layer the loss is
+        fused with (a Softmax before cross-entropy, a Sigmoid before BCE), whose job the
+        loss does on the logits, exactly where a separate softmax would underflow to 0."""
+        if loss is not None and loss.link is not None and isinstance(self.layers[-1], loss.link):
+            return self.layers[:-1]
+        return self.layers
+
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True,
                 loss: losses.Loss | None = None) -> tuple[Array, Backward]:
         """The whole chain as one layer: device array (N, n_inputs) -> (N, n_outputs).
 
-        With ``loss``, a final layer that loss is fused with is left out (a Softmax
-        before cross-entropy, a Sigmoid before BCE): the output is then the logits the
-        loss takes, which is exact where a separate softmax would underflow to 0.
+        With ``loss``, the output is what that loss reads (see :meth:`trunk`).
         """
-        layers = self.layers
-        if loss is not None and loss.link is not None and isinstance(layers[-1], loss.link):
-            layers = layers[:-1]
         with self.backend.activate():
-            return chain(layers, X, train=train, input_grad=input_grad)
+            return chain(self.trunk(loss), X, train=train, input_grad=input_grad)
 
     def __call__(self, X: Array) -> Array:
         """The network's output (N, n_outputs) for a device array ``X`` (N, n_inputs)."""

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import batching
 from ._typing import Array
+from .layers import chain
 from .losses import Loss
 
 GradientHook = Callable[[list, "Step"], "list | None"]
@@ -44,14 +45,18 @@ class Step:
         self.model, self.loss, self.optimizer = model, loss, optimizer
         self.hooks = list(hooks)
         self.params = model.parameter_list()
+        # Looked up once: the step runs inside the caller's backend.activate(), and a
+        # small network's step is bound by Python overhead, not arithmetic.
+        self.layers = model.trunk(loss)
 
     def gradients(self, X: Array, T: Array) -> tuple[Array, Array, list[Array]]:
         """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K).
 
         Returns ``(loss, Z, grads)``: the batch loss (0-d), the logits the loss read
         (B, K) and the gradients in parameter order. Nothing changes the parameters.
+        Call it inside ``model.backend.activate()`` (``fit`` does).
         """
-        Z, backward = self.model.forward(X, train=True, input_grad=False, loss=self.loss)
+        Z, backward = chain(self.layers, X, train=True, input_grad=False)
         value, dZ = self.loss.forward(Z, T)
         backward(dZ)
         return value, Z, self.model.gradient_list()
@@ -63,7 +68,7 @@ class Step:
     def __call__(self, X: Array, T: Array) -> tuple[Array, Array]:
         """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""
         value, Z, grads = self.gradients(X, T)
-        for hook in self.hooks:
+        for hook in self.hooks:  # the seam
             replaced = hook(grads, self)
             if replaced is not None:
                 grads = list(replaced)
