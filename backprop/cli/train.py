@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         rate = summary["samples_per_s"]
         print(f"{_STATUS[status]} at epoch {model.epoch} in {summary['seconds']:.2f} s"
               + (f" ({rate:,.0f} samples/s training)" if rate else ""))
-        if status == "early_stopping" and summary["best_epoch"]:
+        if status != "diverged" and summary["best_epoch"] not in (None, model.epoch):
             print(f"the weights of epoch {summary['best_epoch']} (best validation loss) are kept")
         print(table(job.rows))
         if job.save_path:
