@@ -119,7 +119,11 @@ class Backend:
                 x = self.xp.asarray(x, copy=True)
             return x
         foreign = not isinstance(data, np.ndarray) and is_array_api_obj(data)
-        host = to_numpy_any(data) if foreign else np.asarray(data)
+        try:
+            host = to_numpy_any(data) if foreign else np.asarray(data)
+        except ValueError as exc:  # ragged nested lists
+            raise NotNumeric(f"expected a rectangular array of numbers ({exc}): give rows of equal "
+                             "length") from None
         if host.dtype.kind not in "biuf":
             raise NotNumeric(_NOT_NUMBERS.format(dtype=host.dtype))
         if dtype is not None:

@@ -7,6 +7,8 @@ import os
 import platform
 from collections.abc import Iterator
 
+from .base import BackendUnavailable
+
 
 def cpu_name() -> str:
     """The CPU model, e.g. ``"AMD EPYC 7B13"`` (Linux: /proc/cpuinfo; else platform)."""
@@ -53,7 +55,7 @@ def limit_threads(threads: int | None) -> Iterator[None]:
     try:
         from threadpoolctl import threadpool_limits
     except ImportError as exc:
-        raise RuntimeError("--threads needs threadpoolctl: pip install threadpoolctl") from exc
+        raise BackendUnavailable("--threads needs threadpoolctl: pip install threadpoolctl") from exc
     with threadpool_limits(limits=threads):
         yield
 

@@ -31,3 +31,12 @@ def totals(xp: Any, values: list[Array], hits: list[Array | None], batches: list
         total = total * full + stacked[-1] * (last - full)
     correct = None if hits[0] is None else xp.sum(xp.stack(hits))
     return total, correct
+
+
+def means(total: Array, correct: Array | None, n: int, T: Array, loss: Loss) -> tuple[float, float | None]:
+    """The pass's loss (mean per sample, or the sum for a ``"sum"`` loss) and accuracy
+    (None: not a classifier) as Python floats, from :func:`totals` over ``n`` samples with
+    targets ``T`` (N, K). Reading them is the pass's one device synchronisation."""
+    value = float(total) / (n if loss.reduction == "mean" else 1)
+    accuracy = None if correct is None else float(correct) / (n * loss.labels_per_sample(T))
+    return value, accuracy

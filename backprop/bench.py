@@ -146,7 +146,7 @@ class BackpropTrainer:
         self.model = mlp(list(size.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
         model = self.model
         self.loss = losses.get(loss)
-        self.step = Step(model, self.loss, _our_optimizer(optimizer).bind(model.uid))
+        self.step = Step(model, self.loss, _our_optimizer(optimizer))
         with backend.activate():
             self.X = as_inputs(backend, model.dtype, X, model.n_inputs)
             self.T, self.labels = as_targets(backend, model.dtype, labels, self.loss, model.n_outputs,

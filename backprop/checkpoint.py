@@ -17,8 +17,9 @@ Tensors, by name:
 ``best.{...}``             early stopping's best weights so far
 ``extra.{name}``           the caller's arrays
 
-A SHA-256 over all tensor bytes sits in the header, so a flipped bit anywhere is
-reported instead of silently loaded. Files are written to a temporary name and
+A SHA-256 over all tensor bytes and the rest of the header sits in the header,
+so a flipped bit anywhere is reported instead of silently loaded (format 1 hashed
+the tensors only). Files are written to a temporary name and
 renamed over the target, so a crash mid-save leaves the previous checkpoint whole.
 
 Format versions: 1 (backprop 0.1.0) kept early stopping's progress in the training
@@ -43,7 +44,7 @@ from ._version import __version__
 from .errors import CheckpointError, ConfigError
 from .layers import Dense, Layer
 from .model import Sequential
-from .training import EarlyStopping, FitState, History
+from .training import EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
 FORMAT_VERSION = 2
@@ -101,11 +102,15 @@ def _optimizer_from_meta(meta: dict) -> optimizers.Optimizer:
 
 
 # -- writing ---------------------------------------------------------------------
-def _digest(tensors: dict[str, np.ndarray]) -> str:
+def _digest(tensors: dict[str, np.ndarray], meta: dict | None = None) -> str:
+    """SHA-256 of every tensor and (format 2 on) of the header without its digest."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         h.update(name.encode())
         h.update(np.ascontiguousarray(tensors[name]).tobytes())
+    if meta is not None:
+        rest = {k: v for k, v in meta.items() if k != "sha256"}
+        h.update(json.dumps(rest, sort_keys=True, allow_nan=True).encode())
     return h.hexdigest()
 
 
@@ -149,8 +154,13 @@ def check_writable(path: str) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise CheckpointError(f"cannot save to {path}: the folder {folder} does not exist (create it first)")
-    if not os.access(folder, os.W_OK):
-        raise CheckpointError(f"cannot save to {path}: the folder {folder} is not writable")
+    try:  # a real probe: os.access says yes to root even where writing fails (/proc, read-only mounts)
+        fd, probe = tempfile.mkstemp(prefix=".backprop-probe.", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as exc:
+        raise CheckpointError(f"cannot save to {path}: the folder {folder} is not writable "
+                              f"({exc.strerror or exc})") from None
     if os.path.isdir(path):
         raise CheckpointError(f"cannot save to {path}: it is a folder; give a file name "
                               "such as model.safetensors")
@@ -207,8 +217,8 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
             "patience": watch.patience, "min_delta": watch.min_delta, "restore_best": watch.restore_best,
             "best": watch.best, "waited": watch.waited, "best_epoch": watch.best_epoch},
         "extra": extra or {},
-        "sha256": _digest(tensors),
     }
+    meta["sha256"] = _digest(tensors, meta)
     header = {"backprop": json.dumps(meta, allow_nan=True)}
     write_atomic(path, st_save(tensors, metadata=header))
 
@@ -242,10 +252,14 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
             raise KeyError
     except (KeyError, json.JSONDecodeError, TypeError):
         raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint") from None
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    if not isinstance(meta.get("format_version", 0), int) or meta.get("format_version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer backprop ({meta.get('backprop_version')}): "
                               "upgrade backprop to read it")
-    if tensors and _digest(data) != meta.get("sha256"):
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int):
+        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint")
+    covered = meta if version >= 2 else None  # format 1 hashed the tensors only
+    if tensors and _digest(data, covered) != meta.get("sha256"):
         raise CheckpointError(f"{path} is corrupted (its checksum does not match its contents); "
                               "use an earlier copy")
     return meta, data
@@ -267,8 +281,8 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
     layers = meta["layers"]
     need(isinstance(layers, list) and all(isinstance(s, dict) and "type" in s for s in layers), "layers")
     need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
-    need(isinstance(meta["seed"], int) and isinstance(meta["epoch"], int) and meta["epoch"] >= 0,
-         "seed/epoch")
+    need(isinstance(meta["seed"], int) and meta["seed"] >= 0 and isinstance(meta["epoch"], int)
+         and meta["epoch"] >= 0, "seed/epoch")
     need(meta.get("loss") is None or meta["loss"] in losses.LOSSES, f"loss {meta.get('loss')!r}")
     opt = meta.get("optimizer")
     if opt is not None:
@@ -295,7 +309,8 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     try:
         _check(meta, data)
         layers = [_layer_from_spec(spec) for spec in meta["layers"]]
-        opt = _optimizer_from_meta(meta["optimizer"]) if meta.get("optimizer") else None
+        if meta.get("optimizer"):
+            _optimizer_from_meta(meta["optimizer"])  # its settings must make an optimizer
     except (CheckpointError, ConfigError, TypeError) as exc:  # TypeError: a config with unknown keys
         raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
     model = Sequential(layers, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
@@ -306,7 +321,22 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     except ValueError as exc:
         raise CheckpointError(f"{path} is a backprop checkpoint but its weights do not fit its layers "
                               f"({exc})") from None
+    try:
+        _restore_state(model, meta, data, names)
+    except (KeyError, TypeError, ValueError) as exc:  # a v1 header written by hand, say
+        raise CheckpointError(f"{path} is a backprop checkpoint but its training state is incomplete "
+                              f"({type(exc).__name__}: {exc})") from None
+
+    def group(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
+
+    return Checkpoint(model, meta.get("extra", {}), group("extra"))
+
+
+def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], names: list[str]) -> None:
+    """The model's FitState from a checked header and its tensors."""
     backend, dt = model.backend, model.dtype
+    opt = _optimizer_from_meta(meta["optimizer"]) if meta.get("optimizer") else None
 
     def device_list(prefix: str) -> list | None:
         if not any(k.startswith(prefix + ".") for k in data):
@@ -342,14 +372,10 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
         watch.best_params = device_list("best")
         if watch.best_params is None and watch.best_epoch is not None:
             # Version 1 left the best weights out when they were the model's own.
-            watch.best_params = [backend.asarray(p, dt, copy=True) for p in model.parameter_list()]
+            with backend.activate():
+                watch.best_params = [backend.asarray(p, dt, copy=True) for p in model.parameter_list()]
         state.early_stopping = watch
 
-    def group(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix) + 1:]: v for k, v in data.items() if k.startswith(prefix + ".")}
 
-    return Checkpoint(model, meta.get("extra", {}), group("extra"))
-
-
-__all__ = ["Checkpoint", "CheckpointError", "FitState", "check_writable", "load", "read_header", "save",
+__all__ = ["Checkpoint", "CheckpointError", "check_writable", "load", "read_header", "save",
            "write_atomic"]

@@ -44,10 +44,10 @@ def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: 
         hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
         if regression_metrics and not loss.classification:
             outputs.append(Z)
-    total, correct = batching.totals(xp, values, hits, batches, loss)
-    out = {"loss": float(total) / (n if loss.reduction == "mean" else 1)}
-    if correct is not None:
-        out["accuracy"] = float(correct) / (n * loss.labels_per_sample(T))
+    value, accuracy = batching.means(*batching.totals(xp, values, hits, batches, loss), n, T, loss)
+    out = {"loss": value}
+    if accuracy is not None:
+        out["accuracy"] = accuracy
     if outputs:
         P = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
         scores = regression_scores(xp, P, T)

@@ -10,6 +10,7 @@ checkpoints save; the training step and loop are :mod:`backprop.step` and
 
 from __future__ import annotations
 
+import numbers
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -54,10 +55,10 @@ class Sequential:
     def __init__(self, layers: Sequence[Layer | str], *, device: str | Backend = "cpu",
                  dtype: str = "float32", seed: int = 0, tf32: bool = False) -> None:
         self.backend = get_backend(device, tf32=tf32)
-        if dtype_name(dtype) not in ("float32", "float64"):
-            raise ConfigError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
-        self.dtype = self.backend.dtype(dtype)
-        self.seed = seed
+        self.dtype = _float_dtype(self.backend, dtype)
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+            raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+        self.seed = int(seed)  # a plain int: checkpoints write it as JSON
         self.layers = [activations.get(layer) if isinstance(layer, str) else layer for layer in layers]
         for layer in self.layers:
             if not isinstance(layer, Layer):
@@ -140,7 +141,11 @@ class Sequential:
 
     def gradient_list(self) -> list[Array]:
         """The last backward pass's gradients, in the order of :meth:`parameter_list`."""
-        return [layer.grads[k] for layer in self.layers for k in layer.params]
+        try:
+            return [layer.grads[k] for layer in self.layers for k in layer.params]
+        except KeyError:
+            raise ConfigError("no gradients yet: run a backward pass first (loss_and_gradients, "
+                              "or forward(..., train=True) and its backward)") from None
 
     def set_parameters(self, values: dict[str, Any]) -> None:
         """Overwrite parameters in place from arrays (host or device) named as in :meth:`parameters`."""
@@ -311,7 +316,7 @@ class Sequential:
         (optimizer moments, epoch, history, shuffle RNG) moved along, so that a later
         ``fit`` continues exactly. The copy keeps the TF32 choice."""
         backend = self.backend if device is None else get_backend(device, tf32=self.backend.tf32)
-        dt = backend.dtype(dtype_name(self.dtype) if dtype is None else dtype)
+        dt = _float_dtype(backend, self.dtype if dtype is None else dtype)
         new = Sequential.__new__(Sequential)
         new.__dict__.update(self.__dict__)
         new.backend, new.dtype, new.uid = backend, dt, uuid.uuid4().hex
@@ -341,11 +346,18 @@ class Sequential:
                           "loaded on the CPU instead", RuntimeWarning, stacklevel=2)
             backend = get_backend("cpu")
         self.__dict__.update(state)
-        self.backend, self.dtype, self.uid = backend, backend.dtype(state["dtype"]), uuid.uuid4().hex
+        self.backend, self.dtype, self.uid = backend, _float_dtype(backend, state["dtype"]), uuid.uuid4().hex
         with backend.activate():
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
         self.state = state["state"].moved(backend, self.dtype, owner=self.uid)
+
+
+def _float_dtype(backend: Backend, dtype: Any) -> Any:
+    """``backend``'s dtype for ``"float32"``/``"float64"`` (or a dtype object); nothing else trains."""
+    if dtype_name(dtype) not in ("float32", "float64"):
+        raise ConfigError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
+    return backend.dtype(dtype_name(dtype))
 
 
 def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = None,

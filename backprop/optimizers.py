@@ -92,6 +92,14 @@ class Optimizer:
         self.owner = owner
         return self
 
+    def same_rule(self, other: Optimizer) -> bool:
+        """Whether ``other`` updates by the same rule (class and settings), rate, decay and
+        schedule aside: what a resumed run may continue with its saved moments."""
+        def rule(opt: Optimizer) -> dict:
+            return {k: v for k, v in opt.config().items() if k not in ("lr", "weight_decay", "schedule")}
+
+        return type(self) is type(other) and rule(self) == rule(other)
+
     def moved(self, move: Any, owner: str | None) -> Optimizer:
         """A copy whose state arrays are ``move(list_of_arrays)`` and which belongs to ``owner``."""
         new = copy.copy(self)
@@ -108,7 +116,7 @@ class Optimizer:
     def step(self, params: list[Array], grads: list[Array]) -> None:
         """Update every parameter in place from its gradient."""
         if len(params) != len(grads):
-            raise ConfigError(f"{len(params)} parameters but {len(grads)} gradients")
+            raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")  # a caller's bug
         if not params:
             return
         xp = namespace_of(params[0])

@@ -17,7 +17,7 @@ INSTALL_HINT = "--plot needs matplotlib: pip install 'backprop[plot]' (or pip in
 
 
 def require_matplotlib() -> None:
-    """Raise ImportError with the install hint when matplotlib is missing."""
+    """Raise ConfigError with the install hint when matplotlib is missing."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -35,8 +35,12 @@ def _pyplot():
 
 def _write(plt, fig, path: str) -> str:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)  # pyplot keeps every open figure alive otherwise
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the picture {path} ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)  # pyplot keeps every open figure alive otherwise
     return path
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .datafiles import DataError
+from .errors import DataError
 
 MAX_CLASSES = 100  # integer targets with more distinct values than this are read as regression
 

@@ -19,6 +19,7 @@ and a resumed checkpoint's before the ones given): see :data:`DEFAULTS`.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -30,11 +31,12 @@ from backends import dtype_name, get_backend
 
 from . import checkpoint, datafiles, optimizers
 from .datasets import Dataset
-from .errors import ConfigError, DataError
+from .errors import CheckpointError, ConfigError, DataError
 from .heads import Head, scores
 from .model import Sequential, mlp
 from .preprocessing import Transform, infer_task
-from .training import EarlyStopping, TrainingDiverged, validation_order
+from .targets import check_fraction, positive_int
+from .training import TrainingDiverged, early_stopping_from, validation_order
 
 DEFAULTS: dict[str, Any] = {
     "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
@@ -45,8 +47,9 @@ DEFAULTS: dict[str, Any] = {
 """The settings a run is made of. Each comes from, in order of precedence: what
 was given, a resumed checkpoint, a built-in data set's own defaults, these."""
 
-ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target")
-"""Fixed by the checkpoint when resuming: changing them would make another model."""
+ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target", "val_split")
+"""Fixed by the checkpoint when resuming: changing them would make another model (or, for
+``val_split``, train and validate on other samples than early stopping's record refers to)."""
 
 SAVE_EVERY_S = 30.0
 """During a run with ``save``, the checkpoint is also refreshed this often (and at the end)."""
@@ -56,8 +59,28 @@ STATUSES = ("completed", "early_stopping", "interrupted", "diverged")
 Callback = Callable[[dict, Any], Any]
 
 
-def _canonical(name: str) -> str:
-    return {"momentum": "sgd", "nesterov": "sgd"}.get(name, name)
+def _checked(given: dict[str, Any]) -> dict[str, Any]:
+    """The given settings as plain JSON values (a checkpoint stores them), the simple ones checked."""
+    def plain(value: Any) -> Any:
+        if hasattr(value, "item") and hasattr(value, "dtype"):  # a NumPy scalar
+            return value.item()
+        raise ConfigError(f"settings must be numbers, strings, booleans or lists, got {type(value).__name__}")
+
+    given = json.loads(json.dumps(given, default=plain))
+    for name in ("epochs", "seed"):
+        if name in given:
+            minimum = 1 if name == "epochs" else 0
+            if isinstance(given[name], bool) or not isinstance(given[name], int) or given[name] < minimum:
+                raise ConfigError(f"{name} must be an integer >= {minimum}, got {given[name]!r}")
+    if "batch_size" in given and given["batch_size"] != "full":
+        positive_int(given["batch_size"], "batch_size")
+    if "val_split" in given:
+        check_fraction(given["val_split"], "val_split")
+    if given.get("task") not in (None, "classification", "regression"):
+        raise ConfigError(f"task must be 'classification' or 'regression', got {given['task']!r}")
+    if given.get("dtype") not in (None, "float32", "float64"):
+        raise ConfigError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}")
+    return given
 
 
 def _data_ref(name: str) -> str:
@@ -114,7 +137,7 @@ class Run:
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(DEFAULTS)}")
         self.started = time.perf_counter()
-        given = {k: v for k, v in settings.items() if v is not None}
+        given = _checked({k: v for k, v in settings.items() if v is not None})
         ck = checkpoint.load(resume, device=device) if resume else None
         saved = ck.extra.get("train") if ck else None
         if ck is not None and saved is None:
@@ -130,6 +153,9 @@ class Run:
         if data is None:
             data = saved["data"] if saved else "digits"
         self.data_ref, self.dataset = _as_dataset(data, target)
+        if save and self.data_ref is None:
+            raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
+                              "with backprop.checkpoint.save(run.model, path)")
         s = {**DEFAULTS, **self.dataset.defaults, **(saved["settings"] if saved else {}), **given}
         self.settings, self.given, self.resumed = s, given, ck is not None
         self.save_path = save or (resume if ck else None)
@@ -142,6 +168,8 @@ class Run:
                 prepare_folder(plot)
             except OSError as exc:
                 raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
+            if not os.access(plot, os.W_OK):
+                raise ConfigError(f"the plot folder {plot} is not writable: choose another")
         if self.save_path:
             checkpoint.check_writable(self.save_path)
         self._prepare_data(ck)
@@ -182,19 +210,21 @@ class Run:
             model = mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
                         device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
         state = model.state
-        same = state.optimizer is not None and state.optimizer.name == _canonical(s["optimizer"])
-        if ck is not None and same:
-            # Continue with the saved state; options given now still change the rate, decay, schedule.
+        opt = optimizers.get(s["optimizer"], s["lr"], **self._optimizer_kwargs())
+        if ck is not None and state.optimizer is not None and state.optimizer.same_rule(opt):
+            # Continue with the saved moments; options given now still change the rate, decay, schedule.
             opt = state.optimizer.update_settings(lr=given.get("lr"), weight_decay=given.get("weight_decay"),
                                                   schedule=given.get("schedule"))
-        else:
-            opt = optimizers.get(s["optimizer"], s["lr"], **self._optimizer_kwargs())
-        watch = None
-        if s["early_stopping"]:
-            watch = state.early_stopping if ck is not None and state.early_stopping is not None else None
-            if watch is None:
-                watch = EarlyStopping(patience=s["early_stopping"])
-            watch.patience = s["early_stopping"]
+            horizon = getattr(opt.schedule, "epochs", None)
+            if horizon is not None and horizon < s["epochs"]:
+                # Resuming to a larger total stretches the schedule over the new total, rather
+                # than training the extra epochs at its final rate.
+                opt.schedule.epochs = s["epochs"]
+        watch = early_stopping_from(s["early_stopping"])
+        if watch is not None and ck is not None and state.early_stopping is not None:
+            patience = watch.patience  # the patience asked for now, with the saved progress
+            watch = state.early_stopping
+            watch.patience = patience
         self.epochs_left = s["epochs"] - model.epoch
         if self.epochs_left < 0 or (ck is not None and self.epochs_left == 0):
             raise ConfigError(f"the checkpoint has already trained {model.epoch} epochs; epochs counts the "
@@ -228,9 +258,6 @@ class Run:
         returns True stops the run after that epoch (status ``"interrupted"``). A
         diverged run returns status ``"diverged"`` with its ``error``.
         """
-        if self.save_path and self.data_ref is None:
-            raise ConfigError("a run on arrays cannot be saved for resuming: save the model with "
-                              "backprop.checkpoint.save(run.model, path) instead")
         s, model, transform, head = self.settings, self.model, self.transform, self.head
         X, y = self.train
         Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
@@ -319,8 +346,12 @@ def restore(path: str, device: str = "cpu") -> tuple[Sequential, Transform, Head
     ck = checkpoint.load(path, device=device)
     model = ck.model
     if "transform" in ck.extra:
-        transform = Transform.from_json(ck.extra["transform"], ck.arrays)
-        return model, transform, Head(**ck.extra["head"]), ck.extra
+        try:
+            transform = Transform.from_json(ck.extra["transform"], ck.arrays)
+            return model, transform, Head(**ck.extra["head"]), ck.extra
+        except (KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path} holds a training run whose data settings are incomplete "
+                                  f"({type(exc).__name__}: {exc})") from None
     loss = model.output_loss()
     k = model.n_outputs if loss.task == "multiclass" else 2
     classification = loss.classification

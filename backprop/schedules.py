@@ -95,7 +95,7 @@ class Cosine(Schedule):
         return {"min_lr": self.min_lr, "warmup": self.warmup, "epochs": self.epochs}
 
     def plan(self, epochs: int) -> None:
-        if self.epochs is None:
+        if self.epochs is None and epochs >= 1:  # a fit of 0 epochs plans nothing
             self.epochs = epochs
 
     def __call__(self, base_lr: float, epoch: int) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 
 from . import batching
 from ._typing import Array
+from .errors import ConfigError
 from .layers import chain
 from .losses import Loss
 
@@ -36,13 +37,14 @@ class Step:
     model : Sequential
     loss : Loss
     optimizer : Optimizer
-        Updates ``model.parameter_list()`` in place.
+        Updates ``model.parameter_list()`` in place; bound to ``model`` (one optimizer
+        serves one model).
     hooks : sequence of GradientHook
         Run in order between the backward pass and the update.
     """
 
     def __init__(self, model: Any, loss: Loss, optimizer: Any, hooks: Sequence[GradientHook] = ()) -> None:
-        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.model, self.loss, self.optimizer = model, loss, optimizer.bind(model.uid)
         self.hooks = list(hooks)
         self.params = model.parameter_list()
         # Looked up once: the step runs inside the caller's backend.activate(), and a
@@ -72,6 +74,9 @@ class Step:
             replaced = hook(grads, self)
             if replaced is not None:
                 grads = list(replaced)
+                if len(grads) != len(self.params):
+                    raise ConfigError(f"the gradient hook {getattr(hook, '__name__', hook)!r} returned "
+                                      f"{len(grads)} gradients for {len(self.params)} parameters")
         self.update(grads)
         return value, Z
 

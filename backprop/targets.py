@@ -10,6 +10,8 @@ import math
 import operator
 from typing import Any
 
+from backends import NotNumeric
+
 from ._typing import Array
 from .errors import ConfigError, DataError, DataTypeError
 from .losses import Loss
@@ -19,7 +21,7 @@ def upload(backend: Any, data: Any, what: str, dtype: Any = None) -> Array:
     """``data`` on the backend's device (cast on the host when it comes from there)."""
     try:
         return backend.asarray(data, dtype)
-    except TypeError as exc:  # text or objects: backends.NotNumeric
+    except NotNumeric as exc:  # text, objects, ragged rows
         raise DataTypeError(f"{what}: {exc}") from None
 
 

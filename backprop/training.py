@@ -202,7 +202,9 @@ def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: 
     return optimizers.get(optimizer or "adam", **settings)
 
 
-def _early_stopping(value: Any) -> EarlyStopping | None:
+def early_stopping_from(value: Any) -> EarlyStopping | None:
+    """An EarlyStopping from what ``fit`` accepts: None/False (none), True (patience 10),
+    a patience, or an EarlyStopping (used as is, its progress kept)."""
     if value is None or value is False:
         return None
     if value is True:
@@ -263,7 +265,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     backend, xp, dtype, state = model.backend, model.xp, model.dtype, model.state
     epochs = 0 if epochs == 0 else positive_int(epochs, "epochs")
     validation_split = check_fraction(validation_split, "validation_split")
-    watch = _early_stopping(early_stopping)
+    watch = early_stopping_from(early_stopping)
     if watch is not None and not validation_split and validation_data is None:
         raise ConfigError(
             "early stopping watches the validation loss: pass validation_split or validation_data")
@@ -289,9 +291,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         else:
             val = None
 
-        opt = _optimizer(state, optimizer, lr, weight_decay, schedule).bind(model.uid)
         n = Xd.shape[0]
         batch_size = n if batch_size in (None, "full") else min(positive_int(batch_size), n)
+        # Last of the checks: nothing above changed the model or its optimizer.
+        opt = _optimizer(state, optimizer, lr, weight_decay, schedule).bind(model.uid)
         params = model.parameter_list()
         if watch is not None and watch is state.early_stopping and state.resume_params is not None:
             for p, keep in zip(params, state.resume_params):
@@ -299,6 +302,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         state.resume_params = None
         state.optimizer, state.loss, state.early_stopping = opt, loss_obj, watch
         history = state.history if state.history is not None else History()
+        # What this fit decides: an earlier fit's early stop must not end this one.
+        history.stopped_early = False
+        if watch is None:
+            history.best_epoch = None
         state.history = history
         spans = batching.spans(n, batch_size)
         step = Step(model, loss_obj, opt, gradient_hooks)
@@ -319,7 +326,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
 
             # The one synchronisation of the epoch.
             record: dict[str, Any] = {"epoch": epoch + 1}
-            record["train_loss"] = float(total) / (n if loss_obj.reduction == "mean" else 1)
+            record["train_loss"], accuracy = batching.means(total, correct, n, T, loss_obj)
             if not math.isfinite(record["train_loss"]):
                 for p, keep in zip(params, safe):
                     p[...] = keep
@@ -329,8 +336,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                     f"the learning rate (now {lr_now:g}) or standardize the inputs; the model "
                     "keeps the weights from before that epoch and the optimizer starts afresh"
                 )
-            if correct is not None:
-                record["train_accuracy"] = float(correct) / (n * loss_obj.labels_per_sample(T))
+            if accuracy is not None:
+                record["train_accuracy"] = accuracy
             if val is not None:
                 scores = evaluate_arrays(model, *val, loss_obj, max(batch_size, 1024))
                 record["val_loss"] = scores["loss"]

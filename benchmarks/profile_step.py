@@ -24,7 +24,7 @@ import time
 
 from backends import get_backend
 from backprop import bench
-from backprop.training import train_epoch
+from backprop.step import train_epoch
 
 GROUPS = (("backprop/", "our code (backprop/)"), ("backends/", "our code (backends/)"),
           ("array_api_compat", "array-api-compat"), ("/numpy/", "NumPy (Python)"),
@@ -63,8 +63,7 @@ def main() -> None:
     with backend.activate():
         for _ in range(args.blocks):
             started = time.perf_counter()
-            total, _ = train_epoch(trainer.model, trainer.X, trainer.T, trainer.labels, spans, trainer.body,
-                                   trainer.loss)
+            total, _ = train_epoch(trainer.step, trainer.X, trainer.T, trainer.labels, spans)
             issued = time.perf_counter()
             float(total)  # what fit does once per epoch: the device must finish
             done = time.perf_counter()

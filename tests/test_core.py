@@ -433,3 +433,87 @@ def test_a_cli_checkpoint_from_0_1_0_predicts_and_resumes_the_same(tmp_path, cap
     for key, value in then.items():
         if key not in ("seconds", "train_seconds", "samples_per_s", "checkpoint"):
             assert now[key] == value, key
+
+
+# -- found in review: each of these was a wrong line once -------------------------------
+def test_an_earlier_early_stop_does_not_end_a_later_fit(numpy_backend):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 2, 40)
+    model = bp.mlp([5, 32, 2], seed=0)
+    first = model.fit(X, y, epochs=200, lr=0.05, validation_split=0.5, early_stopping=2)
+    assert first.stopped_early
+    again = model.fit(X, y, epochs=5)
+    assert not again.stopped_early and again["epoch"][-5:] == list(range(model.epoch - 4, model.epoch + 1))
+    assert again.best_epoch is None
+
+
+def test_resuming_with_another_update_rule_does_not_keep_the_old_one(tmp_path, capsys):
+    path = str(tmp_path / "m.safetensors")
+    assert main(["train", "blobs", "--optimizer", "momentum", "--epochs", "2", "--save", path, "--quiet"]) == 0
+    assert main(["train", "--resume", path, "--optimizer", "nesterov", "--momentum", "0.5", "--epochs", "3",
+                 "--quiet"]) == 0
+    opt = bp.checkpoint.load(path).model.optimizer
+    job = bp.Run("blobs")
+    steps_per_epoch = math.ceil(len(job.train[0]) / job.settings["batch_size"])
+    assert (opt.nesterov, opt.momentum, opt.t) == (True, 0.5, steps_per_epoch)  # a fresh one, epoch 3
+    assert main(["train", "--resume", path, "--epochs", "4", "--quiet"]) == 0  # same rule: moments kept
+    assert bp.checkpoint.load(path).model.optimizer.t > opt.t
+
+
+def test_resuming_a_cosine_run_to_more_epochs_stretches_the_schedule(tmp_path, capsys):
+    path = str(tmp_path / "c.safetensors")
+    assert main(["train", "xor", "--schedule", "cosine", "--epochs", "10", "--save", path, "--quiet"]) == 0
+    assert main(["train", "--resume", path, "--epochs", "20", "--json"]) == 0
+    rates = [json.loads(line)["lr"] for line in capsys.readouterr().out.splitlines()
+             if '"epoch"' in line and '"type": "epoch"' in line]
+    assert len(rates) == 10 and min(rates) > 0.0  # not the final rate of the first run
+    schedule = bp.Cosine()
+    schedule.plan(0)  # a fit of no epochs fixes nothing
+    schedule.plan(6)
+    assert schedule.epochs == 6
+
+
+def test_numpy_integers_are_fine_as_settings_and_seeds(tmp_path):
+    model = bp.mlp([2, 3], seed=np.int64(4))
+    bp.checkpoint.save(model, str(tmp_path / "m.safetensors"))
+    assert bp.checkpoint.read_header(str(tmp_path / "m.safetensors"))["seed"] == 4
+    summary = bp.run("xor", epochs=np.int64(3), seed=np.int32(1), save=str(tmp_path / "r.safetensors"))
+    assert summary["epochs"] == 3
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: bp.mlp([2, 3], seed=-1), "seed must be a non-negative integer"),
+    (lambda: bp.mlp([2, 3]).to(dtype="int64"), "use 'float32' or 'float64'"),
+    (lambda: bp.run("xor", task="bogus"), "task must be"),
+    (lambda: bp.run("xor", epochs=0), "epochs must be an integer >= 1"),
+    (lambda: bp.run("xor", val_split=1.5), "val_split must be a fraction"),
+    (lambda: bp.run(blobs(), save="x.safetensors"), "cannot be saved for resuming"),
+    (lambda: bp.mlp([2, 3]).fit([[1.0, 2.0], [3.0]], [0, 1]), "rectangular"),
+])
+def test_bad_settings_are_domain_errors(make, match):
+    with pytest.raises(bp.BackpropError, match=match):
+        make()
+
+
+def test_an_unwritable_picture_is_one_line(tmp_path, capsys):
+    (tmp_path / "pics" / "curves.png").mkdir(parents=True)  # a folder where the picture goes
+    code = main(["train", "xor", "--epochs", "2", "--plot", str(tmp_path / "pics"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("backprop: error: cannot write the picture") and err.count("\n") == 1
+
+
+def test_an_edited_header_is_caught_by_the_checksum(tmp_path):
+    path = tmp_path / "m.safetensors"
+    model = bp.mlp([2, 3, 2], seed=0)
+    model.fit(np.ones((4, 2)), [0, 1, 0, 1], epochs=1)
+    bp.checkpoint.save(model, str(path))
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    meta = json.loads(header["__metadata__"]["backprop"])
+    meta["layers"][1]["type"] = "tanh"  # relu -> tanh: loads fine, predicts something else
+    header["__metadata__"]["backprop"] = json.dumps(meta)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size:])
+    with pytest.raises(bp.CheckpointError, match="corrupted"):
+        bp.checkpoint.load(str(path))

@@ -19,11 +19,6 @@ from .common import device_spec
 from .report import emit_json, table
 
 
-def restore(path: str, spec: str):
-    """(model, transform, head, extra) from a checkpoint, on the device ``spec``."""
-    return runner.restore(path, spec)
-
-
 def _check_width(model, X: np.ndarray, what: str) -> None:
     if X.shape[1] != model.n_inputs:
         raise DataError(f"{what} has {X.shape[1]} features but the model takes {model.n_inputs}: "
@@ -31,7 +26,7 @@ def _check_width(model, X: np.ndarray, what: str) -> None:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    model, transform, head, extra = restore(args.model, device_spec(args.device, args.backend))
+    model, transform, head, extra = runner.restore(args.model, device_spec(args.device, args.backend))
     dataset = datafiles.load(args.data, args.target if args.target is not None else
                         extra.get("train", {}).get("settings", {}).get("target"))
     parts = {"test": (dataset.X_test, dataset.y_test), "val": (dataset.X_val, dataset.y_val),
@@ -55,7 +50,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
-    model, transform, head, extra = restore(args.model, device_spec(args.device, args.backend))
+    model, transform, head, extra = runner.restore(args.model, device_spec(args.device, args.backend))
     dataset = read_file(args.input, extra.get("train", {}).get("settings", {}).get("target"),
                         inputs_only=True, feature_names=extra.get("feature_names"))
     X = dataset.X
@@ -91,7 +86,7 @@ def gradcheck_command(args: argparse.Namespace) -> int:
     spec = device_spec(args.device, args.backend)
     rng = np.random.default_rng(args.seed)
     if args.model:
-        model, _, head, _ = restore(args.model, spec)
+        model, _, head, _ = runner.restore(args.model, spec)
         loss = head.loss
         source = args.model
     else:
