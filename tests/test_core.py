@@ -449,7 +449,8 @@ def test_an_earlier_early_stop_does_not_end_a_later_fit(numpy_backend):
 
 def test_resuming_with_another_update_rule_does_not_keep_the_old_one(tmp_path, capsys):
     path = str(tmp_path / "m.safetensors")
-    assert main(["train", "blobs", "--optimizer", "momentum", "--epochs", "2", "--save", path, "--quiet"]) == 0
+    assert main(["train", "blobs", "--optimizer", "momentum", "--epochs", "2", "--save", path,
+                 "--quiet"]) == 0
     assert main(["train", "--resume", path, "--optimizer", "nesterov", "--momentum", "0.5", "--epochs", "3",
                  "--quiet"]) == 0
     opt = bp.checkpoint.load(path).model.optimizer
