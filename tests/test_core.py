@@ -518,3 +518,69 @@ def test_an_edited_header_is_caught_by_the_checksum(tmp_path):
     path.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size:])
     with pytest.raises(bp.CheckpointError, match="corrupted"):
         bp.checkpoint.load(str(path))
+
+
+# -- found by deliberate wrong lines that no test caught at first -----------------------
+def test_bce_accuracy_counts_the_sign_of_the_logit(numpy_backend):
+    Z = np.array([[-0.5], [0.5], [2.0], [-3.0]])
+    T = np.array([[0.0], [1.0], [1.0], [1.0]])
+    assert int(bp.BinaryCrossEntropy().correct(np, Z, T, None)) == 3  # right, right, right, wrong
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    model = bp.mlp([2, 1], seed=0, dtype="float64")
+    model.fit(X, y, loss="bce", optimizer="gd", lr=1e-6, epochs=1)  # logits stay small
+    assert model.evaluate(X, y)["accuracy"] == np.mean(model.predict(X) == y)
+
+
+def test_early_stopping_needs_a_drop_of_more_than_min_delta():
+    watch = bp.EarlyStopping(patience=2, restore_best=False)
+    for epoch, loss in enumerate([1.0, 1.0, 1.0], 1):
+        watch.observe(epoch, loss, [], np)
+    assert watch.best_epoch == 1 and watch.exhausted  # a tie is no improvement
+    watch = bp.EarlyStopping(patience=5, min_delta=0.25, restore_best=False)
+    watch.observe(1, 1.0, [], np)
+    watch.observe(2, 0.75, [], np)  # exactly min_delta lower: not more than it
+    watch.observe(3, 0.74, [], np)
+    assert (watch.best, watch.best_epoch, watch.waited) == (0.74, 3, 0)
+
+
+def test_flat_views_work_where_slices_are_copies(numpy_backend, monkeypatch):
+    from backprop import flat
+
+    monkeypatch.setattr(flat, "pack", lambda xp, arrays: None)  # a library without views
+    model = bp.mlp([3, 4, 2], dtype="float64", seed=0)
+    assert model._flat is None
+    new = np.arange(model.n_params, dtype=float)
+    model.set_flat_parameters(new)
+    np.testing.assert_array_equal(model.parameters()["0.W"], new[:12].reshape(3, 4))
+    np.testing.assert_array_equal(model.parameters()["0.b"], new[12:16])
+    np.testing.assert_array_equal(model.flat_parameters(), new)
+
+
+def test_a_checkpoint_carries_the_weights_early_stopping_had_reached(tmp_path, numpy_backend):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 2, 40)
+    settings = dict(batch_size=8, validation_data=(rng.normal(size=(20, 5)), rng.integers(0, 2, 20)))
+    whole = bp.mlp([5, 16, 2], seed=0, dtype="float64")
+    whole.fit(X, y, optimizer="adam", lr=0.02, epochs=12, early_stopping=bp.EarlyStopping(patience=50),
+              **settings)
+    part = bp.mlp([5, 16, 2], seed=0, dtype="float64")
+    part.fit(X, y, optimizer="adam", lr=0.02, epochs=6, early_stopping=bp.EarlyStopping(patience=50),
+             **settings)
+    assert part.history.best_epoch < 6  # so the saved model holds older weights than training reached
+    bp.checkpoint.save(part, str(tmp_path / "m.safetensors"))
+    again = bp.checkpoint.load(str(tmp_path / "m.safetensors")).model
+    again.fit(X, y, epochs=6, early_stopping=again.state.early_stopping, **settings)
+    assert again.history["val_loss"] == whole.history["val_loss"]
+    for name, value in whole.parameters().items():
+        np.testing.assert_array_equal(again.parameters()[name], value)
+
+
+def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback(monkeypatch):
+    def bug(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(bp.Sequential, "fit", bug)
+    with pytest.raises(ValueError, match="broadcast"):
+        main(["train", "xor"])
