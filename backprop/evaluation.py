@@ -6,6 +6,7 @@ from typing import Any
 
 from . import batching
 from ._typing import Array
+from .layers import chain
 from .losses import Loss
 
 
@@ -33,12 +34,12 @@ def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: 
     One synchronisation at the end. Regression metrics need the whole prediction,
     so they are computed from the concatenated outputs.
     """
-    xp = model.xp
+    xp, layers = model.xp, model.trunk(loss)  # called inside model.backend.activate()
     n = X.shape[0]
     batches = batching.spans(n, batch_size)
     values, hits, outputs = [], [], []
     for start, stop in batches:
-        Z, _ = model.forward(X[start:stop, ...], input_grad=False, loss=loss)
+        Z, _ = chain(layers, X[start:stop, ...], input_grad=False)
         T_b = T[start:stop, ...]
         values.append(loss.forward(Z, T_b)[0])
         hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
