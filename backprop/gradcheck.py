@@ -23,10 +23,9 @@ from typing import Any
 from backends import Backend, backend_for, get_backend
 
 from . import losses as losses_mod
+from ._typing import Array
 from .errors import ConfigError
 from .layers import Layer
-
-Array = Any
 
 
 @dataclass
