@@ -43,7 +43,9 @@ from . import activations, initializers, losses, optimizers, schedules
 from ._version import __version__
 from .errors import CheckpointError, ConfigError
 from .layers import Dense, Layer
+from .lbfgs import LBFGS
 from .model import Sequential
+from .second_order import LevenbergMarquardt
 from .training import EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
@@ -81,7 +83,8 @@ def _layer_from_spec(spec: dict) -> Layer:
 
 
 OPTIMIZER_CLASSES = {cls.name: cls for cls in (optimizers.GradientDescent, optimizers.SGD,
-                                               optimizers.RMSprop, optimizers.Adam, optimizers.AdamW)}
+                                               optimizers.RMSprop, optimizers.Adam, optimizers.AdamW,
+                                               LevenbergMarquardt, LBFGS)}
 
 
 def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
@@ -95,7 +98,7 @@ def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
 def _optimizer_from_meta(meta: dict) -> optimizers.Optimizer:
     schedule = schedules.SCHEDULES[meta["schedule"]["name"]](**meta["schedule"]["config"])
     config = dict(meta["config"])
-    lr = config.pop("lr")
+    lr = config.pop("lr", None)  # full-batch optimizers have none
     opt = OPTIMIZER_CLASSES[meta["name"]](lr, schedule=schedule, **config)
     opt.t = int(meta["t"])
     return opt

@@ -38,12 +38,15 @@ class Loss:
         ``"multiclass"`` (one class per sample).
     reduction : str
         ``"mean"`` (per sample) or ``"sum"``: how batch losses combine into an epoch's.
+    squared_residuals : bool
+        The loss is a scaled sum of squared output residuals (Levenberg–Marquardt's kind).
     """
 
     name = "?"
     link: type[Activation] | None = None
     task = "regression"
     reduction = "mean"
+    squared_residuals = False  # the loss is a scaled sum of (z - t)^2: what Levenberg–Marquardt needs
 
     @property
     def classification(self) -> bool:
@@ -113,6 +116,7 @@ class MeanSquaredError(Loss):
     """
 
     name = "mse"
+    squared_residuals = True
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         xp = namespace_of(Z)
@@ -132,6 +136,7 @@ class SquaredError(Loss):
 
     name = "sse"
     reduction = "sum"
+    squared_residuals = True
 
     def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
         xp = namespace_of(Z)

@@ -96,7 +96,8 @@ class Optimizer:
         """Whether ``other`` updates by the same rule (class and settings), rate, decay and
         schedule aside: what a resumed run may continue with its saved moments."""
         def rule(opt: Optimizer) -> dict:
-            return {k: v for k, v in opt.config().items() if k not in ("lr", "weight_decay", "schedule")}
+            changing = ("lr", "weight_decay", "schedule", *getattr(opt, "evolving", ()))
+            return {k: v for k, v in opt.config().items() if k not in changing}
 
         return type(self) is type(other) and rule(self) == rule(other)
 
@@ -310,6 +311,16 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
         return Adam(lr, **kwargs)
     if key == "adamw":
         return AdamW(lr, **kwargs)
+    # Imported here: the full-batch optimizers build on this module's Optimizer.
+    if key in ("lm", "levenberg_marquardt", "trainlm"):
+        from .second_order import LevenbergMarquardt
+
+        return LevenbergMarquardt(lr, **kwargs)
+    if key in ("lbfgs", "l-bfgs", "l_bfgs"):
+        from .lbfgs import LBFGS
+
+        return LBFGS(lr, **kwargs)
     raise ConfigError(
-        f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw"
+        f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw, "
+        "lm, lbfgs"
     )

@@ -29,7 +29,7 @@ import numpy as np
 
 from backends import dtype_name, get_backend
 
-from . import checkpoint, datafiles, optimizers
+from . import checkpoint, datafiles, losses, optimizers
 from .datasets import Dataset
 from .errors import CheckpointError, ConfigError, DataError
 from .heads import Head, scores
@@ -54,7 +54,12 @@ ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "
 SAVE_EVERY_S = 30.0
 """During a run with ``save``, the checkpoint is also refreshed this often (and at the end)."""
 
-STATUSES = ("completed", "early_stopping", "interrupted", "diverged")
+STATUSES = ("completed", "early_stopping", "converged", "interrupted", "diverged")
+"""How a run ended; ``converged``: a full-batch optimizer stopped by its own rule (the
+summary's ``reason`` says which)."""
+
+FULL_BATCH = ("lm", "lbfgs")
+"""Optimizers that train on the whole training part at once, one iteration per epoch."""
 
 Callback = Callable[[dict, Any], Any]
 
@@ -157,6 +162,28 @@ class Run:
             raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
                               "with backprop.checkpoint.save(run.model, path)")
         s = {**DEFAULTS, **self.dataset.defaults, **(saved["settings"] if saved else {}), **given}
+        if s["optimizer"] in FULL_BATCH and not saved:
+            # The whole training part per iteration, and no learning rate (a data set's own is for
+            # first-order training); Levenberg–Marquardt in float64 and, as MATLAB's trainlm,
+            # validation-based stopping after 6 failures.
+            if "lr" in given:
+                raise ConfigError(f"{s['optimizer']} has no learning rate: its step comes from the damping "
+                                  "or the line search; drop lr")
+            s["lr"] = None
+            if "batch_size" not in given:
+                s["batch_size"] = "full"
+            if s["optimizer"] == "lm":
+                if "dtype" not in given:
+                    s["dtype"] = "float64"
+                if "early_stopping" not in given:
+                    s["early_stopping"] = 6
+                if s["loss"] == "auto":
+                    s["loss"] = "mse"  # classes too: sigmoid outputs against 0/1, as trainlm does
+            else:  # lbfgs: scikit-learn's MLP defaults, which run to convergence
+                if "epochs" not in given:
+                    s["epochs"] = 200
+                if "early_stopping" not in given:
+                    s["early_stopping"] = None
         self.settings, self.given, self.resumed = s, given, ck is not None
         self.save_path = save or (resume if ck else None)
         self.plot = plot
@@ -225,6 +252,10 @@ class Run:
             patience = watch.patience  # the patience asked for now, with the saved progress
             watch = state.early_stopping
             watch.patience = patience
+        if getattr(opt, "full_batch", False):  # refuse what it cannot train before anything runs
+            opt.check(model, losses.get(self.head.loss), len(self.train[0]))
+            if s["batch_size"] not in (None, "full") and s["batch_size"] < len(self.train[0]):
+                raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full')")
         self.epochs_left = s["epochs"] - model.epoch
         if self.epochs_left < 0 or (ck is not None and self.epochs_left == 0):
             raise ConfigError(f"the checkpoint has already trained {model.epoch} epochs; epochs counts the "
@@ -274,7 +305,7 @@ class Run:
                 last_save = time.perf_counter()
             return stopped
 
-        status, failure = "completed", None
+        status, failure, reason = "completed", None, None
         fit_started, first_epoch = time.perf_counter(), model.epoch
         try:
             history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
@@ -284,6 +315,8 @@ class Run:
                 status = "interrupted"
             elif history.stopped_early:
                 status = "early_stopping"
+            elif history.converged:
+                status, reason = "converged", history.converged
         except TrainingDiverged as exc:
             status, failure = "diverged", str(exc)
         fit_seconds = time.perf_counter() - fit_started
@@ -310,6 +343,8 @@ class Run:
             summary["plots"] = plots
         if failure:
             summary["error"] = failure
+        if reason:
+            summary["reason"] = reason
         return summary
 
     def _plots(self) -> list[str]:

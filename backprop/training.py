@@ -30,11 +30,12 @@ from .evaluation import evaluate_arrays
 from .step import GradientHook, Step, train_epoch
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds",
+EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "mu", "seconds",
               "samples_per_s")
 """The keys of an epoch record, in order: ``epoch`` (1-based, counting across fits),
 ``train_loss``, ``train_accuracy`` (classifiers), ``val_loss`` and ``val_accuracy``
-(with validation data), ``lr``, ``seconds``, ``samples_per_s``. Every consumer
+(with validation data), ``lr``, ``mu`` (Levenberg–Marquardt's damping after the
+epoch), ``seconds``, ``samples_per_s``. Every consumer
 (history, progress, JSON lines, the playground) reads this one schema."""
 
 
@@ -89,6 +90,7 @@ class History:
         self.records: list[dict[str, Any]] = []
         self.stopped_early = False
         self.best_epoch: int | None = None
+        self.converged: str | None = None  # why a full-batch optimizer stopped by itself
 
     def __getitem__(self, key: str) -> list:
         return [r.get(key) for r in self.records]
@@ -159,6 +161,63 @@ class FitState:
         if self.optimizer is not None:
             new.optimizer = self.optimizer.moved(move, owner)
         return new
+
+
+class _Epochs:
+    """What happens around every epoch, whoever drives the epochs (the mini-batch loop
+    below, or a full-batch optimizer's own iterations): the divergence backup, the
+    record, validation, early stopping and the callbacks."""
+
+    def __init__(self, model: Any, step: Step, history: History, watch: EarlyStopping | None, val: Any,
+                 callbacks: Sequence[Callable], n: int, T: Array, eval_batch: int) -> None:
+        self.model, self.step, self.history, self.watch, self.val = model, step, history, watch, val
+        self.callbacks, self.n, self.T, self.eval_batch = callbacks, n, T, eval_batch
+        self.params = model.parameter_list()
+
+    def begin(self, epoch: int) -> None:
+        """Before epoch ``epoch`` (0-based): its rate, a copy of the weights, the clock."""
+        xp = self.model.xp
+        self.epoch, self.started = epoch, time.perf_counter()
+        self.lr = self.step.optimizer.set_epoch(epoch)
+        self.safe = [xp.asarray(p, copy=True) for p in self.params]
+
+    def end(self, total: Array, correct: Array | None, extra: dict | None = None) -> bool:
+        """After the epoch: its summed loss and right count (0-d device arrays) become the
+        record; returns True when training should stop."""
+        model, history, watch, loss = self.model, self.history, self.watch, self.step.loss
+        state = model.state
+        opt, epoch = self.step.optimizer, self.epoch
+        # The one synchronisation of the epoch.
+        record: dict[str, Any] = {"epoch": epoch + 1}
+        record["train_loss"], accuracy = batching.means(total, correct, self.n, self.T, loss)
+        if not math.isfinite(record["train_loss"]):
+            for p, keep in zip(self.params, self.safe):
+                p[...] = keep
+            opt.reset(keep_owner=True)  # its moments saw the divergent epoch
+            raise TrainingDiverged(
+                f"the training loss became {record['train_loss']} in epoch {epoch + 1}: lower "
+                f"the learning rate (now {self.lr:g}) or standardize the inputs; the model "
+                "keeps the weights from before that epoch and the optimizer starts afresh"
+            )
+        if accuracy is not None:
+            record["train_accuracy"] = accuracy
+        if self.val is not None:
+            scores = evaluate_arrays(model, *self.val, loss, self.eval_batch)
+            record["val_loss"] = scores["loss"]
+            if "accuracy" in scores:
+                record["val_accuracy"] = scores["accuracy"]
+        seconds = time.perf_counter() - self.started
+        record.update(lr=self.lr, seconds=seconds,
+                      samples_per_s=self.n / seconds if seconds > 0 else math.inf, **(extra or {}))
+        history.records.append(record)
+        state.epoch = epoch + 1
+        if watch is not None:
+            watch.observe(epoch + 1, record["val_loss"], self.params, model.xp)
+            history.best_epoch = watch.best_epoch
+            history.stopped_early = watch.exhausted
+        # After the early-stopping update, so that a callback saving a checkpoint saves it too.
+        answers = [callback(record, model) for callback in self.callbacks]  # every one runs
+        return history.stopped_early or any(answer is True for answer in answers)
 
 
 def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float):
@@ -303,59 +362,32 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         state.optimizer, state.loss, state.early_stopping = opt, loss_obj, watch
         history = state.history if state.history is not None else History()
         # What this fit decides: an earlier fit's early stop must not end this one.
-        history.stopped_early = False
+        history.stopped_early, history.converged = False, None
         if watch is None:
             history.best_epoch = None
         state.history = history
-        spans = batching.spans(n, batch_size)
         step = Step(model, loss_obj, opt, gradient_hooks)
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
-
-        for epoch in range(first_epoch, first_epoch + epochs):
-            started = time.perf_counter()
-            lr_now = opt.set_epoch(epoch)
-            safe = [xp.asarray(p, copy=True) for p in params]  # for a divergence
-            if shuffle and len(spans) > 1:
-                order = backend.asarray(state.shuffle_rng.permutation(n))
-                Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)
-                Le = None if labels is None else xp.take(labels, order, axis=0)
-            else:
-                Xe, Te, Le = Xd, T, labels
-            total, correct = train_epoch(step, Xe, Te, Le, spans)
-
-            # The one synchronisation of the epoch.
-            record: dict[str, Any] = {"epoch": epoch + 1}
-            record["train_loss"], accuracy = batching.means(total, correct, n, T, loss_obj)
-            if not math.isfinite(record["train_loss"]):
-                for p, keep in zip(params, safe):
-                    p[...] = keep
-                opt.reset(keep_owner=True)  # its moments saw the divergent epoch
-                raise TrainingDiverged(
-                    f"the training loss became {record['train_loss']} in epoch {epoch + 1}: lower "
-                    f"the learning rate (now {lr_now:g}) or standardize the inputs; the model "
-                    "keeps the weights from before that epoch and the optimizer starts afresh"
-                )
-            if accuracy is not None:
-                record["train_accuracy"] = accuracy
-            if val is not None:
-                scores = evaluate_arrays(model, *val, loss_obj, max(batch_size, 1024))
-                record["val_loss"] = scores["loss"]
-                if "accuracy" in scores:
-                    record["val_accuracy"] = scores["accuracy"]
-            seconds = time.perf_counter() - started
-            record.update(lr=lr_now, seconds=seconds, samples_per_s=n / seconds if seconds > 0 else math.inf)
-            history.records.append(record)
-            state.epoch = epoch + 1
-
-            if watch is not None:
-                watch.observe(epoch + 1, record["val_loss"], params, xp)
-                history.best_epoch = watch.best_epoch
-                history.stopped_early = watch.exhausted
-            # After the early-stopping update, so that a callback saving a checkpoint saves it too.
-            answers = [callback(record, model) for callback in callbacks]  # every one runs
-            if history.stopped_early or any(answer is True for answer in answers):
-                break
+        epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024))
+        if getattr(opt, "full_batch", False):
+            opt.check(model, loss_obj, n)
+            if batch_size < n:
+                raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
+                                  f"it got {batch_size} of {n} samples")
+            opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels)
+        else:
+            spans = batching.spans(n, batch_size)
+            for epoch in range(first_epoch, first_epoch + epochs):
+                epochs_run.begin(epoch)
+                if shuffle and len(spans) > 1:
+                    order = backend.asarray(state.shuffle_rng.permutation(n))
+                    Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)
+                    Le = None if labels is None else xp.take(labels, order, axis=0)
+                else:
+                    Xe, Te, Le = Xd, T, labels
+                if epochs_run.end(*train_epoch(step, Xe, Te, Le, spans)):
+                    break
 
         if watch is not None and watch.best_params is not None and watch.best_epoch != state.epoch:
             state.resume_params = [xp.asarray(p, copy=True) for p in params]

@@ -363,7 +363,7 @@ def test_npz_problems(tmp_path, capsys):
     (["train", "digits", "--target", "label"], "target column is for CSV files"),
     (["train", "--device", "tpu"], "unknown device 'tpu'"),
     (["train", "--activation", "swish"], "invalid choice: 'swish'"),
-    (["train", "--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["train", "--optimizer", "newton-raphson"], "invalid choice: 'newton-raphson'"),
     (["train", "--loss", "hinge"], "invalid choice: 'hinge'"),
     (["train", "--lr", "0"], "--lr: must be a positive number"),
     (["train", "--lr", "-0.1"], "--lr: must be a positive number"),

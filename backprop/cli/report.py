@@ -58,6 +58,8 @@ class Progress:
                                ("val_accuracy", "val_acc")):
                 if key in record:
                     shown[short] = _fmt(record[key])
+            if "mu" in record:
+                shown["mu"] = f"{record['mu']:.2g}"
             shown["samples/s"] = f"{record['samples_per_s']:,.0f}"
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
@@ -65,6 +67,8 @@ class Progress:
             parts = [f"epoch {record['epoch']}", f"loss {_fmt(record['train_loss'])}"]
             parts += [f"{k.replace('train_', '')} {_fmt(record[k])}" for k in
                       ("train_accuracy", "val_loss", "val_accuracy") if k in record]
+            if "mu" in record:
+                parts.append(f"mu {record['mu']:.2g}")
             parts.append(f"{record['samples_per_s']:,.0f} samples/s")
             print("  ".join(parts), flush=True)
 

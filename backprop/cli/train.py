@@ -72,7 +72,8 @@ def run(args: argparse.Namespace) -> int:
     elif mode != "quiet":
         rate = summary["samples_per_s"]
         print(f"{_STATUS[status]} at epoch {model.epoch} in {summary['seconds']:.2f} s"
-              + (f" ({rate:,.0f} samples/s training)" if rate else ""))
+              + (f" ({rate:,.0f} samples/s training)" if rate else "")
+              + (f": {summary['reason']}" if summary.get("reason") else ""))
         if status != "diverged" and summary["best_epoch"] not in (None, model.epoch):
             print(f"the weights of epoch {summary['best_epoch']} (best validation loss) are kept")
         print(table(job.rows))
@@ -101,7 +102,9 @@ def _banner(job: Run) -> str:
     return (f"backprop · {backend.name} on {backend.label} · {dtype_name(model.dtype)} · "
             f"{dataset.name}: {parts}, {model.n_inputs} features, {kind} · "
             f"{'-'.join(widths)} {s['activation']}, {model.n_params:,} parameters · "
-            f"{job.head.loss} loss, {s['optimizer']} lr {job.optimizer.base_lr:g}, batch {s['batch_size']}, "
+            f"{job.head.loss} loss, {s['optimizer']}"
+            + ("" if getattr(job.optimizer, "full_batch", False) else f" lr {job.optimizer.base_lr:g}")
+            + f", batch {s['batch_size']}, "
             f"{epochs}")
 
 
@@ -114,5 +117,6 @@ def _terminal_width() -> int:
 
 
 _STATUS: dict[str, Any] = {
-    "completed": "done", "early_stopping": "stopped early", "interrupted": "interrupted",
+    "completed": "done", "converged": "converged", "early_stopping": "stopped early",
+    "interrupted": "interrupted",
     "diverged": "diverged (weights kept from before the bad epoch)"}

@@ -1,0 +1,71 @@
+"""The Jacobian of a network's outputs with respect to every parameter, by backpropagation.
+
+Levenberg–Marquardt needs, for every sample n and output k, the gradient of the
+output z_nk with respect to all P parameters: the (N·K, P) Jacobian J of the
+residuals e = z - t. Hagan & Menhaj (1994) compute it with one backward pass per
+output unit over the whole batch: the pass for output k starts from the unit
+vector e_k in every row (instead of the loss gradient), and at each Dense layer
+the per-sample rows of dz_nk/dW are the outer products of that layer's input
+x_n and the delta arriving at its output. No per-sample Python loop: each pass
+handles all N samples at once.
+
+The layers' backward closures are replayed once per output (they are pure in
+their input; a Dense closure also assigns ``layer.grads``, which the caller
+ignores).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._typing import Array
+from .layers import Dense
+
+
+def jacobian_bytes(n_samples: int, n_outputs: int, n_params: int, itemsize: int = 8) -> int:
+    """Bytes of the (N·K, P) Jacobian in a dtype of ``itemsize`` bytes."""
+    return n_samples * n_outputs * n_params * itemsize
+
+
+def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
+    """The outputs ``Z`` (N, K) of ``model`` on device inputs ``X`` (N, F), and the Jacobian
+    ``J`` (N·K, P) of ``Z`` (flattened row-major: row n·K + k) with respect to the flat
+    parameters (:meth:`Sequential.flat_parameters` order), in the model's dtype.
+
+    The whole network is differentiated, output layer included: squared-error losses
+    read its outputs as they are.
+    """
+    xp = model.xp
+    with model.backend.activate():
+        taps, closures = [], []
+        H = X
+        for i, layer in enumerate(model.layers):
+            if isinstance(layer, Dense):
+                taps.append((len(closures), H))  # the Dense layer's input, for its rows
+            H, backward = layer.forward(H, train=True, input_grad=i > 0)
+            closures.append(backward)
+        Z = H
+        n, k = Z.shape
+        dense_at = {index: Xin for index, Xin in taps}
+        columns: list[Array] = []  # per output: (N, P)
+        for out in range(k):
+            seed = xp.astype(xp.arange(k, device=_device(Z)) == out, Z.dtype)
+            dY = xp.broadcast_to(seed[None, :], (n, k))
+            pieces: list[Array] = []
+            for index in range(len(closures) - 1, -1, -1):
+                if index in dense_at:
+                    Xin = dense_at[index]
+                    rows = Xin[:, :, None] * dY[:, None, :]  # (N, in, out): x_n outer delta_n
+                    pieces.append((xp.reshape(rows, (n, -1)), dY))
+                dY = closures[index](dY)
+            # Backward visits layers last-first; parameters are ordered first-first, W before b.
+            flat_rows = [part for W_rows, b_rows in reversed(pieces) for part in (W_rows, b_rows)]
+            columns.append(xp.concat(flat_rows, axis=1))
+        J = xp.stack(columns, axis=1)  # (N, K, P)
+        return Z, xp.reshape(J, (n * k, J.shape[2]))
+
+
+def _device(x: Array) -> Any:
+    from array_api_compat import device
+
+    return device(x)

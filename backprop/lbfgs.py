@@ -1,0 +1,119 @@
+"""L-BFGS: SciPy's L-BFGS-B on the host, with the loss and gradient from the device.
+
+The parameters travel as one float64 vector: one P-sized copy to the device and
+one back per evaluation, plus one small read (the loss, the objective and the
+right count). This is a host-side module: it names NumPy and SciPy, the
+well-kept line search and curvature updates that we do not rewrite.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from backends import to_numpy_any
+
+from ._typing import Array
+from .errors import ConfigError
+from .optimizers import _non_negative
+from .second_order import FullBatch
+
+
+class LBFGS(FullBatch):
+    """L-BFGS (SciPy's L-BFGS-B) over the flat parameters, for any loss.
+
+    Parameters mean what they mean in ``MLPClassifier(solver="lbfgs")``: one
+    iteration per epoch (``epochs`` is ``max_iter``), ``max_fun`` loss evaluations
+    at most per fit, and ``tol`` SciPy's ``gtol`` (stop when every gradient entry is
+    below it). ``weight_decay`` adds ½·wd·‖W‖² over the weight matrices (not biases)
+    to the objective, as the first-order optimizers add wd·W to the gradient.
+
+    Carried across fits and checkpoints: the settings and the iteration count.
+    Not carried: SciPy's curvature history, which it does not expose; a resumed
+    L-BFGS rebuilds it within a few iterations.
+    """
+
+    name = "lbfgs"
+
+    def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
+                 memory: int = 10, **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        if isinstance(max_fun, bool) or not isinstance(max_fun, int) or max_fun < 1:
+            raise ConfigError(f"max_fun must be a positive integer, got {max_fun!r}")
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
+            raise ConfigError(f"memory must be a positive integer, got {memory!r}")
+        self.max_fun, self.tol, self.memory = max_fun, _non_negative(tol, "tol"), memory
+
+    def config(self) -> dict:
+        return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        pass  # any loss; weight decay applies
+
+    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None) -> None:
+        step, model = epochs.step, epochs.step.model
+        xp, loss, backend = model.xp, step.loss, model.backend
+        f64 = backend.dtype("float64")
+        decayed = [p.ndim >= 2 for p in model.parameter_list()]
+        last: dict[str, Any] = {}
+
+        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+            model.set_flat_parameters(theta)
+            value, Z, grads = step.gradients(X, T)
+            for hook in step.hooks:  # the seam, as in every step
+                replaced = hook(grads, step)
+                grads = list(replaced) if replaced is not None else grads
+            params = model.parameter_list()
+            penalty = 0.0
+            if self.weight_decay:
+                grads = [g + self.weight_decay * p if d else g for g, p, d in zip(grads, params, decayed)]
+                penalty = sum(0.5 * self.weight_decay * xp.sum(p * p) for p, d in zip(params, decayed) if d)
+            right = loss.correct(xp, Z, T, labels)
+            parts = [xp.astype(value, f64), xp.astype(value + penalty, f64)]
+            if right is not None:
+                parts.append(xp.astype(right, f64))
+            host = to_numpy_any(xp.stack(parts))  # one read: loss, objective (and right count)
+            gradient = to_numpy_any(xp.astype(xp.concat([xp.reshape(g, (-1,)) for g in grads]), f64))
+            last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
+            return float(host[1]), np.asarray(gradient, dtype=np.float64)
+
+        iterations = iter(span)
+        stopped = {"by": None}
+
+        def each_iteration(intermediate_result: Any) -> None:
+            epoch = next(iterations, None)
+            if epoch is None:
+                raise StopIteration
+            epochs.begin(epoch)
+            theta = np.asarray(intermediate_result.x)
+            if "theta" not in last or not np.array_equal(last["theta"], theta):
+                objective(theta)  # the accepted point was not the last one evaluated
+            self.t += 1
+            n = X.shape[0]
+            total = last["value"] * (n if loss.reduction == "mean" else 1)
+            right = last["right"]
+            stop = epochs.end(xp.asarray(total, device=_device_of(model)),
+                              None if right is None else xp.asarray(right, device=_device_of(model)))
+            if stop:
+                stopped["by"] = "fit"
+                raise StopIteration
+
+        if len(span) == 0:
+            return
+        theta0 = np.asarray(to_numpy_any(model.flat_parameters()), dtype=np.float64)
+        result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=each_iteration,
+                          options={"maxiter": len(span), "maxfun": self.max_fun, "gtol": self.tol,
+                                   "maxcor": self.memory})
+        final = np.asarray(result.x)
+        model.set_flat_parameters(final)
+        if stopped["by"] is None and len(epochs.history.records) and result.nit < len(span):
+            message = result.message if isinstance(result.message, str) else str(result.message)
+            epochs.history.converged = f"L-BFGS: {message.lower()}"
+        elif stopped["by"] is None and result.nfev >= self.max_fun:
+            epochs.history.converged = f"L-BFGS used its max_fun of {self.max_fun} evaluations"
+
+
+def _device_of(model: Any) -> Any:
+    return model.backend.device

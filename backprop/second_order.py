@@ -1,0 +1,198 @@
+"""Full-batch training: Levenberg–Marquardt and L-BFGS.
+
+These are optimizers that see the whole training set at once and drive their own
+iterations; ``fit`` runs one of their iterations per epoch and keeps its usual
+bookkeeping (records, validation, early stopping, callbacks, divergence).
+
+Levenberg–Marquardt (MATLAB's ``trainlm``) minimizes a sum of squared residuals
+e (N·K,) with the Jacobian J (N·K, P) of the network's outputs:
+(JᵀJ + μI) δ = -Jᵀe. μ starts at 0.001, is multiplied by 0.1 after a step that
+lowers the error and by 10 (and the step retried) after one that does not.
+
+The solve: the Array API's linalg extension has ``solve``, ``cholesky`` and
+``eigh`` but no triangular solve, so a Cholesky factor could not be applied
+portably. One ``eigh`` of JᵀJ = QΛQᵀ per iteration makes every μ retry a pair of
+matrix-vector products: δ = -Q (Qᵀg / (Λ + μ)). When N·K < P the same is done in
+residual space, with JJᵀ (N·K, N·K): (JᵀJ + μI)⁻¹Jᵀ = Jᵀ(JJᵀ + μI)⁻¹, which needs
+far less memory. The solve runs in float64 whatever the model's dtype: forming
+JᵀJ squares J's condition number, more than float32's seven digits can hold.
+
+L-BFGS is SciPy's L-BFGS-B on the host over the flat parameters in float64; the
+loss and gradient come from the device (one P-sized copy each way and one scalar
+per evaluation), as scikit-learn's ``MLPClassifier(solver="lbfgs")`` does on NumPy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._typing import Array
+from .errors import ConfigError
+from .jacobian import jacobian, jacobian_bytes
+from .optimizers import Optimizer, _non_negative, _positive
+
+
+class FullBatch(Optimizer):
+    """Base of the optimizers that train on the whole batch and run their own iterations.
+
+    ``fit`` calls :meth:`iterate` once per epoch; it returns the epoch's loss
+    (summed like a batch loss), and None or a reason to stop.
+    """
+
+    full_batch = True
+    default_lr = 1.0  # no learning rate: the damping or the line search sets the step
+    evolving: tuple[str, ...] = ()
+
+    def __init__(self, lr: float | None = None, **kwargs: Any) -> None:
+        if lr is not None:
+            raise ConfigError(f"{self.name} has no learning rate: its step comes from the damping or the "
+                              "line search; drop lr")
+        super().__init__(None, **kwargs)
+
+    def config(self) -> dict:
+        config = super().config()
+        del config["lr"]
+        return config
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        """Refuse a model, loss or data size this method cannot train; nothing is changed."""
+        if self.weight_decay:
+            raise ConfigError(f"{self.name} does not apply weight decay: use lbfgs, or drop weight_decay")
+
+    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None) -> None:
+        """The epochs of ``span``, one :meth:`iterate` each, with ``fit``'s bookkeeping ``epochs``."""
+        step = epochs.step
+        loss, xp = step.loss, step.model.xp
+        for epoch in span:
+            epochs.begin(epoch)
+            value, reason = self.iterate(step, X, T)
+            total = value * X.shape[0] if loss.reduction == "mean" else value
+            correct = None
+            if loss.classification:
+                correct = loss.correct(xp, step.model.forward(X, loss=loss)[0], T, labels)
+            stop = epochs.end(total, correct, self.record())
+            if reason is not None:
+                epochs.history.converged = reason
+                return
+            if stop:
+                return
+
+    def record(self) -> dict:
+        """What this optimizer adds to an epoch record."""
+        return {}
+
+    def iterate(self, step: Any, X: Array, T: Array) -> tuple[Array, str | None]:
+        raise NotImplementedError
+
+
+class LevenbergMarquardt(FullBatch):
+    """Levenberg–Marquardt for squared-error losses (``mse``, ``sse``), with ``trainlm``'s rules.
+
+    Parameters
+    ----------
+    mu : float
+        Initial damping (0.001); it evolves and is saved with the optimizer.
+    mu_dec, mu_inc : float
+        Factors after a step that lowers the error (0.1) and one that does not (10).
+    mu_max : float
+        Stop when μ would exceed this (1e10).
+    min_grad : float
+        Stop when the gradient of the loss has a norm below this (1e-7).
+    goal : float
+        Stop when the training loss reaches this (0).
+    max_jacobian_bytes : int
+        Refuse problems whose Jacobian (float64) and solve matrix would take more
+        device memory than this (256 MiB).
+    """
+
+    name = "lm"
+    evolving = ("mu",)
+
+    def __init__(self, lr: float | None = None, *, mu: float = 1e-3, mu_dec: float = 0.1,
+                 mu_inc: float = 10.0, mu_max: float = 1e10, min_grad: float = 1e-7, goal: float = 0.0,
+                 max_jacobian_bytes: int = 256 * 2**20, **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        self.mu, self.mu_max = _positive(mu, "mu"), _positive(mu_max, "mu_max")
+        self.mu_dec, self.mu_inc = _positive(mu_dec, "mu_dec"), _positive(mu_inc, "mu_inc")
+        if not (self.mu_dec < 1.0 < self.mu_inc):
+            raise ConfigError("Levenberg–Marquardt needs mu_dec < 1 < mu_inc")
+        self.min_grad, self.goal = _non_negative(min_grad, "min_grad"), _non_negative(goal, "goal")
+        self.max_jacobian_bytes = int(max_jacobian_bytes)
+
+    def config(self) -> dict:
+        return {**super().config(), "mu": self.mu, "mu_dec": self.mu_dec, "mu_inc": self.mu_inc,
+                "mu_max": self.mu_max, "min_grad": self.min_grad, "goal": self.goal,
+                "max_jacobian_bytes": self.max_jacobian_bytes}
+
+    def record(self) -> dict:
+        return {"mu": self.mu}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        super().check(model, loss, n_samples)
+        if not loss.squared_residuals:
+            raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
+                              "use lbfgs for other losses")
+        rows, params = n_samples * model.n_outputs, model.n_params
+        need = jacobian_bytes(n_samples, model.n_outputs, params) + 8 * min(rows, params) ** 2 * 2
+        if need > self.max_jacobian_bytes:
+            raise ConfigError(
+                f"Levenberg–Marquardt would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "
+                f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
+                "smaller network or fewer samples")
+
+    def iterate(self, step: Any, X: Array, T: Array) -> tuple[Array, str | None]:
+        """One LM iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
+        (a 0-d device array) and None, or a reason to stop."""
+        model, loss = step.model, step.loss
+        xp = model.xp
+        f64 = model.backend.dtype("float64")
+        Z, J = jacobian(model, X)
+        n, k = Z.shape
+        e = xp.reshape(xp.astype(Z - T, f64), (n * k,))
+        J = xp.astype(J, f64)
+        scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0  # d loss / d theta = scale * J^T e
+        g = J.T @ e
+        before = loss.forward(Z, T)[0]
+        residual_space = n * k < J.shape[1]
+        eigenvalues, Q = xp.linalg.eigh(J @ J.T if residual_space else J.T @ J)
+        coords = Q.T @ (e if residual_space else g)
+        theta = xp.asarray(model.flat_parameters(), copy=True)
+        first = True
+        while True:
+            delta = Q @ (coords / (eigenvalues + self.mu))
+            if residual_space:
+                delta = J.T @ delta
+            model.set_flat_parameters(theta - xp.astype(delta, theta.dtype))
+            after = loss.forward(model.forward(X, loss=loss)[0], T)[0]
+            if first:  # one read: the new loss, the old one and the gradient norm
+                values = xp.stack([xp.astype(after, f64), xp.astype(before, f64),
+                                   scale * xp.linalg.vector_norm(g)])
+                new, old, grad_norm = (float(v) for v in _host(values))
+                if grad_norm < self.min_grad:
+                    model.set_flat_parameters(theta)
+                    return before, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
+                if old <= self.goal:
+                    model.set_flat_parameters(theta)
+                    return before, f"the loss {old:.6g} reached the goal {self.goal:g}"
+                first = False
+            else:
+                new = float(after)
+            if new < old:
+                self.mu *= self.mu_dec
+                self.t += 1
+                return after, (f"the loss {new:.6g} reached the goal {self.goal:g}" if new <= self.goal
+                               else None)
+            if not math.isfinite(new) and not math.isfinite(old):
+                return after, None  # let fit report the divergence
+            self.mu *= self.mu_inc
+            if self.mu > self.mu_max:
+                model.set_flat_parameters(theta)
+                return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+
+def _host(values: Array) -> Any:
+    from backends import to_numpy_any
+
+    return to_numpy_any(values)
+
