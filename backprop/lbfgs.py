@@ -94,8 +94,9 @@ class LBFGS(FullBatch):
             n = X.shape[0]
             total = last["value"] * (n if loss.reduction == "mean" else 1)
             right = last["right"]
-            stop = epochs.end(xp.asarray(total, device=_device_of(model)),
-                              None if right is None else xp.asarray(right, device=_device_of(model)))
+            device = model.backend.device  # float64 given: torch would make a Python float float32
+            stop = epochs.end(xp.asarray(total, dtype=f64, device=device),
+                              None if right is None else xp.asarray(right, dtype=f64, device=device))
             if stop:
                 stopped["by"] = "fit"
                 raise StopIteration
@@ -114,6 +115,3 @@ class LBFGS(FullBatch):
         elif stopped["by"] is None and result.nfev >= self.max_fun:
             epochs.history.converged = f"L-BFGS used its max_fun of {self.max_fun} evaluations"
 
-
-def _device_of(model: Any) -> Any:
-    return model.backend.device

@@ -275,7 +275,7 @@ def early_stopping_from(value: Any) -> EarlyStopping | None:
 
 def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         optimizer: str | optimizers.Optimizer | None = None, lr: float | None = None,
-        epochs: int = 10, batch_size: int | str | None = 32, shuffle: bool = True,
+        epochs: int = 10, batch_size: int | str | None = None, shuffle: bool = True,
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
         schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = (),
@@ -300,7 +300,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     epochs : int
         Epochs to run in this call.
     batch_size : int, ``"full"`` or None
-        Mini-batch size; ``"full"``/None is full-batch gradient descent.
+        Mini-batch size; ``"full"`` is full-batch training. None: 32, or the full
+        batch for the full-batch optimizers (``lm``, ``lbfgs``), which refuse any other.
     shuffle : bool
         Reshuffle the data every epoch (from the model's seed).
     validation_split : float
@@ -351,9 +352,19 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             val = None
 
         n = Xd.shape[0]
-        batch_size = n if batch_size in (None, "full") else min(positive_int(batch_size), n)
+        if batch_size not in (None, "full"):
+            positive_int(batch_size)  # before _optimizer, which may change the model's optimizer
+        opt = _optimizer(state, optimizer, lr, weight_decay, schedule)
+        if batch_size is None:
+            batch_size = "full" if getattr(opt, "full_batch", False) else 32
+        batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
+        if getattr(opt, "full_batch", False):
+            opt.check(model, loss_obj, n)
+            if batch_size < n:
+                raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
+                                  f"it got {batch_size} of {n} samples")
         # Last of the checks: nothing above changed the model or its optimizer.
-        opt = _optimizer(state, optimizer, lr, weight_decay, schedule).bind(model.uid)
+        opt.bind(model.uid)
         params = model.parameter_list()
         if watch is not None and watch is state.early_stopping and state.resume_params is not None:
             for p, keep in zip(params, state.resume_params):
@@ -371,10 +382,6 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         opt.schedule.plan(first_epoch + epochs)
         epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024))
         if getattr(opt, "full_batch", False):
-            opt.check(model, loss_obj, n)
-            if batch_size < n:
-                raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
-                                  f"it got {batch_size} of {n} samples")
             opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels)
         else:
             spans = batching.spans(n, batch_size)

@@ -184,7 +184,10 @@ def build_parser() -> Parser:
     p.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default="tanh")
     p.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default="auto")
     p.add_argument("--samples", type=_positive_int, default=8)
-    p.add_argument("--tolerance", type=_positive_float, default=1e-6)
+    p.add_argument("--tolerance", type=_positive_float, default=None,
+                   help="largest relative error allowed (1e-6; 1e-7 with --jacobian)")
+    p.add_argument("--jacobian", action="store_true",
+                   help="check the Jacobian of the outputs that Levenberg–Marquardt uses, not the gradient")
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--json", action="store_true")
     _add_device(p)

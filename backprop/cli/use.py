@@ -12,7 +12,7 @@ import numpy as np
 from .. import checkpoint, datafiles, losses, runner
 from ..datafiles import read_file
 from ..errors import DataError
-from ..gradcheck import gradcheck
+from ..gradcheck import gradcheck, jacobian_check
 from ..heads import scores
 from ..model import mlp
 from .common import device_spec
@@ -106,9 +106,13 @@ def gradcheck_command(args: argparse.Namespace) -> int:
         y = rng.integers(0, 2, size=(args.samples, model.n_outputs))
     else:
         y = rng.normal(size=(args.samples, model.n_outputs))
-    result = gradcheck(model, X, y, loss=loss, tolerance=args.tolerance, seed=args.seed)
+    if args.jacobian:
+        result = jacobian_check(model, X, tolerance=args.tolerance or 1e-7, seed=args.seed)
+        source = f"the output Jacobian of {source.split(',')[0]}"
+    else:
+        result = gradcheck(model, X, y, loss=loss, tolerance=args.tolerance or 1e-6, seed=args.seed)
     if args.json:
-        emit_json({"type": "gradcheck", "ok": result.ok, "worst": result.worst,
+        emit_json({"type": "gradcheck", "ok": result.ok, "jacobian": args.jacobian, "worst": result.worst,
                    "tolerance": result.tolerance, "errors": result.errors,
                    "device": model.backend.label, "backend": model.backend.name})
     else:
