@@ -210,3 +210,48 @@ def test_host_reads_per_iteration(monkeypatch):
     model.fit(x, t, loss="mse", optimizer=optimizer, epochs=6, batch_size="full")
     for count, retries in trials:
         assert retries is not None and count == retries + 1  # one read per mu trial
+
+
+# -- resume, the command line, refusals -------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["lm", "lbfgs"])
+def test_a_checkpoint_carries_the_full_batch_optimizer(tmp_path, numpy_backend, optimizer):
+    x, t = sine(n=40)
+    whole = bp.mlp([1, 5, 1], activation="tanh", dtype="float64", seed=0)
+    whole.fit(x, t, loss="mse", optimizer=optimizer, epochs=10)
+    part = bp.mlp([1, 5, 1], activation="tanh", dtype="float64", seed=0)
+    part.fit(x, t, loss="mse", optimizer=optimizer, epochs=5)
+    bp.checkpoint.save(part, str(tmp_path / "m.safetensors"))
+    again = bp.checkpoint.load(str(tmp_path / "m.safetensors")).model
+    assert again.optimizer.name == optimizer and again.optimizer.t == 5
+    again.fit(x, t, epochs=5)
+    if optimizer == "lm":  # mu is carried: 5 + 5 is one run of 10, bit for bit
+        assert again.optimizer.mu == whole.optimizer.mu
+        for name, value in whole.parameters().items():
+            np.testing.assert_array_equal(again.parameters()[name], value)
+    else:  # SciPy's curvature pairs are not: the run goes on, from the same point
+        assert again.history["train_loss"][:5] == whole.history["train_loss"][:5]
+        assert again.history["train_loss"][-1] < again.history["train_loss"][4]
+
+
+def test_lm_from_the_command_line(tmp_path, capsys):
+    path = str(tmp_path / "s.safetensors")
+    assert main(["train", "sine", "--optimizer", "lm", "--hidden", "12", "--epochs", "20", "--save", path,
+                 "--json"]) == 0
+    lines = [__import__("json").loads(line) for line in capsys.readouterr().out.splitlines()]
+    epochs, summary = lines[:-1], lines[-1]
+    assert all("mu" in e for e in epochs) and summary["dtype"] == "float64"
+    assert summary["test_r2"] > 0.9
+    assert main(["train", "--resume", path, "--epochs", "25", "--quiet"]) == 0
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["train", "digits", "--optimizer", "lm", "--hidden", "64,64"], "would need 2,"),
+    (["train", "xor", "--optimizer", "lm", "--loss", "ce"], "minimizes squared errors"),
+    (["train", "xor", "--optimizer", "lm", "--lr", "0.1"], "has no learning rate"),
+    (["train", "xor", "--optimizer", "lm", "--batch-size", "2"], "trains on the full batch"),
+    (["train", "xor", "--optimizer", "lm", "--weight-decay", "0.1"], "does not apply weight decay"),
+])
+def test_full_batch_refusals_are_one_line_before_training(argv, message, capsys):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert message in err and err.count("\n") == 1 and out == ""  # refused before the banner
