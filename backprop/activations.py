@@ -46,11 +46,19 @@ class Activation(Layer):
     def __init__(self) -> None:
         super().__init__()
 
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        """f'(X) and f''(X), from the input ``X`` and output ``Y`` (same shape): what the
+        exact Hessian (damped Newton) needs."""
+        raise NotImplementedError(f"{self.name} has no second derivative here")
+
 
 class Identity(Activation):
     """y = x (a linear output for regression)."""
 
     name = "identity"
+
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        return xp.ones_like(X), xp.zeros_like(X)
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         return X, lambda dY: dY
@@ -60,6 +68,10 @@ class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
 
     name = "sigmoid"
+
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        d1 = Y * (1.0 - Y)
+        return d1, d1 * (1.0 - 2.0 * Y)
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         Y = sigmoid(self._ns(X), X)
@@ -71,6 +83,10 @@ class Tanh(Activation):
 
     name = "tanh"
 
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        d1 = 1.0 - Y * Y
+        return d1, -2.0 * Y * d1
+
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         Y = self._ns(X).tanh(X)
         return Y, lambda dY: dY * (1.0 - Y * Y)
@@ -81,6 +97,9 @@ class ReLU(Activation):
 
     name = "relu"
     rectifier = True
+
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        return xp.astype(Y > 0, X.dtype), xp.zeros_like(X)
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp = self._ns(X)
@@ -105,6 +124,9 @@ class LeakyReLU(Activation):
     def config(self) -> dict:
         return {"alpha": self.alpha}
 
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        return xp.astype(X > 0, X.dtype) * (1.0 - self.alpha) + self.alpha, xp.zeros_like(X)
+
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp, alpha = self._ns(X), self.alpha
         Y = xp.where(X > 0, X, alpha * X)
@@ -121,6 +143,10 @@ class Softplus(Activation):
 
     name = "softplus"
     rectifier = True
+
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        s = sigmoid(xp, X)
+        return s, s * (1.0 - s)
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp = self._ns(X)

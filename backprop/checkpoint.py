@@ -45,7 +45,7 @@ from .errors import CheckpointError, ConfigError
 from .layers import Dense, Layer
 from .lbfgs import LBFGS
 from .model import Sequential
-from .second_order import LevenbergMarquardt
+from .second_order import LevenbergMarquardt, Newton
 from .training import EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
@@ -84,7 +84,7 @@ def _layer_from_spec(spec: dict) -> Layer:
 
 OPTIMIZER_CLASSES = {cls.name: cls for cls in (optimizers.GradientDescent, optimizers.SGD,
                                                optimizers.RMSprop, optimizers.Adam, optimizers.AdamW,
-                                               LevenbergMarquardt, LBFGS)}
+                                               LevenbergMarquardt, Newton, LBFGS)}
 
 
 def _optimizer_meta(opt: optimizers.Optimizer) -> dict:

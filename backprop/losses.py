@@ -98,6 +98,10 @@ class Loss:
         """Predictions from outputs ``Z`` (N, K): the outputs themselves for regression."""
         return Z
 
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+        """The loss's Hessian in ``Z`` applied to directions ``RZ`` (..., N, K): R{dL/dZ}."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -126,6 +130,9 @@ class MeanSquaredError(Loss):
         # twice what sum does, a visible share of a small network's step.
         return xp.sum(D * D) * (0.5 * scale), D * scale
 
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+        return RZ * (2.0 / (Z.shape[0] * Z.shape[1]))
+
 
 class SquaredError(Loss):
     """The textbook's E = 1/2 * sum over samples and outputs of (z - t)^2; dE/dz = z - t.
@@ -142,6 +149,9 @@ class SquaredError(Loss):
         xp = namespace_of(Z)
         D = Z - T
         return 0.5 * xp.sum(D * D), D
+
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+        return RZ
 
 
 class BinaryCrossEntropy(Loss):
@@ -172,6 +182,10 @@ class BinaryCrossEntropy(Loss):
             raise DataError(f"{what} must hold labels or probabilities in [0, 1] for loss 'bce': for "
                             "real-valued targets pass loss='mse'")
         return T, None
+
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+        P = sigmoid(xp, Z)
+        return RZ * (P * (1.0 - P) / (Z.shape[0] * Z.shape[1]))
 
     def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
         # sigmoid(z) > 1/2 exactly when z > 0: no exp needed to count.
@@ -229,6 +243,10 @@ class CrossEntropy(Loss):
             raise DataError(f"the rows of {what} must sum to 1 for cross-entropy (one-hot or probabilities); "
                             "for several yes/no labels per sample use loss='bce'")
         return T, xp.argmax(T, axis=1)
+
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+        P = softmax(xp, Z)  # the softmax Jacobian diag(p) - p p^T, per row, over N
+        return (P * RZ - P * xp.sum(P * RZ, axis=-1, keepdims=True)) / Z.shape[0]
 
     def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
         return xp.count_nonzero(xp.argmax(Z, axis=1) == labels)

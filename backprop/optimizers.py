@@ -316,11 +316,15 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
         from .second_order import LevenbergMarquardt
 
         return LevenbergMarquardt(lr, **kwargs)
+    if key in ("newton", "damped_newton"):
+        from .second_order import Newton
+
+        return Newton(lr, **kwargs)
     if key in ("lbfgs", "l-bfgs", "l_bfgs"):
         from .lbfgs import LBFGS
 
         return LBFGS(lr, **kwargs)
     raise ConfigError(
         f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw, "
-        "lm, lbfgs"
+        "lm, newton, lbfgs"
     )

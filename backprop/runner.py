@@ -58,7 +58,7 @@ STATUSES = ("completed", "early_stopping", "converged", "interrupted", "diverged
 """How a run ended; ``converged``: a full-batch optimizer stopped by its own rule (the
 summary's ``reason`` says which)."""
 
-FULL_BATCH = ("lm", "lbfgs")
+FULL_BATCH = ("lm", "newton", "lbfgs")
 """Optimizers that train on the whole training part at once, one iteration per epoch."""
 
 Callback = Callable[[dict, Any], Any]
@@ -172,12 +172,12 @@ class Run:
             s["lr"] = None
             if "batch_size" not in given:
                 s["batch_size"] = "full"
-            if s["optimizer"] == "lm":
+            if s["optimizer"] in ("lm", "newton"):
                 if "dtype" not in given:
                     s["dtype"] = "float64"
                 if "early_stopping" not in given:
                     s["early_stopping"] = 6
-                if s["loss"] == "auto":
+                if s["loss"] == "auto" and s["optimizer"] == "lm":
                     s["loss"] = "mse"  # classes too: sigmoid outputs against 0/1, as trainlm does
             else:  # lbfgs: scikit-learn's MLP defaults, which run to convergence
                 if "epochs" not in given:

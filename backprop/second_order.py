@@ -28,7 +28,9 @@ import math
 from typing import Any
 
 from ._typing import Array
+from .activations import Activation
 from .errors import ConfigError
+from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
 from .optimizers import Optimizer, _non_negative, _positive
 
@@ -86,88 +88,54 @@ class FullBatch(Optimizer):
         raise NotImplementedError
 
 
-class LevenbergMarquardt(FullBatch):
-    """Levenberg–Marquardt for squared-error losses (``mse``, ``sse``), with ``trainlm``'s rules.
+class Damped(FullBatch):
+    """A Newton-type step (A + μI) δ = -g with ``trainlm``'s μ rules, A symmetric.
 
-    Parameters
-    ----------
-    mu : float
-        Initial damping (0.001); it evolves and is saved with the optimizer.
-    mu_dec, mu_inc : float
-        Factors after a step that lowers the error (0.1) and one that does not (10).
-    mu_max : float
-        Stop when μ would exceed this (1e10).
-    min_grad : float
-        Stop when the gradient of the loss has a norm below this (1e-7).
-    goal : float
-        Stop when the training loss reaches this (0).
-    max_jacobian_bytes : int
-        Refuse problems whose Jacobian (float64) and solve matrix would take more
-        device memory than this (256 MiB).
+    μ starts at ``mu`` (0.001), is multiplied by ``mu_dec`` (0.1) after a step that
+    lowers the loss, and by ``mu_inc`` (10) and the step retried after one that does
+    not. Training stops when μ exceeds ``mu_max`` (1e10), when the gradient of the
+    loss has a norm below ``min_grad`` (1e-7), or when the loss reaches ``goal`` (0).
+    μ evolves and is saved with the optimizer, so a resumed run goes on exactly.
     """
 
-    name = "lm"
     evolving = ("mu",)
 
     def __init__(self, lr: float | None = None, *, mu: float = 1e-3, mu_dec: float = 0.1,
                  mu_inc: float = 10.0, mu_max: float = 1e10, min_grad: float = 1e-7, goal: float = 0.0,
-                 max_jacobian_bytes: int = 256 * 2**20, **kwargs: Any) -> None:
+                 **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
         self.mu, self.mu_max = _positive(mu, "mu"), _positive(mu_max, "mu_max")
         self.mu_dec, self.mu_inc = _positive(mu_dec, "mu_dec"), _positive(mu_inc, "mu_inc")
         if not (self.mu_dec < 1.0 < self.mu_inc):
-            raise ConfigError("Levenberg–Marquardt needs mu_dec < 1 < mu_inc")
+            raise ConfigError(f"{self.name} needs mu_dec < 1 < mu_inc")
         self.min_grad, self.goal = _non_negative(min_grad, "min_grad"), _non_negative(goal, "goal")
-        self.max_jacobian_bytes = int(max_jacobian_bytes)
 
     def config(self) -> dict:
         return {**super().config(), "mu": self.mu, "mu_dec": self.mu_dec, "mu_inc": self.mu_inc,
-                "mu_max": self.mu_max, "min_grad": self.min_grad, "goal": self.goal,
-                "max_jacobian_bytes": self.max_jacobian_bytes}
+                "mu_max": self.mu_max, "min_grad": self.min_grad, "goal": self.goal}
 
     def record(self) -> dict:
         return {"mu": self.mu}
 
-    def check(self, model: Any, loss: Any, n_samples: int) -> None:
-        super().check(model, loss, n_samples)
-        if not loss.squared_residuals:
-            raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
-                              "use lbfgs for other losses")
-        rows, params = n_samples * model.n_outputs, model.n_params
-        need = jacobian_bytes(n_samples, model.n_outputs, params) + 8 * min(rows, params) ** 2 * 2
-        if need > self.max_jacobian_bytes:
-            raise ConfigError(
-                f"Levenberg–Marquardt would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "
-                f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
-                "smaller network or fewer samples")
+    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+        """``(loss, gradient of the loss (P,), solve)`` at the current parameters, where
+        ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64."""
+        raise NotImplementedError
 
     def iterate(self, step: Any, X: Array, T: Array) -> tuple[Array, str | None]:
-        """One LM iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
+        """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
         (a 0-d device array) and None, or a reason to stop."""
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        Z, J = jacobian(model, X)
-        n, k = Z.shape
-        e = xp.reshape(xp.astype(Z - T, f64), (n * k,))
-        J = xp.astype(J, f64)
-        scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0  # d loss / d theta = scale * J^T e
-        g = J.T @ e
-        before = loss.forward(Z, T)[0]
-        residual_space = n * k < J.shape[1]
-        eigenvalues, Q = xp.linalg.eigh(J @ J.T if residual_space else J.T @ J)
-        coords = Q.T @ (e if residual_space else g)
+        before, g, solve = self.curvature(step, X, T)
         theta = xp.asarray(model.flat_parameters(), copy=True)
         first = True
         while True:
-            delta = Q @ (coords / (eigenvalues + self.mu))
-            if residual_space:
-                delta = J.T @ delta
-            model.set_flat_parameters(theta - xp.astype(delta, theta.dtype))
+            model.set_flat_parameters(theta + xp.astype(solve(self.mu), theta.dtype))
             after = loss.forward(model.forward(X, loss=loss)[0], T)[0]
             if first:  # one read: the new loss, the old one and the gradient norm
-                values = xp.stack([xp.astype(after, f64), xp.astype(before, f64),
-                                   scale * xp.linalg.vector_norm(g)])
+                values = xp.stack([xp.astype(after, f64), xp.astype(before, f64), xp.linalg.vector_norm(g)])
                 new, old, grad_norm = (float(v) for v in _host(values))
                 if grad_norm < self.min_grad:
                     model.set_flat_parameters(theta)
@@ -189,6 +157,109 @@ class LevenbergMarquardt(FullBatch):
             if self.mu > self.mu_max:
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+
+class LevenbergMarquardt(Damped):
+    """Levenberg–Marquardt for squared-error losses (``mse``, ``sse``): A = JᵀJ, g = Jᵀe
+    (scaled as the loss is), with ``trainlm``'s rules (see :class:`Damped`).
+
+    ``max_jacobian_bytes``: refuse problems whose Jacobian (float64) and solve matrix
+    would take more device memory than this (256 MiB).
+    """
+
+    name = "lm"
+
+    def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
+                 **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        self.max_jacobian_bytes = int(max_jacobian_bytes)
+
+    def config(self) -> dict:
+        return {**super().config(), "max_jacobian_bytes": self.max_jacobian_bytes}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        super().check(model, loss, n_samples)
+        if not loss.squared_residuals:
+            raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
+                              "use lbfgs for other losses")
+        rows, params = n_samples * model.n_outputs, model.n_params
+        need = jacobian_bytes(n_samples, model.n_outputs, params) + 8 * min(rows, params) ** 2 * 2
+        if need > self.max_jacobian_bytes:
+            raise ConfigError(
+                f"Levenberg–Marquardt would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "
+                f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
+                "smaller network or fewer samples")
+
+    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+        model, loss = step.model, step.loss
+        xp = model.xp
+        f64 = model.backend.dtype("float64")
+        Z, J = jacobian(model, X)
+        n, k = Z.shape
+        e = xp.reshape(xp.astype(Z - T, f64), (n * k,))
+        J = xp.astype(J, f64)
+        # The loss is scale/2 * |e|^2: its gradient scale * J^T e, its Gauss-Newton matrix
+        # scale * J^T J; LM damps J^T J itself, as trainlm does, whatever the scale.
+        scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0
+        g = J.T @ e
+        residual_space = n * k < J.shape[1]
+        eigenvalues, Q = xp.linalg.eigh(J @ J.T if residual_space else J.T @ J)
+        coords = Q.T @ (e if residual_space else g)
+
+        def solve(mu: float) -> Array:
+            delta = Q @ (coords / (eigenvalues + mu))
+            return -(J.T @ delta if residual_space else delta)
+
+        return loss.forward(Z, T)[0], scale * g, solve
+
+
+class Newton(Damped):
+    """Damped Newton with the exact Hessian of any loss (:func:`backprop.hessian.hessian`):
+    A = H, with μ also raised (×``mu_inc``) until H + μI is positive definite, so that
+    every step goes downhill. It escapes some XOR local minima that LM falls into.
+
+    ``max_params``: refuse networks with more parameters than this (300): the
+    Hessian costs P passes' worth of memory and a P x P eigendecomposition.
+    """
+
+    name = "newton"
+
+    def __init__(self, lr: float | None = None, *, max_params: int = 300, **kwargs: Any) -> None:
+        super().__init__(lr, **kwargs)
+        self.max_params = int(max_params)
+
+    def config(self) -> dict:
+        return {**super().config(), "max_params": self.max_params}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        super().check(model, loss, n_samples)
+        if model.n_params > self.max_params:
+            size = model.n_params
+            raise ConfigError(f"Newton's method builds the exact {size} x {size} Hessian; "
+                              f"it is for networks of at most {self.max_params} parameters: use lm "
+                              "(squared errors) or lbfgs")
+        unsupported = [layer.name for layer in model.trunk(loss) if isinstance(layer, Activation)
+                       and type(layer).derivatives is Activation.derivatives]
+        if unsupported:
+            raise ConfigError(f"Newton's method needs second derivatives, which {unsupported[0]} has not "
+                              "here: use lm or lbfgs")
+
+    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+        model = step.model
+        xp = model.xp
+        f64 = model.backend.dtype("float64")
+        value, g, H = hessian(model, step.loss, X, T)
+        g, H = xp.astype(g, f64), xp.astype(H, f64)
+        eigenvalues, Q = xp.linalg.eigh(H)
+        lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test
+        while lowest + self.mu <= 0.0 and self.mu <= self.mu_max:
+            self.mu *= self.mu_inc
+        coords = Q.T @ g
+
+        def solve(mu: float) -> Array:
+            return -(Q @ (coords / (eigenvalues + mu)))
+
+        return value, g, solve
 
 
 def _host(values: Array) -> Any:

@@ -3,8 +3,8 @@
     python benchmarks/second_order.py [--device cpu] [--seeds 30] [--json results/second_order.json]
 
 1. Textbook XOR (2-2-1 and 2-4-1 sigmoid, U(-0.5, 0.5) weights and biases, sse):
-   how many of the seeds each of Levenberg–Marquardt and gradient descent (lr 0.5,
-   full batch) solve (every output within 0.1 of its target), and in how many
+   how many of the seeds each of Levenberg–Marquardt, damped Newton and gradient
+   descent (lr 0.5, full batch) solve (every output within 0.1 of its target), and in how many
    iterations.
 2. Noisy sine (y = sin 2x + x/2 + N(0, 0.1²), 200 points, 1-20-1 tanh, mse): the
    iterations and wall-clock seconds each of LM, L-BFGS and full-batch Adam (lr 0.01)
@@ -50,6 +50,7 @@ def xor(seeds: int, device: str) -> dict:
     solved = lambda m: float(np.max(np.abs(np.asarray(m.predict(XOR_X)) - XOR_Y))) < 0.1  # noqa: E731
     for hidden in (2, 4):
         for name, fit in (("lm", dict(optimizer="lm", epochs=100)),
+                          ("newton", dict(optimizer="newton", epochs=100)),
                           ("gd", dict(optimizer="gd", lr=0.5, epochs=2000, batch_size="full"))):
             its = [first_epoch(textbook(hidden, s, device), XOR_X, XOR_Y, solved, loss="sse", **fit)[0]
                    for s in range(seeds)]

@@ -140,7 +140,7 @@ BAD_INPUTS = [
     (dict(X=np.ones((4, 2)), y=np.zeros(4, int), batch_size=0), "batch_size"),
     (dict(X=np.ones((4, 2)), y=np.zeros(4, int), validation_split=1.5), "validation_split"),
     (dict(X=np.ones((4, 2)), y=np.zeros(4, int), early_stopping=3), "validation"),
-    (dict(X=np.ones((4, 2)), y=np.zeros(4, int), optimizer="newton"), "unknown optimizer"),
+    (dict(X=np.ones((4, 2)), y=np.zeros(4, int), optimizer="newton-raphson"), "unknown optimizer"),
     (dict(X=np.ones((4, 2)), y=np.zeros(4, int), loss="hinge"), "unknown loss"),
     (dict(X=np.ones((4, 2)), y=np.zeros(4, int), lr=-1.0), "positive"),
 ]

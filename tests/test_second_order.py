@@ -34,13 +34,13 @@ def sine(n=200, seed=0):
     return x, np.sin(2.0 * x[:, 0]) + x[:, 0] / 2.0 + rng.normal(0.0, 0.1, n)
 
 
-def iterations_to_solve(model, limit):
-    """LM on XOR: (first iteration with every output within 0.1 of its target, history)."""
+def iterations_to_solve(model, limit, optimizer="lm"):
+    """XOR: (first iteration with every output within 0.1 of its target, history)."""
     solved = []
     def within(record, m):
         solved.append(np.max(np.abs(m.predict(XOR_X) - XOR_Y)) < 0.1)
 
-    history = model.fit(XOR_X, XOR_Y, loss="sse", optimizer="lm", epochs=limit, callbacks=[within])
+    history = model.fit(XOR_X, XOR_Y, loss="sse", optimizer=optimizer, epochs=limit, callbacks=[within])
     return next((i + 1 for i, ok in enumerate(solved) if ok), None), history
 
 
@@ -255,3 +255,64 @@ def test_full_batch_refusals_are_one_line_before_training(argv, message, capsys)
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert message in err and err.count("\n") == 1 and out == ""  # refused before the banner
+
+
+# -- damped Newton ------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ["cpu", "strict", "torch", "cuda"])
+@pytest.mark.parametrize("activation,output,loss", [
+    ("tanh", None, "mse"), ("sigmoid", "sigmoid", "sse"), ("softplus", None, "ce"),
+    ("leaky_relu", None, "bce")])
+def test_the_hessian_agrees_with_differences_of_the_gradient(spec, activation, output, loss):
+    from backprop.hessian import hessian
+    from backprop.targets import as_targets
+
+    backend = load(spec)
+    k = 3 if loss == "ce" else 2
+    model = bp.mlp([3, 4, 3, k], activation=activation, output=output, dtype="float64", seed=0,
+                   device=backend)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 3))
+    y = {"ce": rng.integers(0, k, 6), "bce": rng.integers(0, 2, (6, k))}.get(loss, rng.normal(size=(6, k)))
+    L = bp.losses.get(loss)
+    with backend.activate():
+        Xd = backend.asarray(X, "float64")
+        T, _ = as_targets(backend, model.dtype, y, L, k, 6)
+        _, g, H = hessian(model, L, Xd, T)
+    H = to_np(H)
+    theta = to_np(model.flat_parameters()).copy()
+    numeric = np.zeros_like(H)
+    for p in range(len(theta)):
+        columns = []
+        for sign in (1.0, -1.0):
+            bumped = theta.copy()
+            bumped[p] += sign * 1e-5
+            model.set_flat_parameters(bumped)
+            model.loss_and_gradients(X, y, loss=loss)
+            columns.append(to_np(model.flat_gradients()))
+        numeric[:, p] = (columns[0] - columns[1]) / 2e-5
+    model.set_flat_parameters(theta)
+    assert np.max(np.abs(H - numeric)) <= 1e-7 * np.max(np.abs(H))
+    np.testing.assert_array_equal(H, H.T)
+    model.loss_and_gradients(X, y, loss=loss)
+    np.testing.assert_allclose(to_np(g), to_np(model.flat_gradients()), rtol=1e-12, atol=1e-15)
+
+
+def test_newton_solves_the_textbook_xor_2_2_1():
+    needed = [iterations_to_solve(textbook(2, seed), 100, "newton")[0] for seed in range(30)]
+    assert sum(it is not None for it in needed) >= 28, needed
+
+
+def test_newton_steps_go_downhill_and_agree_across_backends(other_backend):
+    x, t = sine(n=30)
+    runs = []
+    for backend in (bp.get_backend("cpu"), other_backend):
+        model = bp.mlp([1, 4, 1], activation="tanh", dtype="float64", seed=1, device=backend)
+        history = model.fit(x, t, loss="mse", optimizer="newton", epochs=8)
+        runs.append(history["train_loss"])
+    assert all(b < a for a, b in zip(runs[0], runs[0][1:]))
+    np.testing.assert_allclose(runs[1], runs[0], rtol=1e-9)
+
+
+def test_newton_refuses_large_networks(capsys):
+    assert main(["train", "moons", "--optimizer", "newton", "--hidden", "32,32"]) == 2
+    assert "at most 300 parameters: use lm" in capsys.readouterr().err

@@ -19,7 +19,7 @@ from ..errors import BackpropError
 from ..initializers import INITIALIZERS
 from ..schedules import SCHEDULES
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", "lbfgs")
+OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", "newton", "lbfgs")
 HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
 
 
@@ -114,7 +114,7 @@ def _train_parser(commands) -> None:
     g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
     g = p.add_argument_group("training")
     g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                   help="adam (default); lm (Levenberg–Marquardt) and lbfgs train on the full batch")
+                   help="adam (default); lm (Levenberg–Marquardt), newton and lbfgs train on the full batch")
     g.add_argument("--lr", type=_positive_float, default=None, help="learning rate (the optimizer's default)")
     g.add_argument("--momentum", type=_range(0.0, 1.0, "in [0, 1)"), default=None,
                    help="for sgd, momentum and nesterov (0.9 for the latter two)")
