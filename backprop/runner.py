@@ -185,6 +185,10 @@ class Run:
                 if "early_stopping" not in given:
                     s["early_stopping"] = None
         self.settings, self.given, self.resumed = s, given, ck is not None
+        self.notes: list[str] = []  # one-line remarks a client may show
+        if s["optimizer"] in ("lm", "newton") and s["dtype"] == "float32":
+            self.notes.append(f"{s['optimizer']}: the model is float32, but its damped system is formed and "
+                              "solved in float64 (J^T J squares the condition number of J)")
         self.save_path = save or (resume if ck else None)
         self.plot = plot
         if plot:

@@ -316,3 +316,45 @@ def test_newton_steps_go_downhill_and_agree_across_backends(other_backend):
 def test_newton_refuses_large_networks(capsys):
     assert main(["train", "moons", "--optimizer", "newton", "--hidden", "32,32"]) == 2
     assert "at most 300 parameters: use lm" in capsys.readouterr().err
+
+
+def test_lbfgs_reads_one_scalar_and_one_gradient_per_evaluation(monkeypatch):
+    from backprop import lbfgs
+
+    reads = []
+    real = lbfgs.to_numpy_any
+    monkeypatch.setattr(lbfgs, "to_numpy_any", lambda x: (reads.append(tuple(x.shape)), real(x))[1])
+    evaluations = {"n": 0}
+    real_minimize = lbfgs.minimize
+
+    def counted(fun, *args, **kwargs):
+        def wrapped(theta):
+            evaluations["n"] += 1
+            return fun(theta)
+
+        return real_minimize(wrapped, *args, **kwargs)
+
+    monkeypatch.setattr(lbfgs, "minimize", counted)
+    x, t = sine(n=30)
+    model = bp.mlp([1, 4, 1], activation="tanh", dtype="float64", seed=0, device="strict")
+    model.fit(x, t, loss="mse", optimizer="lbfgs", epochs=5)
+    P = model.n_params
+    # the starting point, then per evaluation: (loss, objective) and the gradient
+    assert reads == [(P,)] + [(2,), (P,)] * evaluations["n"]
+
+
+def test_lm_in_float32_says_it_solves_in_float64(capsys):
+    assert main(["train", "xor", "--optimizer", "lm", "--dtype", "float32", "--quiet"]) == 0
+    assert main(["train", "xor", "--optimizer", "lm", "--dtype", "float32", "--epochs", "3"]) == 0
+    assert "solved in float64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("loss", ["mse", "sse"])
+def test_lm_min_grad_reads_the_gradient_of_the_loss(numpy_backend, loss):
+    x, t = sine(n=40)
+    model = bp.mlp([1, 5, 1], activation="tanh", dtype="float64", seed=0)
+    history = model.fit(x, t, loss=loss, optimizer=LevenbergMarquardt(min_grad=1e-2), epochs=100)
+    reported = float(history.converged.split("gradient norm ")[1].split(" ")[0])
+    _, grads = model.loss_and_gradients(x, t, loss=loss)  # the stop keeps the weights it measured
+    true = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
+    assert reported == pytest.approx(true, rel=2e-3) and true < 1e-2

@@ -53,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
     mode = "json" if args.json else "quiet" if args.quiet else "bar" if _terminal_width() else "lines"
     if mode not in ("json", "quiet"):
         print(_banner(job), flush=True)
+    if mode != "quiet":
+        for note in job.notes:
+            print(f"backprop: note: {note}", file=sys.stderr)
     progress = Progress(mode, model.epoch, s["epochs"], model.backend.label, model.backend.name)
     with _Interrupt() as interrupt:
         try:
