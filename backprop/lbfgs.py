@@ -71,11 +71,12 @@ class LBFGS(FullBatch):
                 grads = [g + self.weight_decay * p if d else g for g, p, d in zip(grads, params, decayed)]
                 penalty = sum(0.5 * self.weight_decay * xp.sum(p * p) for p, d in zip(params, decayed) if d)
             right = loss.correct(xp, Z, T, labels)
-            parts = [xp.astype(value, f64), xp.astype(value + penalty, f64)]
+            parts = [xp.astype(value, f64, copy=False), xp.astype(value + penalty, f64, copy=False)]
             if right is not None:
-                parts.append(xp.astype(right, f64))
+                parts.append(xp.astype(right, f64, copy=False))
             host = to_numpy_any(xp.stack(parts))  # one read: loss, objective (and right count)
-            gradient = to_numpy_any(xp.astype(xp.concat([xp.reshape(g, (-1,)) for g in grads]), f64))
+            flat = xp.concat([xp.reshape(g, (-1,)) for g in grads])
+            gradient = to_numpy_any(xp.astype(flat, f64, copy=False))
             last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
             return float(host[1]), np.asarray(gradient, dtype=np.float64)
 

@@ -132,10 +132,11 @@ class Damped(FullBatch):
         theta = xp.asarray(model.flat_parameters(), copy=True)
         first = True
         while True:
-            model.set_flat_parameters(theta + xp.astype(solve(self.mu), theta.dtype))
+            model.set_flat_parameters(theta + xp.astype(solve(self.mu), theta.dtype, copy=False))
             after = loss.forward(model.forward(X, loss=loss)[0], T)[0]
             if first:  # one read: the new loss, the old one and the gradient norm
-                values = xp.stack([xp.astype(after, f64), xp.astype(before, f64), xp.linalg.vector_norm(g)])
+                values = xp.stack([xp.astype(after, f64, copy=False), xp.astype(before, f64, copy=False),
+                                   xp.linalg.vector_norm(g)])
                 new, old, grad_norm = (float(v) for v in _host(values))
                 if grad_norm < self.min_grad:
                     model.set_flat_parameters(theta)
@@ -196,8 +197,8 @@ class LevenbergMarquardt(Damped):
         f64 = model.backend.dtype("float64")
         Z, J = jacobian(model, X)
         n, k = Z.shape
-        e = xp.reshape(xp.astype(Z - T, f64), (n * k,))
-        J = xp.astype(J, f64)
+        e = xp.reshape(xp.astype(Z - T, f64, copy=False), (n * k,))
+        J = xp.astype(J, f64, copy=False)
         # The loss is scale/2 * |e|^2: its gradient scale * J^T e, its Gauss-Newton matrix
         # scale * J^T J; LM damps J^T J itself, as trainlm does, whatever the scale.
         scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0
@@ -249,7 +250,7 @@ class Newton(Damped):
         xp = model.xp
         f64 = model.backend.dtype("float64")
         value, g, H = hessian(model, step.loss, X, T)
-        g, H = xp.astype(g, f64), xp.astype(H, f64)
+        g, H = xp.astype(g, f64, copy=False), xp.astype(H, f64, copy=False)
         eigenvalues, Q = xp.linalg.eigh(H)
         lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test
         while lowest + self.mu <= 0.0 and self.mu <= self.mu_max:
