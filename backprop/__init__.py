@@ -24,10 +24,11 @@ from .training import EPOCH_KEYS, EarlyStopping, FitState, History, TrainingDive
 
 __all__ = [
     "EPOCH_KEYS", "SGD", "Adam", "AdamW", "BackendError", "BackendUnavailable", "BackpropError",
-    "BinaryCrossEntropy", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy", "DataError",
-    "Dense", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult", "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton",
-    "Identity", "Layer", "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Run", "Sequential", "Sigmoid",
-    "Softmax", "Softplus", "SquaredError", "Step", "StepDecay", "Tanh", "TrainingDiverged", "__version__",
-    "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian", "initializers", "jacobian", "losses",
-    "mlp", "optimizers", "run", "schedules",
+    "BinaryCrossEntropy", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy",
+    "DataError", "Dense", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult",
+    "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton", "Identity", "Layer",
+    "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Run", "Sequential", "Sigmoid", "Softmax",
+    "Softplus", "SquaredError", "Step", "StepDecay", "Tanh", "TrainingDiverged", "__version__",
+    "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
+    "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
 ]
