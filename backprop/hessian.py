@@ -24,9 +24,10 @@ from .errors import ConfigError
 from .layers import Dense
 
 
-def hessian(model: Any, loss: Any, X: Array, T: Array) -> tuple[Array, Array, Array]:
+def hessian(model: Any, loss: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array, Array]:
     """``(loss, gradient (P,), Hessian (P, P))`` of ``loss`` at the model's parameters on
-    device arrays ``X`` (N, F), ``T`` (N, K), in the model's dtype."""
+    device arrays ``X`` (N, F), ``T`` (N, K), sample weights ``S`` (N,) or None, in the
+    model's dtype."""
     xp = model.xp
     dt = X.dtype
     P = model.n_params
@@ -62,8 +63,8 @@ def hessian(model: Any, loss: Any, X: Array, T: Array) -> tuple[Array, Array, Ar
         tape.append((layer, H, R, Y))
         H, R = Y, RY
     Z, RZ = H, R
-    value, dY = loss.forward(Z, T)
-    RdY = loss.curvature(xp, Z, T, RZ)
+    value, dY = loss.forward(Z, T, S)
+    RdY = loss.curvature(xp, Z, T, RZ, S)
     grads, rows = {}, {}
     for layer, Xin, Rin, Y in reversed(tape):
         if isinstance(layer, Dense):

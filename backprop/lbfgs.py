@@ -52,7 +52,8 @@ class LBFGS(FullBatch):
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         pass  # any loss; weight decay applies
 
-    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None) -> None:
+    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
+            S: Array | None = None) -> None:
         step, model = epochs.step, epochs.step.model
         xp, loss, backend = model.xp, step.loss, model.backend
         f64 = backend.dtype("float64")
@@ -61,7 +62,7 @@ class LBFGS(FullBatch):
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             model.set_flat_parameters(theta)
-            value, Z, grads = step.gradients(X, T)
+            value, Z, grads = step.gradients(X, T, S)
             for hook in step.hooks:  # the seam, as in every step
                 replaced = hook(grads, step)
                 grads = list(replaced) if replaced is not None else grads

@@ -53,12 +53,16 @@ class Loss:
         """Targets are class labels (accuracy is reported)."""
         return self.task != "regression"
 
-    def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
-        """Loss of outputs ``Z`` (N, K) against targets ``T`` (N, K); returns ``(loss, dL/dZ)``."""
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
+        """Loss of outputs ``Z`` (N, K) against targets ``T`` (N, K); returns ``(loss, dL/dZ)``.
+
+        ``S`` (N,): sample weights, scaled by the caller to mean 1 over the whole data, so
+        that a batch's loss is the mean of S_n l_n and an epoch's the weighted mean.
+        """
         raise NotImplementedError
 
-    def __call__(self, Z: Array, T: Array) -> Array:
-        return self.forward(Z, T)[0]
+    def __call__(self, Z: Array, T: Array, S: Array | None = None) -> Array:
+        return self.forward(Z, T, S)[0]
 
     # -- targets ---------------------------------------------------------------
     def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
@@ -98,7 +102,7 @@ class Loss:
         """Predictions from outputs ``Z`` (N, K): the outputs themselves for regression."""
         return Z
 
-    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
         """The loss's Hessian in ``Z`` applied to directions ``RZ`` (..., N, K): R{dL/dZ}."""
         raise NotImplementedError
 
@@ -122,16 +126,17 @@ class MeanSquaredError(Loss):
     name = "mse"
     squared_residuals = True
 
-    def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         xp = namespace_of(Z)
         D = Z - T
+        Dw = _weigh(D, S)
         scale = 2.0 / (Z.shape[0] * Z.shape[1])
         # sum * (1/count), not mean: NumPy's mean is a Python-level wrapper that costs
         # twice what sum does, a visible share of a small network's step.
-        return xp.sum(D * D) * (0.5 * scale), D * scale
+        return xp.sum(D * Dw) * (0.5 * scale), Dw * scale
 
-    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
-        return RZ * (2.0 / (Z.shape[0] * Z.shape[1]))
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
+        return _weigh(RZ, S) * (2.0 / (Z.shape[0] * Z.shape[1]))
 
 
 class SquaredError(Loss):
@@ -145,13 +150,14 @@ class SquaredError(Loss):
     reduction = "sum"
     squared_residuals = True
 
-    def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         xp = namespace_of(Z)
         D = Z - T
-        return 0.5 * xp.sum(D * D), D
+        Dw = _weigh(D, S)
+        return 0.5 * xp.sum(D * Dw), Dw
 
-    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
-        return RZ
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
+        return _weigh(RZ, S)
 
 
 class BinaryCrossEntropy(Loss):
@@ -166,14 +172,14 @@ class BinaryCrossEntropy(Loss):
     link = Sigmoid
     task = "binary"
 
-    def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         xp = namespace_of(Z)
         # softplus(z) and sigmoid(z) both from E = exp(-|z|) (never overflows): one exp, not two.
         E = xp.exp(-xp.abs(Z))
         inv = 1.0 / (Z.shape[0] * Z.shape[1])
-        loss = xp.sum(xp.maximum(Z, 0.0) + xp.log1p(E) - T * Z) * inv  # the mean, as in MSE
+        loss = xp.sum(_weigh(xp.maximum(Z, 0.0) + xp.log1p(E) - T * Z, S)) * inv  # the mean, as in MSE
         P = xp.where(Z >= 0, 1.0, E) / (1.0 + E)
-        return loss, (P - T) * inv
+        return loss, _weigh(P - T, S) * inv
 
     def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
                 what: str = "y") -> tuple[Array, Array | None]:
@@ -183,9 +189,9 @@ class BinaryCrossEntropy(Loss):
                             "real-valued targets pass loss='mse'")
         return T, None
 
-    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
         P = sigmoid(xp, Z)
-        return RZ * (P * (1.0 - P) / (Z.shape[0] * Z.shape[1]))
+        return _weigh(RZ * (P * (1.0 - P)), S) / (Z.shape[0] * Z.shape[1])
 
     def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
         # sigmoid(z) > 1/2 exactly when z > 0: no exp needed to count.
@@ -212,12 +218,12 @@ class CrossEntropy(Loss):
     link = Softmax
     task = "multiclass"
 
-    def forward(self, Z: Array, T: Array) -> tuple[Array, Array]:
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         xp = namespace_of(Z)
         logp = log_softmax(xp, Z)
         n = Z.shape[0]
-        loss = -xp.sum(T * logp) / n
-        return loss, (xp.exp(logp) - T) * (1.0 / n)
+        loss = -xp.sum(_weigh(T * logp, S)) / n
+        return loss, _weigh(xp.exp(logp) - T, S) * (1.0 / n)
 
     def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
                 what: str = "y") -> tuple[Array, Array | None]:
@@ -244,9 +250,9 @@ class CrossEntropy(Loss):
                             "for several yes/no labels per sample use loss='bce'")
         return T, xp.argmax(T, axis=1)
 
-    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array) -> Array:
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
         P = softmax(xp, Z)  # the softmax Jacobian diag(p) - p p^T, per row, over N
-        return (P * RZ - P * xp.sum(P * RZ, axis=-1, keepdims=True)) / Z.shape[0]
+        return _weigh(P * RZ - P * xp.sum(P * RZ, axis=-1, keepdims=True), S) / Z.shape[0]
 
     def correct(self, xp: Any, Z: Array, T: Array, labels: Array | None) -> Array:
         return xp.count_nonzero(xp.argmax(Z, axis=1) == labels)
@@ -256,6 +262,11 @@ class CrossEntropy(Loss):
 
     def predict(self, xp: Any, Z: Array) -> Array:
         return xp.argmax(Z, axis=1)
+
+
+def _weigh(A: Array, S: Array | None) -> Array:
+    """Rows of ``A`` (..., N, K) times the sample weights ``S`` (N,); ``A`` itself without."""
+    return A if S is None else A * S[:, None]
 
 
 def _device(x: Array) -> Any:

@@ -62,13 +62,15 @@ class FullBatch(Optimizer):
         if self.weight_decay:
             raise ConfigError(f"{self.name} does not apply weight decay: use lbfgs, or drop weight_decay")
 
-    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None) -> None:
-        """The epochs of ``span``, one :meth:`iterate` each, with ``fit``'s bookkeeping ``epochs``."""
+    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
+            S: Array | None = None) -> None:
+        """The epochs of ``span``, one :meth:`iterate` each, with ``fit``'s bookkeeping ``epochs``;
+        ``S`` (N,): sample weights scaled to mean 1, or None."""
         step = epochs.step
         loss, xp = step.loss, step.model.xp
         for epoch in span:
             epochs.begin(epoch)
-            value, reason = self.iterate(step, X, T)
+            value, reason = self.iterate(step, X, T, S)
             total = value * X.shape[0] if loss.reduction == "mean" else value
             correct = None
             if loss.classification:
@@ -84,7 +86,7 @@ class FullBatch(Optimizer):
         """What this optimizer adds to an epoch record."""
         return {}
 
-    def iterate(self, step: Any, X: Array, T: Array) -> tuple[Array, str | None]:
+    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
         raise NotImplementedError
 
 
@@ -117,23 +119,23 @@ class Damped(FullBatch):
     def record(self) -> dict:
         return {"mu": self.mu}
 
-    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
         """``(loss, gradient of the loss (P,), solve)`` at the current parameters, where
         ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64."""
         raise NotImplementedError
 
-    def iterate(self, step: Any, X: Array, T: Array) -> tuple[Array, str | None]:
+    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
         """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
         (a 0-d device array) and None, or a reason to stop."""
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        before, g, solve = self.curvature(step, X, T)
+        before, g, solve = self.curvature(step, X, T, S)
         theta = xp.asarray(model.flat_parameters(), copy=True)
         first = True
         while True:
             model.set_flat_parameters(theta + xp.astype(solve(self.mu), theta.dtype, copy=False))
-            after = loss.forward(model.forward(X, loss=loss)[0], T)[0]
+            after = loss.forward(model.forward(X, loss=loss)[0], T, S)[0]
             if first:  # one read: the new loss, the old one and the gradient norm
                 values = xp.stack([xp.astype(after, f64, copy=False), xp.astype(before, f64, copy=False),
                                    xp.linalg.vector_norm(g)])
@@ -191,7 +193,7 @@ class LevenbergMarquardt(Damped):
                 f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
                 "smaller network or fewer samples")
 
-    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
@@ -199,6 +201,9 @@ class LevenbergMarquardt(Damped):
         n, k = Z.shape
         e = xp.reshape(xp.astype(Z - T, f64, copy=False), (n * k,))
         J = xp.astype(J, f64, copy=False)
+        if S is not None:  # weighted squares: the residuals and their rows times sqrt(S_n)
+            root = xp.reshape(xp.broadcast_to(xp.sqrt(xp.astype(S, f64))[:, None], (n, k)), (n * k,))
+            e, J = e * root, J * root[:, None]
         # The loss is scale/2 * |e|^2: its gradient scale * J^T e, its Gauss-Newton matrix
         # scale * J^T J; LM damps J^T J itself, as trainlm does, whatever the scale.
         scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0
@@ -211,7 +216,7 @@ class LevenbergMarquardt(Damped):
             delta = Q @ (coords / (eigenvalues + mu))
             return -(J.T @ delta if residual_space else delta)
 
-        return loss.forward(Z, T)[0], scale * g, solve
+        return loss.forward(Z, T, S)[0], scale * g, solve
 
 
 class Newton(Damped):
@@ -245,11 +250,11 @@ class Newton(Damped):
             raise ConfigError(f"Newton's method needs second derivatives, which {unsupported[0]} has not "
                               "here: use lm or lbfgs")
 
-    def curvature(self, step: Any, X: Array, T: Array) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
         model = step.model
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        value, g, H = hessian(model, step.loss, X, T)
+        value, g, H = hessian(model, step.loss, X, T, S)
         g, H = xp.astype(g, f64, copy=False), xp.astype(H, f64, copy=False)
         eigenvalues, Q = xp.linalg.eigh(H)
         lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test

@@ -51,15 +51,16 @@ class Step:
         # small network's step is bound by Python overhead, not arithmetic.
         self.layers = model.trunk(loss)
 
-    def gradients(self, X: Array, T: Array) -> tuple[Array, Array, list[Array]]:
-        """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K).
+    def gradients(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array, list[Array]]:
+        """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K), with
+        sample weights ``S`` (B,) or None (see :meth:`Loss.forward`).
 
         Returns ``(loss, Z, grads)``: the batch loss (0-d), the logits the loss read
         (B, K) and the gradients in parameter order. Nothing changes the parameters.
         Call it inside ``model.backend.activate()`` (``fit`` does).
         """
         Z, backward = chain(self.layers, X, train=True, input_grad=False)
-        value, dZ = self.loss.forward(Z, T)
+        value, dZ = self.loss.forward(Z, T, S)
         backward(dZ)
         return value, Z, self.model.gradient_list()
 
@@ -67,9 +68,9 @@ class Step:
         """Change the parameters from ``grads`` (the optimizer's rule, in place)."""
         self.optimizer.step(self.params, grads)
 
-    def __call__(self, X: Array, T: Array) -> tuple[Array, Array]:
+    def __call__(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""
-        value, Z, grads = self.gradients(X, T)
+        value, Z, grads = self.gradients(X, T, S)
         for hook in self.hooks:  # the seam
             replaced = hook(grads, self)
             if replaced is not None:
@@ -82,11 +83,13 @@ class Step:
 
 
 def train_epoch(step: Step, X: Array, T: Array, labels: Array | None,
-                batches: list[tuple[int, int]]) -> tuple[Array, Array | None]:
+                batches: list[tuple[int, int]],
+                S: Array | None = None) -> tuple[Array, Array | None]:
     """One pass of training steps over the ``batches`` (row spans) of device arrays.
 
-    ``X`` (N, F), ``T`` (N, K), ``labels`` (N,) or None. Returns the summed loss
-    and the number of right predictions as 0-d device arrays: nothing here waits
+    ``X`` (N, F), ``T`` (N, K), ``labels`` (N,) or None, sample weights ``S`` (N,) or
+    None. Returns the summed loss and the number of right predictions as 0-d device
+    arrays: nothing here waits
     for the device. This is the loop ``fit`` runs each epoch and the one
     ``backprop bench`` times.
     """
@@ -94,7 +97,7 @@ def train_epoch(step: Step, X: Array, T: Array, labels: Array | None,
     values, hits = [], []
     for start, stop in batches:
         T_b = T[start:stop, ...]
-        value, Z = step(X[start:stop, ...], T_b)
+        value, Z = step(X[start:stop, ...], T_b, None if S is None else S[start:stop])
         values.append(value)
         hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
     return batching.totals(xp, values, hits, batches, loss)

@@ -220,8 +220,10 @@ class _Epochs:
         return history.stopped_early or any(answer is True for answer in answers)
 
 
-def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float):
-    """A seeded random split into (train, validation) parts, on the device."""
+def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float,
+           S: Array | None = None):
+    """A seeded random split into (train, validation) parts, on the device; the training
+    part also carries its sample weights ``S`` (or None)."""
     xp, n = model.xp, X.shape[0]
     order, n_val = validation_order(n, fraction, model.seed)
     order = model.backend.asarray(order)  # one upload, sliced on the device
@@ -229,7 +231,26 @@ def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float
     for idx in (order[n_val:], order[:n_val]):
         parts.append((xp.take(X, idx, axis=0), xp.take(T, idx, axis=0),
                       None if labels is None else xp.take(labels, idx, axis=0)))
-    return parts
+    return parts, None if S is None else xp.take(S, order[n_val:], axis=0)
+
+
+def _sample_weights(backend: Any, dtype: Any, weights: Any, n: int) -> Array:
+    """User sample weights (N,) as a checked device array in the model's dtype."""
+    xp = backend.xp
+    S = upload(backend, weights, "sample_weight", dtype)
+    if S.ndim != 1 or S.shape[0] != n:
+        raise DataError(f"sample_weight has shape {tuple(S.shape)} but there are {n} samples: give one "
+                        "weight per sample")
+    if not bool(xp.all(xp.isfinite(S))) or bool(xp.any(S < 0)):
+        raise DataError("sample_weight must hold finite, non-negative numbers")
+    if not bool(xp.sum(S) > 0):
+        raise DataError("sample_weight sums to 0: at least one sample must count")
+    return S
+
+
+def _mean_one(xp: Any, S: Array | None) -> Array | None:
+    """Weights scaled to mean 1, so that a batch's mean of S_n l_n estimates the weighted mean."""
+    return None if S is None else S * (S.shape[0] / xp.sum(S))
 
 
 def validation_order(n: int, fraction: float, seed: int) -> tuple[Any, int]:
@@ -279,7 +300,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
         schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = (),
-        gradient_hooks: Sequence[GradientHook] = ()) -> History:
+        gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None) -> History:
     """Train ``model`` on ``X`` (N, n_inputs) and targets ``y``.
 
     Parameters
@@ -317,6 +338,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         Called after every epoch with that epoch's record; returning True stops.
     gradient_hooks : callables ``f(grads, step)``
         Run on every batch between the backward pass and the update (see :mod:`backprop.step`).
+    sample_weight : array (N,)
+        Non-negative weight of each sample: the training loss is the weighted mean (a
+        weight of 2 counts a sample twice; with mini-batches, in expectation). The
+        validation loss and the accuracies stay unweighted.
 
     Returns
     -------
@@ -339,6 +364,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         else:
             loss_obj = losses.get(loss)
         T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
+        S = None if sample_weight is None else _sample_weights(backend, dtype, sample_weight, Xd.shape[0])
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise DataError("validation_data must be a pair (X_val, y_val)")
@@ -347,9 +373,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                                       Xv.shape[0], "y_val")
             val = (Xv, Tv, labels_v)
         elif validation_split:
-            (Xd, T, labels), val = _split(model, Xd, T, labels, validation_split)
+            ((Xd, T, labels), val), S = _split(model, Xd, T, labels, validation_split, S)
         else:
             val = None
+        S = _mean_one(xp, S)
 
         n = Xd.shape[0]
         if batch_size not in (None, "full"):
@@ -382,7 +409,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         opt.schedule.plan(first_epoch + epochs)
         epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024))
         if getattr(opt, "full_batch", False):
-            opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels)
+            opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels, S)
         else:
             spans = batching.spans(n, batch_size)
             for epoch in range(first_epoch, first_epoch + epochs):
@@ -391,9 +418,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                     order = backend.asarray(state.shuffle_rng.permutation(n))
                     Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)
                     Le = None if labels is None else xp.take(labels, order, axis=0)
+                    Se = None if S is None else xp.take(S, order, axis=0)
                 else:
-                    Xe, Te, Le = Xd, T, labels
-                if epochs_run.end(*train_epoch(step, Xe, Te, Le, spans)):
+                    Xe, Te, Le, Se = Xd, T, labels, S
+                if epochs_run.end(*train_epoch(step, Xe, Te, Le, spans, Se)):
                     break
 
         if watch is not None and watch.best_params is not None and watch.best_epoch != state.epoch:
