@@ -49,9 +49,6 @@ class LBFGS(FullBatch):
     def config(self) -> dict:
         return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}
 
-    def check(self, model: Any, loss: Any, n_samples: int) -> None:
-        pass  # any loss; weight decay applies
-
     def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
             S: Array | None = None) -> None:
         step, model = epochs.step, epochs.step.model

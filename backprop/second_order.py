@@ -59,8 +59,6 @@ class FullBatch(Optimizer):
 
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         """Refuse a model, loss or data size this method cannot train; nothing is changed."""
-        if self.weight_decay:
-            raise ConfigError(f"{self.name} does not apply weight decay: use lbfgs, or drop weight_decay")
 
     def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
             S: Array | None = None) -> None:
@@ -68,6 +66,9 @@ class FullBatch(Optimizer):
         ``S`` (N,): sample weights scaled to mean 1, or None."""
         step = epochs.step
         loss, xp = step.loss, step.model.xp
+        # The sum of the user's weights, before fit scaled them to mean 1: LM's JᵀJ is the
+        # Gauss-Newton matrix of the raw weighted squares, so that a weight of 2 is a repeat.
+        self.weight_sum = getattr(epochs, "weight_sum", None)
         for epoch in span:
             epochs.begin(epoch)
             value, reason = self.iterate(step, X, T, S)
@@ -120,9 +121,15 @@ class Damped(FullBatch):
         return {"mu": self.mu}
 
     def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
-        """``(loss, gradient of the loss (P,), solve)`` at the current parameters, where
-        ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64."""
+        """``(loss, gradient of the objective (P,), solve)`` at the current parameters, where
+        ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64. The objective is
+        the loss plus ½·wd·‖W‖² over the weight matrices; ``self.decayed`` (P,) marks their
+        entries (1.0) among the flat parameters and ``self.theta`` holds those in float64."""
         raise NotImplementedError
+
+    def _penalty(self, xp: Any, theta: Array) -> Array:
+        """½·wd·‖W‖² of flat parameters ``theta`` (float64), a 0-d device array."""
+        return 0.5 * self.weight_decay * xp.sum(self.decayed * theta * theta)
 
     def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
         """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
@@ -130,14 +137,23 @@ class Damped(FullBatch):
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        before, g, solve = self.curvature(step, X, T, S)
         theta = xp.asarray(model.flat_parameters(), copy=True)
+        self.theta = xp.astype(theta, f64)
+        self.decayed = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
+                                                     device=model.backend.device), (-1,))
+                                  for p in model.parameter_list()])
+        before, g, solve = self.curvature(step, X, T, S)
+        base = xp.astype(before, f64) + self._penalty(xp, self.theta) if self.weight_decay else before
         first = True
         while True:
-            model.set_flat_parameters(theta + xp.astype(solve(self.mu), theta.dtype, copy=False))
+            trial = theta + xp.astype(solve(self.mu), theta.dtype, copy=False)
+            model.set_flat_parameters(trial)
             after = loss.forward(model.forward(X, loss=loss)[0], T, S)[0]
-            if first:  # one read: the new loss, the old one and the gradient norm
-                values = xp.stack([xp.astype(after, f64, copy=False), xp.astype(before, f64, copy=False),
+            objective = after
+            if self.weight_decay:
+                objective = xp.astype(after, f64) + self._penalty(xp, xp.astype(trial, f64))
+            if first:  # one read: the new objective, the old one and the gradient norm
+                values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
                                    xp.linalg.vector_norm(g)])
                 new, old, grad_norm = (float(v) for v in _host(values))
                 if grad_norm < self.min_grad:
@@ -148,7 +164,7 @@ class Damped(FullBatch):
                     return before, f"the loss {old:.6g} reached the goal {self.goal:g}"
                 first = False
             else:
-                new = float(after)
+                new = float(objective)
             if new < old:
                 self.mu *= self.mu_dec
                 self.t += 1
@@ -201,16 +217,30 @@ class LevenbergMarquardt(Damped):
         n, k = Z.shape
         e = xp.reshape(xp.astype(Z - T, f64, copy=False), (n * k,))
         J = xp.astype(J, f64, copy=False)
-        if S is not None:  # weighted squares: the residuals and their rows times sqrt(S_n)
-            root = xp.reshape(xp.broadcast_to(xp.sqrt(xp.astype(S, f64))[:, None], (n, k)), (n * k,))
-            e, J = e * root, J * root[:, None]
         # The loss is scale/2 * |e|^2: its gradient scale * J^T e, its Gauss-Newton matrix
         # scale * J^T J; LM damps J^T J itself, as trainlm does, whatever the scale.
         scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0
+        if S is not None:  # weighted squares: the residuals and their rows times sqrt(w_n)
+            raw = S
+            if loss.reduction == "mean" and getattr(self, "weight_sum", None):
+                raw = S * (self.weight_sum / n)  # back to the user's weights: a weight of 2 is a repeat
+                scale = 2.0 / (self.weight_sum * k)
+            root = xp.reshape(xp.broadcast_to(xp.sqrt(xp.astype(raw, f64))[:, None], (n, k)), (n * k,))
+            e, J = e * root, J * root[:, None]
         g = J.T @ e
-        residual_space = n * k < J.shape[1]
-        eigenvalues, Q = xp.linalg.eigh(J @ J.T if residual_space else J.T @ J)
-        coords = Q.T @ (e if residual_space else g)
+        # In J's units: the objective scale/2·|e|² + wd/2·|W|² over scale.
+        ridge = self.weight_decay / scale
+        residual_space = n * k < J.shape[1] and not ridge  # the penalty's diagonal needs parameter space
+        if residual_space:
+            eigenvalues, Q = xp.linalg.eigh(J @ J.T)
+            coords = Q.T @ e
+        else:
+            A = J.T @ J
+            if ridge:
+                g = g + ridge * self.decayed * self.theta
+                A = A + ridge * _diag(xp, self.decayed)
+            eigenvalues, Q = xp.linalg.eigh(A)
+            coords = Q.T @ g
 
         def solve(mu: float) -> Array:
             delta = Q @ (coords / (eigenvalues + mu))
@@ -256,6 +286,9 @@ class Newton(Damped):
         f64 = model.backend.dtype("float64")
         value, g, H = hessian(model, step.loss, X, T, S)
         g, H = xp.astype(g, f64, copy=False), xp.astype(H, f64, copy=False)
+        if self.weight_decay:
+            g = g + self.weight_decay * self.decayed * self.theta
+            H = H + self.weight_decay * _diag(xp, self.decayed)
         eigenvalues, Q = xp.linalg.eigh(H)
         lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test
         while lowest + self.mu <= 0.0 and self.mu <= self.mu_max:
@@ -266,6 +299,17 @@ class Newton(Damped):
             return -(Q @ (coords / (eigenvalues + mu)))
 
         return value, g, solve
+
+
+def _diag(xp: Any, v: Array) -> Array:
+    """The diagonal matrix of ``v`` (P,): the standard has no ``diag`` constructor."""
+    return xp.eye(v.shape[0], dtype=v.dtype, device=_device(v)) * v[None, :]
+
+
+def _device(x: Array) -> Any:
+    from array_api_compat import device
+
+    return device(x)
 
 
 def _host(values: Array) -> Any:

@@ -244,7 +244,7 @@ def _sample_weights(backend: Any, dtype: Any, weights: Any, n: int) -> Array:
     if not bool(xp.all(xp.isfinite(S))) or bool(xp.any(S < 0)):
         raise DataError("sample_weight must hold finite, non-negative numbers")
     if not bool(xp.sum(S) > 0):
-        raise DataError("sample_weight sums to 0: at least one sample must count")
+        raise DataError("sample weights are all zero (or sum to zero): at least one sample must count")
     return S
 
 
@@ -376,6 +376,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             ((Xd, T, labels), val), S = _split(model, Xd, T, labels, validation_split, S)
         else:
             val = None
+        weight_sum = None if S is None else float(xp.sum(S))  # read once: full-batch methods need it
         S = _mean_one(xp, S)
 
         n = Xd.shape[0]
@@ -408,6 +409,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
         epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024))
+        epochs_run.weight_sum = weight_sum
         if getattr(opt, "full_batch", False):
             opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels, S)
         else:

@@ -49,7 +49,7 @@ def test_uniform_weights_change_nothing(other_backend):
 
 
 @pytest.mark.parametrize("weights,message", [
-    (np.ones(5), "one weight per sample"), (-np.ones(12), "non-negative"), (np.zeros(12), "sums to 0"),
+    (np.ones(5), "one weight per sample"), (-np.ones(12), "non-negative"), (np.zeros(12), "all zero"),
     (np.full(12, np.nan), "finite")])
 def test_bad_weights_are_refused(weights, message):
     X, y = data("ce")

@@ -249,7 +249,6 @@ def test_lm_from_the_command_line(tmp_path, capsys):
     (["train", "xor", "--optimizer", "lm", "--loss", "ce"], "minimizes squared errors"),
     (["train", "xor", "--optimizer", "lm", "--lr", "0.1"], "has no learning rate"),
     (["train", "xor", "--optimizer", "lm", "--batch-size", "2"], "trains on the full batch"),
-    (["train", "xor", "--optimizer", "lm", "--weight-decay", "0.1"], "does not apply weight decay"),
 ])
 def test_full_batch_refusals_are_one_line_before_training(argv, message, capsys):
     assert main(argv) == 2
@@ -358,3 +357,17 @@ def test_lm_min_grad_reads_the_gradient_of_the_loss(numpy_backend, loss):
     _, grads = model.loss_and_gradients(x, t, loss=loss)  # the stop keeps the weights it measured
     true = np.sqrt(sum(np.sum(g * g) for g in grads.values()))
     assert reported == pytest.approx(true, rel=2e-3) and true < 1e-2
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "newton"])
+def test_damped_methods_apply_weight_decay(numpy_backend, optimizer):
+    # At the optimum of loss + wd/2 |W|^2 the loss gradient balances -wd W (biases: 0).
+    x, t = sine(n=40)
+    model = bp.mlp([1, 4, 1], activation="tanh", dtype="float64", seed=0)
+    model.fit(x, t, loss="mse", optimizer=bp.optimizers.get(optimizer, weight_decay=0.05, min_grad=1e-12),
+              epochs=300)
+    _, grads = model.loss_and_gradients(x, t)
+    params = model.parameters()
+    for name in ("0.W", "2.W"):
+        np.testing.assert_allclose(grads[name], -0.05 * params[name], atol=1e-7)
+    np.testing.assert_allclose(grads["0.b"], 0.0, atol=1e-7)

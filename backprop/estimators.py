@@ -1,0 +1,426 @@
+"""scikit-learn estimators: :class:`BackpropClassifier` and :class:`BackpropRegressor`.
+
+Thin classes over the library's ``fit``: the same hand-written network, optimizers
+(second-order included) and devices as ``backprop train``. They follow scikit-learn's
+conventions (``__init__`` stores parameters, ``fit`` returns ``self``, fitted
+attributes end in ``_``, ``validate_data`` for input checks) and its parameter names
+where ``MLPClassifier`` has a counterpart.
+
+Everything follows X: NumPy input trains on the CPU (or on ``device=`` when given,
+with NumPy outputs), and CuPy, torch or array-api-strict input trains on that array's
+device and returns arrays of that library there; ``y`` and sample weights are moved
+to X's device. A pickled estimator holds host copies of its arrays and loads on a
+machine without a GPU.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from typing import Any
+
+import numpy as np
+from array_api_compat import is_numpy_array
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.class_weight import compute_sample_weight
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+
+from backends import backend_for, get_backend, to_numpy_any
+
+from . import activations, optimizers
+from .model import Sequential, mlp
+from .runner import FULL_BATCH
+from .targets import as_inputs
+from .training import EarlyStopping
+
+SOLVERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", *FULL_BATCH)
+
+
+def _is_device_array(x: Any) -> bool:
+    """An array of another Array API library (CuPy, torch, array-api-strict), not NumPy."""
+    from array_api_compat import is_array_api_obj
+
+    return is_array_api_obj(x) and not is_numpy_array(x)
+
+
+class _Backprop(BaseEstimator):
+    """What both estimators share; see :class:`BackpropClassifier` for the parameters."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(activations.ACTIVATIONS) - {"softmax"})],
+        "solver": [StrOptions(set(SOLVERS))],
+        "alpha": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "device": [None, str],
+        "dtype": [None, StrOptions({"float32", "float64"})],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
+                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, tol=1e-4, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, warm_start=False,
+                 device=None, dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.device = device
+        self.dtype = dtype
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
+
+    # -- input -------------------------------------------------------------------------
+    def _inputs(self, X: Any, y: Any = None, *, reset: bool, needs_y: bool = False) -> tuple[Any, Any]:
+        """``X`` (and ``y``) checked the way scikit-learn checks them; device arrays stay
+        on their device (checked there, with the same messages)."""
+        if y is None and needs_y:
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
+        if _is_device_array(X):
+            backend = backend_for(X)
+            if reset:
+                self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            width = X.shape[1] if X.ndim == 2 else -1
+            if not reset and width != self.n_features_in_:
+                raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+            X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
+            if y is not None:
+                y = backend.asarray(y)
+                if y.ndim == 2 and y.shape[1] == 1:
+                    y = backend.xp.reshape(y, (y.shape[0],))
+                if y.shape[0] != X.shape[0]:
+                    raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                                     f"[{X.shape[0]}, {y.shape[0]}]")
+            return X, y
+        kwargs = dict(dtype=[np.float64, np.float32], reset=reset)
+        if y is None:
+            return validate_data(self, X, **kwargs), None
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=self._numeric_y, **kwargs)
+        if not self._numeric_y:
+            y = column_or_1d(y, warn=True)  # a column of labels is accepted, with a warning
+        return X, y
+
+    @staticmethod
+    def _float(dtype: Any) -> bool:
+        name = str(dtype)
+        return "float32" in name or "float64" in name
+
+    def _backend(self, X: Any):
+        if self.device is not None:
+            return get_backend(self.device)
+        return backend_for(X)
+
+    def _dtype(self, X: Any) -> str:
+        if self.dtype is not None:
+            return self.dtype
+        return "float32" if "float32" in str(X.dtype) else "float64"
+
+    # -- training ------------------------------------------------------------------------
+    def _optimizer(self, batch: float) -> optimizers.Optimizer:
+        # scikit-learn's penalty is alpha/2 |W|^2 over each batch's sample count (weighted:
+        # its weight sum, so that a weight of 2 is a repeated sample here too).
+        decay = self.alpha / batch if batch > 0 else 0.0  # all-zero weights: fit says so
+        if self.solver in ("lm", "newton"):
+            return optimizers.get(self.solver, weight_decay=decay)
+        if self.solver == "lbfgs":
+            return optimizers.get("lbfgs", weight_decay=decay, tol=self.tol)
+        return optimizers.get(self.solver, self.learning_rate_init, weight_decay=decay)
+
+    def _batch(self, n: int) -> int:
+        if self.solver in FULL_BATCH:
+            return n
+        return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
+
+    def _build(self, X: Any, n_outputs: int, output: str | None, backend: Any, dtype: str) -> Sequential:
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        hidden = [self.hidden_layer_sizes] if isinstance(self.hidden_layer_sizes, numbers.Integral) \
+            else list(self.hidden_layer_sizes)
+        # Glorot-uniform weights for every activation, as MLPClassifier starts (He before a
+        # ReLU, our own default, overshoots on unscaled inputs that scikit-learn users pass).
+        return mlp([X.shape[1], *hidden, n_outputs], activation=self.activation, output=output,
+                   init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
+
+    def _train(self, X: Any, T: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool) -> None:
+        """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes."""
+        model, n = self.model_, X.shape[0]
+        batch = self._batch(n)
+        settings: dict[str, Any] = dict(loss=loss, epochs=epochs, batch_size=batch,
+                                        sample_weight=sample_weight)
+        if first or self.solver in FULL_BATCH:
+            count = batch
+            if self.solver in FULL_BATCH and sample_weight is not None:
+                count = float(to_numpy_any(model.xp.sum(sample_weight)))
+            settings["optimizer"] = self._optimizer(count)
+        callbacks = []
+        if self.early_stopping:
+            settings.update(validation_split=self.validation_fraction,
+                            early_stopping=EarlyStopping(self.n_iter_no_change, min_delta=self.tol))
+        elif self.solver not in FULL_BATCH:
+            callbacks.append(_Plateau(self.tol, self.n_iter_no_change))
+        before = model.epoch
+        history = model.fit(X, T, callbacks=callbacks, **settings)
+        records = history.records
+        self.n_iter_ = (getattr(self, "n_iter_", 0) if not first else 0) + (model.epoch - before)
+        self.loss_curve_ = [r["train_loss"] for r in records]
+        self.loss_ = self.loss_curve_[-1]
+        if "val_loss" in records[-1]:
+            key = "val_accuracy" if "val_accuracy" in records[-1] else "val_loss"
+            sign = 1.0 if key == "val_accuracy" else -1.0
+            self.validation_scores_ = [sign * r[key] for r in records if key in r]
+            self.best_validation_score_ = max(self.validation_scores_)
+            self.best_loss_ = None
+        else:
+            self.best_loss_ = min(self.loss_curve_)
+            self.validation_scores_ = self.best_validation_score_ = None
+        stopped = (history.stopped_early or history.converged is not None
+                   or any(getattr(c, "stopped", False) for c in callbacks))
+        if epochs > 1 and not stopped:
+            warnings.warn(f"{type(self).__name__}: the {self.solver} solver reached max_iter="
+                          f"{self.max_iter} before the loss stopped improving; raise max_iter",
+                          ConvergenceWarning, stacklevel=3)
+
+    def _reuse(self, n_inputs: int, n_outputs: int) -> bool:
+        model = getattr(self, "model_", None)
+        return model is not None and model.n_inputs == n_inputs and model.n_outputs == n_outputs
+
+    # -- pickling: host copies ------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
+        state = dict(state)
+        moved = [k for k, v in state.items() if _is_device_array(v)]
+        for key in moved:
+            state[key] = np.asarray(to_numpy_any(state[key]))
+        state["_device_arrays"] = moved
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        moved = state.pop("_device_arrays", [])
+        super().__setstate__(state) if hasattr(super(), "__setstate__") else self.__dict__.update(state)
+        model = self.__dict__.get("model_")
+        if model is not None and model.backend.name != "numpy":
+            for key in moved:
+                setattr(self, key, model.backend.asarray(getattr(self, key)))
+
+
+class _Plateau:
+    """scikit-learn's stopping rule without validation: the training loss has not
+    improved by more than ``tol`` for ``patience`` epochs in a row."""
+
+    def __init__(self, tol: float, patience: int) -> None:
+        self.tol, self.patience, self.best, self.waited, self.stopped = tol, patience, np.inf, 0, False
+
+    def __call__(self, record: dict, model: Any) -> bool:
+        loss = record["train_loss"]
+        self.waited = self.waited + 1 if loss > self.best - self.tol else 0
+        self.best = min(self.best, loss)
+        self.stopped = self.waited >= self.patience
+        return self.stopped
+
+
+def _stochastic(estimator: Any) -> bool:
+    if estimator.solver in FULL_BATCH:
+        raise AttributeError(f"partial_fit is only available for stochastic solvers, not "
+                             f"{estimator.solver!r}")
+    return True
+
+
+class BackpropClassifier(ClassifierMixin, _Backprop):
+    """A multi-layer perceptron classifier trained by hand-written backpropagation.
+
+    Parameters (``MLPClassifier``'s names and defaults where it has them)
+    ----------
+    hidden_layer_sizes : tuple of int, default (100,)
+    activation : {"relu", "tanh", "sigmoid", "leaky_relu", "softplus", "identity"}
+    solver : {"adam", "sgd", "momentum", "nesterov", "rmsprop", "adamw", "gd", "lbfgs", "newton", "lm"}
+        ``lbfgs``, ``newton`` and ``lm`` train on the full batch (``lm`` with squared error
+        on the class indicators, as MATLAB's ``trainlm``).
+    alpha : float, default 1e-4
+        L2 penalty, as in scikit-learn: alpha/2 |W|^2 per batch sample count.
+    batch_size : int or "auto" (min(200, n_samples))
+    learning_rate_init : float, default 1e-3
+    max_iter : int, default 200
+        Epochs (iterations for the full-batch solvers).
+    tol, n_iter_no_change : stop when the training loss (or with ``early_stopping`` the
+        validation loss) has not improved by ``tol`` for ``n_iter_no_change`` epochs.
+    early_stopping, validation_fraction : hold out a fraction for validation; the best
+        weights are kept.
+    random_state : int, RandomState or None
+    warm_start : bool
+    device : str or None
+        None: the device of X (NumPy: the CPU). "cuda", "cuda:1", "cpu", "torch"...
+    dtype : "float32", "float64" or None (X's floating dtype, float64 otherwise)
+
+    Attributes
+    ----------
+    classes_, n_features_in_, feature_names_in_, model_ (a :class:`backprop.Sequential`),
+    n_iter_, loss_, loss_curve_, best_loss_, validation_scores_ (validation accuracy per
+    epoch with ``early_stopping``), best_validation_score_.
+    """
+
+    _numeric_y = False
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
+                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, tol=1e-4, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, warm_start=False,
+                 device=None, dtype=None, class_weight=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+                         learning_rate_init=learning_rate_init, max_iter=max_iter, tol=tol,
+                         early_stopping=early_stopping, validation_fraction=validation_fraction,
+                         n_iter_no_change=n_iter_no_change, random_state=random_state, warm_start=warm_start,
+                         device=device, dtype=dtype)
+        self.class_weight = class_weight
+
+    _parameter_constraints = {**_Backprop._parameter_constraints,
+                              "class_weight": [None, dict, StrOptions({"balanced"})]}
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (N, F) and class labels ``y`` (N,); returns self."""
+        self._validate_params()
+        return self._fit(X, y, sample_weight, classes=None, epochs=self.max_iter,
+                         keep=self.warm_start)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over ``X``, ``y`` (stochastic solvers); ``classes`` on the first call."""
+        first = not hasattr(self, "model_")
+        if first:
+            self._validate_params()
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+        return self._fit(X, y, sample_weight, classes=classes, epochs=1, keep=True)
+
+    def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool):
+        first = not (keep and hasattr(self, "model_"))
+        X, y = self._inputs(X, y, reset=first, needs_y=True)
+        backend, device_y = self._backend(X), _is_device_array(y)
+        y_host = np.asarray(to_numpy_any(y)) if device_y else np.asarray(y)
+        check_classification_targets(y_host)
+        if first:
+            found = unique_labels(y_host) if classes is None else np.asarray(classes)
+            self.classes_ = backend.xp.unique_values(y) if device_y and classes is None else found
+        known = np.asarray(to_numpy_any(self.classes_))
+        if len(known) < 2:
+            raise ValueError(f"Classifier can't train when only one class is present: y holds only "
+                             f"{known.tolist()}.")
+        if not np.all(np.isin(np.unique(y_host), known)):
+            raise ValueError(f"y holds labels not in classes_ {known.tolist()}")
+        index = np.searchsorted(known, y_host)
+        weights = None
+        if self.class_weight is not None:
+            weights = compute_sample_weight(self.class_weight, y_host)
+        if sample_weight is not None:
+            host_w = np.asarray(to_numpy_any(sample_weight), dtype=np.float64)
+            weights = host_w if weights is None else weights * host_w
+        loss = "mse" if self.solver == "lm" else "ce"
+        outputs = len(known)
+        if first or not self._reuse(X.shape[1], outputs):
+            self.model_ = self._build(X, outputs, "sigmoid" if loss == "mse" else None, backend,
+                                      self._dtype(X))
+        target = np.eye(outputs)[index] if loss == "mse" else index
+        self._train(X, backend.asarray(target), loss, None if weights is None else backend.asarray(weights),
+                    epochs=epochs, first=first)
+        return self
+
+    def _scores(self, X):
+        check_is_fitted(self)
+        X, _ = self._inputs(X, reset=False)
+        if self.solver == "lm":
+            return self.model_.predict(X)  # sigmoid outputs: the class indicators
+        return self.model_.predict_proba(X)
+
+    def predict_proba(self, X):
+        """Class probabilities (N, n_classes), in X's namespace and on its device."""
+        P = self._scores(X)
+        if self.solver == "lm":
+            xp = np if is_numpy_array(P) else self.model_.xp
+            P = xp.clip(P, 1e-12, None) if xp is np else xp.maximum(P, 1e-12)
+            return P / xp.sum(P, axis=1, keepdims=True)
+        return P
+
+    def predict(self, X):
+        """Class labels (N,), in X's namespace and on its device (NumPy for NumPy X)."""
+        P = self._scores(X)
+        if is_numpy_array(P):
+            return np.asarray(to_numpy_any(self.classes_))[np.argmax(P, axis=1)]
+        xp = self.model_.xp
+        classes = self.classes_
+        if not _is_device_array(classes):
+            classes = self.model_.backend.asarray(classes)
+        return xp.take(classes, xp.argmax(P, axis=1), axis=0)
+
+    def predict_log_proba(self, X):
+        P = self.predict_proba(X)
+        xp = np if is_numpy_array(P) else self.model_.xp
+        return xp.log(P)
+
+
+class BackpropRegressor(RegressorMixin, _Backprop):
+    """A multi-layer perceptron regressor trained by hand-written backpropagation.
+
+    Parameters as :class:`BackpropClassifier` (without ``class_weight``); squared error,
+    a linear output. ``solver="lm"`` is Levenberg–Marquardt, MATLAB's ``trainlm``.
+    """
+
+    _numeric_y = True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # y of shape (N, K) trains K outputs
+        return tags
+
+    def fit(self, X, y, sample_weight=None):
+        """Train on ``X`` (N, F) and targets ``y`` (N,) or (N, K); returns self."""
+        self._validate_params()
+        return self._fit(X, y, sample_weight, epochs=self.max_iter, keep=self.warm_start)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch over ``X``, ``y`` (stochastic solvers)."""
+        if not hasattr(self, "model_"):
+            self._validate_params()
+        return self._fit(X, y, sample_weight, epochs=1, keep=True)
+
+    def _fit(self, X, y, sample_weight, *, epochs: int, keep: bool):
+        first = not (keep and hasattr(self, "model_"))
+        X, y = self._inputs(X, y, reset=first, needs_y=True)
+        backend = self._backend(X)
+        self._outputs = 1 if y.ndim == 1 else int(y.shape[1])
+        if first or not self._reuse(X.shape[1], self._outputs):
+            self.model_ = self._build(X, self._outputs, None, backend, self._dtype(X))
+        weights = None if sample_weight is None else backend.asarray(
+            np.asarray(to_numpy_any(sample_weight), dtype=np.float64))
+        self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first)
+        return self
+
+    def predict(self, X):
+        """Predictions (N,) or (N, K), in X's namespace and on its device."""
+        check_is_fitted(self)
+        X, _ = self._inputs(X, reset=False)
+        return self.model_.predict(X)
