@@ -338,12 +338,15 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         if sample_weight is not None:
             host_w = np.asarray(to_numpy_any(sample_weight), dtype=np.float64)
             weights = host_w if weights is None else weights * host_w
-        loss = "mse" if self.solver == "lm" else "ce"
+        # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
+        # as MATLAB's trainlm; every other solver softmax cross-entropy on the logits.
+        indicators = self.solver == "lm"
+        loss = "mse" if indicators else "ce"
         outputs = len(known)
         if first or not self._reuse(X.shape[1], outputs):
-            self.model_ = self._build(X, outputs, "sigmoid" if loss == "mse" else None, backend,
+            self.model_ = self._build(X, outputs, "sigmoid" if indicators else None, backend,
                                       self._dtype(X))
-        target = np.eye(outputs)[index] if loss == "mse" else index
+        target = np.eye(outputs)[index] if indicators else index
         self._train(X, backend.asarray(target), loss, None if weights is None else backend.asarray(weights),
                     epochs=epochs, first=first)
         return self
