@@ -340,13 +340,15 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             weights = host_w if weights is None else weights * host_w
         # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
         # as MATLAB's trainlm; every other solver softmax cross-entropy on the logits.
+        # Two classes: one logistic output, as MLPClassifier.
         indicators = self.solver == "lm"
-        loss = "mse" if indicators else "ce"
-        outputs = len(known)
+        binary = len(known) == 2 and not indicators
+        loss = "mse" if indicators else "bce" if binary else "ce"
+        outputs = 1 if binary else len(known)
         if first or not self._reuse(X.shape[1], outputs):
             self.model_ = self._build(X, outputs, "sigmoid" if indicators else None, backend,
                                       self._dtype(X))
-        target = np.eye(outputs)[index] if indicators else index
+        target = np.eye(outputs)[index] if indicators else index.astype(np.float64) if binary else index
         self._train(X, backend.asarray(target), loss, None if weights is None else backend.asarray(weights),
                     epochs=epochs, first=first)
         return self
@@ -356,7 +358,11 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         X, _ = self._inputs(X, reset=False)
         if self.solver == "lm":
             return self.model_.predict(X)  # sigmoid outputs: the class indicators
-        return self.model_.predict_proba(X)
+        P = self.model_.predict_proba(X)
+        if P.shape[1] == 1:  # one logistic output: P(second class)
+            xp = np if is_numpy_array(P) else self.model_.xp
+            P = xp.concat([1.0 - P, P], axis=1) if xp is not np else np.concatenate([1.0 - P, P], axis=1)
+        return P
 
     def predict_proba(self, X):
         """Class probabilities (N, n_classes), in X's namespace and on its device."""
