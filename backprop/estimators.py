@@ -146,7 +146,9 @@ class _Backprop(BaseEstimator):
     def _optimizer(self, batch: float) -> optimizers.Optimizer:
         # scikit-learn's penalty is alpha/2 |W|^2 over each batch's sample count (weighted:
         # its weight sum, so that a weight of 2 is a repeated sample here too).
-        decay = self.alpha / batch if batch > 0 else 0.0  # all-zero weights: fit says so
+        # Our squared error is the mean of (z - t)^2, scikit-learn's half of it: the same
+        # balance between data and penalty takes twice the decay.
+        decay = self._loss_scale * self.alpha / batch if batch > 0 else 0.0  # all-zero weights: fit says so
         if self.solver in ("lm", "newton"):
             return optimizers.get(self.solver, weight_decay=decay)
         if self.solver == "lbfgs":
@@ -183,7 +185,7 @@ class _Backprop(BaseEstimator):
             settings.update(validation_split=self.validation_fraction,
                             early_stopping=EarlyStopping(self.n_iter_no_change, min_delta=self.tol))
         elif self.solver not in FULL_BATCH:
-            callbacks.append(_Plateau(self.tol, self.n_iter_no_change))
+            callbacks.append(_Plateau(self.tol, self.n_iter_no_change, 1.0 / self._loss_scale))
         before = model.epoch
         history = model.fit(X, T, callbacks=callbacks, **settings)
         records = history.records
@@ -233,11 +235,12 @@ class _Plateau:
     """scikit-learn's stopping rule without validation: the training loss has not
     improved by more than ``tol`` for ``patience`` epochs in a row."""
 
-    def __init__(self, tol: float, patience: int) -> None:
+    def __init__(self, tol: float, patience: int, scale: float = 1.0) -> None:
         self.tol, self.patience, self.best, self.waited, self.stopped = tol, patience, np.inf, 0, False
+        self.scale = scale  # our loss to scikit-learn's units, where tol is meant
 
     def __call__(self, record: dict, model: Any) -> bool:
-        loss = record["train_loss"]
+        loss = record["train_loss"] * self.scale
         self.waited = self.waited + 1 if loss > self.best - self.tol else 0
         self.best = min(self.best, loss)
         self.stopped = self.waited >= self.patience
@@ -285,6 +288,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     """
 
     _numeric_y = False
+    _loss_scale = 1.0  # cross-entropy: the same units as scikit-learn's log-loss
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
                  batch_size="auto", learning_rate_init=1e-3, max_iter=200, tol=1e-4, early_stopping=False,
@@ -398,6 +402,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
     """
 
     _numeric_y = True
+    _loss_scale = 2.0  # mean (z - t)^2, where scikit-learn's squared loss is half that
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
