@@ -163,3 +163,16 @@ def test_the_model_is_a_backprop_model():
     clf = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=(8,), random_state=0).fit(X, y)
     assert isinstance(clf.model_, bp.Sequential) and clf.n_features_in_ == 4
     assert clf.loss_curve_ == clf.model_.history["train_loss"] and clf.best_loss_ == min(clf.loss_curve_)
+
+
+def test_torch_tensors_in_torch_tensors_out():
+    torch = pytest.importorskip("torch")
+    X, y = load_iris(return_X_y=True)
+    Xt, yt = torch.asarray(X), torch.asarray(y)
+    clf = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=(8,), random_state=0).fit(Xt, yt)
+    labels, proba = clf.predict(Xt), clf.predict_proba(Xt)
+    assert isinstance(labels, torch.Tensor) and isinstance(proba, torch.Tensor)
+    host = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=(8,), random_state=0).fit(X, y)
+    np.testing.assert_array_equal(labels.numpy(), host.predict(X))
+    reg = BackpropRegressor(solver="lm", hidden_layer_sizes=(4,), random_state=0).fit(Xt[:, :3], Xt[:, 3])
+    assert isinstance(reg.predict(Xt[:, :3]), torch.Tensor) and reg.score(Xt[:, :3], Xt[:, 3]) > 0.9
