@@ -111,8 +111,17 @@ class _Backprop(BaseEstimator):
                 raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
                                  f"{self.n_features_in_} features as input.")
             X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
-            if y is not None:
-                y = backend.asarray(y)
+            text = not self._numeric_y and y is not None and np.asarray(to_numpy_any(y)).dtype.kind in "USO"
+            if y is not None and not text:
+                y = backend.asarray(y)  # labels as text stay on the host, as classes_ then do
+            if y is not None and not _is_device_array(y):
+                y = np.asarray(y)
+                if y.ndim == 2 and y.shape[1] == 1:
+                    y = y.ravel()
+                if y.shape[0] != X.shape[0]:
+                    raise ValueError(f"Found input variables with inconsistent numbers of samples: "
+                                     f"[{X.shape[0]}, {y.shape[0]}]")
+                return X, y
                 if y.ndim == 2 and y.shape[1] == 1:
                     y = backend.xp.reshape(y, (y.shape[0],))
                 if y.shape[0] != X.shape[0]:
@@ -152,7 +161,7 @@ class _Backprop(BaseEstimator):
         if self.solver in ("lm", "newton"):
             return optimizers.get(self.solver, weight_decay=decay)
         if self.solver == "lbfgs":
-            return optimizers.get("lbfgs", weight_decay=decay, tol=self.tol)
+            return optimizers.get("lbfgs", weight_decay=decay, tol=self.tol * self._loss_scale)
         return optimizers.get(self.solver, self.learning_rate_init, weight_decay=decay)
 
     def _batch(self, n: int) -> int:
@@ -169,13 +178,16 @@ class _Backprop(BaseEstimator):
         return mlp([X.shape[1], *hidden, n_outputs], activation=self.activation, output=output,
                    init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
 
-    def _train(self, X: Any, T: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool) -> None:
+    def _train(self, X: Any, T: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool,
+               incremental: bool = False) -> None:
         """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes."""
         model, n = self.model_, X.shape[0]
         batch = self._batch(n)
         settings: dict[str, Any] = dict(loss=loss, epochs=epochs, batch_size=batch,
                                         sample_weight=sample_weight)
-        if first or self.solver in FULL_BATCH:
+        # A new optimizer on every fit (warm_start keeps the weights, as scikit-learn); partial_fit
+        # continues its optimizer.
+        if first or not incremental or self.solver in FULL_BATCH:
             count = batch
             if self.solver in FULL_BATCH and sample_weight is not None:
                 count = float(to_numpy_any(model.xp.sum(sample_weight)))
@@ -183,7 +195,8 @@ class _Backprop(BaseEstimator):
         callbacks = []
         if self.early_stopping:
             settings.update(validation_split=self.validation_fraction,
-                            early_stopping=EarlyStopping(self.n_iter_no_change, min_delta=self.tol))
+                            early_stopping=EarlyStopping(self.n_iter_no_change,
+                                                         min_delta=self.tol * self._loss_scale))
         elif self.solver not in FULL_BATCH:
             callbacks.append(_Plateau(self.tol, self.n_iter_no_change, 1.0 / self._loss_scale))
         before = model.epoch
@@ -191,15 +204,16 @@ class _Backprop(BaseEstimator):
         records = history.records
         self.n_iter_ = (getattr(self, "n_iter_", 0) if not first else 0) + (model.epoch - before)
         self.loss_curve_ = [r["train_loss"] for r in records]
-        self.loss_ = self.loss_curve_[-1]
-        if "val_loss" in records[-1]:
+        # An L-BFGS fit can converge before its first iteration: then the loss where it stands.
+        self.loss_ = self.loss_curve_[-1] if records else model.evaluate(X, T, loss=loss)["loss"]
+        if records and "val_loss" in records[-1]:
             key = "val_accuracy" if "val_accuracy" in records[-1] else "val_loss"
             sign = 1.0 if key == "val_accuracy" else -1.0
             self.validation_scores_ = [sign * r[key] for r in records if key in r]
             self.best_validation_score_ = max(self.validation_scores_)
             self.best_loss_ = None
         else:
-            self.best_loss_ = min(self.loss_curve_)
+            self.best_loss_ = min(self.loss_curve_, default=self.loss_)
             self.validation_scores_ = self.best_validation_score_ = None
         stopped = (history.stopped_early or history.converged is not None
                    or any(getattr(c, "stopped", False) for c in callbacks))
@@ -308,7 +322,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         """Train on ``X`` (N, F) and class labels ``y`` (N,); returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, classes=None, epochs=self.max_iter,
-                         keep=self.warm_start)
+                         keep=self.warm_start, incremental=False)
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -318,16 +332,17 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             self._validate_params()
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
-        return self._fit(X, y, sample_weight, classes=classes, epochs=1, keep=True)
+        return self._fit(X, y, sample_weight, classes=classes, epochs=1, keep=True, incremental=True)
 
-    def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool):
+    def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool, incremental: bool):
         first = not (keep and hasattr(self, "model_"))
         X, y = self._inputs(X, y, reset=first, needs_y=True)
         backend, device_y = self._backend(X), _is_device_array(y)
         y_host = np.asarray(to_numpy_any(y)) if device_y else np.asarray(y)
         check_classification_targets(y_host)
         if first:
-            found = unique_labels(y_host) if classes is None else np.asarray(classes)
+            given = None if classes is None else np.asarray(to_numpy_any(classes))
+            found = unique_labels(y_host) if given is None else unique_labels(given)
             self.classes_ = backend.xp.unique_values(y) if device_y and classes is None else found
         known = np.asarray(to_numpy_any(self.classes_))
         if len(known) < 2:
@@ -349,18 +364,20 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         binary = len(known) == 2 and not indicators
         loss = "mse" if indicators else "bce" if binary else "ce"
         outputs = 1 if binary else len(known)
-        if first or not self._reuse(X.shape[1], outputs):
+        if first or not self._reuse(X.shape[1], outputs) or getattr(self, "_indicators_", None) != indicators:
             self.model_ = self._build(X, outputs, "sigmoid" if indicators else None, backend,
                                       self._dtype(X))
+            first = True
+        self._indicators_ = indicators  # how the fitted outputs read, whatever solver is set later
         target = np.eye(outputs)[index] if indicators else index.astype(np.float64) if binary else index
         self._train(X, backend.asarray(target), loss, None if weights is None else backend.asarray(weights),
-                    epochs=epochs, first=first)
+                    epochs=epochs, first=first, incremental=incremental)
         return self
 
     def _scores(self, X):
         check_is_fitted(self)
         X, _ = self._inputs(X, reset=False)
-        if self.solver == "lm":
+        if self._indicators_:
             return self.model_.predict(X)  # sigmoid outputs: the class indicators
         P = self.model_.predict_proba(X)
         if P.shape[1] == 1:  # one logistic output: P(second class)
@@ -371,7 +388,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     def predict_proba(self, X):
         """Class probabilities (N, n_classes), in X's namespace and on its device."""
         P = self._scores(X)
-        if self.solver == "lm":
+        if self._indicators_:
             xp = np if is_numpy_array(P) else self.model_.xp
             P = xp.clip(P, 1e-12, None) if xp is np else xp.maximum(P, 1e-12)
             return P / xp.sum(P, axis=1, keepdims=True)
@@ -382,6 +399,9 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         P = self._scores(X)
         if is_numpy_array(P):
             return np.asarray(to_numpy_any(self.classes_))[np.argmax(P, axis=1)]
+        if not _is_device_array(self.classes_) and np.asarray(self.classes_).dtype.kind in "USO":
+            # labels as text cannot live on a device: NumPy labels, as scikit-learn does
+            return np.asarray(self.classes_)[np.asarray(to_numpy_any(self.model_.xp.argmax(P, axis=1)))]
         xp = self.model_.xp
         classes = self.classes_
         if not _is_device_array(classes):
@@ -412,25 +432,27 @@ class BackpropRegressor(RegressorMixin, _Backprop):
     def fit(self, X, y, sample_weight=None):
         """Train on ``X`` (N, F) and targets ``y`` (N,) or (N, K); returns self."""
         self._validate_params()
-        return self._fit(X, y, sample_weight, epochs=self.max_iter, keep=self.warm_start)
+        return self._fit(X, y, sample_weight, epochs=self.max_iter, keep=self.warm_start, incremental=False)
 
     @available_if(_stochastic)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over ``X``, ``y`` (stochastic solvers)."""
         if not hasattr(self, "model_"):
             self._validate_params()
-        return self._fit(X, y, sample_weight, epochs=1, keep=True)
+        return self._fit(X, y, sample_weight, epochs=1, keep=True, incremental=True)
 
-    def _fit(self, X, y, sample_weight, *, epochs: int, keep: bool):
+    def _fit(self, X, y, sample_weight, *, epochs: int, keep: bool, incremental: bool):
         first = not (keep and hasattr(self, "model_"))
         X, y = self._inputs(X, y, reset=first, needs_y=True)
         backend = self._backend(X)
         self._outputs = 1 if y.ndim == 1 else int(y.shape[1])
         if first or not self._reuse(X.shape[1], self._outputs):
             self.model_ = self._build(X, self._outputs, None, backend, self._dtype(X))
+            first = True
         weights = None if sample_weight is None else backend.asarray(
             np.asarray(to_numpy_any(sample_weight), dtype=np.float64))
-        self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first)
+        self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first,
+                    incremental=incremental)
         return self
 
     def predict(self, X):

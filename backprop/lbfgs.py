@@ -8,6 +8,7 @@ well-kept line search and curvature updates that we do not rewrite.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from ._typing import Array
 from .errors import ConfigError
 from .optimizers import _non_negative
 from .second_order import FullBatch
+from .training import TrainingDiverged
 
 
 class LBFGS(FullBatch):
@@ -36,6 +38,7 @@ class LBFGS(FullBatch):
     """
 
     name = "lbfgs"
+    hooks_apply = True  # the objective's gradient goes through them
 
     def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
                  memory: int = 10, **kwargs: Any) -> None:
@@ -76,16 +79,28 @@ class LBFGS(FullBatch):
             flat = xp.concat([xp.reshape(g, (-1,)) for g in grads])
             gradient = to_numpy_any(xp.astype(flat, f64, copy=False))
             last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
+            if not np.isfinite(host[1]) and not done["first"]:
+                raise TrainingDiverged(f"the loss is {host[1]} at the starting weights: standardize the "
+                                       "inputs, or start from other weights")
+            done["first"] = True
             return float(host[1]), np.asarray(gradient, dtype=np.float64)
 
         iterations = iter(span)
         stopped = {"by": None}
+        done = {"first": False}
+        # SciPy reports an iteration after computing it: the epoch's clock and its
+        # divergence backup are taken at the end of the one before.
+        def snapshot() -> list:
+            return [xp.asarray(p, copy=True) for p in model.parameter_list()]
+
+        previous = {"at": time.perf_counter(), "params": snapshot()}
 
         def each_iteration(intermediate_result: Any) -> None:
             epoch = next(iterations, None)
             if epoch is None:
                 raise StopIteration
             epochs.begin(epoch)
+            epochs.started, epochs.safe = previous["at"], previous["params"]
             theta = np.asarray(intermediate_result.x)
             if "theta" not in last or not np.array_equal(last["theta"], theta):
                 objective(theta)  # the accepted point was not the last one evaluated
@@ -96,6 +111,7 @@ class LBFGS(FullBatch):
             device = model.backend.device  # float64 given: torch would make a Python float float32
             stop = epochs.end(xp.asarray(total, dtype=f64, device=device),
                               None if right is None else xp.asarray(right, dtype=f64, device=device))
+            previous.update(at=time.perf_counter(), params=snapshot())
             if stop:
                 stopped["by"] = "fit"
                 raise StopIteration
@@ -108,7 +124,7 @@ class LBFGS(FullBatch):
                                    "maxcor": self.memory})
         final = np.asarray(result.x)
         model.set_flat_parameters(final)
-        if stopped["by"] is None and len(epochs.history.records) and result.nit < len(span):
+        if stopped["by"] is None and result.nit < len(span):
             message = result.message if isinstance(result.message, str) else str(result.message)
             epochs.history.converged = f"L-BFGS: {message.lower()}"
         elif stopped["by"] is None and result.nfev >= self.max_fun:

@@ -162,7 +162,14 @@ class Run:
             raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
                               "with backprop.checkpoint.save(run.model, path)")
         s = {**DEFAULTS, **self.dataset.defaults, **(saved["settings"] if saved else {}), **given}
-        if s["optimizer"] in FULL_BATCH and not saved:
+        switched = saved is not None and saved["settings"].get("optimizer") != s["optimizer"]
+        if switched and saved["settings"].get("optimizer") in FULL_BATCH and s["optimizer"] not in FULL_BATCH:
+            # From a full-batch run to a first-order one: its own batch and rate, not "full" and none.
+            fresh = {**DEFAULTS, **self.dataset.defaults}
+            for key in ("batch_size", "lr", "epochs"):
+                if key not in given and key != "epochs":
+                    s[key] = fresh[key]
+        if s["optimizer"] in FULL_BATCH and (not saved or switched):
             # The whole training part per iteration, and no learning rate (a data set's own is for
             # first-order training); Levenberg–Marquardt in float64 and, as MATLAB's trainlm,
             # validation-based stopping after 6 failures.

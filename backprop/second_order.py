@@ -45,6 +45,15 @@ class FullBatch(Optimizer):
     full_batch = True
     default_lr = 1.0  # no learning rate: the damping or the line search sets the step
     evolving: tuple[str, ...] = ()
+    hooks_apply = False  # gradient hooks change gradients, which only some of these step along
+
+    def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
+                        schedule: Any = None) -> FullBatch:
+        if lr is not None:
+            raise ConfigError(f"{self.name} has no learning rate: drop lr")
+        if schedule is not None and str(getattr(schedule, "name", schedule)) != "constant":
+            raise ConfigError(f"{self.name} has no learning rate to schedule: drop schedule")
+        return super().update_settings(weight_decay=weight_decay)
 
     def __init__(self, lr: float | None = None, **kwargs: Any) -> None:
         if lr is not None:
@@ -66,6 +75,9 @@ class FullBatch(Optimizer):
         ``S`` (N,): sample weights scaled to mean 1, or None."""
         step = epochs.step
         loss, xp = step.loss, step.model.xp
+        if step.hooks and not self.hooks_apply:
+            raise ConfigError(f"{self.name} forms its own step from the Jacobian or the Hessian: gradient "
+                              "hooks do not apply to it; use lbfgs or a first-order optimizer")
         # The sum of the user's weights, before fit scaled them to mean 1: LM's JᵀJ is the
         # Gauss-Newton matrix of the raw weighted squares, so that a weight of 2 is a repeat.
         self.weight_sum = getattr(epochs, "weight_sum", None)
@@ -202,7 +214,8 @@ class LevenbergMarquardt(Damped):
             raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
                               "use lbfgs for other losses")
         rows, params = n_samples * model.n_outputs, model.n_params
-        need = jacobian_bytes(n_samples, model.n_outputs, params) + 8 * min(rows, params) ** 2 * 2
+        side = params if self.weight_decay else min(rows, params)  # the penalty needs parameter space
+        need = jacobian_bytes(n_samples, model.n_outputs, params) * 2 + 8 * side**2 * 2
         if need > self.max_jacobian_bytes:
             raise ConfigError(
                 f"Levenberg–Marquardt would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "

@@ -377,7 +377,11 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         else:
             val = None
         weight_sum = None if S is None else float(xp.sum(S))  # read once: full-batch methods need it
-        S = _mean_one(xp, S)
+        if weight_sum is not None and weight_sum <= 0:
+            raise DataError("the training part's sample weights are all zero (the validation split took "
+                            "every weighted sample): give weight to more samples, or no validation split")
+        if loss_obj.reduction == "mean":  # a summed loss keeps the weights as given: 2 is a repeat
+            S = _mean_one(xp, S)
 
         n = Xd.shape[0]
         if batch_size not in (None, "full"):

@@ -176,3 +176,35 @@ def test_torch_tensors_in_torch_tensors_out():
     np.testing.assert_array_equal(labels.numpy(), host.predict(X))
     reg = BackpropRegressor(solver="lm", hidden_layer_sizes=(4,), random_state=0).fit(Xt[:, :3], Xt[:, 3])
     assert isinstance(reg.predict(Xt[:, :3]), torch.Tensor) and reg.score(Xt[:, :3], Xt[:, 3]) > 0.9
+
+
+def test_review_findings():
+    X, y = load_iris(return_X_y=True)
+    # an L-BFGS fit that converges at once still fits
+    done = BackpropClassifier((8,), solver="lbfgs", tol=1e3, random_state=0).fit(X, y)
+    assert done.n_iter_ == 0 and np.isfinite(done.loss_)
+    # partial_fit's classes in any order, duplicated
+    online = BackpropClassifier(random_state=0).partial_fit(X, y, classes=[2, 0, 1, 1])
+    np.testing.assert_array_equal(online.classes_, [0, 1, 2])
+    # predicting reads how the model was fitted, not the solver set afterwards
+    fitted = BackpropClassifier((8,), solver="lbfgs", random_state=0).fit(X, y)
+    expected = fitted.predict(X)
+    fitted.set_params(solver="lm")
+    np.testing.assert_array_equal(fitted.predict(X), expected)
+    # warm_start builds a fresh optimizer of the solver now set
+    warm = BackpropClassifier((8,), solver="lm", random_state=0, warm_start=True, max_iter=3).fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warm.set_params(solver="adam").fit(X, y)
+    assert warm.model_.optimizer.name == "adam"
+
+
+def test_text_labels_with_device_input():
+    import array_api_strict as xps
+
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    Xd = xps.asarray(X, device=xps.Device("device1"))
+    clf = BackpropClassifier((8,), solver="lbfgs", random_state=0).fit(Xd, names)
+    assert list(clf.classes_) == ["setosa", "versicolor", "virginica"]
+    assert (clf.predict(Xd) == names).mean() > 0.9

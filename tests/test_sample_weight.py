@@ -67,3 +67,30 @@ def test_weights_follow_their_samples_through_the_shuffles(numpy_backend):
     history = model.fit(X, y, loss="ce", optimizer="gd", epochs=3, batch_size=4, sample_weight=w,
                         gradient_hooks=[lambda grads, step: [g * 0.0 for g in grads]])
     assert history["train_loss"] == pytest.approx([expected] * 3, rel=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["gd", "lm"])
+def test_summed_losses_keep_the_weights_as_given(optimizer):
+    # sse: a weight of 2 is a repeat even when the weights do not sum to N
+    X, y = data("mse", n=10)
+    w = np.ones(10)
+    w[0] = 2.0
+    settings = dict(loss="sse", optimizer=optimizer, epochs=4, batch_size="full")
+    if optimizer == "gd":
+        settings["lr"] = 0.01
+    weighted = bp.mlp([3, 4, 1], activation="tanh", dtype="float64", seed=0)
+    weighted.fit(X, y, sample_weight=w, **settings)
+    repeated = bp.mlp([3, 4, 1], activation="tanh", dtype="float64", seed=0)
+    keep = np.r_[np.arange(10), 0]
+    repeated.fit(X[keep], y[keep], **settings)
+    for name, value in weighted.parameters().items():
+        np.testing.assert_allclose(value, repeated.parameters()[name], rtol=1e-7, atol=1e-10)
+
+
+def test_a_training_part_without_weight_is_refused():
+    X, y = data("ce", n=20)
+    order, n_val = bp.training.validation_order(20, 0.25, 0)
+    w = np.zeros(20)
+    w[order[0]] = 1.0  # the only weighted sample is held out for validation
+    with pytest.raises(bp.DataError, match="training part's sample weights are all zero"):
+        bp.mlp([3, 3]).fit(X, y, sample_weight=w, validation_split=0.25)

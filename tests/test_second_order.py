@@ -245,7 +245,7 @@ def test_lm_from_the_command_line(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["train", "digits", "--optimizer", "lm", "--hidden", "64,64"], "would need 2,"),
+    (["train", "digits", "--optimizer", "lm", "--hidden", "64,64"], "would need 3,"),
     (["train", "xor", "--optimizer", "lm", "--loss", "ce"], "minimizes squared errors"),
     (["train", "xor", "--optimizer", "lm", "--lr", "0.1"], "has no learning rate"),
     (["train", "xor", "--optimizer", "lm", "--batch-size", "2"], "trains on the full batch"),
@@ -371,3 +371,31 @@ def test_damped_methods_apply_weight_decay(numpy_backend, optimizer):
     for name in ("0.W", "2.W"):
         np.testing.assert_allclose(grads[name], -0.05 * params[name], atol=1e-7)
     np.testing.assert_allclose(grads["0.b"], 0.0, atol=1e-7)
+
+
+def test_damped_methods_refuse_gradient_hooks(numpy_backend):
+    x, t = sine(n=20)
+    with pytest.raises(bp.ConfigError, match="hooks do not apply"):
+        bp.mlp([1, 3, 1], dtype="float64").fit(x, t, loss="mse", optimizer="lm",
+                                             gradient_hooks=[lambda g, s: g])
+
+
+def test_lbfgs_epochs_are_timed_over_their_iteration(numpy_backend):
+    import time
+
+    x, t = sine(n=200)
+    model = bp.mlp([1, 20, 1], activation="tanh", dtype="float64", seed=0)
+    started = time.perf_counter()
+    history = model.fit(x, t, loss="mse", optimizer="lbfgs", epochs=30)
+    total = time.perf_counter() - started
+    assert sum(history["seconds"]) > 0.5 * total  # not ~0: each epoch's clock spans its iteration
+
+
+def test_resuming_into_a_full_batch_optimizer(tmp_path, capsys):
+    path = str(tmp_path / "m.safetensors")
+    assert main(["train", "moons", "--epochs", "2", "--save", path, "--quiet"]) == 0
+    assert main(["train", "--resume", path, "--optimizer", "lbfgs", "--epochs", "5", "--quiet"]) == 0
+    assert bp.checkpoint.load(path).model.optimizer.name == "lbfgs"
+    assert main(["train", "--resume", path, "--optimizer", "adam", "--epochs", "7", "--json"]) == 0
+    summary = __import__("json").loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["epochs"] == 7
