@@ -269,16 +269,19 @@ class Newton(Damped):
 
     ``max_params``: refuse networks with more parameters than this (300): the
     Hessian costs P passes' worth of memory and a P x P eigendecomposition.
+    ``max_bytes``: refuse data for which the pass's (P, N, width) arrays would exceed
+    this (512 MiB): every direction carries a copy of every activation.
     """
 
     name = "newton"
 
-    def __init__(self, lr: float | None = None, *, max_params: int = 300, **kwargs: Any) -> None:
+    def __init__(self, lr: float | None = None, *, max_params: int = 300, max_bytes: int = 512 * 2**20,
+                 **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_params = int(max_params)
+        self.max_params, self.max_bytes = int(max_params), int(max_bytes)
 
     def config(self) -> dict:
-        return {**super().config(), "max_params": self.max_params}
+        return {**super().config(), "max_params": self.max_params, "max_bytes": self.max_bytes}
 
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         super().check(model, loss, n_samples)
@@ -287,6 +290,13 @@ class Newton(Damped):
             raise ConfigError(f"Newton's method builds the exact {size} x {size} Hessian; "
                               f"it is for networks of at most {self.max_params} parameters: use lm "
                               "(squared errors) or lbfgs")
+        # The R-pass keeps, per layer, its input and output directions: (P, N, width) each.
+        widths = sum(layer.out_features for layer in model.trunk(loss) if hasattr(layer, "out_features"))
+        need = 2 * model.n_params * n_samples * (model.n_inputs + 2 * widths) * 8
+        if need > self.max_bytes:
+            raise ConfigError(f"Newton's method would need about {need / 2**20:,.0f} MiB for its exact "
+                              f"Hessian over {n_samples:,} samples (limit {self.max_bytes / 2**20:,.0f} "
+                              "MiB): use lm or lbfgs, or fewer samples")
         unsupported = [layer.name for layer in model.trunk(loss) if isinstance(layer, Activation)
                        and type(layer).derivatives is Activation.derivatives]
         if unsupported:

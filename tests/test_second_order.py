@@ -399,3 +399,10 @@ def test_resuming_into_a_full_batch_optimizer(tmp_path, capsys):
     assert main(["train", "--resume", path, "--optimizer", "adam", "--epochs", "7", "--json"]) == 0
     summary = __import__("json").loads(capsys.readouterr().out.splitlines()[-1])
     assert summary["epochs"] == 7
+
+
+def test_newton_refuses_data_its_hessian_pass_cannot_hold():
+    X = np.random.default_rng(0).normal(size=(20000, 2))
+    model = bp.mlp([2, 16, 1], activation="tanh", dtype="float64")
+    with pytest.raises(bp.ConfigError, match="MiB for its exact Hessian over 20,000 samples"):
+        model.fit(X, X[:, 0], loss="mse", optimizer="newton")
