@@ -161,13 +161,18 @@ def test_lbfgs_weight_decay_is_the_l2_penalty(numpy_backend):
     model = bp.mlp([1, 4, 1], activation="tanh", dtype="float64", seed=0)
     lbfgs = bp.optimizers.get("lbfgs", weight_decay=0.1, tol=1e-10)
     model.fit(x, t, loss="mse", optimizer=lbfgs, epochs=2000)
+    # L-BFGS stops on a relative loss change too: balanced to 1e-4 (a wrong factor of
+    # the penalty, or decay on no or every parameter, is off by 1e-2).
+    assert_l2_balance(model, x, t, 0.1, atol=1e-4)
+
+
+def assert_l2_balance(model, x, t, decay, atol):
+    """At the optimum of loss + decay/2 |W|^2: the loss gradient is -decay W, 0 for biases."""
     _, grads = model.loss_and_gradients(x, t)
     params = model.parameters()
     for name in ("0.W", "2.W"):
-        # L-BFGS stops on a relative loss change too: balanced to 1e-4 (a wrong factor of
-        # the penalty, or decay on no or every parameter, is off by 1e-2).
-        np.testing.assert_allclose(grads[name], -0.1 * params[name], atol=1e-4)
-    np.testing.assert_allclose(grads["0.b"], 0.0, atol=1e-4)
+        np.testing.assert_allclose(grads[name], -decay * params[name], atol=atol)
+    np.testing.assert_allclose(grads["0.b"], 0.0, atol=atol)
 
 
 # -- host traffic ------------------------------------------------------------------------
@@ -366,11 +371,7 @@ def test_damped_methods_apply_weight_decay(numpy_backend, optimizer):
     model = bp.mlp([1, 4, 1], activation="tanh", dtype="float64", seed=0)
     model.fit(x, t, loss="mse", optimizer=bp.optimizers.get(optimizer, weight_decay=0.05, min_grad=1e-12),
               epochs=300)
-    _, grads = model.loss_and_gradients(x, t)
-    params = model.parameters()
-    for name in ("0.W", "2.W"):
-        np.testing.assert_allclose(grads[name], -0.05 * params[name], atol=1e-7)
-    np.testing.assert_allclose(grads["0.b"], 0.0, atol=1e-7)
+    assert_l2_balance(model, x, t, 0.05, atol=1e-7)
 
 
 def test_damped_methods_refuse_gradient_hooks(numpy_backend):
