@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 from backends import backend_for, get_backend, to_numpy_any
 
 from . import activations, optimizers
+from .heads import Head
 from .model import Sequential, mlp
 from .runner import FULL_BATCH
 from .targets import as_inputs
@@ -358,28 +359,26 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             host_w = np.asarray(to_numpy_any(sample_weight), dtype=np.float64)
             weights = host_w if weights is None else weights * host_w
         # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
-        # as MATLAB's trainlm; every other solver softmax cross-entropy on the logits.
-        # Two classes: one logistic output, as MLPClassifier.
-        indicators = self.solver == "lm"
-        binary = len(known) == 2 and not indicators
-        loss = "mse" if indicators else "bce" if binary else "ce"
-        outputs = 1 if binary else len(known)
-        if first or not self._reuse(X.shape[1], outputs) or getattr(self, "_indicators_", None) != indicators:
-            self.model_ = self._build(X, outputs, "sigmoid" if indicators else None, backend,
-                                      self._dtype(X))
+        # as MATLAB's trainlm; every other solver cross-entropy on the logits. Two classes: one
+        # logistic output, as MLPClassifier. The head owns what each loss means for the outputs.
+        loss = "mse" if self.solver == "lm" else "bce" if len(known) == 2 else "ce"
+        head = Head.for_task("classification", len(known), loss)
+        indicators = head.activation == "sigmoid"
+        same_head = getattr(self, "_indicators_", None) == indicators
+        if first or not self._reuse(X.shape[1], head.outputs) or not same_head:
+            self.model_ = self._build(X, head.outputs, head.activation, backend, self._dtype(X))
             first = True
         self._indicators_ = indicators  # how the fitted outputs read, whatever solver is set later
-        target = np.eye(outputs)[index] if indicators else index.astype(np.float64) if binary else index
-        self._train(X, backend.asarray(target), loss, None if weights is None else backend.asarray(weights),
+        weights = None if weights is None else backend.asarray(weights)
+        self._train(X, backend.asarray(head.targets(index)), head.loss, weights,
                     epochs=epochs, first=first, incremental=incremental)
         return self
 
     def _scores(self, X):
         check_is_fitted(self)
         X, _ = self._inputs(X, reset=False)
-        if self._indicators_:
-            return self.model_.predict(X)  # sigmoid outputs: the class indicators
-        P = self.model_.predict_proba(X)
+        # sigmoid outputs (the class indicators) or probabilities
+        P = self.model_.predict(X) if self._indicators_ else self.model_.predict_proba(X)
         if P.shape[1] == 1:  # one logistic output: P(second class)
             xp = np if is_numpy_array(P) else self.model_.xp
             P = xp.concat([1.0 - P, P], axis=1) if xp is not np else np.concatenate([1.0 - P, P], axis=1)

@@ -37,9 +37,14 @@ class Head:
     @classmethod
     def make(cls, transform: Transform, loss: str) -> Head:
         """The head for ``transform``'s task trained with ``loss`` (a name, or ``"auto"``)."""
-        k = transform.n_targets
+        return cls.for_task(transform.task, transform.n_targets, loss)
+
+    @classmethod
+    def for_task(cls, task: str, k: int, loss: str) -> Head:
+        """The head for ``task`` (``"classification"`` with ``k`` classes, or ``"regression"``
+        with ``k`` targets) trained with ``loss`` (a name, or ``"auto"``)."""
         chosen = None if loss == "auto" else losses.get(loss)
-        if transform.task == "classification":
+        if task == "classification":
             if chosen is None or chosen.task == "multiclass":
                 return cls("ce", k, None, "index")
             if chosen.task == "binary":
