@@ -23,6 +23,7 @@ import numpy as np
 from array_api_compat import is_numpy_array
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
@@ -227,6 +228,18 @@ class _Backprop(BaseEstimator):
         model = getattr(self, "model_", None)
         return model is not None and model.n_inputs == n_inputs and model.n_outputs == n_outputs
 
+    def score(self, X, y, sample_weight=None) -> float:
+        """Accuracy (classifier) or R^2 (regressor) as scikit-learn's ``score``, for any X.
+
+        Predictions stay on X's device; the (N,) labels or values then come to the host for
+        scikit-learn's metric, so CuPy or array-api-strict input scores without
+        ``array_api_dispatch`` (scikit-learn's own ``score`` would call ``np.asarray`` on them).
+        The estimators name it in their bodies: their scikit-learn mixin comes first.
+        """
+        predicted = self.predict(X)
+        host = [None if a is None else np.asarray(to_numpy_any(a)) for a in (y, predicted, sample_weight)]
+        return float(self._metric(*host))
+
     # -- pickling: host copies ------------------------------------------------------------
     def __getstate__(self) -> dict:
         state = super().__getstate__() if hasattr(super(), "__getstate__") else dict(self.__dict__)
@@ -407,6 +420,12 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             classes = self.model_.backend.asarray(classes)
         return xp.take(classes, xp.argmax(P, axis=1), axis=0)
 
+    score = _Backprop.score
+
+    @staticmethod
+    def _metric(y, predicted, sample_weight):
+        return accuracy_score(y, predicted, sample_weight=sample_weight)
+
     def predict_log_proba(self, X):
         P = self.predict_proba(X)
         xp = np if is_numpy_array(P) else self.model_.xp
@@ -453,6 +472,12 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first,
                     incremental=incremental)
         return self
+
+    score = _Backprop.score
+
+    @staticmethod
+    def _metric(y, predicted, sample_weight):
+        return r2_score(y, predicted, sample_weight=sample_weight)
 
     def predict(self, X):
         """Predictions (N,) or (N, K), in X's namespace and on its device."""

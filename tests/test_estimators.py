@@ -84,6 +84,12 @@ def test_device_input_trains_there_and_answers_there():
     assert type(labels).__module__.startswith("array_api_strict") and labels.device == device
     host = BackpropClassifier(solver="lbfgs", hidden_layer_sizes=(8,), random_state=0).fit(X, y)
     np.testing.assert_array_equal(np.asarray(labels.to_device(xps.Device("CPU_DEVICE"))), host.predict(X))
+    # score without array_api_dispatch: the same number as on the host, weights included
+    w = np.arange(len(y), dtype=np.float64)
+    assert clf.score(Xd, yd, xps.asarray(w, device=device)) == host.score(X, y, w) != host.score(X, y)
+    reg = BackpropRegressor(solver="lm", hidden_layer_sizes=(4,), random_state=0).fit(Xd[:, :3], Xd[:, 3])
+    on_host = BackpropRegressor(solver="lm", hidden_layer_sizes=(4,), random_state=0).fit(X[:, :3], X[:, 3])
+    assert reg.score(Xd[:, :3], Xd[:, 3]) == pytest.approx(on_host.score(X[:, :3], X[:, 3]), rel=1e-12)
     # a pickle holds host copies: it loads and predicts whatever the device
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(np.asarray(again.predict(Xd).to_device(xps.Device("CPU_DEVICE"))),
