@@ -242,7 +242,7 @@ def looks_like_path(name: str) -> bool:
 
 def load(name: str, target: str | int | None = None) -> Dataset:
     """A built-in data set by name (see ``backprop.datasets.BUILTIN``), or a .csv/.npz file."""
-    if name.lower() in BUILTIN and not looks_like_path(name):
+    if name.partition(":")[0].strip().lower() in BUILTIN and not os.path.exists(name):
         if target is not None:
             raise DataError("a target column is for CSV files; built-in data sets know their target")
         return load_builtin(name)

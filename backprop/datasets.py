@@ -57,7 +57,7 @@ def _xor(rng: np.random.Generator) -> Dataset:
                              "epochs": 300, "batch_size": "full", "val_split": 0.0})
 
 
-def _spirals(rng: np.random.Generator, n: int, arms: int = 3, noise: float = 0.12):
+def _spirals(rng: np.random.Generator, n: int, noise: float = 0.12, arms: int = 3):
     """``arms`` interleaved spirals, n points each, two turns long."""
     t = rng.uniform(0.0, 1.0, size=(arms, n))
     radius = 0.2 + 4.0 * t
@@ -69,18 +69,41 @@ def _spirals(rng: np.random.Generator, n: int, arms: int = 3, noise: float = 0.1
     return X[order], y[order]
 
 
-def _sine(rng: np.random.Generator, n: int):
+def _sine(rng: np.random.Generator, n: int, noise: float = 0.1):
     """Noisy samples of sin(2x) + x/2 on [-pi, pi]: a curve a few hidden units can bend to."""
     x = rng.uniform(-math.pi, math.pi, size=n)
-    y = np.sin(2.0 * x) + 0.5 * x + rng.normal(0.0, 0.1, size=n)
+    y = np.sin(2.0 * x) + 0.5 * x + rng.normal(0.0, noise, size=n)
     return x[:, None], y
 
 
-def _generated(name: str, draw, n_train: int, n_test: int, task: str, defaults: dict) -> Dataset:
-    rng = np.random.default_rng(DATA_SEED)
-    X, y = draw(rng, n_train + n_test)
-    return Dataset(name, X[:n_train], y[:n_train], X_test=X[n_train:], y_test=y[n_train:],
-                   task=task, defaults=defaults)
+@dataclass(frozen=True)
+class Generated:
+    """A data set drawn at random: ``draw(rng, n, noise) -> (X, y)``.
+
+    ``n`` samples in all, of which the fraction ``test`` is held out; ``noise`` in the
+    set's own units (a standard deviation, or TensorFlow Playground's 0–0.5 fraction
+    of the plane); ``max_noise`` bounds what a request may ask for.
+    """
+
+    draw: Any
+    task: str
+    n: int
+    noise: float
+    max_noise: float
+    defaults: dict
+    test: float = 0.2
+
+
+def _generated(name: str, options: dict[str, Any] | None = None) -> Dataset:
+    """The generated set ``name`` with ``options`` (n, noise, test, seed; see :func:`parse_spec`)."""
+    gen = GENERATED[name]
+    o = {"n": gen.n, "noise": gen.noise, "test": gen.test, "seed": DATA_SEED, **(options or {})}
+    rng = np.random.default_rng(o["seed"])
+    X, y = gen.draw(rng, o["n"], o["noise"])
+    n_test = int(round(len(X) * o["test"]))
+    n_train = len(X) - n_test
+    return Dataset(name, X[:n_train], y[:n_train], X_test=X[n_train:] if n_test else None,
+                   y_test=y[n_train:] if n_test else None, task=gen.task, defaults=gen.defaults)
 
 
 def _sklearn(name: str):
@@ -92,17 +115,64 @@ def _sklearn(name: str):
     return datasets
 
 
-def _moons(rng, n):
-    return _sklearn("moons").make_moons(n, noise=0.2, random_state=int(rng.integers(2**31)))
+def _moons(rng, n, noise):
+    return _sklearn("moons").make_moons(n, noise=noise, random_state=int(rng.integers(2**31)))
 
 
-def _circles(rng, n):
-    return _sklearn("circles").make_circles(n, noise=0.1, factor=0.5, random_state=int(rng.integers(2**31)))
+def _circles(rng, n, noise):
+    return _sklearn("circles").make_circles(n, noise=noise, factor=0.5, random_state=int(rng.integers(2**31)))
 
 
-def _blobs(rng, n):
-    return _sklearn("blobs").make_blobs(n, centers=4, cluster_std=1.5,
+def _blobs(rng, n, noise):
+    return _sklearn("blobs").make_blobs(n, centers=4, cluster_std=noise,
                                         random_state=int(rng.integers(2**31)))
+
+
+# TensorFlow Playground's four sets, drawn our own way on its plane [-6, 6]^2: ``noise``
+# in [0, 0.5] moves each point by up to noise * 10 in each coordinate (uniformly), after
+# its class was decided, so that noise makes the classes overlap.
+def _jitter(rng, X, noise):
+    return X + rng.uniform(-5.0, 5.0, size=X.shape) * noise
+
+
+def _shuffled(rng, X, y):
+    order = rng.permutation(len(y))
+    return X[order], y[order]
+
+
+def _circle(rng, n, noise):
+    """A disc of one class (radius < 2.5) inside a ring of the other (3.5 to 5)."""
+    inner = n // 2
+    radius = np.concatenate([rng.uniform(0.0, 2.5, inner), rng.uniform(3.5, 5.0, n - inner)])
+    angle = rng.uniform(0.0, 2.0 * math.pi, n)
+    X = np.stack([radius * np.sin(angle), radius * np.cos(angle)], axis=1)
+    return _shuffled(rng, _jitter(rng, X, noise), (radius < 3.0).astype(np.int64))
+
+
+def _quadrants(rng, n, noise):
+    """XOR on the plane: the class is whether x and y have the same sign."""
+    X = rng.uniform(-5.0, 5.0, size=(n, 2))
+    X += np.where(X > 0, 0.3, -0.3)  # a margin along the axes, as TensorFlow Playground keeps
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.int64)
+    return _jitter(rng, X, noise), y
+
+
+def _gauss(rng, n, noise):
+    """Two Gaussian clouds around (2, 2) and (-2, -2), wider with more noise."""
+    std = 0.5 + 7.0 * noise
+    y = (np.arange(n) < n // 2).astype(np.int64)
+    centre = np.where(y[:, None] == 1, 2.0, -2.0)
+    return _shuffled(rng, centre + rng.normal(0.0, std, size=(n, 2)), y)
+
+
+def _spiral(rng, n, noise):
+    """Two spiral arms of 1.75 turns, one per class."""
+    half = n // 2
+    t = np.concatenate([np.arange(half) / half, np.arange(n - half) / max(n - half, 1)])
+    y = (np.arange(n) < half).astype(np.int64)
+    angle = 1.75 * 2.0 * math.pi * t + np.where(y == 1, 0.0, math.pi)
+    X = np.stack([5.0 * t * np.sin(angle), 5.0 * t * np.cos(angle)], axis=1)
+    return _shuffled(rng, _jitter(rng, X, noise / 5.0), y)
 
 
 def _digits() -> Dataset:
@@ -122,17 +192,28 @@ def _digits() -> Dataset:
 
 _TWO_D = {"hidden": [32, 32], "epochs": 200, "batch_size": 64, "lr": 0.01}
 
+_PLANE = {"hidden": [4, 2], "activation": "tanh", "epochs": 200, "batch_size": 10, "lr": 0.03}
+"""TensorFlow Playground's own start: 4 and 2 tanh units, batch 10, rate 0.03."""
+
+GENERATED: dict[str, Generated] = {
+    "moons": Generated(_moons, "classification", 1000, 0.2, 2.0, _TWO_D),
+    "circles": Generated(_circles, "classification", 1000, 0.1, 1.0, _TWO_D),
+    "spirals": Generated(lambda r, n, noise: _spirals(r, n // 3, noise), "classification", 1500, 0.12, 2.0,
+                         {**_TWO_D, "hidden": [64, 64], "epochs": 400}),
+    "blobs": Generated(_blobs, "classification", 1000, 1.5, 10.0, {**_TWO_D, "hidden": [16], "epochs": 50}),
+    "circle": Generated(_circle, "classification", 500, 0.0, 0.5, _PLANE, 0.5),
+    "quadrants": Generated(_quadrants, "classification", 500, 0.0, 0.5, _PLANE, 0.5),
+    "gauss": Generated(_gauss, "classification", 500, 0.0, 0.5, _PLANE, 0.5),
+    "spiral": Generated(_spiral, "classification", 500, 0.0, 0.5,
+                        {**_PLANE, "hidden": [8, 8, 8], "epochs": 500}, 0.5),
+    "sine": Generated(_sine, "regression", 500, 0.1, 2.0,
+                      {"hidden": [32, 32], "activation": "tanh", "epochs": 500, "batch_size": 32,
+                       "lr": 0.01}),
+}
+
 BUILTIN: dict[str, Any] = {
     "xor": lambda: _xor(np.random.default_rng(DATA_SEED)),
-    "moons": lambda: _generated("moons", _moons, 800, 200, "classification", _TWO_D),
-    "circles": lambda: _generated("circles", _circles, 800, 200, "classification", _TWO_D),
-    "spirals": lambda: _generated("spirals", lambda r, n: _spirals(r, n // 3), 1200, 300,
-                                  "classification", {**_TWO_D, "hidden": [64, 64], "epochs": 400}),
-    "blobs": lambda: _generated("blobs", _blobs, 800, 200, "classification",
-                                {**_TWO_D, "hidden": [16], "epochs": 50}),
-    "sine": lambda: _generated("sine", _sine, 400, 100, "regression",
-                               {"hidden": [32, 32], "activation": "tanh", "epochs": 500,
-                                "batch_size": 32, "lr": 0.01}),
+    **{name: (lambda name=name: _generated(name)) for name in GENERATED},
     "digits": _digits,
 }
 
@@ -142,15 +223,63 @@ DESCRIPTIONS = {
     "circles": "a circle inside a ring, 2-D, 2 classes",
     "spirals": "three interleaved spiral arms, 2-D, 3 classes",
     "blobs": "four Gaussian clusters, 2-D, 4 classes",
+    "circle": "TensorFlow Playground's disc inside a ring, 2-D, 2 classes",
+    "quadrants": "TensorFlow Playground's XOR: opposite quadrants share a class, 2-D, 2 classes",
+    "gauss": "TensorFlow Playground's two Gaussian clouds, 2-D, 2 classes",
+    "spiral": "TensorFlow Playground's two spiral arms, 2-D, 2 classes",
     "sine": "a noisy curve y = sin(2x) + x/2, 1-D regression",
     "digits": "scikit-learn's bundled 8x8 handwritten digits, 64 pixels, 10 classes",
 }
 
 
+SPEC_KEYS = {"n": (int, 4, 1_000_000), "noise": (float, 0.0, None), "test": (float, 0.0, 0.9),
+             "seed": (int, 0, 2**32 - 1)}
+"""Options of a generated set, as ``name:n=500,noise=0.1,test=0.5,seed=7``: (type, min, max)."""
+
+
+def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"spiral:noise=0.2,n=500"`` -> ``("spiral", {"noise": 0.2, "n": 500})``, checked."""
+    name, _, rest = spec.partition(":")
+    name = name.strip().lower()
+    options: dict[str, Any] = {}
+    if not rest:
+        return name, options
+    if name not in GENERATED:
+        raise DataError(f"{name!r} takes no options: options (n, noise, test, seed) are for the generated "
+                        f"sets {', '.join(GENERATED)}")
+    for part in rest.split(","):
+        key, eq, text = part.partition("=")
+        key = key.strip()
+        if key not in SPEC_KEYS or not eq:
+            raise DataError(f"data option {part!r}: use n=, noise=, test= or seed=, "
+                            f"e.g. {name}:n=500,noise=0.1")
+        kind, low, high = SPEC_KEYS[key]
+        high = GENERATED[name].max_noise if key == "noise" else high
+        try:
+            value = kind(text)
+        except ValueError:
+            raise DataError(f"data option {key}: expected {'an integer' if kind is int else 'a number'}, "
+                            f"got {text!r}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise DataError(f"data option {key} must be in [{low}, {high}], got {text}")
+        options[key] = value
+    return name, options
+
+
+def spec(name: str, **options: Any) -> str:
+    """The spec string that :func:`load_builtin` reads back: ``name:key=value,...``."""
+    given = ",".join(f"{k}={options[k]}" for k in SPEC_KEYS if options.get(k) is not None)
+    return f"{name}:{given}" if given else name
+
+
 def load_builtin(name: str) -> Dataset:
-    """A built-in data set by name (see ``BUILTIN``)."""
+    """A built-in data set by name (see ``BUILTIN``); a generated one takes options after a
+    colon (see :func:`parse_spec`)."""
+    key, options = parse_spec(name)
+    if options:
+        return _generated(key, options)
     try:
-        make = BUILTIN[name.lower()]
+        make = BUILTIN[key]
     except KeyError:
         raise DataError(
             f"unknown data set {name!r}: use one of {', '.join(BUILTIN)}, or a path to a .csv or .npz file"

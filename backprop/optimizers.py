@@ -44,6 +44,10 @@ class Optimizer:
     weight_decay : float
         L2 penalty coefficient: adds ``weight_decay * W`` to each weight matrix's
         gradient (AdamW instead decays the weights directly).
+    l1 : float
+        L1 penalty coefficient: adds ``l1 * sign(W)`` to each weight matrix's gradient
+        (the subgradient of ``l1 * |W|``, as TensorFlow Playground's L1). Biases are not
+        penalized by either.
     schedule : str or Schedule
         How the rate changes per epoch (see :mod:`backprop.schedules`).
     """
@@ -52,10 +56,11 @@ class Optimizer:
     default_lr = 0.01
     coupled_decay = True  # L2 added to the gradient; AdamW decays the weights instead
 
-    def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0,
+    def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0, l1: float = 0.0,
                  schedule: str | schedules.Schedule | None = None) -> None:
         self.base_lr = self.lr = _positive(self.default_lr if lr is None else lr, "learning rate")
         self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        self.l1 = _non_negative(l1, "l1")
         self.schedule = schedules.get(schedule)
         self.t = 0  # steps taken
         self.state: list[dict[str, Array]] = []
@@ -63,12 +68,14 @@ class Optimizer:
         self.owner: str | None = None  # the model this optimizer trains (see bind)
 
     def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
-                        schedule: Any = None) -> Optimizer:
-        """Change the rate, decay or schedule in place (the state is kept); returns self."""
+                        schedule: Any = None, l1: float | None = None) -> Optimizer:
+        """Change the rate, decays or schedule in place (the state is kept); returns self."""
         if lr is not None:
             self.base_lr = self.lr = _positive(lr, "learning rate")
         if weight_decay is not None:
             self.weight_decay = _non_negative(weight_decay, "weight_decay")
+        if l1 is not None:
+            self.l1 = _non_negative(l1, "l1")
         if schedule is not None:
             self.schedule = schedules.get(schedule)
         return self
@@ -96,7 +103,7 @@ class Optimizer:
         """Whether ``other`` updates by the same rule (class and settings), rate, decay and
         schedule aside: what a resumed run may continue with its saved moments."""
         def rule(opt: Optimizer) -> dict:
-            changing = ("lr", "weight_decay", "schedule", *getattr(opt, "evolving", ()))
+            changing = ("lr", "weight_decay", "l1", "schedule", *getattr(opt, "evolving", ()))
             return {k: v for k, v in opt.config().items() if k not in changing}
 
         return type(self) is type(other) and rule(self) == rule(other)
@@ -130,6 +137,8 @@ class Optimizer:
         for p, g, s in zip(params, grads, self.state):
             if self.weight_decay and p.ndim >= 2 and self.coupled_decay:
                 g = g + self.weight_decay * p
+            if self.l1 and p.ndim >= 2:
+                g = g + self.l1 * xp.sign(p)
             self._update(xp, p, g, s)
 
     def _check_owner(self, params: list[Array]) -> None:
@@ -150,7 +159,8 @@ class Optimizer:
         raise NotImplementedError
 
     def config(self) -> dict:
-        return {"lr": self.base_lr, "weight_decay": self.weight_decay,
+        extra = {"l1": self.l1} if self.l1 else {}  # absent when unused: older checkpoints read the same
+        return {"lr": self.base_lr, "weight_decay": self.weight_decay, **extra,
                 "schedule": self.schedule.name}
 
     def __repr__(self) -> str:

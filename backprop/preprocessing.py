@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import features as feature_terms
 from .errors import DataError
 
 MAX_CLASSES = 100  # integer targets with more distinct values than this are read as regression
@@ -45,21 +46,33 @@ class Transform:
     classes : list of str or None
         Class names in output order (classification).
     x_mean, x_std : (F,) float64 or None
+        Over the network's inputs: the features when there are any.
     y_mean, y_std : (T,) float64 or None (regression targets)
+    features : list of str or None
+        Feature names computed from the raw columns first (see :mod:`backprop.features`);
+        None: the raw columns are the inputs.
+    n_columns : int or None
+        Raw columns the features were computed from (checked on every call).
     """
 
     def __init__(self, task: str, classes: list[str] | None = None, x_mean=None, x_std=None,
-                 y_mean=None, y_std=None) -> None:
+                 y_mean=None, y_std=None, *, features: list[str] | None = None,
+                 n_columns: int | None = None) -> None:
         self.task = task
         self.classes = classes
         self.x_mean, self.x_std, self.y_mean, self.y_std = x_mean, x_std, y_mean, y_std
+        self.features, self.n_columns = features, n_columns
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True,
-            labels: np.ndarray | None = None) -> Transform:
+            labels: np.ndarray | None = None, features: list[str] | None = None) -> Transform:
         """Statistics from the training part ``X`` (N, F), ``y``; class names from ``labels``
         (every label the data has, so that a class only the validation part holds is known),
-        or from ``y``."""
+        or from ``y``; the inputs are ``features`` of X's columns when given."""
+        n_columns = None
+        if features is not None:
+            features, n_columns = feature_terms.check(features, X.shape[1]), X.shape[1]
+            X = feature_terms.expand(X, features)
         classes = None
         x_mean = x_std = y_mean = y_std = None
         if task == "classification":
@@ -80,7 +93,14 @@ class Transform:
             if task == "regression":
                 Y = y.reshape(len(y), -1).astype(np.float64)
                 y_mean, y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
-        return cls(task, classes, x_mean, x_std, y_mean, y_std)
+        return cls(task, classes, x_mean, x_std, y_mean, y_std, features=features, n_columns=n_columns)
+
+    @property
+    def n_inputs(self) -> int | None:
+        """The network's input width, where the transform knows it."""
+        if self.features is not None:
+            return len(self.features)
+        return None if self.x_mean is None else len(self.x_mean)
 
     @property
     def n_targets(self) -> int:
@@ -88,7 +108,12 @@ class Transform:
             1 if self.y_mean is None else len(self.y_mean))
 
     def inputs(self, X: np.ndarray) -> np.ndarray:
-        """Raw inputs (N, F) -> what the network sees."""
+        """Raw inputs (N, F) -> what the network sees (N, n_inputs)."""
+        if self.features is not None:
+            if X.shape[1] != self.n_columns:
+                raise DataError(f"the data has {X.shape[1]} features but the model was trained on "
+                                f"{self.n_columns}: give the same columns as in training")
+            X = feature_terms.expand(X, self.features)
         if self.x_mean is None:
             return X
         if X.shape[1] != len(self.x_mean):
@@ -121,9 +146,15 @@ class Transform:
         """(metadata, arrays) for a checkpoint."""
         arrays = {k: getattr(self, k) for k in ("x_mean", "x_std", "y_mean", "y_std")
                   if getattr(self, k) is not None}
-        return {"task": self.task, "classes": self.classes}, arrays
+        meta = {"task": self.task, "classes": self.classes}
+        if self.features is not None:
+            meta.update(features=self.features, n_columns=self.n_columns)
+        return meta, arrays
 
     @classmethod
     def from_json(cls, meta: dict, arrays: dict[str, np.ndarray]) -> Transform:
-        return cls(meta["task"], meta.get("classes"), *(arrays.get(k) for k in
-                                                        ("x_mean", "x_std", "y_mean", "y_std")))
+        features = meta.get("features")
+        return cls(meta["task"], meta.get("classes"),
+                   *(arrays.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")),
+                   features=None if features is None else feature_terms.check(features),
+                   n_columns=meta.get("n_columns"))

@@ -29,7 +29,7 @@ import numpy as np
 
 from backends import dtype_name, get_backend
 
-from . import checkpoint, datafiles, losses, optimizers
+from . import checkpoint, datafiles, features, losses, optimizers
 from .datasets import Dataset
 from .errors import CheckpointError, ConfigError, DataError
 from .heads import Head, scores
@@ -42,12 +42,13 @@ DEFAULTS: dict[str, Any] = {
     "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
     "momentum": None, "weight_decay": None, "schedule": "constant", "epochs": 100, "batch_size": 32,
     "init": "auto", "seed": 0, "dtype": "float32", "val_split": 0.1, "early_stopping": 10,
-    "standardize": True, "task": None, "target": None,
+    "standardize": True, "task": None, "target": None, "features": None, "l1": None,
 }
 """The settings a run is made of. Each comes from, in order of precedence: what
 was given, a resumed checkpoint, a built-in data set's own defaults, these."""
 
-ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target", "val_split")
+ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target", "val_split",
+                "features")
 """Fixed by the checkpoint when resuming: changing them would make another model (or, for
 ``val_split``, train and validate on other samples than early stopping's record refers to)."""
 
@@ -81,6 +82,8 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
         positive_int(given["batch_size"], "batch_size")
     if "val_split" in given:
         check_fraction(given["val_split"], "val_split")
+    if "features" in given:
+        given["features"] = features.check(given["features"])
     if given.get("task") not in (None, "classification", "regression"):
         raise ConfigError(f"task must be 'classification' or 'regression', got {given['task']!r}")
     if given.get("dtype") not in (None, "float32", "float64"):
@@ -228,7 +231,8 @@ class Run:
         if ck is not None:
             self.transform = Transform.from_json(ck.extra["transform"], ck.arrays)
         else:  # statistics of the training part only: the validation part stays unseen
-            self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y)
+            self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y,
+                                           features=s["features"])
         if val is None and "early_stopping" not in self.given:
             s["early_stopping"] = None  # the default patience needs validation data; none here
         if s["early_stopping"] and val is None:
@@ -244,7 +248,8 @@ class Run:
             if s["dtype"] != dtype_name(model.dtype):
                 model = model.to(dtype=s["dtype"])
         else:
-            sizes = [self.train[0].shape[1], *s["hidden"], self.head.outputs]
+            width = self.transform.n_inputs or self.train[0].shape[1]
+            sizes = [width, *s["hidden"], self.head.outputs]
             model = mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
                         device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
         state = model.state
@@ -252,7 +257,7 @@ class Run:
         if ck is not None and state.optimizer is not None and state.optimizer.same_rule(opt):
             # Continue with the saved moments; options given now still change the rate, decay, schedule.
             opt = state.optimizer.update_settings(lr=given.get("lr"), weight_decay=given.get("weight_decay"),
-                                                  schedule=given.get("schedule"))
+                                                  schedule=given.get("schedule"), l1=given.get("l1"))
             horizon = getattr(opt.schedule, "epochs", None)
             if horizon is not None and horizon < s["epochs"]:
                 # Resuming to a larger total stretches the schedule over the new total, rather
@@ -281,6 +286,8 @@ class Run:
             kwargs["momentum"] = s["momentum"]
         if s["weight_decay"] is not None:
             kwargs["weight_decay"] = s["weight_decay"]
+        if s["l1"]:
+            kwargs["l1"] = s["l1"]
         kwargs["schedule"] = s["schedule"]
         return kwargs
 

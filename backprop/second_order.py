@@ -48,7 +48,9 @@ class FullBatch(Optimizer):
     hooks_apply = False  # gradient hooks change gradients, which only some of these step along
 
     def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
-                        schedule: Any = None) -> FullBatch:
+                        schedule: Any = None, l1: float | None = None) -> FullBatch:
+        if l1:
+            raise ConfigError(f"{self.name} has no L1 penalty (its loss must be smooth): use weight_decay")
         if lr is not None:
             raise ConfigError(f"{self.name} has no learning rate: drop lr")
         if schedule is not None and str(getattr(schedule, "name", schedule)) != "constant":
@@ -59,6 +61,8 @@ class FullBatch(Optimizer):
         if lr is not None:
             raise ConfigError(f"{self.name} has no learning rate: its step comes from the damping or the "
                               "line search; drop lr")
+        if kwargs.get("l1"):
+            raise ConfigError(f"{self.name} has no L1 penalty (its loss must be smooth): use weight_decay")
         super().__init__(None, **kwargs)
 
     def config(self) -> dict:

@@ -108,6 +108,9 @@ def _train_parser(commands) -> None:
     g.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default=None, help="hidden activation (relu)")
     g.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default=None,
                    help="auto (default): cross-entropy for class labels, MSE for real targets")
+    g.add_argument("--features", default=None, metavar="LIST",
+                   help="inputs computed from the columns x1, x2...: e.g. x1,x2,x1^2,x1*x2,sin(x1) "
+                        "(default: the columns as they are)")
     g.add_argument("--init", choices=sorted({"auto", *INITIALIZERS}), default=None,
                    help="weight initializer (auto: He before ReLU, Glorot otherwise)")
     g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="float32 (default)")
@@ -120,6 +123,8 @@ def _train_parser(commands) -> None:
                    help="for sgd, momentum and nesterov (0.9 for the latter two)")
     g.add_argument("--weight-decay", type=_range(0.0, float("inf"), ">= 0"), default=None,
                    help="L2 penalty on weight matrices (decoupled for adamw)")
+    g.add_argument("--l1", type=_range(0.0, float("inf"), ">= 0"), default=None,
+                   help="L1 penalty on weight matrices (first-order optimizers)")
     g.add_argument("--schedule", choices=tuple(SCHEDULES), default=None, help="learning-rate schedule")
     g.add_argument("--epochs", type=_positive_int, default=None,
                    help="total epochs (100); with --resume, the total to reach, not extra ones")

@@ -19,9 +19,11 @@ from .common import device_spec
 from .report import emit_json, table
 
 
-def _check_width(model, X: np.ndarray, what: str) -> None:
-    if X.shape[1] != model.n_inputs:
-        raise DataError(f"{what} has {X.shape[1]} features but the model takes {model.n_inputs}: "
+def _check_width(model, transform, X: np.ndarray, what: str) -> None:
+    # With computed features the model's inputs are not the file's columns: the transform knows.
+    width = transform.n_columns if transform.features is not None else model.n_inputs
+    if X.shape[1] != width:
+        raise DataError(f"{what} has {X.shape[1]} features but the model takes {width}: "
                         "give the same feature columns as in training")
 
 
@@ -38,7 +40,7 @@ def evaluate(args: argparse.Namespace) -> int:
         X, y = parts[split]
         if X is None:
             raise DataError(f"{dataset.name} has no {split} part: use --split all")
-    _check_width(model, X, dataset.name)
+    _check_width(model, transform, X, dataset.name)
     result = scores(model, head, transform, X, y)
     if args.json:
         emit_json({"type": "evaluate", "data": dataset.name, "split": split, "samples": len(X),
@@ -54,7 +56,7 @@ def predict(args: argparse.Namespace) -> int:
     dataset = read_file(args.input, extra.get("train", {}).get("settings", {}).get("target"),
                         inputs_only=True, feature_names=extra.get("feature_names"))
     X = dataset.X
-    _check_width(model, X, args.input)
+    _check_width(model, transform, X, args.input)
     Xn = transform.inputs(X)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
