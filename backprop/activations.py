@@ -175,6 +175,9 @@ ACTIVATIONS: dict[str, type[Activation]] = {
 }
 ACTIVATIONS["linear"] = Identity
 
+HIDDEN = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
+"""The activations offered between hidden layers (softmax belongs to an output)."""
+
 
 def get(name: str | Activation) -> Activation:
     """An activation layer from its name (``"relu"``, ``"tanh"``...) or the layer itself."""

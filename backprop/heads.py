@@ -67,10 +67,10 @@ class Head:
 
     def class_scores(self, model, X: np.ndarray) -> np.ndarray:
         """Per-class scores (N, K) of a classifier: probabilities for ce/bce, outputs otherwise."""
-        if losses.get(self.loss).classification:
-            P = np.asarray(model.predict_proba(X), dtype=np.float64)
+        if losses.get(self.loss).classification:  # the head's loss: right before the first fit too
+            P = np.asarray(model.predict_proba(X, loss=self.loss), dtype=np.float64)
         else:
-            P = np.asarray(model.predict(X), dtype=np.float64).reshape(len(X), -1)
+            P = np.asarray(model.predict(X, loss=self.loss), dtype=np.float64).reshape(len(X), -1)
         return np.concatenate([1.0 - P, P], axis=1) if P.shape[1] == 1 else P
 
 

@@ -263,9 +263,11 @@ class Sequential:
         return fit(self, X, y, **kwargs)
 
     # -- inference ---------------------------------------------------------------
-    def _outputs(self, X: Any, batch_size: int | None, fn) -> Array:
-        """``fn`` of the logits the output loss reads, batch by batch; keeps the caller's array type."""
-        xp, loss = self.xp, self.output_loss()
+    def _outputs(self, X: Any, batch_size: int | None, fn, loss: Any = None) -> Array:
+        """``fn`` of the logits the output loss (or ``loss``) reads, batch by batch; keeps the
+        caller's array type."""
+        xp = self.xp
+        loss = self.output_loss() if loss is None else self._resolve_loss(loss)
         native = self.backend.is_native(X)
         with self.backend.activate():
             Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
@@ -281,24 +283,30 @@ class Sequential:
         """``"multiclass"``, ``"binary"`` or ``"regression"``, from the loss (or the output layer)."""
         return self.output_loss().task
 
-    def predict_proba(self, X: Any, *, batch_size: int | None = 8192) -> Array:
-        """Class probabilities (N, K) of a classifier (softmax rows, or sigmoid per output)."""
-        if not self.output_loss().classification:
-            raise ConfigError("predict_proba needs a classifier (a model fit with loss 'ce' or 'bce')")
-        return self._outputs(X, batch_size, lambda loss, Z: loss.probabilities(self.xp, Z))
+    def predict_proba(self, X: Any, *, batch_size: int | None = 8192, loss: Any = None) -> Array:
+        """Class probabilities (N, K) of a classifier (softmax rows, or sigmoid per output).
 
-    def predict(self, X: Any, *, batch_size: int | None = 8192) -> Array:
+        ``loss``: the loss that says what the outputs mean, where the model has not been
+        fit yet (default: the last fit's, see :meth:`output_loss`).
+        """
+        meaning = self.output_loss() if loss is None else self._resolve_loss(loss)
+        if not meaning.classification:
+            raise ConfigError("predict_proba needs a classifier (a model fit with loss 'ce' or 'bce')")
+        return self._outputs(X, batch_size, lambda loss, Z: loss.probabilities(self.xp, Z), meaning)
+
+    def predict(self, X: Any, *, batch_size: int | None = 8192, loss: Any = None) -> Array:
         """Predictions for ``X`` (N, n_inputs).
 
         Multiclass: class indices (N,). Binary: 0/1 labels (N, K), or (N,) for one
         output. Regression: the outputs (N, K), or (N,) for one output. NumPy in
-        gives NumPy out on any device; device arrays in give device arrays out.
+        gives NumPy out on any device; device arrays in give device arrays out. ``loss``:
+        as for :meth:`predict_proba`.
         """
         def finish(loss: losses.Loss, Z: Array) -> Array:
             Y = loss.predict(self.xp, Z)
             return Y[:, 0] if Y.ndim == 2 and self.n_outputs == 1 else Y
 
-        return self._outputs(X, batch_size, finish)
+        return self._outputs(X, batch_size, finish, loss)
 
     def evaluate(self, X: Any, y: Any, *, loss: str | losses.Loss | None = None,
                  batch_size: int = 8192) -> dict[str, float]:

@@ -295,6 +295,10 @@ class AdamW(Adam):
         super()._update(xp, p, g, s)
 
 
+NAMES = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", "newton", "lbfgs")
+"""Every optimizer by the name :func:`get` takes (the last three train on the full batch)."""
+
+
 def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> Optimizer:
     """An optimizer from its name, or the optimizer itself.
 

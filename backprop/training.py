@@ -283,9 +283,9 @@ def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: 
 
 
 def early_stopping_from(value: Any) -> EarlyStopping | None:
-    """An EarlyStopping from what ``fit`` accepts: None/False (none), True (patience 10),
+    """An EarlyStopping from what ``fit`` accepts: None/False/0 (none), True (patience 10),
     a patience, or an EarlyStopping (used as is, its progress kept)."""
-    if value is None or value is False:
+    if value is None or value is False or (isinstance(value, int) and value == 0):
         return None
     if value is True:
         return EarlyStopping()

@@ -1,4 +1,4 @@
-"""The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, info.
+"""The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, playground, info.
 
 Every expected failure (bad data, a bad option, a missing GPU, a broken
 checkpoint: a :class:`backprop.errors.BackpropError` or a
@@ -14,13 +14,14 @@ import sys
 
 from backends import BackendError
 
+from .. import activations, optimizers
 from ..datasets import DESCRIPTIONS
 from ..errors import BackpropError
 from ..initializers import INITIALIZERS
 from ..schedules import SCHEDULES
 
-OPTIMIZERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", "newton", "lbfgs")
-HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
+OPTIMIZERS = optimizers.NAMES
+HIDDEN_ACTIVATIONS = activations.HIDDEN
 
 
 class Parser(argparse.ArgumentParser):
@@ -131,9 +132,9 @@ def _train_parser(commands) -> None:
     g.add_argument("--batch-size", type=_batch_size, default=None, help="N or full (32)")
     g.add_argument("--val-split", type=_range(0.0, 1.0, "a fraction in [0, 1)"), default=None,
                    help="fraction held out for validation when the data has no validation part (0.1)")
-    g.add_argument("--early-stopping", type=_positive_int, default=None, metavar="PATIENCE",
+    g.add_argument("--early-stopping", type=_seed, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation loss and keep the best "
-                        "weights (default 10 when there is validation data)")
+                        "weights (default 10 when there is validation data; 0: never)")
     _add_device(g)
     g = p.add_argument_group("output")
     g.add_argument("--save", default=None, metavar="PATH", help="checkpoint file (.safetensors)")
@@ -201,6 +202,10 @@ def build_parser() -> Parser:
     from .bench import add_parser as add_bench
 
     add_bench(commands, _positive_int, _hidden, _seed)
+
+    from .playground import add_parser as add_playground
+
+    add_playground(commands, _int_from(0, "a port number (0: any free one)"))
 
     from .info import info
 

@@ -1,0 +1,60 @@
+"""``backprop playground``: start the local page's server, open a browser, stop on Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import sys
+import webbrowser
+
+from ..errors import ConfigError
+
+DEFAULT_PORT = 8765
+LOCAL = ("127.0.0.1", "localhost", "::1")
+
+
+def add_parser(commands, port_type) -> None:
+    p = commands.add_parser(
+        "playground", help="a local web page that trains a network while you watch",
+        description="Start a local web page (TensorFlow Playground's, on this trainer): pick data, "
+                    "layers, activation, optimizer and device, press play, watch the loss and the "
+                    "decision boundary. Ctrl-C stops it.")
+    p.add_argument("data", nargs="?", default=None,
+                   help="a .csv/.npz file to offer besides the generated sets (2 feature columns: the "
+                        "boundary is drawn; more: a chosen pair)")
+    p.add_argument("--port", type=port_type, default=None,
+                   help=f"port (default {DEFAULT_PORT}, or a free one when it is taken; 0: a free one)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--no-browser", action="store_true", help="print the address; open no browser")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..playground import make_server
+
+    if args.host not in LOCAL:
+        print(f"backprop: warning: listening on {args.host}: anyone who can reach this address can "
+              "start training runs on this machine", file=sys.stderr)
+    port = DEFAULT_PORT if args.port is None else args.port
+    try:
+        server = make_server(args.host, port, args.data)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE and args.port is None:
+            server = make_server(args.host, 0, args.data)  # the default is taken: any free port
+        elif exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} is in use: choose another with --port, or 0 for a free one") \
+                from None
+        else:
+            raise ConfigError(f"cannot listen on {args.host}:{port} ({exc.strerror})") from None
+    print(f"backprop playground: {server.url}  (Ctrl-C stops it)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(server.url)
+    try:
+        server.serve_forever(poll_interval=0.25)
+    except KeyboardInterrupt:
+        print("\nbackprop playground: stopped", file=sys.stderr)
+    finally:
+        server.stop_all()
+        server.server_close()
+    return 0

@@ -1,0 +1,254 @@
+"""The playground's local HTTP server: the page, a JSON API, and a Server-Sent Events stream.
+
+The standard library's threaded HTTP server, one thread per connection: the page is a
+single user's, on this machine, and SSE needs nothing more than a response that keeps
+writing. Routes::
+
+    GET  /                          the page            GET /static/NAME   its script, style
+    GET  /api/info                  what can be chosen (data, optimizers, devices, limits)
+    POST /api/runs                  settings -> a new run (paused), its data points
+    GET  /api/runs/ID/events        the run's pictures and epoch records, as they come (SSE)
+    POST /api/runs/ID/control       {"action": "play" | "pause" | "step" | "stop"}
+    POST /api/runs/ID/settings      {"lr", "l1", "l2"}: changed while it trains
+    POST /api/runs/ID/checkpoint    the run as a .safetensors file
+
+A local server is still reachable by any web page the user opens: it answers only
+requests whose ``Host`` is its own address (DNS rebinding), takes state-changing requests
+only as POST with a JSON body from its own ``Origin`` (cross-site forms cannot send
+JSON), bounds every body and value, reads no file but its own page and the DATA it was
+started with, and runs at most :data:`~.session.LIMITS` ``["runs"]`` runs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from typing import Any
+
+from .. import __version__, activations, optimizers
+from ..runner import FULL_BATCH
+from .session import DEFAULTS, LIMITS, BadRequest, Session, Source, check_settings, devices
+
+MAX_BODY = 64 * 1024
+HEARTBEAT_S = 1.0  # a silent stream still writes this often, so a vanished page is noticed
+STATIC = {"index.html": "text/html; charset=utf-8", "playground.js": "text/javascript; charset=utf-8",
+          "playground.css": "text/css; charset=utf-8"}
+_RUN_PATH = re.compile(r"^/api/runs/([A-Za-z0-9_-]{1,64})/(events|control|settings|checkpoint)$")
+
+
+class PlaygroundServer(ThreadingHTTPServer):
+    """The server and what it holds: the data source and the runs by id."""
+
+    daemon_threads = True  # a stream left open never keeps the process alive
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], source: Source) -> None:
+        super().__init__(address, Handler)
+        self.source = source
+        self.sessions: dict[str, Session] = {}
+        self.lock = threading.Lock()
+        host, port = self.server_address[:2]
+        names = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") \
+            else {host}
+        self.hosts = {f"{name}:{port}" for name in names}
+        self.origins = {f"http://{h}" for h in self.hosts}
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+
+    def new_session(self, payload: Any) -> Session:
+        settings = check_settings(payload, self.source)
+        with self.lock:
+            self.sessions = {k: s for k, s in self.sessions.items() if s.thread.is_alive()}
+            if len(self.sessions) >= LIMITS["runs"]:
+                raise BadRequest(f"{LIMITS['runs']} runs are going already: close another playground tab "
+                                 "(or wait a few seconds for a closed one to stop)", 429)
+            sid = secrets.token_urlsafe(9)
+            session = Session(sid, settings, self.source)
+            self.sessions[sid] = session
+        return session
+
+    def session(self, sid: str) -> Session:
+        with self.lock:
+            found = self.sessions.get(sid)
+        if found is None:
+            raise BadRequest("no such run (it has ended): reset to start another", 404)
+        return found
+
+    def stop_all(self) -> None:
+        with self.lock:
+            sessions = list(self.sessions.values())
+        for s in sessions:
+            try:
+                s.control("stop")
+            except BadRequest:
+                pass  # ended already
+        for s in sessions:
+            s.thread.join(timeout=5)
+
+    def info(self) -> dict:
+        return {"version": __version__, "data": self.source.describe(), "optimizers": list(optimizers.NAMES),
+                "full_batch": list(FULL_BATCH), "activations": list(activations.HIDDEN), "devices": devices(),
+                "limits": LIMITS, "defaults": DEFAULTS}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: PlaygroundServer
+    protocol_version = "HTTP/1.1"
+    server_version = f"backprop-playground/{__version__}"
+    timeout = 30  # a client that stops sending mid-request frees its thread
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+        pass  # the terminal shows the address and errors, not every request
+
+    # -- answers --------------------------------------------------------------------
+    def _send(self, status: int, body: bytes, kind: str, extra: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; "
+                                                    "frame-ancestors 'none'")
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, value: Any) -> None:
+        self._send(status, json.dumps(value, default=str).encode(), "application/json")
+
+    def _error(self, status: int, message: str) -> None:
+        self.close_connection = True
+        self._json(status, {"error": message})
+
+    # -- checks -----------------------------------------------------------------------
+    def _allowed(self) -> bool:
+        if self.headers.get("Host", "") not in self.server.hosts:
+            self._error(HTTPStatus.MISDIRECTED_REQUEST,
+                        f"this server answers to {sorted(self.server.hosts)[0]} only")
+            return False
+        return True
+
+    def _body(self) -> Any:
+        origin = self.headers.get("Origin")
+        if origin is not None and origin not in self.server.origins:
+            raise BadRequest(f"requests from {origin[:100]} are refused: use the playground's own page", 403)
+        if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
+            raise BadRequest("send the body as application/json", 415)
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise BadRequest("a Content-Length is needed", 411)
+        if int(length) > MAX_BODY:
+            raise BadRequest(f"the body is over {MAX_BODY} bytes", 413)
+        raw = self.rfile.read(int(length))
+        try:
+            return json.loads(raw or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the body is not valid JSON") from None
+
+    # -- methods ------------------------------------------------------------------------
+    def do_GET(self) -> None:
+        if not self._allowed():
+            return
+        path = self.path.split("?", 1)[0]
+        try:
+            if path in ("/", "/index.html"):
+                return self._static("index.html")
+            if path.startswith("/static/"):
+                return self._static(path[len("/static/"):])
+            if path == "/api/info":
+                return self._json(200, self.server.info())
+            m = _RUN_PATH.match(path)
+            if m and m.group(2) == "events":
+                return self._stream(self.server.session(m.group(1)))
+            if m:
+                raise BadRequest(f"{path} takes POST", 405)
+            raise BadRequest(f"no such page: {path[:100]}", 404)
+        except BadRequest as exc:
+            self._error(exc.status, str(exc))
+
+    def do_HEAD(self) -> None:
+        self.do_GET()
+
+    def do_POST(self) -> None:
+        if not self._allowed():
+            return
+        path = self.path.split("?", 1)[0]
+        try:
+            payload = self._body()
+            if path == "/api/runs":
+                session = self.server.new_session(payload)
+                return self._json(201, session.describe())
+            m = _RUN_PATH.match(path)
+            if not m or m.group(2) == "events":
+                raise BadRequest(f"no such action: {path[:100]}", 404)
+            session = self.server.session(m.group(1))
+            if m.group(2) == "control":
+                if not isinstance(payload, dict) or set(payload) != {"action"}:
+                    raise BadRequest('send {"action": "play" | "pause" | "step" | "stop"}')
+                session.control(payload["action"])
+                return self._json(200, {"state": session.state})
+            if m.group(2) == "settings":
+                return self._json(200, session.change(payload))
+            data = session.checkpoint()
+            name = f"playground-{session.settings['data']}.safetensors"
+            return self._send(200, data, "application/octet-stream",
+                              {"Content-Disposition": f'attachment; filename="{name}"'})
+        except BadRequest as exc:
+            self._error(exc.status, str(exc))
+
+    def do_PUT(self) -> None:
+        self._refuse()
+
+    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
+
+    def _refuse(self) -> None:
+        if self._allowed():
+            self._error(HTTPStatus.METHOD_NOT_ALLOWED, f"{self.command} is not used here: GET or POST")
+
+    # -- files and the stream ---------------------------------------------------------
+    def _static(self, name: str) -> None:
+        if name not in STATIC:  # a fixed list: no path reaches another file
+            raise BadRequest(f"no such file: {name[:100]}", 404)
+        body = resources.files(__package__).joinpath("static", name).read_bytes()
+        self._send(200, body, STATIC[name])
+
+    def _stream(self, session: Session) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("Connection", "close")
+        self.send_header("X-Accel-Buffering", "no")
+        self.end_headers()
+        token = session.attach()
+        seen = -1
+        try:
+            while True:
+                try:
+                    seen, event = session.next_event(token, seen, HEARTBEAT_S)
+                except LookupError as gone:
+                    self.wfile.write(f"event: end\ndata: {json.dumps(str(gone))}\n\n".encode())
+                    self.wfile.flush()
+                    return
+                self.wfile.write(b": beat\n\n" if event is None else f"data: {event}\n\n".encode())
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError, TimeoutError, OSError):
+            pass  # the page went away
+        finally:
+            session.detach(token)
+
+
+def make_server(host: str, port: int, data: str | None) -> PlaygroundServer:
+    """A server bound to ``host:port`` (port 0: a free one) offering ``data`` besides the
+    generated sets."""
+    return PlaygroundServer((host, port), Source(data))

@@ -1,0 +1,122 @@
+"""What the playground page draws, computed from the model: grids over the data's plane.
+
+Everything here runs on the thread that trains (the only one that touches the model)
+and returns host NumPy or JSON-ready values. A grid of ``size`` x ``size`` points is
+row-major with rows from the top of the plane (largest y) down and columns from the
+left (smallest x), as a canvas draws it. Values the page colours are sent as bytes:
+``-1 .. 1`` mapped to ``0 .. 255`` (clamped, as TensorFlow Playground's colour scale),
+base64-encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from backends import to_numpy_any
+
+from ..layers import Dense
+
+
+def encode(values: np.ndarray) -> str:
+    """Values in [-1, 1] (clamped) -> base64 of one byte each, in C order."""
+    q = np.rint((np.clip(np.asarray(values, dtype=np.float64), -1.0, 1.0) + 1.0) * 127.5)
+    return base64.b64encode(q.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def decode(text: str) -> np.ndarray:
+    """The inverse of :func:`encode` (to within 1/255): bytes -> float64 in [-1, 1]."""
+    return np.frombuffer(base64.b64decode(text), dtype=np.uint8) / 127.5 - 1.0
+
+
+@dataclass
+class Plane:
+    """Where the page draws: raw columns ``pair`` over ``domain`` (x0, x1, y0, y1); the
+    other raw columns held at ``base`` (their training means). One column (1-D data):
+    ``pair = (0,)`` and the y range is the target's."""
+
+    pair: tuple[int, ...]
+    domain: tuple[float, float, float, float]
+    base: np.ndarray
+
+    @classmethod
+    def around(cls, X: np.ndarray, pair: tuple[int, ...], y: np.ndarray | None = None) -> Plane:
+        """The box around the points of ``X`` (N, F) in columns ``pair``, with a 10% margin."""
+        def span(v: np.ndarray) -> tuple[float, float]:
+            lo, hi = float(np.min(v)), float(np.max(v))
+            pad = 0.1 * (hi - lo) if hi > lo else 1.0
+            return lo - pad, hi + pad
+
+        x0, x1 = span(X[:, pair[0]])
+        y0, y1 = span(X[:, pair[1]] if len(pair) > 1 else np.asarray(y, dtype=np.float64).ravel())
+        return cls(tuple(pair), (x0, x1, y0, y1), X.mean(axis=0))
+
+    def points(self, size: int) -> np.ndarray:
+        """Raw inputs (size * size, F) at the grid's cell centres (1-D: (size, F) along x)."""
+        x0, x1, y0, y1 = self.domain
+        xs = x0 + (np.arange(size) + 0.5) * (x1 - x0) / size
+        if len(self.pair) == 1:
+            P = np.tile(self.base, (size, 1))
+            P[:, self.pair[0]] = xs
+            return P
+        ys = y1 - (np.arange(size) + 0.5) * (y1 - y0) / size  # top row first
+        gx, gy = np.meshgrid(xs, ys)
+        P = np.tile(self.base, (size * size, 1))
+        P[:, self.pair[0]], P[:, self.pair[1]] = gx.ravel(), gy.ravel()
+        return P
+
+
+def hidden_outputs(model, Xn) -> tuple[list[np.ndarray], object]:
+    """Every hidden unit's output and the network's output for network inputs ``Xn`` (N, I).
+
+    Returns ``([(N, units) per hidden layer], device output (N, outputs))``: a hidden
+    layer's output is what the next Dense layer reads.
+    """
+    H = model.backend.asarray(Xn, model.dtype)
+    seen: list[np.ndarray] = []
+    dense_seen = 0
+    with model.backend.activate():
+        for layer in model.layers:
+            if isinstance(layer, Dense):
+                if dense_seen:
+                    seen.append(np.asarray(to_numpy_any(H), dtype=np.float64))
+                dense_seen += 1
+            H = layer(H)
+    return seen, H
+
+
+def weights(model) -> list[list[list[float]]]:
+    """Each Dense layer's weights (inputs, outputs), rounded for the page's link widths."""
+    return [np.round(np.asarray(to_numpy_any(layer.params["W"]), dtype=np.float64), 4).tolist()
+            for layer in model.layers if isinstance(layer, Dense)]
+
+
+def snapshot(model, transform, head, plane: Plane, size: int, unit_size: int,
+             y_range: tuple[float, float] | None) -> dict:
+    """The picture of the model now: output grid (or curve), one small grid per hidden unit,
+    and the weights. ``y_range``: a regression target's (low, high), for colours."""
+    one_d = len(plane.pair) == 1
+    out: dict = {"size": size, "unit_size": unit_size}
+    P = plane.points(size)
+    Xn = transform.inputs(P)
+    if transform.task == "classification":
+        scores = head.class_scores(model, Xn)  # (N, K) probabilities (or sigmoid outputs)
+        if scores.shape[1] == 2:
+            out["output"] = encode(2.0 * scores[:, 1] - 1.0)  # -1: first class, +1: second
+        else:
+            out["classes"] = base64.b64encode(np.argmax(scores, axis=1).astype(np.uint8).tobytes()).decode()
+            out["output"] = encode(2.0 * np.max(scores, axis=1) - 1.0)  # confidence
+    else:
+        Y = transform.outputs(np.asarray(to_numpy_any(model.predict(Xn, loss=head.loss))))[:, 0]
+        if one_d:
+            out["curve"] = [round(float(v), 5) for v in Y]
+        else:
+            lo, hi = y_range
+            out["output"] = encode(2.0 * (Y - lo) / max(hi - lo, 1e-12) - 1.0)
+    units_at = plane.points(unit_size)
+    hidden, _ = hidden_outputs(model, transform.inputs(units_at))
+    out["units"] = [[encode(h[:, j]) for j in range(h.shape[1])] for h in hidden]
+    out["weights"] = weights(model)
+    return out
