@@ -18,8 +18,8 @@ def test_feature_values_worked_out_by_hand():
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("names, error", [("x0", ConfigError), ("x1,x1", ConfigError), ("cos(x1)", ConfigError),
-                                          ("x3", DataError), ("", ConfigError)])
+@pytest.mark.parametrize("names, error", [("x0", ConfigError), ("x1,x1", ConfigError),
+                                          ("cos(x1)", ConfigError), ("x3", DataError), ("", ConfigError)])
 def test_bad_features_are_refused(names, error):
     with pytest.raises(error):
         features.check(names, 2)
@@ -67,7 +67,8 @@ def test_generated_options_and_their_defaults():
     assert len(small.X) == 50 and len(small.X_test) == 50
     np.testing.assert_array_equal(small.X, datasets.load_builtin("spiral:n=100,test=0.5,seed=3,noise=0.1").X)
     assert not np.array_equal(small.X, datasets.load_builtin("spiral:n=100,test=0.5,seed=4,noise=0.1").X)
-    assert datasets.spec("spiral", n=100, noise=0.1, test=0.5, seed=3) == "spiral:n=100,noise=0.1,test=0.5,seed=3"
+    spelled = datasets.spec("spiral", n=100, noise=0.1, test=0.5, seed=3)
+    assert spelled == "spiral:n=100,noise=0.1,test=0.5,seed=3"
     for bad in ("spiral:n=2", "spiral:noise=0.9", "digits:n=5", "spiral:size=5", "spiral:n=five"):
         with pytest.raises(DataError):
             datasets.load_builtin(bad)

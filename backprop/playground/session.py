@@ -108,6 +108,11 @@ def _number(payload: dict, key: str, low: float, high: float, default: float, *,
     return int(value) if integer else float(value)
 
 
+def _index(value: Any, bound: int) -> bool:
+    """Whether ``value`` is an int (not a bool) in [0, bound)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < bound
+
+
 def _choice(payload: dict, key: str, allowed: Any, default: Any) -> Any:
     value = payload.get(key, default)
     if not isinstance(value, str) or value not in allowed:
@@ -159,21 +164,21 @@ def check_settings(payload: Any, source: Source) -> dict:
     else:
         s["features"] = None
         pair = payload.get("pair", DEFAULTS["pair"])
-        if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(i, int) and not isinstance(i, bool)
-                                                               and 0 <= i < columns for i in pair)
+        if not (isinstance(pair, list) and len(pair) == 2 and all(_index(i, columns) for i in pair)
                 and pair[0] != pair[1]):
             raise BadRequest(f"pair must be two different column indices in [0, {columns - 1}]")
         s["pair"] = pair
     hidden = payload.get("hidden", DEFAULTS["hidden"])
     if not (isinstance(hidden, list) and len(hidden) <= LIMITS["layers"]
-            and all(isinstance(h, int) and not isinstance(h, bool) and 1 <= h <= LIMITS["units"] for h in hidden)):
+            and all(_index(h - 1, LIMITS["units"]) for h in hidden)):
         raise BadRequest(f"hidden must be a list of at most {LIMITS['layers']} layer widths, each 1 to "
                          f"{LIMITS['units']}")
     s["hidden"] = hidden
     s["activation"] = _choice(payload, "activation", activations.HIDDEN, DEFAULTS["activation"])
     s["optimizer"] = _choice(payload, "optimizer", optimizers.NAMES, DEFAULTS["optimizer"])
     s["lr"] = _number(payload, "lr", 0.0, LIMITS["lr"], DEFAULTS["lr"], open_low=True)
-    s["batch_size"] = _number(payload, "batch_size", 1, LIMITS["points"], DEFAULTS["batch_size"], integer=True)
+    s["batch_size"] = _number(payload, "batch_size", 1, LIMITS["points"], DEFAULTS["batch_size"],
+                              integer=True)
     s["l1"] = _number(payload, "l1", 0.0, LIMITS["penalty"], DEFAULTS["l1"])
     s["l2"] = _number(payload, "l2", 0.0, LIMITS["penalty"], DEFAULTS["l2"])
     if s["optimizer"] in FULL_BATCH and s["l1"]:

@@ -16,8 +16,9 @@ const CLASS_COLOURS = ["#f59322", "#0877bd", "#2ca02c", "#9467bd", "#d62728", "#
 
 const page = {
   info: null, settings: null, run: null, stream: null, picture: null, playing: false,
-  records: null, beats: [], generation: 0,
+  records: null, beats: [], generation: 0, pictures: 0,
 };
+window.backpropPlayground = page; // the page's state, for scripts that measure it (benchmarks/playground.py)
 
 // -- talking to the server ------------------------------------------------------------------
 async function post(path, body) {
@@ -340,6 +341,7 @@ async function saveCheckpoint() {
 
 function onPicture(p) {
   page.picture = p;
+  page.pictures += 1;
   const r = page.records;
   for (const rec of p.records || []) {
     for (const key of Object.keys(r)) r[key].push(rec[key] ?? null);
