@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import sys
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -57,6 +58,11 @@ class PlaygroundServer(ThreadingHTTPServer):
             else {host}
         self.hosts = {f"{name}:{port}" for name in names}
         self.origins = {f"http://{h}" for h in self.hosts}
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return  # a page closed mid-answer: nothing to report
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

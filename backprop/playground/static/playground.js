@@ -81,7 +81,7 @@ function dataColumns() {
 }
 
 function buildControls() {
-  const info = page.info, s = page.settings;
+  const info = page.info;
   fillSelect($("optimizer"), info.optimizers);
   fillSelect($("activation"), info.activations);
   fillSelect($("lr"), RATES);
@@ -116,7 +116,6 @@ function buildControls() {
     fillSelect($("pair-y"), cols.map((_, i) => i), (i) => cols[i]);
   }
   showSettings();
-  if (s.data !== "file" && !info.data.sets[s.data]) s.data = names[0];
 }
 
 function showSettings() {
@@ -186,20 +185,21 @@ function change(key, value) {
   }
 }
 
+// The features and pair the data allows, keeping what was chosen where it still applies.
+function fitToData() {
+  const s = page.settings, columns = dataColumns();
+  const crosses = columns === 2 ? PLANE : columns === 1 ? LINE : [];
+  s.features = s.features.filter((f) => crosses.includes(f));
+  if (!s.features.length && crosses.length) s.features = columns === 2 ? ["x1", "x2"] : ["x1"];
+  if (columns <= 2) s.pair = columns === 2 ? [0, 1] : [0];
+  else if (!(s.pair.length === 2 && s.pair.every((i) => i >= 0 && i < columns) && s.pair[0] !== s.pair[1])) s.pair = [0, 1];
+}
+
 function chooseData(name) {
   const s = page.settings;
   s.data = name;
-  if (name !== "file") {
-    s.noise = page.info.data.sets[name].noise;
-    const columns = page.info.data.sets[name].columns;
-    s.features = columns === 2 ? s.features.filter((f) => PLANE.includes(f)) : ["x1"];
-    if (!s.features.length) s.features = ["x1", "x2"];
-    s.pair = columns === 2 ? [0, 1] : [0];
-  } else {
-    const columns = page.info.data.file.columns;
-    s.features = columns === 2 ? ["x1", "x2"] : columns === 1 ? ["x1"] : [];
-    s.pair = columns > 1 ? [0, 1] : [0];
-  }
+  if (name !== "file") s.noise = page.info.data.sets[name].noise;
+  fitToData();
   change("data", name);
 }
 
@@ -617,19 +617,18 @@ async function start() {
     return;
   }
   page.settings = readHash(page.info.defaults);
-  if (page.settings.data === "file" && !page.info.data.file) page.settings.data = page.info.defaults.data;
-  if (page.info.data.file && !location.hash) chooseDataDefaults();
+  const known = page.settings.data === "file" ? page.info.data.file : page.info.data.sets[page.settings.data];
+  if (!known) page.settings.data = page.info.data.file ? "file" : page.info.defaults.data;
+  if (page.info.data.file && !location.hash) page.settings.data = "file"; // started with a file: show it
+  const s = page.settings;
+  if (s.data !== "file" && !new URLSearchParams(location.hash.slice(1)).has("noise")) {
+    s.noise = page.info.data.sets[s.data].noise; // the set's own noise unless the link says
+  }
+  fitToData();
   buildControls();
   wire();
   writeHash();
   reset();
-}
-
-function chooseDataDefaults() { // started with a file: show it first
-  const s = page.settings, columns = page.info.data.file.columns;
-  s.data = "file";
-  s.features = columns === 2 ? ["x1", "x2"] : columns === 1 ? ["x1"] : [];
-  s.pair = columns > 1 ? [0, 1] : [0];
 }
 
 start();
