@@ -366,3 +366,17 @@ def test_a_bad_data_file_is_one_line():
     done = subprocess.run([sys.executable, "-m", "backprop", "playground", "--no-browser", "nosuch.csv"],
                           capture_output=True, text=True, timeout=30, env={**os.environ})
     assert done.returncode == 2 and done.stderr.startswith("backprop: error: no such file")
+
+
+def test_a_curve_for_one_dimensional_regression(server):
+    client = Client(server)
+    run = client.new_run(data="sine", hidden=[5], grid=40, unit_grid=12, features=["x1", "sin(x1)"],
+                         optimizer="lbfgs")
+    assert run["task"] == "regression" and run["pair"] == [0] and run["classes"] is None
+    stream = client.stream(run["id"])
+    picture = stream.next()
+    assert len(picture["curve"]) == 40 and "output" not in picture
+    assert [len(layer) for layer in picture["units"]] == [5]
+    assert decode(picture["units"][0][0]).shape == (12,)
+    assert [np.shape(W) for W in picture["weights"]] == [(2, 5), (5, 1)]
+    stream.close()
