@@ -267,3 +267,31 @@ def connect(gpu: bool = False, *, nccl: bool | None = None) -> Communicator:
     if nccl is None:
         nccl = gpu and nccl_unusable() is None
     return NCCLComm() if nccl else MPIComm()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, size)`` of the MPI job this process is in, without starting MPI: (0, 1) when
+    MPI has not been started here."""
+    MPI = sys.modules.get("mpi4py.MPI")
+    if MPI is None or not MPI.Is_initialized() or MPI.Is_finalized():
+        return 0, 1
+    return MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size()
+
+
+def end_job(code: int, line: str | None = None, *, grace_s: float = 0.5) -> None:
+    """Print ``line`` (to stderr) and, in an MPI job of several ranks, end every rank with
+    ``code``, so that none is left waiting in a collective.
+
+    A rank other than 0 waits ``grace_s`` before printing: when every rank fails alike
+    (a bad option), rank 0's line is the only one printed before it ends the job.
+    """
+    rank, size = world()
+    if size > 1 and rank != 0:
+        import time
+
+        time.sleep(grace_s)
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
+    if size > 1:
+        sys.stdout.flush()
+        sys.modules["mpi4py.MPI"].COMM_WORLD.Abort(code)

@@ -26,10 +26,11 @@ from typing import Any
 import numpy as np
 
 from backends import to_numpy_any
-from backends.comm import Communicator
+from backends.comm import LAUNCH_HINT, Communicator, connect, launched_by_mpi, nccl_unusable
 
 from . import batching, flat
 from ._typing import Array
+from .errors import ConfigError
 from .layers import chain
 from .losses import Loss
 
@@ -208,3 +209,31 @@ def full_batch_gradients(step: Any, comm: Communicator, X: Array, T: Array, labe
     buffer = comm.allreduce(buffer)
     grads = flat.unflatten(xp, buffer[:P], [tuple(p.shape) for p in step.params])
     return buffer[P], grads, (buffer[P + 1] if buffer.shape[0] > P + 1 else None)
+
+
+def join(device: str, distributed: bool | Communicator) -> tuple[Communicator, str, list[str]]:
+    """``(communicator, this rank's device, notes)`` for a run asked to train data-parallel.
+
+    ``distributed`` is True (join the MPI job this process was launched in) or a
+    communicator to use as is. On CuPy GPUs the gradients go over NCCL when CuPy has it
+    (else through the host over MPI, said in a note), and ``"cuda"`` without an index
+    becomes the GPU of this rank's place on its machine.
+    """
+    notes = []
+    gpu = device.split(":")[0] == "cuda"
+    if isinstance(distributed, Communicator):
+        comm = distributed
+    else:
+        comm = connect(gpu=gpu)
+        if comm.size == 1 and not launched_by_mpi():
+            notes.append(f"--distributed with one process: {LAUNCH_HINT}")
+    if gpu:
+        if comm.name != "nccl":
+            notes.append(f"distributed on GPUs without NCCL ({nccl_unusable()}): the gradients go through "
+                         "the host over MPI, one device synchronisation per step")
+        if device == "cuda":
+            device = f"cuda:{comm.local_rank}"
+        elif comm.name == "nccl" and device != f"cuda:{comm.local_rank}":
+            raise ConfigError(f"with NCCL each rank takes the GPU of its place on the machine: use --device "
+                              f"cuda, not {device}")
+    return comm, device, notes

@@ -17,9 +17,9 @@ from scipy.optimize import minimize
 from backends import to_numpy_any
 
 from ._typing import Array
+from .distributed import full_batch_gradients
 from .errors import ConfigError
 from .optimizers import _non_negative
-from .distributed import full_batch_gradients
 from .second_order import FullBatch
 from .training import TrainingDiverged
 

@@ -403,9 +403,9 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         if getattr(opt, "full_batch", False):
             opt.check(model, loss_obj, n)
             if comm is not None and comm.size > 1 and not getattr(opt, "distributed", False):
-                raise ConfigError(f"{opt.name} does not train data-parallel (it forms its step from the whole "
-                                  "batch on one process): use lbfgs or a first-order optimizer, or run "
-                                  "without --distributed")
+                raise ConfigError(f"{opt.name} does not train data-parallel (it forms its step from the "
+                                  "whole batch on one process): use lbfgs or a first-order optimizer, or "
+                                  "train on one process")
             if batch_size < n:
                 raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
                                   f"it got {batch_size} of {n} samples")
