@@ -82,6 +82,22 @@ def equivalence(out: str) -> None:
             "ranks_identical": all(np.array_equal(p, every[0]) for p in every),
             "samples_per_s_seconds": [r["samples_per_s"] * r["seconds"] for r in records],
         }
+    # Rank 0 broadcasts the starting point: ranks that built other weights (another seed, so
+    # also another shuffle stream) end with the weights of rank 0's seed.
+    X, y, _ = data("ce", 3)
+    model = mlp([FEATURES, 6, 3], output="softmax", dtype="float64", seed=3 + comm.rank)
+    model.fit(X, y, optimizer="adam", epochs=3, batch_size=4, comm=comm)
+    seeded = comm.comm.gather(np.asarray(model.flat_parameters()).copy(), root=0)
+    # A callback asking to stop on the last rank alone stops every rank after that epoch.
+    model = mlp([FEATURES, 6, 3], output="softmax", dtype="float64", seed=3)
+    history = model.fit(X, y, optimizer="adam", epochs=5, batch_size=4, comm=comm,
+                        callbacks=[lambda record, _m: comm.rank == comm.size - 1 and record["epoch"] == 2])
+    stopped_at = comm.comm.gather(len(history), root=0)
+    if comm.rank == 0:
+        reference = mlp([FEATURES, 6, 3], output="softmax", dtype="float64", seed=3)
+        reference.fit(X, y, optimizer="adam", epochs=3, batch_size=4)
+        results["replicated"] = max(relative(p, np.asarray(reference.flat_parameters())) for p in seeded)
+        results["callback_stop_epochs"] = stopped_at
     try:  # Levenberg–Marquardt refuses to train data-parallel
         model = mlp([FEATURES, 4, 1], dtype="float64")
         model.fit(*data("mse", 1)[:2], loss="mse", optimizer="lm", epochs=2, comm=comm)

@@ -193,6 +193,8 @@ def test_ranks_give_the_weights_of_one_process(ranks, tmp_path):
         assert case["samples_per_s_seconds"] == pytest.approx([10.0] * case["epochs"][0]), name
     assert result["adam-bce-early"]["stopped"] == [True, True]  # early stopping decided together
     assert "does not train data-parallel" in result["lm_refusal"]
+    assert result["replicated"] < 1e-10  # rank 0's starting weights and shuffle stream everywhere
+    assert result["callback_stop_epochs"] == [2] * ranks  # one rank's stop stops all
 
 
 @needs_mpi
