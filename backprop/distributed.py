@@ -56,11 +56,14 @@ class Plan:
     shares : list of float
         ``b_r / B`` per batch for a mean loss (1 for a summed one): what this rank's
         gradient is scaled by before the sum.
+    sizes : list of int
+        Each global batch's size B.
     """
 
     rows: np.ndarray
     spans: list[tuple[int, int]]
     shares: list[float]
+    sizes: list[int]
 
 
 def plan(order: np.ndarray | None, n: int, batches: list[tuple[int, int]], rank: int, size: int,
@@ -74,13 +77,17 @@ def plan(order: np.ndarray | None, n: int, batches: list[tuple[int, int]], rank:
         spans.append((at, at + hi - lo))
         shares.append((hi - lo) / (stop - start) if loss.reduction == "mean" else 1.0)
         at += hi - lo
-    return Plan(np.concatenate(rows) if rows else order[:0], spans, shares)
+    return Plan(np.concatenate(rows) if rows else order[:0], spans, shares, [b - a for a, b in batches])
 
 
 def train_epoch(step: Any, comm: Communicator, X: Array, T: Array, labels: Array | None,
                 S: Array | None, plan: Plan) -> tuple[float, float | None]:
     """One data-parallel pass: for each global batch, this rank's gradient scaled by its share,
     one all-reduce of one flat buffer (P,), then the hooks and the identical update.
+
+    The share goes in as a sample weight on the rank's rows (a (b_r,) multiply in the
+    loss, rather than one over all P gradients): the loss then averages over the global
+    batch, ``sum of the rank's losses / B``.
 
     ``X`` (n_local, F), ``T`` (n_local, K), ``labels``, ``S``: this rank's rows (``plan.rows``).
     Returns the epoch's summed loss and right count over **every** rank, as Python floats
@@ -90,16 +97,21 @@ def train_epoch(step: Any, comm: Communicator, X: Array, T: Array, labels: Array
     xp, dtype = model.xp, model.dtype
     shapes = [tuple(p.shape) for p in step.params]
     device = model.backend.device
-    values, hits, counts = [], [], []
-    for (lo, hi), share in zip(plan.spans, plan.shares):
+    values, hits, counts, weights = [], [], [], {}
+    for (lo, hi), share, size in zip(plan.spans, plan.shares, plan.sizes):
         if hi > lo:
-            T_b = T[lo:hi, ...]
-            value, Z, grads = step.gradients(X[lo:hi, ...], T_b, None if S is None else S[lo:hi])
-            buffer = flat.flatten(xp, grads)
+            T_b, S_b = T[lo:hi, ...], None if S is None else S[lo:hi]
             if share != 1.0:
-                buffer *= share
+                if S_b is not None:
+                    S_b = S_b * share
+                else:  # one vector per part size and share (a few an epoch)
+                    if (hi - lo, share) not in weights:
+                        weights[hi - lo, share] = xp.full((hi - lo,), share, dtype=dtype, device=device)
+                    S_b = weights[hi - lo, share]
+            value, Z, grads = step.gradients(X[lo:hi, ...], T_b, S_b)
+            buffer = flat.flatten(xp, grads)
             values.append(value)
-            counts.append(float(hi - lo) if loss.reduction == "mean" else 1.0)
+            counts.append(float(size) if loss.reduction == "mean" else 1.0)
             hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[lo:hi]))
         else:  # nothing of this batch here: this rank adds zeros to the sum
             buffer = xp.zeros((model.n_params,), dtype=dtype, device=device)
