@@ -90,8 +90,8 @@ def launch(ranks: int, args: argparse.Namespace, mode: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": ROOT}
     if threads:
         env.update(OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
-    command = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", os.path.abspath(__file__), "--worker",
-               "--mode", mode, "--device", args.device, "--threads", str(args.threads), "--batch",
+    command = [mpiexec, "-n", str(ranks), sys.executable, "-m", "mpi4py", os.path.abspath(__file__),
+               "--worker", "--mode", mode, "--device", args.device, "--threads", str(args.threads), "--batch",
                str(args.batch), "--steps", str(args.steps), "--epochs", str(args.epochs)]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
@@ -121,8 +121,8 @@ def main() -> None:
                 continue
             rows += launch(ranks, args, mode)
     base = {r["mode"]: r["step_ms"] for r in rows if r["ranks"] == 1 and r["path"] == "plain"}
-    print(f"| scaling | ranks | path | global batch | step ms | all-reduce ms (share) | samples/s | "
-          f"efficiency |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| scaling | ranks | path | global batch | step ms | all-reduce ms (share) | samples/s | "
+          "efficiency |\n| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         ideal = base[r["mode"]] / (r["ranks"] if r["mode"] == "strong" else 1)
         r["efficiency"] = ideal / r["step_ms"]

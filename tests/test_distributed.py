@@ -120,6 +120,36 @@ def test_the_gradient_is_scaled_by_the_share_of_the_global_batch():
     assert model.history["train_loss"][0] == pytest.approx(loss_value * 2 * 2 / 4, rel=1e-12)
 
 
+@pytest.mark.parametrize("comm", [Solo(), Halves()], ids=["solo", "two-ranks"])
+def test_the_distributed_loop_reads_from_the_device_once_per_epoch(comm, monkeypatch):
+    # What keeps a GPU step asynchronous with NCCL: between the device all-reduces, nothing
+    # in the loop reads a device array or uploads one per step (array-api-strict counts).
+    from array_api_strict._array_object import Array
+
+    from backends import get_backend
+
+    counts = {"host": 0}
+    for name in ("__float__", "__bool__", "__int__", "__index__"):
+        original = getattr(Array, name)
+        monkeypatch.setattr(Array, name, lambda self, _o=original: counts.__setitem__(
+            "host", counts["host"] + 1) or _o(self))
+    backend = get_backend("strict")
+    from_host, to_host = backend._from_host, distributed.to_numpy_any
+    monkeypatch.setattr(backend, "_from_host", lambda h: counts.__setitem__("host", counts["host"] + 1)
+                        or from_host(h))
+    monkeypatch.setattr(distributed, "to_numpy_any", lambda a: counts.__setitem__("host", counts["host"] + 1)
+                        or to_host(a))
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(96, 4)), rng.integers(0, 3, 96)
+    seen = []
+    for batch in (36, 4):  # 2 and 18 global batches per epoch
+        model = mlp([4, 8, 3], output="softmax", device=backend, seed=0)
+        counts["host"] = 0
+        model.fit(X, y, epochs=3, batch_size=batch, validation_split=0.25, comm=comm)
+        seen.append(counts["host"])
+    assert seen[0] == seen[1], seen
+
+
 def test_full_batch_optimizers_other_than_lbfgs_refuse_several_ranks():
     model = mlp([2, 3, 1], dtype="float64")
     X, y = np.random.default_rng(0).normal(size=(8, 2)), np.zeros(8)
