@@ -371,6 +371,8 @@ class Run:
             if self.root:
                 self.save(status)
             summary["checkpoint"] = os.path.abspath(self.save_path)
+        if self.comm is not None:
+            self.comm.barrier()  # when fit returns on any rank, rank 0's checkpoint is complete
         plots = self._plots() if self.plot else []
         if plots:
             summary["plots"] = plots

@@ -98,6 +98,19 @@ def equivalence(out: str) -> None:
         reference.fit(X, y, optimizer="adam", epochs=3, batch_size=4)
         results["replicated"] = max(relative(p, np.asarray(reference.flat_parameters())) for p in seeded)
         results["callback_stop_epochs"] = stopped_at
+    # A distributed run saved after 2 epochs and resumed to 4 (optimizer moments, shuffle
+    # stream and early-stopping progress from the checkpoint) matches 4 epochs in one process.
+    from backprop.runner import Run
+
+    settings = {"hidden": [8], "dtype": "float64", "batch_size": 50, "early_stopping": 3}
+    path = f"{out}.safetensors"
+    Run("moons", save=path, distributed=True, epochs=2, **settings).fit()
+    Run(resume=path, distributed=True, epochs=4).fit()
+    resumed = np.asarray(Run(resume=path, epochs=5).model.flat_parameters()).copy()  # not training
+    if comm.rank == 0:
+        straight = Run("moons", epochs=4, **settings)
+        straight.fit()
+        results["resumed"] = relative(resumed, np.asarray(straight.model.flat_parameters()))
     try:  # Levenberg–Marquardt refuses to train data-parallel
         model = mlp([FEATURES, 4, 1], dtype="float64")
         model.fit(*data("mse", 1)[:2], loss="mse", optimizer="lm", epochs=2, comm=comm)

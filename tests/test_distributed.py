@@ -158,7 +158,7 @@ def test_full_batch_optimizers_other_than_lbfgs_refuse_several_ranks():
             model.fit(X, y, loss="mse", optimizer=name, epochs=1, comm=Halves())
 
 
-def test_without_mpi4py_distributed_says_what_to_install_and_how_to_launch(monkeypatch):
+def test_without_mpi4py_distributed_says_what_to_install_and_how_to_launch(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
     with pytest.raises(BackendUnavailable, match=r"backprop\[mpi\].*mpiexec -n N python -m mpi4py"):
@@ -167,6 +167,11 @@ def test_without_mpi4py_distributed_says_what_to_install_and_how_to_launch(monke
         from backprop.runner import Run
 
         Run("moons", distributed=True, epochs=1)
+    from backprop.cli import main
+
+    assert main(["train", "moons", "--distributed", "--epochs", "1"]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("backprop: error: distributed training needs mpi4py") and "\n" not in line
 
 
 def test_info_reports_mpi_and_nccl(capsys):
@@ -225,6 +230,7 @@ def test_ranks_give_the_weights_of_one_process(ranks, tmp_path):
     assert "does not train data-parallel" in result["lm_refusal"]
     assert result["replicated"] < 1e-10  # rank 0's starting weights and shuffle stream everywhere
     assert result["callback_stop_epochs"] == [2] * ranks  # one rank's stop stops all
+    assert result["resumed"] < 1e-10  # --resume: saved state reaches every rank
 
 
 @needs_mpi
