@@ -8,10 +8,12 @@ gradient of the global batch's mean loss is then exact::
 
     g = sum over ranks of (b_r / B) * g_r      (g_r: the mean-loss gradient of rank r's b_r rows)
 
-so each rank scales its flat gradient by ``b_r / B`` (1 for a summed loss), the
-communicator sums the one buffer (P,), and every rank takes the identical update.
-An empty part contributes zeros. Sample weights need nothing more: ``fit`` scales
-them to mean 1 over the whole training part before any split.
+so each rank weighs its rows by ``b_r / B`` (1 for a summed loss; given to the loss
+as sample weights, which makes its value the part's loss sum over B), the
+communicator sums the one flat gradient buffer (P,), and every rank takes the
+identical update. An empty part contributes zeros. The user's sample weights are
+multiplied in: ``fit`` scales them to mean 1 over the whole training part before any
+split.
 
 Per epoch, the training totals, the validation totals (each rank evaluates its
 own slice of the validation part) and "should we stop" are each reduced once, so
