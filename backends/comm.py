@@ -221,14 +221,20 @@ class NCCLComm(MPIComm):
         super().abort(code)
 
 
+def mpiexec_path() -> str | None:
+    """The ``mpiexec`` beside this interpreter (where the mpich wheel puts it), else the PATH's."""
+    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
+    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
+
+
 def mpi_unusable() -> str | None:
-    """None when mpi4py imports and MPI starts here; else one line saying what to install."""
+    """None when mpi4py is installed and an ``mpiexec`` is found; else one line saying what to
+    install. MPI itself is not started."""
     try:
         import mpi4py  # noqa: F401 - only whether it is there, without starting MPI
     except ImportError:
         return f"mpi4py is not installed: {INSTALL_HINT}"
-    if shutil.which("mpiexec") is None and not os.path.exists(os.path.join(os.path.dirname(sys.executable),
-                                                                            "mpiexec")):
+    if mpiexec_path() is None:
         return f"mpi4py is installed but no mpiexec is on the PATH: {INSTALL_HINT}"
     return None
 

@@ -83,9 +83,9 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def launch(ranks: int, args: argparse.Namespace, mode: str) -> list[dict]:
-    mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    if not os.access(mpiexec, os.X_OK):
-        mpiexec = "mpiexec"
+    from backends.comm import mpiexec_path
+
+    mpiexec = mpiexec_path() or "mpiexec"
     threads = str(args.threads or "")
     env = {**os.environ, "PYTHONPATH": ROOT}
     if threads:

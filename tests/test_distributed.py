@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 
 from backends import BackendUnavailable
-from backends.comm import Communicator, Solo, connect
+from backends.comm import Communicator, Solo, connect, mpiexec_path
 from backprop import checkpoint, distributed
 from backprop.errors import ConfigError
 from backprop.losses import CrossEntropy, SquaredError
@@ -29,18 +28,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def _mpiexec() -> str | None:
-    """mpiexec of this environment (the mpich wheel puts it beside the interpreter), else the PATH's."""
-    beside = os.path.join(os.path.dirname(sys.executable), "mpiexec")
-    return beside if os.access(beside, os.X_OK) else shutil.which("mpiexec")
-
-
 def _mpi_missing() -> str | None:
     try:
         import mpi4py  # noqa: F401
     except ImportError:
         return "mpi4py is not installed (pip install -e '.[test]' brings it)"
-    return None if _mpiexec() else "no mpiexec (pip install mpich)"
+    return None if mpiexec_path() else "no mpiexec (pip install mpich)"
 
 
 needs_mpi = pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))
@@ -50,8 +43,8 @@ def launch(n: int, *args: str, timeout: float = 60, cwd: str | None = None) -> s
     """``mpiexec -n n python -m mpi4py tests/mpi_cases.py args...``; a hang fails at ``timeout``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    command = [_mpiexec(), "-n", str(n), sys.executable, "-m", "mpi4py", os.path.join(HERE, "mpi_cases.py"),
-               *args]
+    script = os.path.join(HERE, "mpi_cases.py")
+    command = [mpiexec_path(), "-n", str(n), sys.executable, "-m", "mpi4py", script, *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
 
 

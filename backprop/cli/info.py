@@ -7,7 +7,7 @@ import json
 import platform
 
 from backends import available_backends
-from backends.comm import mpi_unusable, nccl_unusable
+from backends.comm import mpi_unusable, mpiexec_path, nccl_unusable
 
 
 def info(args: argparse.Namespace) -> int:
@@ -32,5 +32,6 @@ def info(args: argparse.Namespace) -> int:
             print(f"  {row['spec']:<11} {state}: {row['reason']}")
     print("distributed (--distributed):")
     for name, reason in comms.items():
-        print(f"  {name:<11} " + ("usable" if reason is None else f"unusable: {reason}"))
+        detail = f" (mpiexec: {mpiexec_path()})" if name == "mpi" else ""
+        print(f"  {name:<11} " + (f"usable{detail}" if reason is None else f"unusable: {reason}"))
     return 0
