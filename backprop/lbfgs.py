@@ -17,6 +17,7 @@ from scipy.optimize import minimize
 from backends import to_numpy_any
 
 from ._typing import Array
+from .distributed import full_batch_gradients
 from .errors import ConfigError
 from .optimizers import _non_negative
 from .second_order import FullBatch
@@ -39,6 +40,7 @@ class LBFGS(FullBatch):
 
     name = "lbfgs"
     hooks_apply = True  # the objective's gradient goes through them
+    distributed = True  # every rank runs the same minimize on the all-reduced loss and gradient
 
     def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
                  memory: int = 10, **kwargs: Any) -> None:
@@ -59,10 +61,16 @@ class LBFGS(FullBatch):
         f64 = backend.dtype("float64")
         decayed = [p.ndim >= 2 for p in model.parameter_list()]
         last: dict[str, Any] = {}
+        comm = getattr(epochs, "comm", None)
+        comm = comm if comm is not None and comm.size > 1 else None
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             model.set_flat_parameters(theta)
-            value, Z, grads = step.gradients(X, T, S)
+            if comm is None:
+                value, Z, grads = step.gradients(X, T, S)
+                right = loss.correct(xp, Z, T, labels)
+            else:  # every rank its part, one all-reduce: the same value and gradient everywhere
+                value, grads, right = full_batch_gradients(step, comm, X, T, labels, S)
             for hook in step.hooks:  # the seam, as in every step
                 replaced = hook(grads, step)
                 grads = list(replaced) if replaced is not None else grads
@@ -71,7 +79,6 @@ class LBFGS(FullBatch):
             if self.weight_decay:
                 grads = [g + self.weight_decay * p if d else g for g, p, d in zip(grads, params, decayed)]
                 penalty = sum(0.5 * self.weight_decay * xp.sum(p * p) for p, d in zip(params, decayed) if d)
-            right = loss.correct(xp, Z, T, labels)
             parts = [xp.astype(value, f64, copy=False), xp.astype(value + penalty, f64, copy=False)]
             if right is not None:
                 parts.append(xp.astype(right, f64, copy=False))

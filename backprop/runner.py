@@ -31,6 +31,7 @@ from backends import dtype_name, get_backend
 
 from . import checkpoint, datafiles, features, losses, optimizers
 from .datasets import Dataset
+from .distributed import join
 from .errors import CheckpointError, ConfigError, DataError
 from .heads import Head, scores
 from .model import Sequential, mlp
@@ -130,6 +131,10 @@ class Run:
         A folder to draw curves (and the decision boundary or fitted curve) into.
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"torch"``...
+    distributed : bool or Communicator
+        Train data-parallel in the MPI job this process was launched in (True), or over
+        the given communicator (see :mod:`backprop.distributed`): every rank builds the
+        same run, only rank 0 saves and plots, and ``batch_size`` stays the global batch.
     **settings
         Any of :data:`DEFAULTS`; None means "not given".
 
@@ -140,12 +145,16 @@ class Run:
     """
 
     def __init__(self, data: Any = None, *, resume: str | None = None, save: str | None = None,
-                 plot: str | None = None, device: str = "cpu", **settings: Any) -> None:
+                 plot: str | None = None, device: str = "cpu", distributed: Any = False,
+                 **settings: Any) -> None:
         unknown = sorted(set(settings) - set(DEFAULTS))
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(DEFAULTS)}")
         self.started = time.perf_counter()
         given = _checked({k: v for k, v in settings.items() if v is not None})
+        self.comm, notes = None, []
+        if distributed:
+            self.comm, device, notes = join(device, distributed)
         ck = checkpoint.load(resume, device=device) if resume else None
         saved = ck.extra.get("train") if ck else None
         if ck is not None and saved is None:
@@ -195,13 +204,17 @@ class Run:
                 if "early_stopping" not in given:
                     s["early_stopping"] = None
         self.settings, self.given, self.resumed = s, given, ck is not None
-        self.notes: list[str] = []  # one-line remarks a client may show
+        self.notes: list[str] = notes  # one-line remarks a client may show
+        if self.comm is not None and self.comm.size > 1 and s["optimizer"] in ("lm", "newton"):
+            raise ConfigError(f"{s['optimizer']} does not train data-parallel (it solves with the whole "
+                              "batch's Jacobian or Hessian on one process): use lbfgs or a first-order "
+                              "optimizer with --distributed, or run on one process")
         if s["optimizer"] in ("lm", "newton") and s["dtype"] == "float32":
             self.notes.append(f"{s['optimizer']}: the model is float32, but its damped system is formed and "
                               "solved in float64 (J^T J squares the condition number of J)")
         self.save_path = save or (resume if ck else None)
-        self.plot = plot
-        if plot:
+        self.plot = plot if self.root else None  # rank 0 alone writes files
+        if self.plot:
             from .plots import prepare_folder, require_matplotlib
 
             require_matplotlib()
@@ -211,7 +224,7 @@ class Run:
                 raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
             if not os.access(plot, os.W_OK):
                 raise ConfigError(f"the plot folder {plot} is not writable: choose another")
-        if self.save_path:
+        if self.save_path and self.root:
             checkpoint.check_writable(self.save_path)
         self._prepare_data(ck)
         self._prepare_model(ck, device, given)
@@ -291,6 +304,11 @@ class Run:
         kwargs["schedule"] = s["schedule"]
         return kwargs
 
+    @property
+    def root(self) -> bool:
+        """This process reports and writes files: the only one, or rank 0 of a distributed run."""
+        return self.comm is None or self.comm.root
+
     # -- training --------------------------------------------------------------------
     def save(self, status: str) -> None:
         """Write the checkpoint (model, fit state, data settings and transform) to ``save``."""
@@ -318,7 +336,7 @@ class Run:
             nonlocal last_save, stopped
             answers = [callback(record, model) for callback in callbacks]
             stopped = stopped or any(answer is True for answer in answers)
-            if self.save_path and time.perf_counter() - last_save >= SAVE_EVERY_S:
+            if self.save_path and self.root and time.perf_counter() - last_save >= SAVE_EVERY_S:
                 self.save("training")
                 last_save = time.perf_counter()
             return stopped
@@ -328,7 +346,8 @@ class Run:
         try:
             history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
                                 batch_size=s["batch_size"], validation_data=val_n,
-                                early_stopping=self.early_stopping, callbacks=[between_epochs])
+                                early_stopping=self.early_stopping, callbacks=[between_epochs],
+                                comm=self.comm)
             if stopped:
                 status = "interrupted"
             elif history.stopped_early:
@@ -353,9 +372,14 @@ class Run:
                        samples_per_s=rate, device=backend.label, backend=backend.name,
                        dtype=dtype_name(model.dtype), n_params=model.n_params,
                        best_epoch=model.history.best_epoch if model.history else None)
+        if self.comm is not None:
+            summary.update(ranks=self.comm.size, comm=self.comm.name)
         if self.save_path:
-            self.save(status)
+            if self.root:
+                self.save(status)
             summary["checkpoint"] = os.path.abspath(self.save_path)
+        if self.comm is not None:
+            self.comm.barrier()  # when fit returns on any rank, rank 0's checkpoint is complete
         plots = self._plots() if self.plot else []
         if plots:
             summary["plots"] = plots

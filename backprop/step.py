@@ -6,11 +6,13 @@ This is the one place where parameters change during training::
     grads = hook(grads, step) for each hook  # the seam
     step.update(grads)                       # the optimizer, in place
 
-The seam is where the coming work plugs in without touching the rest: an
-all-reduce of gradients across processes (a hook that flattens ``grads`` into one
-buffer, reduces it and hands back the pieces), gradient clipping, or recording
-for tests. A second-order method replaces :meth:`Step.update` (or the whole
-epoch) and reads the model through its flat parameter views.
+The seam is where other work plugs in without touching the rest: gradient
+clipping, or recording for tests. Data-parallel training
+(:mod:`backprop.distributed`) calls :meth:`Step.gradients` on its rank's part of
+the batch, sums one flat gradient buffer across ranks, and hands the sum to
+:meth:`Step.apply` (the hooks, then the update), so hooks see the global gradient.
+A second-order method replaces :meth:`Step.update` (or the whole epoch) and reads
+the model through its flat parameter views.
 """
 
 from __future__ import annotations
@@ -68,10 +70,9 @@ class Step:
         """Change the parameters from ``grads`` (the optimizer's rule, in place)."""
         self.optimizer.step(self.params, grads)
 
-    def __call__(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
-        """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""
-        value, Z, grads = self.gradients(X, T, S)
-        for hook in self.hooks:  # the seam
+    def apply(self, grads: list[Array]) -> None:
+        """The gradient hooks in order (the seam), then :meth:`update`."""
+        for hook in self.hooks:
             replaced = hook(grads, self)
             if replaced is not None:
                 grads = list(replaced)
@@ -79,6 +80,11 @@ class Step:
                     raise ConfigError(f"the gradient hook {getattr(hook, '__name__', hook)!r} returned "
                                       f"{len(grads)} gradients for {len(self.params)} parameters")
         self.update(grads)
+
+    def __call__(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
+        """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""
+        value, Z, grads = self.gradients(X, T, S)
+        self.apply(grads)
         return value, Z
 
 

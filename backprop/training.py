@@ -23,7 +23,7 @@ from typing import Any
 
 from backends import HostRNG, to_numpy_any
 
-from . import batching, losses, optimizers
+from . import batching, distributed, losses, optimizers
 from ._typing import Array
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_arrays
@@ -169,9 +169,10 @@ class _Epochs:
     record, validation, early stopping and the callbacks."""
 
     def __init__(self, model: Any, step: Step, history: History, watch: EarlyStopping | None, val: Any,
-                 callbacks: Sequence[Callable], n: int, T: Array, eval_batch: int) -> None:
+                 callbacks: Sequence[Callable], n: int, T: Array, eval_batch: int, comm: Any = None) -> None:
         self.model, self.step, self.history, self.watch, self.val = model, step, history, watch, val
         self.callbacks, self.n, self.T, self.eval_batch = callbacks, n, T, eval_batch
+        self.comm = comm  # data-parallel: the totals are every rank's, and stopping is decided together
         self.params = model.parameter_list()
 
     def begin(self, epoch: int) -> None:
@@ -202,7 +203,10 @@ class _Epochs:
         if accuracy is not None:
             record["train_accuracy"] = accuracy
         if self.val is not None:
-            scores = evaluate_arrays(model, *self.val, loss, self.eval_batch)
+            if self.comm is None:
+                scores = evaluate_arrays(model, *self.val, loss, self.eval_batch)
+            else:
+                scores = distributed.evaluate(model, self.comm, *self.val, loss, self.eval_batch)
             record["val_loss"] = scores["loss"]
             if "accuracy" in scores:
                 record["val_accuracy"] = scores["accuracy"]
@@ -217,7 +221,9 @@ class _Epochs:
             history.stopped_early = watch.exhausted
         # After the early-stopping update, so that a callback saving a checkpoint saves it too.
         answers = [callback(record, model) for callback in self.callbacks]  # every one runs
-        return history.stopped_early or any(answer is True for answer in answers)
+        stop = history.stopped_early or any(answer is True for answer in answers)
+        # A callback may ask on one rank only (Ctrl-C): every rank stops after the same epoch.
+        return stop if self.comm is None else self.comm.any(stop)
 
 
 def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float,
@@ -300,7 +306,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
         schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = (),
-        gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None) -> History:
+        gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None) -> History:
     """Train ``model`` on ``X`` (N, n_inputs) and targets ``y``.
 
     Parameters
@@ -342,6 +348,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         Non-negative weight of each sample: the training loss is the weighted mean (a
         weight of 2 counts a sample twice; with mini-batches, in expectation). The
         validation loss and the accuracies stay unweighted.
+    comm : backends.comm.Communicator, optional
+        Train data-parallel (see :mod:`backprop.distributed`): every rank calls ``fit`` with
+        the same data and settings; each global batch of ``batch_size`` is split across
+        the ranks, and the weights stay identical on every rank.
 
     Returns
     -------
@@ -392,6 +402,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
         if getattr(opt, "full_batch", False):
             opt.check(model, loss_obj, n)
+            if comm is not None and comm.size > 1 and not getattr(opt, "distributed", False):
+                raise ConfigError(f"{opt.name} does not train data-parallel (it forms its step from the "
+                                  "whole batch on one process): use lbfgs or a first-order optimizer, or "
+                                  "train on one process")
             if batch_size < n:
                 raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
                                   f"it got {batch_size} of {n} samples")
@@ -409,10 +423,12 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         if watch is None:
             history.best_epoch = None
         state.history = history
+        if comm is not None:
+            distributed.replicate(comm, model, opt, watch)
         step = Step(model, loss_obj, opt, gradient_hooks)
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
-        epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024))
+        epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024), comm)
         epochs_run.weight_sum = weight_sum
         if getattr(opt, "full_batch", False):
             opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels, S)
@@ -420,6 +436,16 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             spans = batching.spans(n, batch_size)
             for epoch in range(first_epoch, first_epoch + epochs):
                 epochs_run.begin(epoch)
+                if comm is not None:  # this rank's part of every global batch, gathered once
+                    order = state.shuffle_rng.permutation(n) if shuffle and len(spans) > 1 else None
+                    part = distributed.plan(order, n, spans, comm.rank, comm.size, loss_obj)
+                    rows = backend.asarray(part.rows)
+                    Xe, Te = xp.take(Xd, rows, axis=0), xp.take(T, rows, axis=0)
+                    Le = None if labels is None else xp.take(labels, rows, axis=0)
+                    Se = None if S is None else xp.take(S, rows, axis=0)
+                    if epochs_run.end(*distributed.train_epoch(step, comm, Xe, Te, Le, Se, part)):
+                        break
+                    continue
                 if shuffle and len(spans) > 1:
                     order = backend.asarray(state.shuffle_rng.permutation(n))
                     Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from backends import BackendError
+from backends.comm import end_job, world
 
 from .. import activations, optimizers
 from ..datasets import DESCRIPTIONS
@@ -136,6 +138,9 @@ def _train_parser(commands) -> None:
                    help="stop after PATIENCE epochs without a better validation loss and keep the best "
                         "weights (default 10 when there is validation data; 0: never)")
     _add_device(g)
+    g.add_argument("--distributed", action="store_true", default=False,
+                   help="data-parallel over the ranks of an MPI job: mpiexec -n N python -m mpi4py -m "
+                        "backprop train ... --distributed (--batch-size stays the global batch)")
     g = p.add_argument_group("output")
     g.add_argument("--save", default=None, metavar="PATH", help="checkpoint file (.safetensors)")
     g.add_argument("--resume", default=None, metavar="PATH", help="continue training a checkpoint")
@@ -226,10 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # In an MPI job a rank that stops alone leaves the others waiting in a collective:
+    # a failing rank prints its line and ends every rank (end_job).
+    distributed = getattr(args, "distributed", False)
     try:
         return args.func(args)
     except KeyboardInterrupt:
         print("backprop: interrupted", file=sys.stderr)
+        if distributed:
+            end_job(130)
         return 130
     except Exception as exc:  # noqa: BLE001 - sorted below: expected ones become one line
         if _is_out_of_memory(exc):
@@ -237,9 +247,17 @@ def main(argv: list[str] | None = None) -> int:
                        "smaller network")
         elif isinstance(exc, (BackpropError, BackendError)):
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        elif distributed:  # a bug: its traceback, then the whole job ends
+            traceback.print_exc()
+            end_job(1)
+            raise
         else:
             raise  # a bug: the traceback is what a report needs
-        print(f"backprop: error: {message}", file=sys.stderr)
+        if not distributed:
+            print(f"backprop: error: {message}", file=sys.stderr)
+            return 2
+        rank, size = world()
+        end_job(2, f"backprop: error: {f'rank {rank} of {size}: ' if rank else ''}{message}")
         return 2
 
 

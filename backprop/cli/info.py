@@ -7,15 +7,18 @@ import json
 import platform
 
 from backends import available_backends
+from backends.comm import mpi_unusable, mpiexec_path, nccl_unusable
 
 
 def info(args: argparse.Namespace) -> int:
     from .. import __version__
 
     rows = available_backends()
+    comms = {"mpi": mpi_unusable(), "nccl": nccl_unusable()}  # None: usable
     if args.json:
         print(json.dumps({"version": __version__, "python": platform.python_version(),
-                          "backends": rows}, default=str))
+                          "backends": rows, "distributed": {k: {"usable": v is None, "reason": v}
+                                                            for k, v in comms.items()}}, default=str))
         return 0
     print(f"backprop {__version__} (Python {platform.python_version()}, {platform.machine()})")
     print("backends:")
@@ -27,6 +30,8 @@ def info(args: argparse.Namespace) -> int:
         else:
             state = "installed, unusable" if row["installed"] else "not installed"
             print(f"  {row['spec']:<11} {state}: {row['reason']}")
+    print("distributed (--distributed):")
+    for name, reason in comms.items():
+        detail = f" (mpiexec: {mpiexec_path()})" if name == "mpi" else ""
+        print(f"  {name:<11} " + (f"usable{detail}" if reason is None else f"unusable: {reason}"))
     return 0
-
-

@@ -48,9 +48,12 @@ class _Interrupt:
 def run(args: argparse.Namespace) -> int:
     settings = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
     job = Run(args.data, resume=args.resume, save=args.save, plot=args.plot,
-              device=device_spec(args.device, args.backend), **settings)
+              device=device_spec(args.device, args.backend), distributed=getattr(args, "distributed", False),
+              **settings)
     model, s = job.model, job.settings
     mode = "json" if args.json else "quiet" if args.quiet else "bar" if _terminal_width() else "lines"
+    if not job.root:
+        mode = "quiet"  # rank 0 reports for the whole job
     if mode not in ("json", "quiet"):
         print(_banner(job), flush=True)
     if mode != "quiet":
@@ -102,7 +105,8 @@ def _banner(job: Run) -> str:
     k = transform.n_targets
     kind = f"{k} classes" if transform.task == "classification" else f"regression, {k} target(s)"
     epochs = f"epochs {model.epoch + 1}..{s['epochs']}" if job.resumed else f"{s['epochs']} epochs"
-    return (f"backprop · {backend.name} on {backend.label} · {dtype_name(model.dtype)} · "
+    ranks = f" × {job.comm.size} ranks ({job.comm.name})" if job.comm is not None else ""
+    return (f"backprop · {backend.name} on {backend.label}{ranks} · {dtype_name(model.dtype)} · "
             f"{dataset.name}: {parts}, {model.n_inputs} features, {kind} · "
             f"{'-'.join(widths)} {s['activation']}, {model.n_params:,} parameters · "
             f"{job.head.loss} loss, {s['optimizer']}"
