@@ -236,6 +236,9 @@ def test_hostile_requests_are_refused(server):
     # DNS rebinding: another name for this address
     assert client.request("GET", "/api/info", headers={"Host": f"evil.example:{port}"})[0] == 421
     assert client.request("GET", "/", headers={"Host": "127.0.0.1:1"})[0] == 421
+    assert client.request("GET", "/", headers={"Host": f"192.0.2.5:{port}"})[0] == 421  # not loopback
+    for name in ("localhost", "LOCALHOST", "[::1]"):
+        assert client.request("GET", "/api/info", headers={"Host": f"{name}:{port}"})[0] == 200
     # another site's page may not start runs
     assert client.post("/api/runs", {}, headers={"Origin": "http://evil.example"})[0] == 403
     assert client.post("/api/runs", {}, headers={"Origin": f"http://127.0.0.1:{port}"})[0] == 201
@@ -257,6 +260,27 @@ def test_hostile_requests_are_refused(server):
     assert client.post(f"/api/runs/{run['id']}/control", {"action": "explode"})[0] == 400
     status, page = client.request("GET", "/")
     assert status == 200 and b"backprop" in page
+
+
+def test_listening_on_every_address_answers_ip_literals_and_its_own_names_only():
+    srv = make_server("0.0.0.0", 0, None)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        client = Client(srv)
+        client.host, port = "127.0.0.1", srv.server_address[1]
+        ok = {"Host": f"192.0.2.5:{port}"}  # how another machine on the network names it
+        assert client.request("GET", "/api/info", headers=ok)[0] == 200
+        named = {"Host": f"{socket.gethostname()}:{port}"}
+        assert client.request("GET", "/api/info", headers=named)[0] == 200
+        assert client.request("GET", "/api/info", headers={"Host": f"rebound.example:{port}"})[0] == 421
+        same = {**ok, "Origin": f"http://192.0.2.5:{port}"}
+        assert client.post("/api/runs", {}, headers=same)[0] == 201
+        other = {**ok, "Origin": f"http://192.0.2.6:{port}"}
+        assert client.post("/api/runs", {}, headers=other)[0] == 403
+    finally:
+        srv.shutdown()
+        srv.stop_all()
+        srv.server_close()
 
 
 def test_at_most_a_few_runs_at_once(server):

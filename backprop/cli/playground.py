@@ -10,7 +10,6 @@ import webbrowser
 from ..errors import ConfigError
 
 DEFAULT_PORT = 8765
-LOCAL = ("127.0.0.1", "localhost", "::1")
 
 
 def add_parser(commands, port_type) -> None:
@@ -32,8 +31,9 @@ def add_parser(commands, port_type) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..playground import make_server
+    from ..playground.server import LOOPBACK
 
-    if args.host not in LOCAL:
+    if args.host not in LOOPBACK:
         print(f"backprop: warning: listening on {args.host}: anyone who can reach this address can "
               "start training runs on this machine", file=sys.stderr)
     port = DEFAULT_PORT if args.port is None else args.port

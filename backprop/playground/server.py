@@ -21,9 +21,11 @@ started with, and runs at most :data:`~.session.LIMITS` ``["runs"]`` runs at onc
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 import secrets
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -39,6 +41,7 @@ MAX_BODY = 64 * 1024
 HEARTBEAT_S = 1.0  # a silent stream still writes this often, so a vanished page is noticed
 STATIC = {"index.html": "text/html; charset=utf-8", "playground.js": "text/javascript; charset=utf-8",
           "playground.css": "text/css; charset=utf-8"}
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 _RUN_PATH = re.compile(r"^/api/runs/([A-Za-z0-9_-]{1,64})/(events|control|settings|checkpoint)$")
 
 
@@ -54,10 +57,13 @@ class PlaygroundServer(ThreadingHTTPServer):
         self.sessions: dict[str, Session] = {}
         self.lock = threading.Lock()
         host, port = self.server_address[:2]
-        names = {host, "localhost", "127.0.0.1", "[::1]"} if host in ("127.0.0.1", "localhost", "::1") \
-            else {host}
-        self.hosts = {f"{name}:{port}" for name in names}
-        self.origins = {f"http://{h}" for h in self.hosts}
+        self.port = port
+        self.local = host in LOOPBACK
+        # Names this server answers to besides IP literals (a DNS-rebinding page reaches it
+        # under a domain name of the attacker's, never under an address): loopback only, or
+        # on another address also this machine's own names.
+        self.names = {"localhost"} if self.local else {"localhost", socket.gethostname().lower(),
+                                                      socket.getfqdn().lower()}
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -99,6 +105,21 @@ class PlaygroundServer(ThreadingHTTPServer):
         for s in sessions:
             s.thread.join(timeout=5)
 
+    def answers_to(self, host_header: str) -> bool:
+        """Whether a request's ``Host`` names this server: its port, and an IP literal (a
+        loopback one when listening on loopback) or one of :attr:`names`."""
+        name, _, port = host_header.rpartition(":")
+        if port != str(self.port) or not name:
+            return False
+        name = name.lower()
+        if name in self.names:
+            return True
+        try:
+            address = ipaddress.ip_address(name.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            return False
+        return address.is_loopback or not self.local
+
     def info(self) -> dict:
         return {"version": __version__, "data": self.source.describe(), "optimizers": list(optimizers.NAMES),
                 "full_batch": list(FULL_BATCH), "activations": list(activations.HIDDEN), "devices": devices(),
@@ -138,15 +159,15 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- checks -----------------------------------------------------------------------
     def _allowed(self) -> bool:
-        if self.headers.get("Host", "") not in self.server.hosts:
+        if not self.server.answers_to(self.headers.get("Host", "")):
             self._error(HTTPStatus.MISDIRECTED_REQUEST,
-                        f"this server answers to {sorted(self.server.hosts)[0]} only")
+                        f"this server answers to its own address only: open {self.server.url}")
             return False
         return True
 
     def _body(self) -> Any:
         origin = self.headers.get("Origin")
-        if origin is not None and origin not in self.server.origins:
+        if origin is not None and origin.lower() != f"http://{self.headers.get('Host', '').lower()}":
             raise BadRequest(f"requests from {origin[:100]} are refused: use the playground's own page", 403)
         if self.headers.get("Content-Type", "").split(";")[0].strip() != "application/json":
             raise BadRequest("send the body as application/json", 415)
