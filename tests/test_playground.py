@@ -404,3 +404,10 @@ def test_a_curve_for_one_dimensional_regression(server):
     assert decode(picture["units"][0][0]).shape == (12,)
     assert [np.shape(W) for W in picture["weights"]] == [(2, 5), (5, 1)]
     stream.close()
+
+
+def test_a_built_in_set_named_on_the_command_line_is_offered_by_name():
+    source = sessions.Source("blobs")
+    assert source.path == "blobs" and source.describe()["file"]["columns"] == 2
+    settings = sessions.check_settings({"data": "file"}, source)
+    assert sessions.command_line(settings, source, 3).startswith("backprop train blobs ")

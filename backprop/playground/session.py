@@ -64,7 +64,9 @@ class Source:
     """The data a playground offers: the generated sets, and the file named on its command line."""
 
     def __init__(self, path: str | None = None) -> None:
-        self.path = os.path.abspath(path) if path else None
+        # a file by its absolute path (the run's command line works from anywhere); a built-in
+        # set such as digits by its name
+        self.path = os.path.abspath(path) if path and os.path.exists(path) else path
         self.file = None
         if path:
             from ..datafiles import load
