@@ -411,3 +411,25 @@ def test_a_built_in_set_named_on_the_command_line_is_offered_by_name():
     assert source.path == "blobs" and source.describe()["file"]["columns"] == 2
     settings = sessions.check_settings({"data": "file"}, source)
     assert sessions.command_line(settings, source, 3).startswith("backprop train blobs ")
+
+
+def test_random_settings_never_break_the_server(server):
+    """Any mix of wrong types and sizes in the settings: a 201 or a 400, never a 500 or a
+    dropped connection (a fixed seed, so a failure replays)."""
+    import random
+
+    client, rng = Client(server), random.Random(0)
+    odd = [None, True, 0, -1, 0.5, 1e308, "x", "", [], [1], [0, 1], [10**7], {}, {"a": 1}, ["x1"], 10**30,
+           [[1]], "cuda", "float64", "adam", "circle"]
+    seen = set()
+    for _ in range(150):
+        payload = dict(sessions.DEFAULTS)
+        for key in rng.sample(list(sessions.DEFAULTS), rng.randint(1, 3)):
+            payload[key] = rng.choice(odd)
+        status, answer = client.post("/api/runs", payload)
+        seen.add(status)
+        assert status in (201, 400), (payload, answer)
+        if status == 201:
+            client.post(f"/api/runs/{answer['id']}/control", {"action": "stop"})
+            server.sessions[answer["id"]].thread.join(5)
+    assert seen == {201, 400}

@@ -28,6 +28,7 @@ import secrets
 import socket
 import sys
 import threading
+import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -157,6 +158,14 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._json(status, {"error": message})
 
+    def _bug(self) -> None:
+        traceback.print_exc()
+        kind = sys.exc_info()[0].__name__
+        try:
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"the server failed ({kind}): see its terminal")
+        except OSError:
+            pass  # the page has gone too
+
     # -- checks -----------------------------------------------------------------------
     def _allowed(self) -> bool:
         if not self.server.answers_to(self.headers.get("Host", "")):
@@ -202,6 +211,8 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"no such page: {path[:100]}", 404)
         except BadRequest as exc:
             self._error(exc.status, str(exc))
+        except Exception:  # noqa: BLE001 - a bug: its traceback on the terminal, a 500 to the page
+            self._bug()
 
     def do_HEAD(self) -> None:
         self.do_GET()
@@ -232,6 +243,8 @@ class Handler(BaseHTTPRequestHandler):
                               {"Content-Disposition": f'attachment; filename="{name}"'})
         except BadRequest as exc:
             self._error(exc.status, str(exc))
+        except Exception:  # noqa: BLE001 - a bug: its traceback on the terminal, a 500 to the page
+            self._bug()
 
     def do_PUT(self) -> None:
         self._refuse()

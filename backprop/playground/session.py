@@ -172,7 +172,7 @@ def check_settings(payload: Any, source: Source) -> dict:
         s["pair"] = pair
     hidden = payload.get("hidden", DEFAULTS["hidden"])
     if not (isinstance(hidden, list) and len(hidden) <= LIMITS["layers"]
-            and all(_index(h - 1, LIMITS["units"]) for h in hidden)):
+            and all(_index(h, LIMITS["units"] + 1) and h >= 1 for h in hidden)):
         raise BadRequest(f"hidden must be a list of at most {LIMITS['layers']} layer widths, each 1 to "
                          f"{LIMITS['units']}")
     s["hidden"] = hidden
