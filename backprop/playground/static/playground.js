@@ -196,8 +196,9 @@ function fitToData() {
 }
 
 function chooseData(name) {
-  const s = page.settings;
+  const s = page.settings, before = dataColumns();
   s.data = name;
+  if (dataColumns() !== before) s.features = []; // another kind of plane: its own default inputs
   if (name !== "file") s.noise = page.info.data.sets[name].noise;
   fitToData();
   change("data", name);
