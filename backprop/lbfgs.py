@@ -12,7 +12,6 @@ import time
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 
 from backends import to_numpy_any
 
@@ -56,6 +55,8 @@ class LBFGS(FullBatch):
 
     def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
             S: Array | None = None) -> None:
+        from scipy.optimize import minimize  # here: SciPy's optimizer costs 0.2 s to import, for lbfgs only
+
         step, model = epochs.step, epochs.step.model
         xp, loss, backend = model.xp, step.loss, model.backend
         f64 = backend.dtype("float64")
