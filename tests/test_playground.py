@@ -63,6 +63,13 @@ class Client:
     def stream(self, run_id):
         return Stream(self, run_id)
 
+    def watch(self, **settings):
+        """A new run with its stream open and the first (untrained) picture read."""
+        run = self.new_run(**settings)
+        stream = self.stream(run["id"])
+        stream.next()
+        return run, stream
+
 
 class Stream:
     """The run's Server-Sent Events, as a page's EventSource reads them."""
@@ -125,9 +132,7 @@ def test_a_run_streams_epochs_in_order_with_falling_loss_and_right_sized_grids(s
 
 def test_closing_the_page_stops_its_run(server):
     client = Client(server)
-    run = client.new_run(data="circle")
-    stream = client.stream(run["id"])
-    stream.next()
+    run, stream = client.watch(data="circle")
     client.post(f"/api/runs/{run['id']}/control", {"action": "play"})
     stream.next()
     stream.close()
@@ -145,9 +150,7 @@ def test_closing_the_page_stops_its_run(server):
 
 def test_one_step_is_one_epoch_then_paused(server):
     client = Client(server)
-    run = client.new_run(data="circle")
-    stream = client.stream(run["id"])
-    stream.next()
+    run, stream = client.watch(data="circle")
     client.post(f"/api/runs/{run['id']}/control", {"action": "step"})
     picture = stream.next()
     while picture["state"] != "paused" or picture["epoch"] == 0:
@@ -186,9 +189,7 @@ def test_checkpoint_loads_and_the_command_line_reproduces_the_weights(server, tm
 
 def test_live_rate_change_and_its_refusals(server):
     client = Client(server)
-    run = client.new_run(data="circle")
-    stream = client.stream(run["id"])
-    stream.next()
+    run, stream = client.watch(data="circle")
     status, settings = client.post(f"/api/runs/{run['id']}/settings", {"lr": 0.1, "l1": 0.001})
     assert status == 200 and settings["lr"] == 0.1 and settings["l1"] == 0.001
     assert server.sessions[run["id"]].run.optimizer.lr == 0.1

@@ -193,58 +193,58 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- methods ------------------------------------------------------------------------
     def do_GET(self) -> None:
-        if not self._allowed():
-            return
-        path = self.path.split("?", 1)[0]
-        try:
-            if path in ("/", "/index.html"):
-                return self._static("index.html")
-            if path.startswith("/static/"):
-                return self._static(path[len("/static/"):])
-            if path == "/api/info":
-                return self._json(200, self.server.info())
-            m = _RUN_PATH.match(path)
-            if m and m.group(2) == "events":
-                return self._stream(self.server.session(m.group(1)))
-            if m:
-                raise BadRequest(f"{path} takes POST", 405)
-            raise BadRequest(f"no such page: {path[:100]}", 404)
-        except BadRequest as exc:
-            self._error(exc.status, str(exc))
-        except Exception:  # noqa: BLE001 - a bug: its traceback on the terminal, a 500 to the page
-            self._bug()
+        self._answer(self._get)
 
     def do_HEAD(self) -> None:
         self.do_GET()
 
     def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _answer(self, route) -> None:
+        """Checks the Host, then ``route(path)``; its refusals as 4xx, a bug as a 500."""
         if not self._allowed():
             return
-        path = self.path.split("?", 1)[0]
         try:
-            payload = self._body()
-            if path == "/api/runs":
-                session = self.server.new_session(payload)
-                return self._json(201, session.describe())
-            m = _RUN_PATH.match(path)
-            if not m or m.group(2) == "events":
-                raise BadRequest(f"no such action: {path[:100]}", 404)
-            session = self.server.session(m.group(1))
-            if m.group(2) == "control":
-                if not isinstance(payload, dict) or set(payload) != {"action"}:
-                    raise BadRequest('send {"action": "play" | "pause" | "step" | "stop"}')
-                session.control(payload["action"])
-                return self._json(200, {"state": session.state})
-            if m.group(2) == "settings":
-                return self._json(200, session.change(payload))
-            data = session.checkpoint()
-            name = f"playground-{session.settings['data']}.safetensors"
-            return self._send(200, data, "application/octet-stream",
-                              {"Content-Disposition": f'attachment; filename="{name}"'})
+            route(self.path.split("?", 1)[0])
         except BadRequest as exc:
             self._error(exc.status, str(exc))
         except Exception:  # noqa: BLE001 - a bug: its traceback on the terminal, a 500 to the page
             self._bug()
+
+    def _get(self, path: str) -> None:
+        if path in ("/", "/index.html"):
+            return self._static("index.html")
+        if path.startswith("/static/"):
+            return self._static(path[len("/static/"):])
+        if path == "/api/info":
+            return self._json(200, self.server.info())
+        m = _RUN_PATH.match(path)
+        if m and m.group(2) == "events":
+            return self._stream(self.server.session(m.group(1)))
+        if m:
+            raise BadRequest(f"{path} takes POST", 405)
+        raise BadRequest(f"no such page: {path[:100]}", 404)
+
+    def _post(self, path: str) -> None:
+        payload = self._body()
+        if path == "/api/runs":
+            return self._json(201, self.server.new_session(payload).describe())
+        m = _RUN_PATH.match(path)
+        if not m or m.group(2) == "events":
+            raise BadRequest(f"no such action: {path[:100]}", 404)
+        session = self.server.session(m.group(1))
+        if m.group(2) == "control":
+            if not isinstance(payload, dict) or set(payload) != {"action"}:
+                raise BadRequest('send {"action": "play" | "pause" | "step" | "stop"}')
+            session.control(payload["action"])
+            return self._json(200, {"state": session.state})
+        if m.group(2) == "settings":
+            return self._json(200, session.change(payload))
+        data = session.checkpoint()
+        name = f"playground-{session.settings['data']}.safetensors"
+        return self._send(200, data, "application/octet-stream",
+                          {"Content-Disposition": f'attachment; filename="{name}"'})
 
     def do_PUT(self) -> None:
         self._refuse()
