@@ -4,12 +4,14 @@ Every expected failure (bad data, a bad option, a missing GPU, a broken
 checkpoint: a :class:`backprop.errors.BackpropError` or a
 :class:`backends.BackendError`) ends in one line on stderr and exit status 2, and
 so does running out of memory; a failed gradient check or a diverged run exits 1;
-Ctrl-C exits 130. Anything else is a bug and keeps its traceback.
+Ctrl-C exits 130; a reader that closes the pipe ends the command quietly with 141
+(as SIGPIPE would). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -30,7 +32,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, with errors as one line (no usage dump) that point to --help."""
 
     def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        # The same prefix as every other error line, whichever command it came from.
+        self.exit(2, f"backprop: error: {message} (see {self.prog} --help)\n")
 
 
 # -- option types: each rejects a bad value with a message that says what is allowed
@@ -226,6 +229,24 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader went away (`backprop train --json | head -1`): end quietly, as Unix tools
+        # do, with the status a shell shows for SIGPIPE. Later writes, including the interpreter's
+        # final flush, go nowhere instead of printing a second traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+
+
+def _encoding_message(exc: UnicodeEncodeError) -> str:
+    text = ascii(exc.object[exc.start:exc.end])  # the message itself must pass the same encoding
+    return (f"the output holds {text}, which this terminal's encoding ({exc.encoding}) cannot write: "
+            "set PYTHONIOENCODING=utf-8, or write to a file with --out where the command has it")
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -241,8 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         if distributed:
             end_job(130)
         return 130
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - sorted below: expected ones become one line
-        if _is_out_of_memory(exc):
+        if isinstance(exc, UnicodeEncodeError):
+            message = _encoding_message(exc)
+        elif _is_out_of_memory(exc):
             message = (f"out of memory ({type(exc).__name__}): use a smaller --batch-size or a "
                        "smaller network")
         elif isinstance(exc, (BackpropError, BackendError)):
