@@ -44,11 +44,13 @@ def _write(plt, fig, path: str) -> str:
     return path
 
 
-def curves(records: list[dict], path: str, title: str = "") -> str:
-    """Train/validation loss (and accuracy when recorded) per epoch, as a PNG."""
+def curves(records: list[dict], path: str, name: str = "") -> str:
+    """Train/validation loss (and accuracy when recorded) per epoch, as a PNG titled
+    after the data set ``name`` and the panels it has."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
     has_acc = any("train_accuracy" in r for r in records)
+    title = f"{name + ': ' if name else ''}loss{' and accuracy' if has_acc else ''} per epoch"
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
     panels = [("loss", axes[0][0])] + ([("accuracy", axes[0][1])] if has_acc else [])
     for metric, ax in panels:
@@ -68,11 +70,12 @@ def curves(records: list[dict], path: str, title: str = "") -> str:
 
 
 def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, labels: np.ndarray,
-                      classes: list[str], path: str, title: str = "", resolution: int = 300) -> str:
+                      classes: list[str], path: str, title: str = "", resolution: int = 300,
+                      axis_names: tuple[str, str] = ("x1", "x2")) -> str:
     """Predicted class regions over a 2-D input plane with the data on top.
 
     ``predict`` maps raw inputs (M, 2) to class scores (M, K); ``labels`` (N,)
-    are class indices.
+    are class indices; ``axis_names`` label the two input columns.
     """
     plt = _pyplot()
     low, high = X.min(axis=0), X.max(axis=0)
@@ -85,8 +88,9 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
     fig, ax = plt.subplots(figsize=(6, 5.5))
     if k == 2:  # the probability of the second class, shaded: shows the network's confidence
         field = scores[:, 1].reshape(G0.shape)
-        ax.contourf(G0, G1, field, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.6)
+        shade = ax.contourf(G0, G1, field, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=0.6)
         ax.contour(G0, G1, field, levels=[0.5], colors="k", linewidths=1)
+        fig.colorbar(shade, ax=ax, ticks=np.linspace(0, 1, 6), label=f"probability of {classes[1]}")
         colors = ["#2166ac", "#b2182b"]
     else:
         region = np.argmax(scores, axis=1).reshape(G0.shape)
@@ -98,20 +102,21 @@ def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray
         ax.scatter(X[members, 0], X[members, 1], s=14, color=colors[i], edgecolors="k",
                    linewidths=0.3, label=name)
     ax.legend(loc="best", fontsize="small", title="class")
-    ax.set_title(title)
+    ax.set(title=title, xlabel=axis_names[0], ylabel=axis_names[1])
     return _write(plt, fig, path)
 
 
 def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: np.ndarray,
-                 path: str, title: str = "") -> str:
-    """A 1-D regression: the data points and the network's curve through them."""
+                 path: str, title: str = "", axis_names: tuple[str, str] = ("x", "y")) -> str:
+    """A 1-D regression: the data points ``x`` (N, 1), ``y`` (N,) or (N, 1) and the
+    network's curve through them; ``axis_names``: the input's and the target's."""
     plt = _pyplot()
     grid = np.linspace(x.min(), x.max(), 500)[:, None]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.scatter(x.ravel(), y.ravel(), s=10, alpha=0.5, label="data")
     ax.plot(grid.ravel(), predict(grid)[:, 0], color="C3", linewidth=2, label="network")
     ax.legend()
-    ax.set_title(title)
+    ax.set(title=title, xlabel=axis_names[0], ylabel=axis_names[1])
     ax.grid(alpha=0.3)
     return _write(plt, fig, path)
 
