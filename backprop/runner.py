@@ -405,7 +405,8 @@ class Run:
         elif X.shape[1] == 1 and transform.task == "regression" and transform.n_targets == 1:
             written.append(plots.fitted_curve(
                 lambda G: transform.outputs(np.asarray(model.predict(transform.inputs(G)))), X, y,
-                os.path.join(folder, "fit.png"), f"{name}: the network's curve", axis_names=(axes[0], axes[-1])))
+                os.path.join(folder, "fit.png"), f"{name}: the network's curve",
+                axis_names=(axes[0], axes[-1])))
         return written
 
 
