@@ -341,21 +341,21 @@ class Run:
                 last_save = time.perf_counter()
             return stopped
 
-        status, failure, reason = "completed", None, None
+        history, failure, reason = None, None, None
         fit_started, first_epoch = time.perf_counter(), model.epoch
         try:
             history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
                                 batch_size=s["batch_size"], validation_data=val_n,
                                 early_stopping=self.early_stopping, callbacks=[between_epochs],
                                 comm=self.comm)
-            if stopped:
-                status = "interrupted"
-            elif history.stopped_early:
-                status = "early_stopping"
-            elif history.converged:
-                status, reason = "converged", history.converged
-        except TrainingDiverged as exc:
-            status, failure = "diverged", str(exc)
+        except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
+            failure = str(exc)
+        if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
+            stopped = self.comm.any(stopped)
+        status = "diverged" if failure else "interrupted" if stopped else (
+            "early_stopping" if history.stopped_early else "converged" if history.converged else "completed")
+        if status == "converged":
+            reason = history.converged
         fit_seconds = time.perf_counter() - fit_started
         trained = model.epoch - first_epoch
         summary: dict[str, Any] = {"type": "summary", "status": status, "epochs": model.epoch}

@@ -144,6 +144,31 @@ def failing(rank: str, epoch: str, kind: str, *argv: str) -> None:
     sys.exit(main(list(argv)))
 
 
+def interrupt(log: str, rank: str, epoch: str, *argv: str) -> None:
+    """``backprop train`` in which rank ``rank`` gets one SIGINT (a first Ctrl-C) in epoch
+    ``epoch``; every rank writes its exit status to ``log.RANK``."""
+    import os
+    import signal
+
+    from backprop import step
+    from backprop.cli import main
+
+    comm = MPIComm()
+    apply = step.Step.apply
+
+    def signalled(self, grads):
+        if comm.rank == int(rank) and self.model.epoch + 1 == int(epoch) and not getattr(self, "sent", 0):
+            self.sent = 1
+            os.kill(os.getpid(), signal.SIGINT)
+        return apply(self, grads)
+
+    step.Step.apply = signalled
+    code = main(list(argv))
+    with open(f"{log}.{comm.rank}", "w") as f:
+        f.write(f"{code}\n")
+    sys.exit(code)
+
+
 def cli(log: str, *argv: str) -> None:
     """``backprop train`` with every checkpoint write logged with the rank that made it."""
     from backprop import checkpoint
@@ -162,4 +187,5 @@ def cli(log: str, *argv: str) -> None:
 
 
 if __name__ == "__main__":
-    {"equivalence": equivalence, "failing": failing, "cli": cli}[sys.argv[1]](*sys.argv[2:])
+    entry = {"equivalence": equivalence, "failing": failing, "cli": cli, "interrupt": interrupt}
+    entry[sys.argv[1]](*sys.argv[2:])

@@ -274,3 +274,17 @@ def test_mpi_comm_alone_is_a_world_of_one():
             "assert c.bcast({'a': 1}) == {'a': 1}; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@needs_mpi
+def test_a_ctrl_c_on_one_rank_interrupts_every_rank_and_is_saved_as_such(tmp_path):
+    # A first Ctrl-C reaching rank 1 alone: every rank stops after that epoch, exits 130, and
+    # rank 0 says "interrupted" (not "done") and saves status "interrupted".
+    saved, log = tmp_path / "m.safetensors", tmp_path / "code"
+    done = launch(2, "interrupt", str(log), "1", "3", "train", "moons", "--hidden", "8", "--epochs", "50",
+                  "--distributed", "--save", str(saved), cwd=tmp_path)
+    assert done.returncode == 130, done.stderr[-3000:]
+    assert [(tmp_path / f"code.{r}").read_text() for r in (0, 1)] == ["130\n", "130\n"]
+    assert "interrupted at epoch 3" in done.stdout and "done at" not in done.stdout, done.stdout
+    ck = checkpoint.load(str(saved))
+    assert ck.model.epoch == 3 and ck.extra["train"]["status"] == "interrupted"
