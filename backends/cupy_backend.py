@@ -9,11 +9,14 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, BackendUnavailable, MemoryPeak
+from .extras import requirements
 
-INSTALL_HINT = (
-    "pip install 'backprop[cuda12]' (CUDA 12 driver) or 'backprop[cuda13]' (CUDA 13 "
-    "driver); nvidia-smi shows the driver's CUDA version"
-)
+
+def cuda_hint() -> str:
+    """How to install CuPy for the driver's CUDA major version (read when needed: it reads metadata)."""
+    return (f"pip install {requirements('cuda12') or 'cupy-cuda12x'} for a CUDA 12 driver or "
+            f"{requirements('cuda13') or 'cupy-cuda13x'} for CUDA 13 (in a backprop checkout: "
+            "pip install -e '.[cuda12]' or '.[cuda13]'); nvidia-smi shows the driver's CUDA version")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -31,9 +34,9 @@ def probe_cupy(index: int = 0) -> tuple[Any, str | None]:
     try:
         import cupy
     except ImportError:
-        return None, f"CuPy is not installed: {INSTALL_HINT}"
+        return None, f"CuPy is not installed: {cuda_hint()}"
     except Exception as exc:  # a broken install raises all sorts of things
-        return None, f"CuPy failed to import ({_first_line(exc)}): reinstall it: {INSTALL_HINT}"
+        return None, f"CuPy failed to import ({_first_line(exc)}): reinstall it: {cuda_hint()}"
     try:
         count = cupy.cuda.runtime.getDeviceCount()
     except Exception as exc:
@@ -57,7 +60,7 @@ def probe_cupy(index: int = 0) -> tuple[Any, str | None]:
         return cupy, (
             f"CuPy sees GPU {index} but cannot run a kernel on it ({_first_line(exc)}): "
             "check that the CUDA runtime libraries match the cupy-cudaXXx package "
-            f"({INSTALL_HINT})"
+            f"({cuda_hint()})"
         )
     return cupy, None
 

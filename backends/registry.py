@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 
 from .base import Backend, BackendUnavailable, UnknownDevice, use_backend_factory
+from .cupy_backend import cuda_hint
+from .extras import install_hint
 from .host import to_numpy_any  # noqa: F401  (its old home: backends.registry.to_numpy_any)
 
 SPEC_HELP = (
@@ -83,7 +85,7 @@ def get_backend(spec: str | Backend = "cpu", *, tf32: bool = False) -> Backend:
     else:
         if importlib.util.find_spec("array_api_strict") is None:
             raise BackendUnavailable(
-                "array-api-strict is not installed: pip install 'backprop[test]'"
+                f"array-api-strict is not installed: {install_hint('test')}"
             )
         from .strict_backend import StrictBackend
 
@@ -122,7 +124,7 @@ def available_backends() -> list[dict]:
         row["installed"] = importlib.util.find_spec(module) is not None
         if not row["installed"]:
             hints = {
-                "cupy": "CuPy is not installed: pip install 'backprop[cuda12]' or 'backprop[cuda13]'",
+                "cupy": f"CuPy is not installed: {cuda_hint()}",
                 "torch": "PyTorch is not installed (optional): pip install torch",
                 "array_api_strict": "array-api-strict is not installed (tests): pip install array-api-strict",
             }

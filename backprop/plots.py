@@ -1,6 +1,6 @@
 """Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves.
 
-Matplotlib is an optional extra (``pip install 'backprop[plot]'``) drawn with the
+Matplotlib is an optional extra (the ``plot`` extra: ``pip install -e '.[plot]'``) drawn with the
 non-interactive Agg backend, so plots work on servers with no display.
 """
 
@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .errors import ConfigError
+from backends.extras import install_hint
 
-INSTALL_HINT = "--plot needs matplotlib: pip install 'backprop[plot]' (or pip install matplotlib)"
+from .errors import ConfigError
 
 
 def require_matplotlib() -> None:
@@ -21,7 +21,7 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
+        raise ConfigError(f"--plot needs matplotlib: {install_hint('plot')}") from None
 
 
 def _pyplot():

@@ -100,7 +100,7 @@ def test_missing_or_broken_cupy_gives_one_clear_line(monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_cupy)
     monkeypatch.setattr(backends.registry, "_CACHE", {})
-    with pytest.raises(BackendUnavailable, match=r"pip install 'backprop\[cuda12\]'") as info:
+    with pytest.raises(BackendUnavailable, match=r"pip install 'cupy-cuda12x>=13' for a CUDA 12") as info:
         get_backend("cuda")
     assert "\n" not in str(info.value)
     module, reason = cupy_backend.probe_cupy(0)

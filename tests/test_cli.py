@@ -278,7 +278,9 @@ def test_plots_are_written(tmp_path, capsys):
 def test_plot_without_matplotlib_says_how_to_install(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails
     code, _, err = run(["train", "xor", "--plot", tmp_path], capsys)
-    assert code == 2 and "pip install 'backprop[plot]'" in err
+    # The package index's 'backprop' is another project: the hint names matplotlib itself.
+    assert code == 2 and "pip install 'matplotlib>=3.5' (or pip install -e '.[plot]'" in err
+    assert "backprop[" not in err
 
 
 # -- bad input: one line, exit 2, nothing saved damaged ---------------------------------
