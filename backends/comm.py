@@ -78,6 +78,10 @@ class Communicator:
         """Rank 0's ``obj`` (pickled) on every rank."""
         return obj
 
+    def allgather(self, obj: Any) -> list:
+        """Every rank's ``obj`` (pickled, so of any size), in rank order, on every rank."""
+        return [obj]
+
     def barrier(self) -> None:
         """Wait until every rank gets here."""
 
@@ -145,6 +149,9 @@ class MPIComm(Communicator):
 
     def bcast(self, obj: Any) -> Any:
         return self.comm.bcast(obj, root=0) if self.size > 1 else obj
+
+    def allgather(self, obj: Any) -> list:
+        return self.comm.allgather(obj) if self.size > 1 else [obj]
 
     def barrier(self) -> None:
         self.comm.Barrier()

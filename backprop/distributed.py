@@ -22,6 +22,7 @@ every rank records the same epoch and stops at the same one.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ from backends.comm import LAUNCH_HINT, Communicator, connect, launched_by_mpi, n
 
 from . import batching, flat
 from ._typing import Array
-from .errors import ConfigError
+from .errors import ConfigError, DataError
 from .layers import chain
 from .losses import Loss
 
@@ -223,6 +224,48 @@ def full_batch_gradients(step: Any, comm: Communicator, X: Array, T: Array, labe
     buffer = comm.allreduce(buffer)
     grads = flat.unflatten(xp, buffer[:P], [tuple(p.shape) for p in step.params])
     return buffer[P], grads, (buffer[P + 1] if buffer.shape[0] > P + 1 else None)
+
+
+def fingerprint(parts: dict[str, Any]) -> list[tuple[str, Any, str]]:
+    """``(name, shape, checksum)`` of each named part: a host array of any shape and dtype
+    (object arrays by their values' text), a list of names, or None."""
+    prints = []
+    for name, value in parts.items():
+        if value is None or isinstance(value, (list, tuple)):
+            prints.append((name, None if value is None else len(value), repr(value)))
+            continue
+        a = np.ascontiguousarray(value)
+        data = repr(a.tolist()).encode() if a.dtype.hasobject else a.tobytes()
+        prints.append((name, a.shape, hashlib.sha256(a.dtype.str.encode() + data).hexdigest()))
+    return prints
+
+
+def check_same_data(comm: Communicator, parts: dict[str, Any]) -> None:
+    """Raise the same DataError on every rank unless every rank holds the same ``parts`` as rank 0
+    (shape and checksum of each): ranks that read different files would otherwise train on a
+    mix, or stop in a collective of another length. One gather of small objects, so that
+    differing shapes cannot cut a message short."""
+    if comm.size == 1:
+        return
+    every = comm.allgather(fingerprint(parts))
+    differ = []
+    for rank, prints in enumerate(every[1:], start=1):
+        for (name, shape, digest), (_, shape0, digest0) in zip(prints, every[0]):
+            if shape != shape0:
+                differ.append(f"rank {rank} has {name} of shape {_shape(shape)}, rank 0 {_shape(shape0)}")
+                break
+            if digest != digest0:
+                differ.append(f"rank {rank} has other values in {name}")
+                break
+    if differ:
+        raise DataError(f"the ranks read different data ({'; '.join(differ)}): every rank of "
+                        f"{comm.size} must read the same data (the same file on every machine)")
+
+
+def _shape(shape: Any) -> str:
+    if isinstance(shape, tuple):
+        return " × ".join(map(str, shape))
+    return "none" if shape is None else str(shape)
 
 
 def join(device: str, distributed: bool | Communicator) -> tuple[Communicator, str, list[str]]:

@@ -31,7 +31,7 @@ from backends import dtype_name, get_backend
 
 from . import checkpoint, datafiles, features, losses, optimizers
 from .datasets import Dataset
-from .distributed import join
+from .distributed import check_same_data, join
 from .errors import CheckpointError, ConfigError, DataError
 from .heads import Head, scores
 from .model import Sequential, mlp
@@ -170,6 +170,11 @@ class Run:
         if data is None:
             data = saved["data"] if saved else "digits"
         self.data_ref, self.dataset = _as_dataset(data, target)
+        if self.comm is not None:
+            d = self.dataset
+            check_same_data(self.comm, {"X": d.X, "y": d.y, "X_val": d.X_val, "y_val": d.y_val,
+                                        "X_test": d.X_test, "y_test": d.y_test,
+                                        "the feature names": d.feature_names})
         if save and self.data_ref is None:
             raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
                               "with backprop.checkpoint.save(run.model, path)")

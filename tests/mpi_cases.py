@@ -170,7 +170,8 @@ def interrupt(log: str, rank: str, epoch: str, *argv: str) -> None:
 
 
 def cli(log: str, *argv: str) -> None:
-    """``backprop train`` with every checkpoint write logged with the rank that made it."""
+    """``backprop train`` with every checkpoint write logged with the rank that made it;
+    ``{rank}`` in an argument becomes the rank (a file per rank)."""
     from backprop import checkpoint
     from backprop.cli import main
 
@@ -183,7 +184,7 @@ def cli(log: str, *argv: str) -> None:
         return save(*args, **kwargs)
 
     checkpoint.save = logged
-    sys.exit(main(list(argv)))
+    sys.exit(main([arg.replace("{rank}", str(comm.rank)) for arg in argv]))
 
 
 if __name__ == "__main__":

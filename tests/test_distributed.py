@@ -288,3 +288,36 @@ def test_a_ctrl_c_on_one_rank_interrupts_every_rank_and_is_saved_as_such(tmp_pat
     assert "interrupted at epoch 3" in done.stdout and "done at" not in done.stdout, done.stdout
     ck = checkpoint.load(str(saved))
     assert ck.model.epoch == 3 and ck.extra["train"]["status"] == "interrupted"
+
+
+@needs_mpi
+def test_ranks_that_read_different_data_are_refused_in_one_line_naming_them(tmp_path):
+    # Rank 1 reads the same shape with other values (it would train on a mix), rank 2 a row
+    # fewer (its collectives would be cut short): one line names both, before any training.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2))
+    for rank, rows in ((0, X), (1, X + 1.0), (2, X[:-1])):
+        labels = (rows[:, 0] > 0).astype(int)
+        np.savetxt(tmp_path / f"data{rank}.csv", np.column_stack([rows, labels]), delimiter=",",
+                   header="a,b,label", comments="", fmt="%.6f")
+    done = launch(3, "cli", str(tmp_path / "log"), "train", "data{rank}.csv", "--epochs", "2",
+                  "--distributed", "--quiet", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr[-3000:]
+    ours = [line for line in done.stderr.splitlines() if not line.startswith("Abort(2)")]  # MPICH's own
+    assert len(ours) == 1 and ours[0].startswith("backprop: error: the ranks read different data (rank 1 "
+                                                 "has other values in X; rank 2 has X of shape 39 × 2, "
+                                                 "rank 0 40 × 2)"), done.stderr[-3000:]
+    assert not list(tmp_path.glob("log.*"))  # nothing trained, nothing saved
+
+
+def test_the_data_fingerprint_sees_values_shapes_dtypes_and_names():
+    X = np.arange(6.0).reshape(3, 2)
+
+    def parts(**changed):
+        return {"X": X.copy(), "y": np.array(["a", "b", "a"]), "names": ["p", "q"], "v": None, **changed}
+
+    base = distributed.fingerprint(parts())
+    assert base == distributed.fingerprint(parts())
+    for changed in ({"X": X + 1e-12}, {"X": X.astype(np.float32)}, {"X": X[:2]},
+                    {"y": np.array(["a", "b", "b"])}, {"names": ["q", "p"]}, {"v": X}):
+        assert distributed.fingerprint(parts(**changed)) != base, changed
