@@ -185,8 +185,10 @@ class _Backprop(BaseEstimator):
         """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes."""
         model, n = self.model_, X.shape[0]
         batch = self._batch(n)
+        # class_targets: LM's squared error on class indicators reports accuracy too, as the others do
         settings: dict[str, Any] = dict(loss=loss, epochs=epochs, batch_size=batch,
-                                        sample_weight=sample_weight)
+                                        sample_weight=sample_weight,
+                                        class_targets=isinstance(self, ClassifierMixin))
         # A new optimizer on every fit (warm_start keeps the weights, as scikit-learn); partial_fit
         # continues its optimizer.
         if first or not incremental or self.solver in FULL_BATCH:
@@ -275,6 +277,12 @@ class _Plateau:
         return self.stopped
 
 
+def _host_weights(sample_weight: Any, n: int) -> np.ndarray:
+    """Sample weights (N,) float64 on the host; a number, as in scikit-learn, is every sample's weight."""
+    weights = np.asarray(to_numpy_any(sample_weight), dtype=np.float64)
+    return np.full(n, float(weights)) if weights.ndim == 0 else weights
+
+
 def _stochastic(estimator: Any) -> bool:
     if estimator.solver in FULL_BATCH:
         raise AttributeError(f"partial_fit is only available for stochastic solvers, not "
@@ -346,6 +354,12 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             self._validate_params()
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit.")
+        elif classes is not None:
+            given = unique_labels(np.asarray(to_numpy_any(classes)))
+            known = np.asarray(to_numpy_any(self.classes_))
+            if not np.array_equal(given, known):  # scikit-learn's rule: the outputs are those classes'
+                raise ValueError(f"classes={given.tolist()} is not the same as on the first call to "
+                                 f"partial_fit, {known.tolist()}: pass those, or call fit to start afresh")
         return self._fit(X, y, sample_weight, classes=classes, epochs=1, keep=True, incremental=True)
 
     def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool, incremental: bool):
@@ -369,7 +383,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         if self.class_weight is not None:
             weights = compute_sample_weight(self.class_weight, y_host)
         if sample_weight is not None:
-            host_w = np.asarray(to_numpy_any(sample_weight), dtype=np.float64)
+            host_w = _host_weights(sample_weight, len(y_host))
             weights = host_w if weights is None else weights * host_w
         # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
         # as MATLAB's trainlm; every other solver cross-entropy on the logits. Two classes: one
@@ -392,6 +406,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         X, _ = self._inputs(X, reset=False)
         # sigmoid outputs (the class indicators) or probabilities
         P = self.model_.predict(X) if self._indicators_ else self.model_.predict_proba(X)
+        if P.ndim == 1:  # one squared-error output: predict gives (N,)
+            P = P[:, None]
         if P.shape[1] == 1:  # one logistic output: P(second class)
             xp = np if is_numpy_array(P) else self.model_.xp
             P = xp.concat([1.0 - P, P], axis=1) if xp is not np else np.concatenate([1.0 - P, P], axis=1)
@@ -467,8 +483,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         if first or not self._reuse(X.shape[1], self._outputs):
             self.model_ = self._build(X, self._outputs, None, backend, self._dtype(X))
             first = True
-        weights = None if sample_weight is None else backend.asarray(
-            np.asarray(to_numpy_any(sample_weight), dtype=np.float64))
+        weights = None if sample_weight is None else backend.asarray(_host_weights(sample_weight, X.shape[0]))
         self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first,
                     incremental=incremental)
         return self

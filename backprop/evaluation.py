@@ -27,6 +27,19 @@ def regression_scores(xp: Any, P: Array, T: Array) -> dict[str, Array]:
     return {"mse": xp.sum(sq) / n, "mae": xp.sum(xp.abs(D)) / n, "r2": xp.mean(r2)}
 
 
+def indicator_correct(xp: Any, Z: Array, T: Array, labels: Array | None = None) -> Array:
+    """Right classes (a 0-d device array) of outputs ``Z`` (N, K) trained with a squared error
+    against class indicators ``T`` (N, K): 0/1 for one output, one-hot rows for several.
+
+    The predicted class is the largest output's, or for one output whether it is above
+    1/2: the rule by which reports score such a model (argmax of the class scores).
+    ``labels`` is unused: it keeps :meth:`Loss.correct`'s signature.
+    """
+    if Z.shape[1] == 1:
+        return xp.count_nonzero((Z > 0.5) == (T > 0.5))
+    return xp.count_nonzero(xp.argmax(Z, axis=1) == xp.argmax(T, axis=1))
+
+
 def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: Loss,
                     batch_size: int, regression_metrics: bool = False) -> dict[str, float]:
     """Loss (and accuracy, or MAE and R^2) of ``model`` on device arrays ``X`` (N, F), ``T`` (N, K).

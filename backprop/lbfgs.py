@@ -17,8 +17,7 @@ from backends import to_numpy_any
 
 from ._typing import Array
 from .distributed import full_batch_gradients
-from .errors import ConfigError
-from .optimizers import _non_negative
+from .optimizers import _count, _non_negative
 from .second_order import FullBatch
 from .training import TrainingDiverged
 
@@ -44,11 +43,8 @@ class LBFGS(FullBatch):
     def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
                  memory: int = 10, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        if isinstance(max_fun, bool) or not isinstance(max_fun, int) or max_fun < 1:
-            raise ConfigError(f"max_fun must be a positive integer, got {max_fun!r}")
-        if isinstance(memory, bool) or not isinstance(memory, int) or memory < 1:
-            raise ConfigError(f"memory must be a positive integer, got {memory!r}")
-        self.max_fun, self.tol, self.memory = max_fun, _non_negative(tol, "tol"), memory
+        self.max_fun, self.memory = _count(max_fun, "max_fun"), _count(memory, "memory")
+        self.tol = _non_negative(tol, "tol")
 
     def config(self) -> dict:
         return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}

@@ -122,6 +122,20 @@ class Sequential:
         """Number of trainable scalars."""
         return sum(flat.sizes([tuple(p.shape) for p in self.parameter_list()]))
 
+    def size_note(self, n_samples: int | None = None) -> str:
+        """One line on the memory training this model takes, for an out-of-memory message: its
+        parameters (count, bytes, the largest array) and, given ``n_samples``, the dense
+        (N, n_outputs) targets and outputs a pass holds, which dominate with many classes."""
+        item = 8 if dtype_name(self.dtype) == "float64" else 4
+        largest, array = max((int(flat.sizes([tuple(p.shape)])[0]), name)
+                             for name, p in self.parameters().items())
+        note = (f"the model has {self.n_params:,} parameters ({_bytes(self.n_params * item)} in "
+                f"{dtype_name(self.dtype)}; the largest, {array}, holds {largest:,})")
+        if n_samples:
+            note += (f"; its targets and outputs for {n_samples:,} samples of {self.n_outputs:,} outputs "
+                     f"take {_bytes(2 * n_samples * self.n_outputs * item)}")
+        return note
+
     # -- parameters and gradients -----------------------------------------------
     def parameters(self) -> dict[str, Array]:
         """The parameter arrays by name (``"0.W"``, ``"0.b"``, ...), in layer order.
@@ -148,19 +162,29 @@ class Sequential:
                               "or forward(..., train=True) and its backward)") from None
 
     def set_parameters(self, values: dict[str, Any]) -> None:
-        """Overwrite parameters in place from arrays (host or device) named as in :meth:`parameters`."""
+        """Overwrite parameters in place from arrays (host or device) named as in :meth:`parameters`.
+
+        Each value must have its parameter's shape (``"0.W"``: (in, out), ``"0.b"``: (out,))
+        and finite entries. Every value is checked before any is written, so a refused
+        call leaves the model as it was.
+        """
         own = self.parameters()
-        unknown = set(values) - set(own)
+        unknown = [name for name in values if name not in own]
         if unknown:
-            raise KeyError(f"no parameters named {sorted(unknown)}: the model has {list(own)}")
+            raise ConfigError(f"the model has no parameter named {', '.join(map(repr, unknown))}: its "
+                              f"parameters are {', '.join(own)}")
+        xp = self.xp
         with self.backend.activate():
+            new = {}
             for name, value in values.items():
-                new = self.backend.asarray(value, self.dtype)
-                if tuple(new.shape) != tuple(own[name].shape):
-                    raise DataError(
-                        f"parameter {name} has shape {tuple(own[name].shape)}, got {tuple(new.shape)}"
-                    )
-                own[name][...] = new
+                new[name] = self.backend.asarray(value, self.dtype)
+                if tuple(new[name].shape) != tuple(own[name].shape):
+                    raise DataError(f"parameter {name} has shape {tuple(own[name].shape)}, got "
+                                    f"{tuple(new[name].shape)}: give an array of that shape")
+                if not bool(xp.all(xp.isfinite(new[name]))):
+                    raise DataError(f"parameter {name} holds NaN or infinity: give finite values")
+            for name, value in new.items():
+                own[name][...] = value
 
     # -- flat views ----------------------------------------------------------------
     def _pack(self) -> None:
@@ -258,9 +282,8 @@ class Sequential:
         return self.loss
 
     # -- training ----------------------------------------------------------------
-    def fit(self, X: Any, y: Any, **kwargs: Any) -> History:
-        """Train on ``X`` (N, n_inputs) and ``y``; see :func:`backprop.training.fit`."""
-        return fit(self, X, y, **kwargs)
+    # The function itself: ``help(model.fit)`` shows its real keywords and shapes, one owner of both.
+    fit = fit
 
     # -- inference ---------------------------------------------------------------
     def _outputs(self, X: Any, batch_size: int | None, fn, loss: Any = None) -> Array:
@@ -359,6 +382,17 @@ class Sequential:
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
         self.state = state["state"].moved(backend, self.dtype, owner=self.uid)
+
+
+def _bytes(n: float) -> str:
+    """``n`` bytes as a short size: 52 B, 6.8 MB, 80.0 GB."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("kB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:,.1f} GB"
 
 
 def _float_dtype(backend: Backend, dtype: Any) -> Any:

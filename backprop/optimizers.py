@@ -12,6 +12,7 @@ decaying biases only pulls the model towards predicting zero.
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import numbers
 from typing import Any
@@ -23,15 +24,33 @@ from .namespace import namespace_of
 
 
 def _positive(value: Any, name: str) -> float:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value > 0):
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
 def _non_negative(value: Any, name: str) -> float:
-    if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= 0):
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and value >= 0):
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return float(value)
+
+
+def _fraction(value: Any, name: str, *, zero: bool = True) -> float:
+    """``value`` as a float in [0, 1) (``zero=False``: in (0, 1)): a decay rate such as a beta."""
+    low_ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
+        value >= 0 if zero else value > 0)
+    if not (low_ok and value < 1):
+        raise ConfigError(f"{name} must be in {'[0' if zero else '(0'}, 1), got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, name: str) -> int:
+    """``value`` as a positive integer (a size or a limit)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 class Optimizer:
@@ -192,11 +211,12 @@ class SGD(Optimizer):
     def __init__(self, lr: float | None = None, momentum: float = 0.0, *, nesterov: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        if not 0.0 <= momentum < 1.0:
-            raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
-        if nesterov and momentum == 0.0:
+        self.momentum = _fraction(momentum, "momentum")
+        if not isinstance(nesterov, bool):
+            raise ConfigError(f"nesterov must be True or False, got {nesterov!r}")
+        if nesterov and self.momentum == 0.0:
             raise ConfigError("Nesterov momentum needs momentum > 0")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+        self.nesterov = nesterov
 
     def config(self) -> dict:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -229,9 +249,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float | None = None, rho: float = 0.9, eps: float = 1e-8,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        if not 0.0 < rho < 1.0:
-            raise ConfigError(f"rho must be in (0, 1), got {rho!r}")
-        self.rho, self.eps = float(rho), float(eps)
+        self.rho, self.eps = _fraction(rho, "rho", zero=False), _positive(eps, "eps")
 
     def config(self) -> dict:
         return {**super().config(), "rho": self.rho, "eps": self.eps}
@@ -256,9 +274,8 @@ class Adam(Optimizer):
     def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ConfigError("Adam needs 0 <= beta1, beta2 < 1")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+        self.beta1, self.beta2 = _fraction(beta1, "beta1"), _fraction(beta2, "beta2")
+        self.eps = _positive(eps, "eps")  # eps <= 0 divides by zero where v is 0
 
     def config(self) -> dict:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -299,46 +316,64 @@ NAMES = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", 
 """Every optimizer by the name :func:`get` takes (the last three train on the full batch)."""
 
 
+_ALIASES = {"levenberg_marquardt": "lm", "trainlm": "lm", "damped_newton": "newton", "l-bfgs": "lbfgs",
+            "l_bfgs": "lbfgs"}
+
+
+def _kind(name: str) -> tuple[type[Optimizer], dict[str, Any]]:
+    """The class of the optimizer called ``name`` and the settings its name implies (defaults)."""
+    key = _ALIASES.get(str(name).lower(), str(name).lower())
+    # Imported here: the full-batch optimizers build on this module's Optimizer.
+    if key == "lm":
+        from .second_order import LevenbergMarquardt
+
+        return LevenbergMarquardt, {}
+    if key == "newton":
+        from .second_order import Newton
+
+        return Newton, {}
+    if key == "lbfgs":
+        from .lbfgs import LBFGS
+
+        return LBFGS, {}
+    kinds: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
+        "gd": (GradientDescent, {}), "sgd": (SGD, {}), "momentum": (SGD, {"momentum": 0.9}),
+        "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}), "rmsprop": (RMSprop, {}),
+        "adam": (Adam, {}), "adamw": (AdamW, {})}
+    if key not in kinds:
+        raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(NAMES)}")
+    return kinds[key]
+
+
+def settings(optimizer: str | Optimizer) -> list[str]:
+    """The keyword settings the optimizer called ``optimizer`` (or of its class) takes, read off
+    its constructors: the one list a caller checks names against."""
+    cls = type(optimizer) if isinstance(optimizer, Optimizer) else _kind(optimizer)[0]
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass) or not issubclass(klass, Optimizer):
+            continue
+        for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
+            named = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+            if named and p.name not in names:
+                names.append(p.name)
+    if getattr(cls, "full_batch", False):
+        names = [n for n in names if n not in ("lr", "l1")]  # refused: no rate, a smooth loss
+    return names
+
+
 def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> Optimizer:
     """An optimizer from its name, or the optimizer itself.
 
-    Names: ``gd``, ``sgd`` (no momentum), ``momentum``, ``nesterov``, ``rmsprop``,
-    ``adam``, ``adamw``. ``kwargs`` go to the constructor (``weight_decay``,
-    ``schedule``, ``momentum``...).
+    Names: see :data:`NAMES` (``sgd`` has no momentum, ``momentum`` and ``nesterov``
+    0.9). ``kwargs`` go to the constructor (``weight_decay``, ``schedule``,
+    ``momentum``...); one it does not take is refused with the ones it does.
     """
     if isinstance(optimizer, Optimizer):
         return optimizer
-    key = str(optimizer).lower()
-    if key == "gd":
-        return GradientDescent(lr, **kwargs)
-    if key == "sgd":
-        return SGD(lr, **kwargs)
-    if key == "momentum":
-        kwargs.setdefault("momentum", 0.9)
-        return SGD(lr, **kwargs)
-    if key == "nesterov":
-        kwargs.setdefault("momentum", 0.9)
-        return SGD(lr, nesterov=True, **kwargs)
-    if key == "rmsprop":
-        return RMSprop(lr, **kwargs)
-    if key == "adam":
-        return Adam(lr, **kwargs)
-    if key == "adamw":
-        return AdamW(lr, **kwargs)
-    # Imported here: the full-batch optimizers build on this module's Optimizer.
-    if key in ("lm", "levenberg_marquardt", "trainlm"):
-        from .second_order import LevenbergMarquardt
-
-        return LevenbergMarquardt(lr, **kwargs)
-    if key in ("newton", "damped_newton"):
-        from .second_order import Newton
-
-        return Newton(lr, **kwargs)
-    if key in ("lbfgs", "l-bfgs", "l_bfgs"):
-        from .lbfgs import LBFGS
-
-        return LBFGS(lr, **kwargs)
-    raise ConfigError(
-        f"unknown optimizer {optimizer!r}: use one of gd, sgd, momentum, nesterov, rmsprop, adam, adamw, "
-        "lm, newton, lbfgs"
-    )
+    cls, implied = _kind(optimizer)
+    unknown = [k for k in kwargs if k not in settings(optimizer)]
+    if unknown:
+        raise ConfigError(f"optimizer {optimizer!r} has no setting {', '.join(map(repr, unknown))}: its "
+                          f"settings are {', '.join(settings(optimizer))}")
+    return cls(lr, **{**implied, **kwargs})

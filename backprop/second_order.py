@@ -32,7 +32,7 @@ from .activations import Activation
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
-from .optimizers import Optimizer, _non_negative, _positive
+from .optimizers import Optimizer, _count, _non_negative, _positive
 
 
 class FullBatch(Optimizer):
@@ -207,7 +207,7 @@ class LevenbergMarquardt(Damped):
     def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_jacobian_bytes = int(max_jacobian_bytes)
+        self.max_jacobian_bytes = _count(max_jacobian_bytes, "max_jacobian_bytes")
 
     def config(self) -> dict:
         return {**super().config(), "max_jacobian_bytes": self.max_jacobian_bytes}
@@ -282,7 +282,7 @@ class Newton(Damped):
     def __init__(self, lr: float | None = None, *, max_params: int = 300, max_bytes: int = 512 * 2**20,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_params, self.max_bytes = int(max_params), int(max_bytes)
+        self.max_params, self.max_bytes = _count(max_params, "max_params"), _count(max_bytes, "max_bytes")
 
     def config(self) -> dict:
         return {**super().config(), "max_params": self.max_params, "max_bytes": self.max_bytes}

@@ -14,8 +14,12 @@ its state, history, shuffle RNG, early-stopping progress) is one
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import inspect
 import math
+import numbers
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +30,7 @@ from backends import HostRNG, to_numpy_any
 from . import batching, distributed, losses, optimizers
 from ._typing import Array
 from .errors import ConfigError, DataError
-from .evaluation import evaluate_arrays
+from .evaluation import evaluate_arrays, indicator_correct
 from .step import GradientHook, Step, train_epoch
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 
@@ -241,12 +245,17 @@ def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float
 
 
 def _sample_weights(backend: Any, dtype: Any, weights: Any, n: int) -> Array:
-    """User sample weights (N,) as a checked device array in the model's dtype."""
+    """User sample weights (N,), or one number for every sample (as scikit-learn), as a checked
+    device array (N,) in the model's dtype."""
     xp = backend.xp
+    if isinstance(weights, numbers.Real) and not isinstance(weights, bool):
+        weights = xp.full((n,), float(weights), dtype=dtype, device=backend.device)
     S = upload(backend, weights, "sample_weight", dtype)
+    if S.ndim == 0:  # a 0-d array: the same meaning as a number
+        S = xp.broadcast_to(S, (n,))
     if S.ndim != 1 or S.shape[0] != n:
         raise DataError(f"sample_weight has shape {tuple(S.shape)} but there are {n} samples: give one "
-                        "weight per sample")
+                        "weight per sample, or one number for all")
     if not bool(xp.all(xp.isfinite(S))) or bool(xp.any(S < 0)):
         raise DataError("sample_weight must hold finite, non-negative numbers")
     if not bool(xp.sum(S) > 0):
@@ -274,18 +283,64 @@ def validation_order(n: int, fraction: float, seed: int) -> tuple[Any, int]:
 
 
 def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: float | None,
-               schedule: Any) -> optimizers.Optimizer:
-    """The optimizer a fit call asked for, without silently dropping any setting."""
+               schedule: Any, extra: dict[str, Any]) -> optimizers.Optimizer:
+    """The optimizer a fit call asked for, without silently dropping any setting; ``extra``:
+    settings beyond fit's own (``momentum``, ``beta1``...), for an optimizer given by name."""
     settings = {k: v for k, v in (("lr", lr), ("weight_decay", weight_decay), ("schedule", schedule))
                 if v is not None}
+    settings.update(extra)
     if isinstance(optimizer, optimizers.Optimizer):
         if settings:
             raise ConfigError(f"{', '.join(settings)} go to the optimizer's constructor, not to fit")
         return optimizer
-    if optimizer is None and state.optimizer is not None:
+    continuing = optimizer is None and state.optimizer is not None
+    name = state.optimizer.name if continuing else optimizer or "adam"
+    unknown = [k for k in extra if k not in optimizers.settings(state.optimizer if continuing else name)]
+    if unknown:
+        own = [k for k in inspect.signature(fit).parameters if k not in ("model", "X", "y", "settings")]
+        raise ConfigError(f"fit has no keyword {', '.join(map(repr, unknown))}: it takes {', '.join(own)}, "
+                          f"and the settings of its optimizer {name!r}: "
+                          f"{', '.join(optimizers.settings(state.optimizer if continuing else name))}")
+    if continuing:
+        fixed = [k for k in extra if k != "l1"]
+        if fixed:
+            raise ConfigError(f"fit continues the model's {name} optimizer, whose {', '.join(fixed)} cannot "
+                              f"change: pass optimizer={name!r} to start a new one with it")
         # Continue with the model's optimizer and its state; new settings apply from now on.
         return state.optimizer.update_settings(**settings)
-    return optimizers.get(optimizer or "adam", **settings)
+    return optimizers.get(name, **settings)
+
+
+def _counting(loss: losses.Loss, class_targets: bool) -> losses.Loss:
+    """The loss a fit's steps and records use: ``loss``, or for class indicators trained with a
+    squared error, a copy that also counts right classes (:func:`indicator_correct`) in every
+    path alike (mini-batch, full-batch, data-parallel). The model keeps ``loss`` itself."""
+    if not class_targets or loss.classification:
+        return loss
+    counting = copy.copy(loss)
+    counting.task = "multiclass"  # one class per sample; read by this fit's machinery only
+    counting.correct = indicator_correct  # type: ignore[method-assign]
+    return counting
+
+
+_training: set[str] = set()  # the uids of the models a fit is running on, in any thread
+_training_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_fit(model: Any):
+    """Hold ``model`` for one fit: a second one meanwhile (another thread, or a callback)
+    would interleave its updates, epoch counter and records with this one's."""
+    with _training_lock:
+        if model.uid in _training:
+            raise ConfigError("this model is already training (in another thread, or a callback called "
+                              "fit): wait for that fit to return, or train a copy, model.to()")
+        _training.add(model.uid)
+    try:
+        yield
+    finally:
+        with _training_lock:
+            _training.discard(model.uid)
 
 
 def early_stopping_from(value: Any) -> EarlyStopping | None:
@@ -306,11 +361,20 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
         schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = (),
-        gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None) -> History:
-    """Train ``model`` on ``X`` (N, n_inputs) and targets ``y``.
+        gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None,
+        class_targets: bool = False, **settings: Any) -> History:
+    """Train the model on inputs ``X`` (N, n_inputs) and targets ``y``; returns its History.
+
+    ``model.fit(X, y, ...)`` is this function. One fit at a time per model: a second
+    ``fit`` while one runs (another thread, or from a callback) is refused.
 
     Parameters
     ----------
+    X : array (N, n_inputs)
+        NumPy, or an array of the model's device (CuPy, torch...), any real dtype.
+    y : array (N,) or (N, n_outputs)
+        Class labels 0..K-1 (N,) or one-hot rows for ``"ce"``; 0/1 labels or
+        probabilities for ``"bce"``; real values for ``"mse"``/``"sse"``.
     loss : ``"auto"``, ``"mse"``, ``"sse"``, ``"bce"``, ``"ce"`` or a Loss
         ``"auto"`` picks cross-entropy for integer labels (BCE with one output)
         and MSE for real-valued targets.
@@ -344,14 +408,25 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         Called after every epoch with that epoch's record; returning True stops.
     gradient_hooks : callables ``f(grads, step)``
         Run on every batch between the backward pass and the update (see :mod:`backprop.step`).
-    sample_weight : array (N,)
-        Non-negative weight of each sample: the training loss is the weighted mean (a
-        weight of 2 counts a sample twice; with mini-batches, in expectation). The
+    sample_weight : array (N,) or number
+        Non-negative weight of each sample (a number: every sample's): the training loss
+        is the weighted mean (a weight of 2 counts a sample twice; with mini-batches, in
+        expectation). The
         validation loss and the accuracies stay unweighted.
     comm : backends.comm.Communicator, optional
         Train data-parallel (see :mod:`backprop.distributed`): every rank calls ``fit`` with
         the same data and settings; each global batch of ``batch_size`` is split across
         the ranks, and the weights stay identical on every rank.
+    class_targets : bool
+        ``y`` holds class indicators (0/1, one output; or one-hot rows) trained with a
+        squared error (``"mse"``, ``"sse"``, as MATLAB's ``trainlm``): the records then
+        carry ``train_accuracy`` and ``val_accuracy``, the largest output's class (one
+        output: above 1/2) against the indicated one. Ignored for ``"ce"``/``"bce"``,
+        which count classes anyway.
+    **settings
+        Further settings of an optimizer given by name (``momentum``, ``beta1``, ``eps``,
+        ``mu``...; see :func:`backprop.optimizers.settings`); a name neither fit nor
+        the optimizer takes is refused with the ones they do.
 
     Returns
     -------
@@ -366,7 +441,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             "early stopping watches the validation loss: pass validation_split or validation_data")
 
     # Overflow warnings are silenced: a diverging run is reported once, in one line, below.
-    with backend.activate(), backend.quiet_overflow():
+    with _one_fit(model), backend.activate(), backend.quiet_overflow():
         Xd = as_inputs(backend, dtype, X, model.n_inputs)
         y = upload(backend, y, "y")  # once: the loss choice and the targets both read it
         if loss == "auto":
@@ -396,7 +471,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         n = Xd.shape[0]
         if batch_size not in (None, "full"):
             positive_int(batch_size)  # before _optimizer, which may change the model's optimizer
-        opt = _optimizer(state, optimizer, lr, weight_decay, schedule)
+        opt = _optimizer(state, optimizer, lr, weight_decay, schedule, settings)
         if batch_size is None:
             batch_size = "full" if getattr(opt, "full_batch", False) else 32
         batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
@@ -425,7 +500,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         state.history = history
         if comm is not None:
             distributed.replicate(comm, model, opt, watch)
-        step = Step(model, loss_obj, opt, gradient_hooks)
+        step = Step(model, _counting(loss_obj, class_targets), opt, gradient_hooks)
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
         epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024), comm)
