@@ -209,6 +209,8 @@ class Run:
                 if "early_stopping" not in given:
                     s["early_stopping"] = None
         self.settings, self.given, self.resumed = s, given, ck is not None
+        if ck is not None:
+            self._check_resumable(ck, resume, save)
         self.notes: list[str] = notes  # one-line remarks a client may show
         if self.comm is not None and self.comm.size > 1 and s["optimizer"] in ("lm", "newton"):
             raise ConfigError(f"{s['optimizer']} does not train data-parallel (it solves with the whole "
@@ -235,10 +237,37 @@ class Run:
         self._prepare_model(ck, device, given)
 
     # -- preparation ---------------------------------------------------------------
+    def _task(self) -> str:
+        """The task trained: as given (or saved), else the data set's own, else inferred from y."""
+        return self.settings["task"] or self.dataset.task or infer_task(self.dataset.y)
+
+    def _check_resumable(self, ck: checkpoint.Checkpoint, resume: str, save: str | None) -> None:
+        """Refuse to continue a checkpoint on data it cannot have been trained on (other features,
+        task or classes), and to write a run on other data over the resumed file unasked."""
+        saved, dataset = ck.extra["train"], self.dataset
+        where = f"cannot resume {resume} on {dataset.name}"
+        transform = Transform.from_json(ck.extra["transform"], ck.arrays)
+        names = ck.extra.get("feature_names") or [None] * (transform.n_columns or ck.model.n_inputs)
+        if len(names) != dataset.X.shape[1] or (None not in names and names != dataset.feature_names):
+            raise DataError(f"{where}: {_name_difference(dataset.feature_names, names)}: give the "
+                            "checkpoint's columns (same names, same order), or train a new model")
+        if self._task() != transform.task:
+            raise DataError(f"{where}: the checkpoint is a {transform.task} model and these data are for "
+                            f"{self._task()}: train a new model")
+        if transform.task == "classification":
+            for part in (dataset.y, dataset.y_val, dataset.y_test):
+                try:  # the transform's own rule for labels the model has no output for
+                    None if part is None else transform.targets(part)
+                except DataError as exc:
+                    raise DataError(f"{where}: {exc}: train a new model") from None
+        if save is None and self.data_ref != saved["data"]:
+            raise ConfigError(f"{where} without --save: it was trained on {saved['data']}, and the run on "
+                              f"other data would replace it; give --save PATH (--save {resume} to replace it)")
+
     def _prepare_data(self, ck: checkpoint.Checkpoint | None) -> None:
         s, dataset = self.settings, self.dataset
         X, y = dataset.X, dataset.y
-        task = s["task"] or dataset.task or infer_task(y)
+        task = self._task()
         if dataset.X_val is not None:
             val = (dataset.X_val, dataset.y_val)
         elif s["val_split"]:
@@ -413,6 +442,19 @@ class Run:
                 os.path.join(folder, "fit.png"), f"{name}: the network's curve",
                 axis_names=(axes[0], axes[-1])))
         return written
+
+
+def _name_difference(new: list[str], old: list[str | None]) -> str:
+    """How the feature names ``new`` of the data differ from a checkpoint's ``old`` (None: unnamed)."""
+    counts = f"the data has {len(new)} features, the checkpoint {len(old)}"
+    if None in old:
+        return counts
+    missing, extra = [n for n in old if n not in new], [n for n in new if n not in old]
+    if not missing and not extra:
+        return counts if len(new) != len(old) else "the data has the checkpoint's features in another order"
+    shown = [f"{label} {', '.join(found[:5])}{'...' if len(found) > 5 else ''}"
+             for label, found in (("lacks", missing), ("adds", extra)) if found]
+    return ("the data " if len(new) == len(old) else f"{counts}: it ") + " and ".join(shown)
 
 
 def run(data: Any = None, *, callbacks: Sequence[Callback] = (), **kwargs: Any) -> dict[str, Any]:
