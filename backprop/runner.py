@@ -262,7 +262,8 @@ class Run:
                     raise DataError(f"{where}: {exc}: train a new model") from None
         if save is None and self.data_ref != saved["data"]:
             raise ConfigError(f"{where} without --save: it was trained on {saved['data']}, and the run on "
-                              f"other data would replace it; give --save PATH (--save {resume} to replace it)")
+                              f"other data would replace it; give --save PATH (--save {resume} to "
+                              "replace it)")
 
     def _prepare_data(self, ck: checkpoint.Checkpoint | None) -> None:
         s, dataset = self.settings, self.dataset

@@ -1,4 +1,5 @@
-"""Training runs as ``backprop train`` and ``bp.run`` make them: resuming, settings, interruption, progress."""
+"""Training runs as ``backprop train`` and ``bp.run`` make them: resuming, settings, interruption,
+progress."""
 
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def test_resuming_on_another_data_set_needs_an_explicit_save_and_leaves_the_file
 
 
 def test_resuming_on_data_with_other_features_is_refused_naming_them(xor_model, tmp_path):
-    with pytest.raises(DataError, match=r"on digits: the data has 64 features, the checkpoint 2: it lacks x0, x1 and adds pixel_0_0, "):
+    with pytest.raises(DataError, match=r"on digits: the data has 64 features, the checkpoint 2: it lacks "
+                                        r"x0, x1 and adds pixel_0_0, "):
         Run("digits", resume=str(xor_model), epochs=4, save=str(tmp_path / "d.safetensors"))
     rng = np.random.default_rng(0)
     X, labels = rng.normal(size=(30, 2)), rng.integers(0, 2, 30)
