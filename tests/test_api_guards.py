@@ -220,3 +220,13 @@ def test_mini_batch_and_one_hot_indicators_count_the_same_rule():
     history = model.fit(X, np.eye(3)[y3], loss="mse", optimizer="gd", batch_size="full", epochs=1,
                         class_targets=True)
     assert history.records[0]["train_accuracy"] == start
+
+
+# -- what an out-of-memory message can say ------------------------------------------------
+def test_size_note_says_what_is_big():
+    model = bp.mlp([2, 16, 100_000])  # 100,000 classes: 2*16+16 + 16*100,000+100,000 parameters
+    assert model.size_note(100_000) == (
+        "the model has 1,700,048 parameters (6.8 MB in float32; the largest, 2.W, holds 1,600,000); "
+        "its targets and outputs for 100,000 samples of 100,000 outputs take 80.0 GB")
+    small = "the model has 13 parameters (52 B in float32; the largest, 0.W, holds 6)"
+    assert bp.mlp([2, 3, 1]).size_note() == small
