@@ -63,6 +63,19 @@ summary's ``reason`` says which)."""
 FULL_BATCH = ("lm", "newton", "lbfgs")
 """Optimizers that train on the whole training part at once, one iteration per epoch."""
 
+KINDS: dict[str, tuple[tuple[type, ...], str]] = {
+    **dict.fromkeys(("activation", "loss", "optimizer", "schedule", "init", "dtype", "task"),
+                    ((str,), "a name")),
+    **dict.fromkeys(("lr", "momentum", "weight_decay", "l1", "val_split"), ((int, float), "a number")),
+    "hidden": ((int, list), "a width or a list of widths"), "epochs": ((int,), "an integer"),
+    "batch_size": ((int, str), "an integer or 'full'"), "seed": ((int,), "an integer"),
+    "early_stopping": ((bool, int), "a patience (an integer), True or False"),
+    "standardize": ((bool,), "True or False"), "target": ((str, int), "a column name or index"),
+    "features": ((str, list), "a list of feature expressions or one comma-separated string"),
+}
+"""The type each setting takes (True and False only where bool is named); the allowed values
+are checked by each setting's own owner (the optimizer, the registries...)."""
+
 Callback = Callable[[dict, Any], Any]
 
 
@@ -74,6 +87,15 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(f"settings must be numbers, strings, booleans or lists, got {type(value).__name__}")
 
     given = json.loads(json.dumps(given, default=plain))
+    for name, value in given.items():  # None: a checkpoint's "none" (no early stopping, no rate)
+        types, what = KINDS[name]
+        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        if value is not None and wrong:
+            raise ConfigError(f"{name} must be {what}, got {value!r}")
+    if given.get("hidden") is not None:  # one width, or 0 for none, as on the command line
+        widths = given["hidden"]
+        widths = widths if isinstance(widths, list) else [widths] if widths else []
+        given["hidden"] = [positive_int(w, "each hidden width") for w in widths]
     for name in ("epochs", "seed"):
         if name in given:
             minimum = 1 if name == "epochs" else 0
@@ -220,6 +242,9 @@ class Run:
             self.notes.append(f"{s['optimizer']}: the model is float32, but its damped system is formed and "
                               "solved in float64 (J^T J squares the condition number of J)")
         self.save_path = save or (resume if ck else None)
+        # What the save path holds: the epoch this run last saved, or the resumed file's epoch there.
+        in_place = ck is not None and os.path.abspath(resume) == os.path.abspath(self.save_path)
+        self.saved_epoch: int | None = ck.model.epoch if in_place else None
         self.plot = plot if self.root else None  # rank 0 alone writes files
         if self.plot:
             from .plots import prepare_folder, require_matplotlib
@@ -352,6 +377,19 @@ class Run:
                         extra={"train": {"data": self.data_ref, "settings": self.settings, "status": status},
                                "transform": t_meta, "feature_names": self.dataset.feature_names,
                                "target_name": self.dataset.target_name, "head": vars(self.head)})
+        self.saved_epoch = self.model.epoch
+
+    def kept(self) -> str:
+        """What ``save`` holds now, in words: for a run stopped at once (a second Ctrl-C)."""
+        if not self.save_path:
+            return "nothing saved"
+        if not self.root:
+            return f"rank 0 writes {self.save_path}"
+        if self.saved_epoch is not None:
+            return f"{self.save_path} keeps its last save (epoch {self.saved_epoch})"
+        if os.path.exists(self.save_path):
+            return f"{self.save_path} was not written (it holds what it held before)"
+        return f"nothing saved yet ({self.save_path} not written)"
 
     def fit(self, callbacks: Sequence[Callback] = ()) -> dict[str, Any]:
         """Train, score, save and plot; returns the summary (see the README's ``--json``).

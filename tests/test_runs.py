@@ -69,3 +69,62 @@ def test_resuming_on_data_with_other_features_is_refused_naming_them(xor_model, 
     # A subset of the classes is fine (a batch that lacks one).
     data = _csv(tmp_path / "ones.csv", "a,b,label", X, np.ones(30, dtype=int))
     Run(data, resume=str(saved), save=str(tmp_path / "out.safetensors"), epochs=2)
+
+
+# -- settings from Python (item 18) ---------------------------------------------------------
+def test_one_hidden_width_may_be_given_as_an_int():
+    assert Run("xor", hidden=3, epochs=1).model.n_params == (2 * 3 + 3) + (3 * 2 + 2)  # 2-3-2 softmax
+    assert Run("xor", hidden=0, epochs=1).settings["hidden"] == []  # as --hidden 0: no hidden layer
+    assert Run("xor", hidden=(3, 2), epochs=1).settings["hidden"] == [3, 2]
+
+
+@pytest.mark.parametrize("setting, value", [
+    ("standardize", "no"), ("standardize", 1), ("lr", "0.1"), ("momentum", "x"), ("early_stopping", "5"),
+    ("hidden", "4"), ("hidden", [4, "a"]), ("hidden", 2.5), ("target", 3.5), ("features", 3),
+    ("val_split", "0.1"), ("activation", 3), ("epochs", True), ("seed", 1.0)])
+def test_a_setting_of_the_wrong_type_is_a_config_error_naming_it(setting, value):
+    extra = {"optimizer": "sgd"} if setting == "momentum" else {}
+    with pytest.raises(ConfigError, match=rf"^(each )?{setting.replace('_', ' ')}|^{setting}"):
+        Run("moons", **{"epochs": 1, **extra, setting: value})
+
+
+def test_every_setting_has_a_type_and_its_default_has_it():
+    from backprop.runner import DEFAULTS, KINDS, _checked
+
+    assert set(KINDS) == set(DEFAULTS)
+    defaults = {k: v for k, v in DEFAULTS.items() if v is not None}
+    assert _checked(defaults) == defaults
+
+
+# -- interruption (item 18) -------------------------------------------------------------
+def _stop_at_once_in_epoch(monkeypatch, epoch: int) -> None:
+    """A second Ctrl-C during epoch ``epoch``: KeyboardInterrupt from inside a step."""
+    from backprop import step
+
+    apply = step.Step.apply
+
+    def interrupted(self, grads):
+        if self.model.epoch + 1 == epoch:
+            raise KeyboardInterrupt
+        return apply(self, grads)
+
+    monkeypatch.setattr(step.Step, "apply", interrupted)
+
+
+@pytest.mark.parametrize("before", ["nothing", "checkpoint", "resumed"])
+def test_stopping_at_once_says_what_the_save_path_really_holds(before, monkeypatch, tmp_path, capsys):
+    from backprop.cli import main
+
+    path = tmp_path / "m.safetensors"
+    if before != "nothing":
+        Run("xor", save=str(path), epochs=2).fit()
+    digest = _digest(path) if before != "nothing" else None
+    _stop_at_once_in_epoch(monkeypatch, 4)
+    argv = ["train", "--resume", str(path)] if before == "resumed" else ["train", "xor", "--save", str(path)]
+    assert main([*argv, "--epochs", "300", "--quiet"]) == 130
+    said = capsys.readouterr().err.strip().splitlines()[-1]
+    expected = {"nothing": f"nothing saved yet ({path} not written)",
+                "checkpoint": f"{path} was not written (it holds what it held before)",
+                "resumed": f"{path} keeps its last save (epoch 2)"}[before]
+    assert said == f"interrupted in epoch 4; {expected}"
+    assert (_digest(path) if path.exists() else None) == digest  # what it says is what is there

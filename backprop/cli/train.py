@@ -66,9 +66,7 @@ def run(args: argparse.Namespace) -> int:
                                          lambda record, _model: interrupt.requested])
         except KeyboardInterrupt:
             progress.close()
-            print(f"interrupted in epoch {model.epoch + 1}; "
-                  + (f"{job.save_path} keeps its last save" if job.save_path else "nothing saved"),
-                  file=sys.stderr)
+            print(f"interrupted in epoch {model.epoch + 1}; {job.kept()}", file=sys.stderr)
             return 130
         finally:
             progress.close()
