@@ -88,7 +88,7 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
 
     given = json.loads(json.dumps(given, default=plain))
     for name, value in given.items():  # None: a checkpoint's "none" (no early stopping, no rate)
-        types, what = KINDS[name]
+        types, what = KINDS.get(name, (object, ""))  # unknown names: refused by Run, kept from old files
         wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
         if value is not None and wrong:
             raise ConfigError(f"{name} must be {what}, got {value!r}")

@@ -94,6 +94,9 @@ def test_every_setting_has_a_type_and_its_default_has_it():
     assert set(KINDS) == set(DEFAULTS)
     defaults = {k: v for k, v in DEFAULTS.items() if v is not None}
     assert _checked(defaults) == defaults
+    # A checkpoint's settings are checked by the same rules; a name this version lacks passes.
+    assert _checked({"an_old_setting": "x", "early_stopping": None}) == {"an_old_setting": "x",
+                                                                        "early_stopping": None}
 
 
 # -- interruption (item 18) -------------------------------------------------------------
