@@ -4,7 +4,15 @@ The network code in :mod:`backprop` sees only a :class:`Backend` and its Array A
 namespace ``xp``.
 """
 
-from .base import Backend, BackendError, BackendUnavailable, NotNumeric, UnknownDevice, dtype_name
+from .base import (
+                   Backend,
+                   BackendError,
+                   BackendUnavailable,
+                   NotNumeric,
+                   UnknownDevice,
+                   dtype_name,
+                   is_out_of_memory,
+)
 from .host import to_numpy_any
 from .registry import available_backends, backend_for, get_backend
 from .rng import HostRNG
@@ -20,5 +28,6 @@ __all__ = [
     "backend_for",
     "dtype_name",
     "get_backend",
+    "is_out_of_memory",
     "to_numpy_any",
 ]

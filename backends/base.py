@@ -228,6 +228,12 @@ class MemoryPeak:
         return f"<MemoryPeak {self.bytes} bytes ({self.how})>"
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is an array library running out of memory: NumPy raises MemoryError,
+    CuPy its OutOfMemoryError, torch torch.OutOfMemoryError (none shares a base class)."""
+    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
+
+
 def dtype_name(dtype: Any) -> str:
     """``"float32"`` for ``"float32"``, ``np.float32``, ``xp.float32``, ``torch.float32``..."""
     if isinstance(dtype, str):

@@ -15,7 +15,7 @@ import os
 import sys
 import traceback
 
-from backends import BackendError
+from backends import BackendError, is_out_of_memory
 from backends.comm import end_job, world
 
 from .. import activations, optimizers
@@ -184,7 +184,10 @@ def build_parser() -> Parser:
     p = commands.add_parser("predict", help="predictions of a saved model for a CSV/NPZ of inputs")
     p.add_argument("model", help="checkpoint from 'backprop train --save'")
     p.add_argument("input", help=".csv (header names or the training column order) or .npz with X")
-    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout")
+    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout (an "
+                   "existing file only when it holds earlier predictions, or with --force)")
+    p.add_argument("--force", action="store_true", help="let --out replace an existing file that does not "
+                   "hold predictions (never a checkpoint or this command's input)")
     p.add_argument("--proba", action="store_true", help="also the probability of each class")
     _add_device(p)
     p.set_defaults(func=use.predict)
@@ -213,7 +216,7 @@ def build_parser() -> Parser:
 
     from .playground import add_parser as add_playground
 
-    add_playground(commands, _int_from(0, "a port number (0: any free one)"))
+    add_playground(commands, _int_from)
 
     from .info import info
 
@@ -221,11 +224,6 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=info)
     return parser
-
-
-def _is_out_of_memory(exc: BaseException) -> bool:
-    # NumPy raises MemoryError, CuPy its OutOfMemoryError, torch torch.OutOfMemoryError.
-    return isinstance(exc, MemoryError) or "OutOfMemory" in type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +236,16 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 128 + 13
+
+
+def _out_of_memory_message(exc: BaseException) -> str:
+    # A run adds a note on what is big (Sequential.size_note): with many classes it is the
+    # (N, K) targets and outputs, which a smaller batch does not shrink.
+    notes = "; ".join(getattr(exc, "__notes__", ()))
+    if notes:
+        return (f"out of memory ({type(exc).__name__}): {notes}: use fewer samples or classes, "
+                "a smaller network or a smaller --batch-size")
+    return f"out of memory ({type(exc).__name__}): use a smaller --batch-size or a smaller network"
 
 
 def _encoding_message(exc: UnicodeEncodeError) -> str:
@@ -267,9 +275,8 @@ def _main(argv: list[str] | None) -> int:
     except Exception as exc:  # noqa: BLE001 - sorted below: expected ones become one line
         if isinstance(exc, UnicodeEncodeError):
             message = _encoding_message(exc)
-        elif _is_out_of_memory(exc):
-            message = (f"out of memory ({type(exc).__name__}): use a smaller --batch-size or a "
-                       "smaller network")
+        elif is_out_of_memory(exc):
+            message = _out_of_memory_message(exc)
         elif isinstance(exc, (BackpropError, BackendError)):
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         elif distributed:  # a bug: its traceback, then the whole job ends
