@@ -112,3 +112,135 @@ def test_checker_catches_a_wrong_weight_gradient(numpy_backend):
 
     result = bp.gradcheck(NoTranspose(3, 2), np.ones((2, 3)))
     assert result.errors["W"] > 1e-3 and result.errors["X"] < 1e-7
+
+
+# -- the checker must not cry wolf: roundoff and truncation on correct gradients ---------------
+XOR_X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+XOR_Y = np.array([[0], [1], [1], [0]], dtype=float)
+
+
+class Skewed(bp.Dense):
+    """A Dense layer whose backward is wrong by a relative ``skew`` in one parameter, once set."""
+
+    skew: tuple[str, float] | None = None
+
+    def forward(self, X, *, train=False, input_grad=True):
+        Y, backward = super().forward(X, train=train, input_grad=input_grad)
+        if self.skew is None:
+            return Y, backward
+        name, factor = self.skew
+
+        def wrong(dY):
+            dX = backward(dY)
+            self.grads[name] = self.grads[name] * factor
+            return dX
+
+        return Y, wrong
+
+
+def readme_xor(seed, layer=bp.Dense):
+    """The README's textbook XOR network, trained as the README trains it."""
+    model = bp.Sequential([layer(2, 2, init="textbook", bias="textbook"), "sigmoid",
+                           layer(2, 1, init="textbook", bias="textbook"), "sigmoid"],
+                          dtype="float64", seed=seed)
+    model.fit(XOR_X, XOR_Y, loss="sse", optimizer="gd", lr=0.8, epochs=2000, batch_size="full")
+    return model
+
+
+def test_gradcheck_passes_the_readme_xor_at_its_saddle(numpy_backend):
+    # Seed 0 sticks at loss 0.5 with gradients near 4e-5: central differences of a loss of 0.5
+    # carry roundoff near 1e-10, 1.3e-6 of those gradients (this failed with tolerance 1e-6).
+    model = readme_xor(0)
+    result = bp.gradcheck(model, XOR_X, XOR_Y)
+    assert result.ok, str(result)
+    assert set(result.floored) == {"0.W", "0.b", "2.W", "2.b"} and "*" in str(result)
+    assert 1e-10 < result.floor < 1e-8  # 15 eps_machine |L| / eps, with |L| = 0.5
+
+
+def test_gradcheck_passes_a_tiny_bias_gradient_of_a_saved_model(tmp_path, capsys):
+    """The report's case: an output bias whose gradient is 1e-7 next to a loss of 12."""
+    from backprop.cli import main
+
+    path = str(tmp_path / "circ.safetensors")
+    assert main(["train", "circle", "--features", "x1,x2,x1^2,x1*x2,sin(x1)", "--save", path,
+                 "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["gradcheck", path, "--seed", "1"]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "4.b" in out and "FAIL" not in out and "ok (tolerance 1e-06)" in out
+
+
+def confident_classifier():
+    """A softmax network with large logits, scored on its own predictions (loss 5e-8): the
+    loss is a difference of large terms, so its roundoff is far above eps_machine |L|."""
+    model = bp.mlp([3, 6, 3], activation="tanh", output="softmax", dtype="float64", seed=2)
+    params = model.parameters()
+    model.set_parameters({"2.W": params["2.W"] * 100.0, "2.b": params["2.b"]})
+    X = np.random.default_rng(3).normal(size=(8, 3)) * 3.0
+    return model, X, model.predict(X)
+
+
+def test_gradcheck_passes_a_confident_classifier(numpy_backend):
+    model, X, y = confident_classifier()
+    loss, _ = model.loss_and_gradients(X, y, loss="ce")
+    assert float(loss) < 1e-7
+    result = bp.gradcheck(model, X, y, loss="ce")
+    assert result.ok, str(result)
+
+
+def test_gradcheck_passes_at_a_fitted_minimum(numpy_backend):
+    # Targets 1e-8 from the outputs: loss 1e-16, gradients near 1e-8, where a central
+    # difference's truncation (eps^2 L''' / 6, about 1e-12) would be 1e-4 of them.
+    model = bp.mlp([3, 6, 2], activation="tanh", dtype="float64", seed=4)
+    X = np.random.default_rng(5).normal(size=(8, 3))
+    y = model.predict(X) + 1e-8 * np.random.default_rng(6).normal(size=(8, 2))
+    result = bp.gradcheck(model, X, y, loss="mse")
+    assert result.ok, str(result)
+    assert result.worst < 1e-7
+
+
+@pytest.mark.parametrize("seed, name", [(2, "2.W"), (0, "0.b"), (0, "0.W")],
+                         ids=["converged", "saddle-tiny-bias", "saddle-tiny-weights"])
+def test_gradcheck_fails_a_gradient_wrong_by_1e4(numpy_backend, seed, name):
+    """The floor must not hide a wrong gradient: 1e-4 of its size, on arrays with large
+    gradients (the converged XOR) and on arrays with tiny ones (gradients near 5e-5, which
+    the floor decides: 1e-4 of them is about 3 floors)."""
+    model = readme_xor(seed, layer=Skewed)
+    assert bp.gradcheck(model, XOR_X, XOR_Y).ok
+    index, array = name.split(".")
+    model.layers[int(index)].skew = (array, 1.0 + 1e-4)
+    result = bp.gradcheck(model, XOR_X, XOR_Y)
+    failed = [k for k, e in result.errors.items() if e > result.tolerance]
+    assert failed == [name], str(result)
+    assert (name in result.floored) == (seed == 0)
+
+
+def test_jacobian_check_passes_saturated_softmax_outputs(numpy_backend):
+    # Saturated outputs have a tiny Jacobian (about 1e-5) next to outputs near 1.
+    from backprop.gradcheck import jacobian_check
+
+    model, X, _ = confident_classifier()
+    result = jacobian_check(model, X)
+    assert result.ok, str(result)
+    assert result.floored
+
+
+@pytest.mark.parametrize("saturated, skew", [(False, 1e-4), (True, 1e-2)])
+def test_jacobian_check_fails_a_wrong_column(numpy_backend, monkeypatch, saturated, skew):
+    import backprop.jacobian as jacobian_module
+    from backprop.gradcheck import jacobian_check
+
+    model, X, _ = confident_classifier()
+    if not saturated:
+        model = bp.mlp([3, 6, 3], activation="tanh", output="softmax", dtype="float64", seed=2)
+    right = jacobian_module.jacobian
+
+    def wrong(model, X):
+        Z, J = right(model, X)
+        J = J.copy()
+        J[:, 7] *= 1.0 + skew  # a column of 0.W
+        return Z, J
+
+    monkeypatch.setattr(jacobian_module, "jacobian", wrong)
+    result = jacobian_check(model, X)
+    assert not result.ok and result.errors["0.W"] > result.tolerance, str(result)
