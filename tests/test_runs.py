@@ -131,3 +131,35 @@ def test_stopping_at_once_says_what_the_save_path_really_holds(before, monkeypat
                 "resumed": f"{path} keeps its last save (epoch 2)"}[before]
     assert said == f"interrupted in epoch 4; {expected}"
     assert (_digest(path) if path.exists() else None) == digest  # what it says is what is there
+
+
+# -- progress and counts (item 17) ---------------------------------------------------------
+def _record(epoch: int) -> dict:
+    return {"epoch": epoch, "train_loss": 0.5, "samples_per_s": 100.0}
+
+
+def test_progress_to_a_file_shows_a_line_at_least_every_few_seconds(capsys):
+    from backprop.cli.report import PRINT_EVERY_S, Progress
+
+    now = [0.0]
+    progress = Progress("lines", 0, 100_000, "cpu", "numpy", clock=lambda: now[0])  # a line per 5,000
+    for epoch, seconds in ((1, 1.0), (2, PRINT_EVERY_S - 0.1), (3, PRINT_EVERY_S), (4, PRINT_EVERY_S + 1),
+                           (5, 2 * PRINT_EVERY_S), (5000, 2 * PRINT_EVERY_S + 0.1)):
+        now[0] = seconds
+        progress.epoch(_record(epoch))
+    printed = [line.split("  ")[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed == ["epoch 3", "epoch 5", "epoch 5000"]  # by time, by time, by count
+
+
+def test_counts_are_printed_with_the_right_number(tmp_path, capsys):
+    from backprop.cli import main
+    from backprop.cli.report import counted
+
+    assert [counted(1, "feature"), counted(2, "feature"), counted(1, "class", "classes"),
+            counted(12345, "parameter")] == ["1 feature", "2 features", "1 class", "12,345 parameters"]
+    data = tmp_path / "line.csv"
+    data.write_text("x,y\n" + "".join(f"{i},{2 * i + 0.5}\n" for i in range(8)))
+    assert main(["train", str(data), "--epochs", "1", "--val-split", "0", "--hidden", "2"]) == 0
+    banner = capsys.readouterr().out.splitlines()[0]
+    assert "8 train, 1 feature, regression, 1 target · 1-2-1 relu, 7 parameters" in banner, banner
+    assert banner.endswith("batch 32, 1 epoch"), banner

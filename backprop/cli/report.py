@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from ..training import EPOCH_KEYS
@@ -20,6 +22,15 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+PRINT_EVERY_S = 5.0
+"""Piped to a file, a progress line comes at least this often (besides every ~1/20 of the run)."""
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``"1 feature"``, ``"2 features"``, ``"1,024 classes"``: a count with its noun's right number."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
 def emit_json(obj: dict) -> None:
@@ -35,12 +46,19 @@ def _fmt(value: Any, digits: int = 4) -> str:
 
 
 class Progress:
-    """Per-epoch reporting in one of four modes: bar, lines, json, quiet."""
+    """Per-epoch reporting in one of four modes: bar, lines, json, quiet.
 
-    def __init__(self, mode: str, first_epoch: int, last_epoch: int, device: str, backend: str) -> None:
+    ``lines`` prints every ~1/20 of the run and, so that a long run written to a file shows
+    life, whenever :data:`PRINT_EVERY_S` seconds of ``clock`` have passed since the last line.
+    """
+
+    def __init__(self, mode: str, first_epoch: int, last_epoch: int, device: str, backend: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.mode, self.device, self.backend = mode, device, backend
         self.total = last_epoch - first_epoch
         self.every = max(1, math.ceil(self.total / 20))  # at most ~20 lines when not on a terminal
+        self.clock = clock
+        self.last_line = clock()
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
@@ -63,7 +81,9 @@ class Progress:
             shown["samples/s"] = f"{record['samples_per_s']:,.0f}"
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
-        elif self.mode == "lines" and (record["epoch"] % self.every == 0):
+        elif self.mode == "lines" and (record["epoch"] % self.every == 0
+                                       or self.clock() - self.last_line >= PRINT_EVERY_S):
+            self.last_line = self.clock()
             parts = [f"epoch {record['epoch']}", f"loss {_fmt(record['train_loss'])}"]
             parts += [f"{k.replace('train_', '')} {_fmt(record[k])}" for k in
                       ("train_accuracy", "val_loss", "val_accuracy") if k in record]

@@ -16,7 +16,7 @@ from backends import dtype_name
 
 from ..runner import DEFAULTS, Run
 from .common import device_spec
-from .report import Progress, emit_json, table
+from .report import Progress, counted, emit_json, table
 
 
 class _Interrupt:
@@ -101,12 +101,13 @@ def _banner(job: Run) -> str:
     parts = f"{len(job.train[0])} train" + (f" / {len(job.val[0])} val" if job.val else "") + (
         f" / {len(dataset.X_test)} test" if dataset.X_test is not None else "")
     k = transform.n_targets
-    kind = f"{k} classes" if transform.task == "classification" else f"regression, {k} target(s)"
-    epochs = f"epochs {model.epoch + 1}..{s['epochs']}" if job.resumed else f"{s['epochs']} epochs"
-    ranks = f" × {job.comm.size} ranks ({job.comm.name})" if job.comm is not None else ""
+    kind = counted(k, "class", "classes") if transform.task == "classification" else \
+        f"regression, {counted(k, 'target')}"
+    epochs = f"epochs {model.epoch + 1}..{s['epochs']}" if job.resumed else counted(s["epochs"], "epoch")
+    ranks = f" × {counted(job.comm.size, 'rank')} ({job.comm.name})" if job.comm is not None else ""
     return (f"backprop · {backend.name} on {backend.label}{ranks} · {dtype_name(model.dtype)} · "
-            f"{dataset.name}: {parts}, {model.n_inputs} features, {kind} · "
-            f"{'-'.join(widths)} {s['activation']}, {model.n_params:,} parameters · "
+            f"{dataset.name}: {parts}, {counted(model.n_inputs, 'feature')}, {kind} · "
+            f"{'-'.join(widths)} {s['activation']}, {counted(model.n_params, 'parameter')} · "
             f"{job.head.loss} loss, {s['optimizer']}"
             + ("" if getattr(job.optimizer, "full_batch", False) else f" lr {job.optimizer.base_lr:g}")
             + f", batch {s['batch_size']}, "
