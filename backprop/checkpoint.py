@@ -28,10 +28,15 @@ run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
+import re
+import stat
 import tempfile
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,18 +122,79 @@ def _digest(tensors: dict[str, np.ndarray], meta: dict | None = None) -> str:
     return h.hexdigest()
 
 
+TEMP_STALE_S = 24 * 3600.0
+"""A temporary file of ours this old is stale, whoever wrote it (a writer may run on another machine
+sharing the folder, where its process id means nothing here)."""
+
+TEMP_ORPHAN_S = 60.0
+"""...and one whose writer's process is gone is stale once untouched this long: a live writer keeps
+touching its file, and the delay keeps a same-numbered process on another machine safe."""
+
+
+def _temp_pattern(name: str) -> re.Pattern:
+    # ".NAME.PID.XXXXXXXX.tmp", what write_atomic makes (without PID before this version).
+    return re.compile(rf"\.{re.escape(name)}\.(?:(\d+)\.)?[A-Za-z0-9_]{{8}}\.tmp")
+
+
+def _process_gone(pid: int) -> bool:
+    if os.name != "posix" or pid <= 0:
+        return False  # no safe way to ask: leave it to the age rule
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # it exists but belongs to someone else
+        return False
+    return False
+
+
+def remove_stale_temps(path: str) -> list[str]:
+    """Remove temporary files a killed save of ``path`` left beside it; returns their paths.
+
+    Only names of our own pattern (``.NAME.PID.XXXXXXXX.tmp``) count, and only when stale:
+    untouched for :data:`TEMP_STALE_S`, or for :data:`TEMP_ORPHAN_S` with their writer's
+    process gone.
+    """
+    folder, name = os.path.split(path)
+    pattern, now, removed = _temp_pattern(name), time.time(), []
+    try:
+        entries = list(os.scandir(folder or "."))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+            orphan = match[1] is not None and _process_gone(int(match[1]))
+            if age >= TEMP_STALE_S or (orphan and age >= TEMP_ORPHAN_S):
+                os.remove(entry.path)
+                removed.append(entry.path)
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
 def write_atomic(path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A symbolic link is followed: the file it points to is replaced and the link stays (a
+    ``latest.safetensors`` link keeps pointing at its run). Stale temporary files of earlier,
+    killed saves of the same path are removed first.
 
     Raises
     ------
     CheckpointError
         The file could not be written (full disk, no permission); ``path`` is untouched.
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
+    remove_stale_temps(target)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.{os.getpid()}.", suffix=".tmp",
+                                   dir=folder)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
@@ -136,7 +202,7 @@ def write_atomic(path: str, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
+        os.replace(tmp, target)  # atomic on POSIX and Windows
     except OSError as exc:
         if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
@@ -148,31 +214,79 @@ def write_atomic(path: str, data: bytes) -> None:
         raise
 
 
-def check_writable(path: str) -> None:
-    """Fail before training, not after it, when ``path`` cannot take a checkpoint.
+WRITERS = {"checkpoint": ("a backprop checkpoint", "choose another --save path"),
+           "predictions": ("a predictions file written by backprop",
+                           "choose another --out file, or add --force to replace it")}
+"""What each kind of file we write may replace ("ours"), and what to tell the user otherwise."""
 
-    An existing file that is not a backprop checkpoint (a data file, say) is never
-    overwritten.
+
+def _is_safetensors(path: str) -> bool:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="np"):
+            return True
+    except (SafetensorError, OSError, ValueError):
+        return False
+
+
+def _is_predictions(path: str) -> bool:
+    """The file starts with the header ``backprop predict`` writes (``prediction``, ``p_CLASS``...,
+    or ``prediction_0``...)."""
+    with open(path, "rb") as handle:
+        line = handle.read(1 << 16).split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        fields = next(csv.reader([line.decode("utf-8")]))
+    except (UnicodeDecodeError, csv.Error, StopIteration):
+        return False
+    return fields[0] in ("prediction", "prediction_0") and all(
+        re.fullmatch(r"prediction(_\d+)?|p_.*", f, re.DOTALL) for f in fields)
+
+
+def _is_ours(path: str, kind: str) -> bool:
+    if kind == "checkpoint":
+        try:
+            read_header(path)
+            return True
+        except CheckpointError:
+            return False
+    return _is_predictions(path)
+
+
+def check_writable(path: str, kind: str = "checkpoint", *, inputs: Sequence[str] = (),
+                   force: bool = False) -> None:
+    """Fail before the work, not after it, when ``path`` cannot take a file of ``kind``.
+
+    The one rule for every file the tool writes (``kind`` one of :data:`WRITERS`): through a
+    symbolic link, the file it points to is what counts; never over the command's own ``inputs``
+    (same file, whatever the name) nor, for anything but a checkpoint, over a checkpoint; an
+    existing non-empty file that is not ours (see :data:`WRITERS`) only with ``force``
+    (checkpoints: never).
     """
-    folder = os.path.dirname(os.path.abspath(path))
+    target = os.path.realpath(path)
+    folder = os.path.dirname(target)
     if not os.path.isdir(folder):
-        raise CheckpointError(f"cannot save to {path}: the folder {folder} does not exist (create it first)")
+        raise CheckpointError(f"cannot write {path}: the folder {folder} does not exist (create it first)")
     try:  # a real probe: os.access says yes to root even where writing fails (/proc, read-only mounts)
         fd, probe = tempfile.mkstemp(prefix=".backprop-probe.", dir=folder)
         os.close(fd)
         os.remove(probe)
     except OSError as exc:
-        raise CheckpointError(f"cannot save to {path}: the folder {folder} is not writable "
+        raise CheckpointError(f"cannot write {path}: the folder {folder} is not writable "
                               f"({exc.strerror or exc})") from None
-    if os.path.isdir(path):
-        raise CheckpointError(f"cannot save to {path}: it is a folder; give a file name "
-                              "such as model.safetensors")
-    if os.path.exists(path):
-        try:
-            read_header(path)
-        except CheckpointError:
-            raise CheckpointError(f"{path} exists and is not a backprop checkpoint: it is left alone; "
-                                  "choose another --save path") from None
+    if os.path.isdir(target):
+        raise CheckpointError(f"cannot write {path}: it is a folder; give a file name")
+    if not os.path.exists(target):
+        return
+    what, advice = WRITERS[kind]
+    if not stat.S_ISREG(os.stat(target).st_mode):
+        raise CheckpointError(f"cannot write {path}: it is not a regular file (a device or a pipe)")
+    if kind != "checkpoint" and (target.endswith(".safetensors") or _is_safetensors(target)):
+        raise CheckpointError(f"{path} is a checkpoint: it is left alone; choose another file")
+    if any(os.path.exists(p) and os.path.samefile(p, target) for p in inputs):
+        raise CheckpointError(f"cannot write {path}: it is this command's own input; choose another file")
+    if os.path.getsize(target) and not _is_ours(target, kind) and not (force and kind != "checkpoint"):
+        raise CheckpointError(f"{path} exists and is not {what}: it is left alone; {advice}")
 
 
 def _host(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -223,6 +337,7 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
     }
     meta["sha256"] = _digest(tensors, meta)
     header = {"backprop": json.dumps(meta, allow_nan=True)}
+    check_writable(path)  # a Python caller gets the rule the command line has
     write_atomic(path, st_save(tensors, metadata=header))
 
 
@@ -268,33 +383,201 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
     return meta, data
 
 
+def _need(ok: bool, what: str) -> None:
+    if not ok:
+        raise CheckpointError(f"its header is inconsistent ({what}): it may come from an incompatible "
+                              "version, or have been edited")
+
+
+def _count(value: Any, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
     """Refuse a header whose parts do not fit together, before anything is built from it.
 
-    A file with a valid checksum can still be inconsistent (written by hand, or by an
-    incompatible version): every problem found here is one CheckpointError.
+    A file with a valid checksum can still be inconsistent (written by hand, by an
+    incompatible version, or forged and re-signed): every problem found here is one
+    CheckpointError, and nothing is allocated from the header's numbers before they
+    have been matched against the tensors the file really holds.
     """
-    def need(ok: bool, what: str) -> None:
-        if not ok:
-            raise CheckpointError(f"its header is inconsistent ({what}): it may come from an "
-                                  "incompatible version")
-
     for key in ("layers", "dtype", "seed", "epoch", "shuffle_rng"):
-        need(key in meta, f"no {key!r}")
-    layers = meta["layers"]
-    need(isinstance(layers, list) and all(isinstance(s, dict) and "type" in s for s in layers), "layers")
-    need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
-    need(isinstance(meta["seed"], int) and meta["seed"] >= 0 and isinstance(meta["epoch"], int)
-         and meta["epoch"] >= 0, "seed/epoch")
-    need(meta.get("loss") is None or meta["loss"] in losses.LOSSES, f"loss {meta.get('loss')!r}")
-    opt = meta.get("optimizer")
-    if opt is not None:
-        need(isinstance(opt, dict) and opt.get("name") in OPTIMIZER_CLASSES, "optimizer")
-        need(opt.get("schedule", {}).get("name") in schedules.SCHEDULES, "schedule")
-        slots = zip(_param_names(meta), opt.get("state_keys", []))
-        need(all(f"opt.{name}.{k}" in data for name, keys in slots for k in keys), "optimizer state tensors")
-    need({k[len("param."):] for k in data if k.startswith("param.")} == set(_param_names(meta)),
-         "parameter tensors")
+        _need(key in meta, f"no {key!r}")
+    _need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
+    _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
+    _need(meta.get("loss") is None or (isinstance(meta["loss"], str) and meta["loss"] in losses.LOSSES),
+          f"loss {meta.get('loss')!r}")
+    _need(isinstance(meta.get("extra", {}), dict), "extra")
+    _check_layers(meta["layers"], data)
+    _check_optimizer(meta.get("optimizer"), data, _param_names(meta))
+    try:  # the generator itself says whether the state is one of its own
+        HostRNG(meta["seed"], stream=1).set_state(meta["shuffle_rng"])
+    except (TypeError, ValueError, KeyError, OverflowError):
+        _need(False, "shuffle_rng")
+    _check_history(meta.get("history"))
+    progress = meta.get("early_stopping")
+    if meta.get("format_version", 1) < 2:  # version 1 kept it in the training run's settings
+        train = meta.get("extra", {}).get("train", {})
+        progress = train.get("early_stopping") if isinstance(train, dict) else None
+    _check_early_stopping(progress)
+    _check_run(meta, data)
+
+
+def _check_layers(layers: Any, data: dict[str, np.ndarray]) -> None:
+    """Every layer known, every Dense width a positive count equal to its tensors' shapes (so
+    building the model allocates no more than the file holds), each width the next one's input."""
+    _need(isinstance(layers, list) and len(layers) > 0 and all(
+        isinstance(s, dict) and isinstance(s.get("type"), str) and isinstance(s.get("config", {}), dict)
+        for s in layers), "layers")
+    width = None
+    for i, spec in enumerate(layers):
+        if spec["type"] != "dense":
+            _need(spec["type"] in activations.ACTIVATIONS, f"unknown layer type {spec['type']!r}")
+            continue
+        config = spec.get("config", {})
+        n_in, n_out = config.get("in_features"), config.get("out_features")
+        W, b = data.get(f"param.{i}.W"), data.get(f"param.{i}.b")
+        _need(_count(n_in, 1) and _count(n_out, 1) and W is not None and b is not None
+              and W.shape == (n_in, n_out) and b.shape == (n_out,) and W.dtype.kind == b.dtype.kind == "f",
+              f"layer {i} is {n_in!r} x {n_out!r} but its weights are "
+              f"{None if W is None else W.shape} and {None if b is None else b.shape}")
+        _need(width in (None, n_in), f"layer {i} takes {n_in} inputs after a layer of {width}")
+        width = n_out
+    _need(width is not None, "no Dense layer")
+    saved = {k[len("param."):] for k in data if k.startswith("param.")}
+    _need(saved == set(_param_names({"layers": layers})), "parameter tensors")
+
+
+def _check_optimizer(opt: Any, data: dict[str, np.ndarray], names: list[str]) -> None:
+    """The optimizer's settings, step count and one state tensor per slot, shaped as its parameter."""
+    if opt is None:
+        return
+    _need(isinstance(opt, dict) and opt.get("name") in OPTIMIZER_CLASSES
+          and isinstance(opt.get("config"), dict) and _count(opt.get("t")), "optimizer")
+    schedule = opt.get("schedule")
+    _need(isinstance(schedule, dict) and schedule.get("name") in schedules.SCHEDULES
+          and isinstance(schedule.get("config"), dict), "schedule")
+    keys = opt.get("state_keys", [])
+    _need(isinstance(keys, list) and all(_strings(k) for k in keys) and len(keys) in (0, len(names)),
+          "optimizer state keys")
+    for name, slots in zip(names, keys):
+        for key in slots:
+            tensor = data.get(f"opt.{name}.{key}")
+            _need(tensor is not None and tensor.shape == data[f"param.{name}"].shape,
+                  f"optimizer state {name}")
+
+
+def _check_history(history: Any) -> None:
+    if history is None:
+        return
+    _need(isinstance(history, dict) and isinstance(history.get("records"), list)
+          and all(isinstance(r, dict) and _count(r.get("epoch"), 1) for r in history["records"])
+          and (history.get("best_epoch") is None or _count(history["best_epoch"]))
+          and isinstance(history.get("stopped_early"), bool), "history")
+
+
+def _check_early_stopping(progress: Any) -> None:
+    if not progress:
+        return
+    types = {"patience": lambda v: _count(v, 1), "min_delta": _number, "best": _number, "waited": _count,
+             "restore_best": lambda v: isinstance(v, bool), "best_epoch": lambda v: v is None or _count(v)}
+    _need(isinstance(progress, dict) and all(k in types and types[k](v) for k, v in progress.items()),
+          "early stopping")
+
+
+RUN_KEYS = ("train", "transform", "head", "feature_names", "target_name")
+"""The header's ``extra`` entries a training run writes (see :meth:`backprop.runner.Run.save`)."""
+
+
+def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
+    """A training run's entries in ``extra``: its settings, data transform and output head, each of
+    the right type and fitting the network's input and output widths (``predict`` indexes the
+    class names by output, ``resume`` trains on the settings)."""
+    extra = meta.get("extra", {})
+    if not any(key in extra for key in RUN_KEYS):
+        return  # a model saved from Python with its own extras, or none
+    from .heads import Head
+
+    dense = [s["config"] for s in meta["layers"] if s["type"] == "dense"]
+    n_in, n_out = dense[0]["in_features"], dense[-1]["out_features"]
+    transform, head = extra.get("transform"), extra.get("head")
+    _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
+          "the data transform")
+    _need(isinstance(head, dict) and set(head) == {"loss", "outputs", "activation", "encoding"}
+          and isinstance(head["loss"], str) and head["loss"] in losses.LOSSES, "the output head")
+    classes = transform.get("classes")
+    if transform["task"] == "classification":
+        _need(_strings(classes) and len(set(classes)) == len(classes) >= 2, "the class names")
+        k = len(classes)
+    else:
+        _need(classes is None, "class names on a regression")
+        k = head["outputs"]
+    try:
+        expected = Head.for_task(transform["task"], k, head["loss"])
+    except ConfigError:
+        expected = None
+    _need(Head(**head) == expected and head["outputs"] == n_out
+          and (head["activation"] or "dense") == meta["layers"][-1]["type"],
+          f"the output head {head} does not fit {k} targets and {n_out} outputs")
+    columns = _check_inputs(transform, data, n_in)
+    _check_scales(data, ("x_mean", "x_std"), n_in)
+    _check_scales(data, ("y_mean", "y_std"), n_out if transform["task"] == "regression" else 0)
+    names = extra.get("feature_names")
+    _need(names is None or (_strings(names) and len(names) == columns), "the feature names")
+    _need(isinstance(extra.get("target_name"), (str, type(None))), "the target name")
+    _check_settings(extra.get("train"))
+
+
+def _check_inputs(transform: dict, data: dict[str, np.ndarray], n_in: int) -> int:
+    """The computed features (if any) against the network's ``n_in`` inputs; returns the number
+    of raw columns the data file has."""
+    from . import features
+
+    names, n_columns = transform.get("features"), transform.get("n_columns")
+    if names is None:
+        _need(n_columns is None, "raw columns without features")
+        return n_in
+    _need(_strings(names) and len(names) == n_in and _count(n_columns, 1), "the computed features")
+    try:
+        features.check(names, n_columns)
+    except (ConfigError, ValueError) as exc:
+        _need(False, f"the computed features: {exc}")
+    return n_columns
+
+
+def _check_scales(data: dict[str, np.ndarray], keys: tuple[str, str], width: int) -> None:
+    """A standardization's (mean, std) pair: both or neither, each (width,), finite, std > 0."""
+    mean, std = (data.get(f"extra.{k}") for k in keys)
+    if mean is None and std is None:
+        return
+    _need(width > 0 and mean is not None and std is not None and mean.shape == std.shape == (width,)
+          and mean.dtype.kind == std.dtype.kind == "f" and bool(np.all(np.isfinite(mean)))
+          and bool(np.all(np.isfinite(std) & (std > 0))), f"the standardization {keys[0]}/{keys[1]}")
+
+
+def _check_settings(train: Any) -> None:
+    """The run's settings, by the rules the settings of a new run are checked with."""
+    from .runner import DEFAULTS, _checked
+
+    _need(isinstance(train, dict) and isinstance(train.get("data"), str)
+          and isinstance(train.get("settings"), dict) and isinstance(train.get("status"), str),
+          "the training run")
+    settings = train["settings"]
+    _need(set(settings) <= set(DEFAULTS), f"unknown settings {sorted(set(settings) - set(DEFAULTS))}")
+    _need(isinstance(settings.get("target"), (str, int, type(None))), "the target setting")
+    try:
+        # None stands for the default only where the default is None: a saved None overrides it.
+        _checked({k: v for k, v in settings.items() if v is not None or DEFAULTS.get(k, 0) is not None})
+    except (ConfigError, ValueError) as exc:
+        _need(False, f"a setting: {exc}")
 
 
 def _param_names(meta: dict) -> list[str]:
@@ -314,7 +597,7 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
         layers = [_layer_from_spec(spec) for spec in meta["layers"]]
         if meta.get("optimizer"):
             _optimizer_from_meta(meta["optimizer"])  # its settings must make an optimizer
-    except (CheckpointError, ConfigError, TypeError) as exc:  # TypeError: a config with unknown keys
+    except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
         raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
     model = Sequential(layers, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
                        tf32=bool(meta.get("tf32", False)))

@@ -52,6 +52,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
+    if args.out:  # before any work: never over the model, the input, or a file not ours
+        checkpoint.check_writable(args.out, "predictions", inputs=(args.model, args.input), force=args.force)
     model, transform, head, extra = runner.restore(args.model, device_spec(args.device, args.backend))
     dataset = read_file(args.input, extra.get("train", {}).get("settings", {}).get("target"),
                         inputs_only=True, feature_names=extra.get("feature_names"))
