@@ -70,6 +70,9 @@ MAX_ENTRIES = 40
 STENCIL = ((1, 8.0), (2, -1.0))
 #: Its roundoff at most, in sigma / h: the sum of |weights| over 12.
 STENCIL_NOISE = sum(2 * abs(w) for _, w in STENCIL) / 12.0
+#: The most multiply-adds a check from the command line may take (see :func:`check_budget`):
+#: a 1024-1024-1024-3 network on 8 samples, 20 entries per array (8.5e9), took 17 s on two CPU cores.
+MAX_WORK = 10**10
 
 
 @dataclass
@@ -212,6 +215,22 @@ def evaluations(sizes: list[int], max_entries: int = MAX_ENTRIES) -> int:
     return 2 * len(STENCIL) * sum(min(s, max_entries) for s in sizes) + NOISE_POINTS + 1
 
 
+def check_budget(shapes: list[tuple[int, ...]], n_inputs: int, samples: int,
+                 max_entries: int = MAX_ENTRIES) -> int:
+    """The multiply-adds of a check of a network with parameter arrays of ``shapes`` on
+    ``samples`` inputs of ``n_inputs`` features: :func:`evaluations` forward passes of about
+    samples * parameters each. Raises :class:`ConfigError` above ``MAX_WORK``, before
+    anything is built."""
+    sizes = [math.prod(s) for s in shapes]
+    passes = evaluations([samples * n_inputs, *sizes], max_entries)
+    work = passes * samples * sum(sizes)
+    if work > MAX_WORK:
+        raise ConfigError(f"this check would take {passes:,} forward passes of {samples:,} samples through "
+                          f"{sum(sizes):,} parameters ({work:.1e} multiply-adds, limit {MAX_WORK:.0e}): "
+                          "use fewer --samples, a smaller --max-params or a smaller network")
+    return work
+
+
 def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
               loss: str | losses_mod.Loss | None = None, eps: float = 1e-6,
               tolerance: float = 1e-6, max_entries: int = MAX_ENTRIES, seed: int = 0,
@@ -329,8 +348,14 @@ def jacobian_check(model: Any, X: Any, *, eps: float = 1e-6, tolerance: float = 
     have a tiny J). Runs on the model's own device.
     """
     from .flat import sizes
-    from .jacobian import jacobian
+    from .jacobian import jacobian, jacobian_bytes
+    from .second_order import LevenbergMarquardt
 
+    need = jacobian_bytes(len(X), model.n_outputs, model.n_params)
+    limit = LevenbergMarquardt().max_jacobian_bytes
+    if need > limit:  # J is built whole: the limit Levenberg–Marquardt puts on the same matrix
+        raise ConfigError(f"the Jacobian would take {need / 2**20:,.0f} MiB (limit {limit / 2**20:,.0f} MiB, "
+                          "as for Levenberg–Marquardt): check fewer samples")
     model = model.to(dtype="float64")
     backend, xp = model.backend, model.xp
     with backend.activate():

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+
 import numpy as np
 import pytest
 
@@ -244,3 +247,45 @@ def test_jacobian_check_fails_a_wrong_column(numpy_backend, monkeypatch, saturat
     monkeypatch.setattr(jacobian_module, "jacobian", wrong)
     result = jacobian_check(model, X)
     assert not result.ok and result.errors["0.W"] > result.tolerance, str(result)
+
+
+# -- the command: how much it checks, what it refuses, what its options mean --------------------
+def test_gradcheck_command_checks_a_bounded_sample_and_says_so(capsys):
+    from backprop.cli import main
+
+    assert main(["gradcheck", "--inputs", "30", "--hidden", "50", "--max-params", "7"]) == 0
+    out = capsys.readouterr().out
+    # X 8x30, 0.W 30x50, 0.b 50, 1.W... : 7 of each array (the last bias has 3)
+    assert "checked 31 of 1,943 entries (at most 7 per array: --max-params)" in out, out
+    assert "7 of 1500" in out and "3 of 3" in out
+    assert main(["gradcheck", "--json", "--max-params", "5"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["entries"].values()) == {3, 5} and result["sizes"]["0.W"] == 32
+
+
+@pytest.mark.parametrize("argv", [["--hidden", "100000,100000"], ["--samples", "100000000"],
+                                  ["--inputs", "1000000000"], ["--hidden", "1024,1024", "--inputs", "1024"]])
+def test_gradcheck_command_refuses_absurd_sizes_in_one_line(capsys, argv):
+    from backprop.cli import main
+
+    assert main(["gradcheck", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("backprop: error: this check would take") and err.count("\n") == 1
+    assert "use fewer --samples, a smaller --max-params or a smaller network" in err
+
+
+def test_jacobian_check_refuses_a_jacobian_over_the_lm_limit(numpy_backend):
+    from backprop.gradcheck import jacobian_check
+
+    model = bp.mlp([2, 4, 3], dtype="float64", seed=0)  # 27 parameters, 3 outputs
+    with pytest.raises(bp.ConfigError, match="the Jacobian would take 264 MiB .limit 256 MiB"):
+        jacobian_check(model, np.zeros((427_000, 2)))
+
+
+def test_every_gradcheck_option_has_help():
+    from backprop.cli import build_parser
+
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    options = commands.choices["gradcheck"]._actions
+    assert [a.option_strings for a in options if not a.help] == []
+    assert "--max-params" in {s for a in options for s in a.option_strings}

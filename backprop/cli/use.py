@@ -12,7 +12,7 @@ import numpy as np
 from .. import checkpoint, datafiles, losses, runner
 from ..datafiles import read_file
 from ..errors import DataError
-from ..gradcheck import gradcheck, jacobian_check
+from ..gradcheck import check_budget, gradcheck, jacobian_check
 from ..heads import scores
 from ..model import mlp
 from .common import device_spec
@@ -86,41 +86,52 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _gradcheck_model(args: argparse.Namespace, spec) -> tuple:
+    """The model to check, its loss and a description; a network built from the options is
+    refused by the budget before it is built (a checkpoint is bounded by its own size)."""
+    if args.model:
+        model, _, head, _ = runner.restore(args.model, spec)
+        check_budget([tuple(p.shape) for p in model.parameter_list()], model.n_inputs, args.samples,
+                     args.max_params)
+        return model, head.loss, args.model
+    loss = args.loss if args.loss != "auto" else ("ce" if args.outputs > 1 else "mse")
+    sizes = [args.inputs, *args.hidden, args.outputs]
+    check_budget([s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))], args.inputs, args.samples,
+                 args.max_params)
+    model = mlp(sizes, activation=args.activation, output=None, device=spec, dtype="float64", seed=args.seed)
+    return model, loss, f"{'-'.join(map(str, sizes))} {args.activation} network, {loss} loss"
+
+
 def gradcheck_command(args: argparse.Namespace) -> int:
     spec = device_spec(args.device, args.backend)
     rng = np.random.default_rng(args.seed)
-    if args.model:
-        model, _, head, _ = runner.restore(args.model, spec)
-        loss = head.loss
-        source = args.model
-    else:
-        loss = args.loss if args.loss != "auto" else ("ce" if args.outputs > 1 else "mse")
-        output = None
-        sizes = [args.inputs, *args.hidden, args.outputs]
-        model = mlp(sizes, activation=args.activation, output=output, device=spec, dtype="float64",
-                    seed=args.seed)
-        source = f"{'-'.join(map(str, sizes))} {args.activation} network, {loss} loss"
-    X = rng.normal(size=(args.samples, model.n_inputs))
+    model, loss, source = _gradcheck_model(args, spec)
     task = losses.get(loss).task
+    if task == "multiclass" and model.n_outputs < 2:
+        raise DataError(f"--loss {loss} needs at least 2 outputs")
+    X = rng.normal(size=(args.samples, model.n_inputs))
     if task == "multiclass":
         y = rng.integers(0, model.n_outputs, size=args.samples)
-        if model.n_outputs < 2:
-            raise DataError(f"--loss {loss} needs at least 2 outputs")
     elif task == "binary":
         y = rng.integers(0, 2, size=(args.samples, model.n_outputs))
     else:
         y = rng.normal(size=(args.samples, model.n_outputs))
     if args.jacobian:
-        result = jacobian_check(model, X, tolerance=args.tolerance or 1e-7, seed=args.seed)
+        result = jacobian_check(model, X, tolerance=args.tolerance or 1e-7, max_entries=args.max_params,
+                                seed=args.seed)
         source = f"the output Jacobian of {source.split(',')[0]}"
     else:
-        result = gradcheck(model, X, y, loss=loss, tolerance=args.tolerance or 1e-6, seed=args.seed)
+        result = gradcheck(model, X, y, loss=loss, tolerance=args.tolerance or 1e-6,
+                           max_entries=args.max_params, seed=args.seed)
     if args.json:
         emit_json({"type": "gradcheck", "ok": result.ok, "jacobian": args.jacobian, "worst": result.worst,
-                   "tolerance": result.tolerance, "errors": result.errors,
+                   "tolerance": result.tolerance, "errors": result.errors, "entries": result.entries,
+                   "sizes": result.sizes, "floor": result.floor, "floored": result.floored,
                    "device": model.backend.label, "backend": model.backend.name})
     else:
         print(f"gradient check of {source} on {model.backend.label} (float64, "
-              f"{args.samples} samples, central differences)")
+              f"{args.samples} samples, five-point differences)")
+        print(f"checked {result.checked:,} of {sum(result.sizes.values()):,} entries "
+              f"(at most {args.max_params} per array: --max-params)")
         print(result)
     return 0 if result.ok else 1
