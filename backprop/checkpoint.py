@@ -19,8 +19,13 @@ Tensors, by name:
 
 A SHA-256 over all tensor bytes and the rest of the header sits in the header,
 so a flipped bit anywhere is reported instead of silently loaded (format 1 hashed
-the tensors only). Files are written to a temporary name and
-renamed over the target, so a crash mid-save leaves the previous checkpoint whole.
+the tensors only); a header that passes its checksum is still checked against the
+tensors before anything is built from it (it may have been forged and re-signed).
+
+Every file the tool writes (checkpoints, predictions, pictures) goes through
+:func:`check_writable` (may this path be written?) and :func:`write_atomic` (a
+temporary name renamed over the target, so a crash mid-save leaves the previous
+file whole; symbolic links are followed; a killed save's leftovers are removed).
 
 Format versions: 1 (backprop 0.1.0) kept early stopping's progress in the training
 run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load.
@@ -216,8 +221,13 @@ def write_atomic(path: str, data: bytes) -> None:
 
 WRITERS = {"checkpoint": ("a backprop checkpoint", "choose another --save path"),
            "predictions": ("a predictions file written by backprop",
-                           "choose another --out file, or add --force to replace it")}
+                           "choose another --out file, or add --force to replace it"),
+           "picture": ("a picture drawn by backprop", "choose another --plot folder, or move the file")}
 """What each kind of file we write may replace ("ours"), and what to tell the user otherwise."""
+
+PICTURE_SOFTWARE = f"backprop {__version__}"
+"""The PNG ``Software`` text our pictures carry (``savefig(..., metadata={"Software": ...})``), by
+which a later run knows a picture for its own."""
 
 
 def _is_safetensors(path: str) -> bool:
@@ -243,6 +253,13 @@ def _is_predictions(path: str) -> bool:
         re.fullmatch(r"prediction(_\d+)?|p_.*", f, re.DOTALL) for f in fields)
 
 
+def _is_our_picture(path: str) -> bool:
+    """A PNG whose ``Software`` text chunk (written before the image data) names backprop."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 14)
+    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00backprop " in head
+
+
 def _is_ours(path: str, kind: str) -> bool:
     if kind == "checkpoint":
         try:
@@ -250,7 +267,7 @@ def _is_ours(path: str, kind: str) -> bool:
             return True
         except CheckpointError:
             return False
-    return _is_predictions(path)
+    return _is_predictions(path) if kind == "predictions" else _is_our_picture(path)
 
 
 def check_writable(path: str, kind: str = "checkpoint", *, inputs: Sequence[str] = (),
@@ -663,5 +680,5 @@ def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], n
         state.early_stopping = watch
 
 
-__all__ = ["Checkpoint", "CheckpointError", "check_writable", "load", "read_header", "save",
-           "write_atomic"]
+__all__ = ["PICTURE_SOFTWARE", "Checkpoint", "CheckpointError", "check_writable", "load", "read_header",
+           "remove_stale_temps", "save", "write_atomic"]

@@ -162,15 +162,21 @@ def test_forged_tensors_are_refused(what, saved, tmp_path):
         runner.restore(str(forged))
 
 
-def test_a_forged_huge_header_allocates_nothing(saved, tmp_path):
+@pytest.mark.parametrize("source", ["a training run", "Python"])
+def test_a_forged_huge_header_allocates_nothing(source, saved, tmp_path):
     """10,000 x 10,000 layers claimed by a 50 KB file: refused from the header and the tensor
     shapes, before any weight is drawn (before: 2.5 GB and 18 s, growing quadratically)."""
+    src = saved / "moons.safetensors"
+    if source == "Python":  # no run settings to disagree with: the shapes alone must tell
+        src = tmp_path / "py.safetensors"
+        checkpoint.save(bp.mlp([3, 3, 2], seed=0), str(src))
+
     def huge(meta):
         for spec in meta["layers"]:
             if spec["type"] == "dense":
                 spec["config"].update(in_features=10_000, out_features=10_000)
 
-    forged = forge(saved / "moons.safetensors", tmp_path / "big.safetensors", huge)
+    forged = forge(src, tmp_path / "big.safetensors", huge)
     tracemalloc.start()
     try:
         with pytest.raises(CheckpointError, match=r"layer 0 is 10000 x 10000 but its weights are \(3, 3\)"):
@@ -353,3 +359,23 @@ def test_kill_9_during_a_save_is_cleaned_up_by_the_next(model, tmp_path):
     os.utime(tmp_path / left[0], (time.time() - 2 * checkpoint.TEMP_ORPHAN_S,) * 2)
     assert cli(["train", "--resume", model, "--epochs", "4", "--quiet"])[0] == 0
     assert sorted(os.listdir(tmp_path)) == ["four.csv", model.name]
+
+
+def test_pictures_replace_only_pictures_of_ours(tmp_path):
+    """The rule --plot DIR needs: a PNG drawn by backprop (its Software text) may be redrawn,
+    a user's picture or any other file is left alone."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure()
+    ours, theirs, text = tmp_path / "curves.png", tmp_path / "fit.png", tmp_path / "decision_boundary.png"
+    fig.savefig(ours, metadata={"Software": checkpoint.PICTURE_SOFTWARE})
+    fig.savefig(theirs)  # Matplotlib's own Software text: somebody's picture
+    plt.close(fig)
+    text.write_text("notes")
+    checkpoint.check_writable(str(ours), "picture")
+    for path in (theirs, text):
+        with pytest.raises(CheckpointError, match="is not a picture drawn by backprop: it is left alone"):
+            checkpoint.check_writable(str(path), "picture")
