@@ -434,3 +434,236 @@ def test_random_settings_never_break_the_server(server):
             client.post(f"/api/runs/{answer['id']}/control", {"action": "stop"})
             server.sessions[answer["id"]].thread.join(5)
     assert seen == {201, 400}
+
+
+# -- what a hostile or careless client sends -------------------------------------------------------
+def test_a_huge_integer_or_a_deeply_nested_body_is_a_bad_request_not_a_server_failure(server, capfd):
+    client = Client(server)
+    status, answer = client.request("POST", "/api/runs", raw=b'{"seed": ' + b"9" * 400 + b"}")
+    assert status == 400 and answer["error"].startswith("seed must be in [0, 2147483647], got 999")
+    assert len(answer["error"]) < 100  # the number is not echoed whole
+    status, answer = client.request("POST", "/api/runs", raw=b"[" * 30_000 + b"]" * 30_000)
+    assert status == 400 and "nests too deeply" in answer["error"]
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_page_gone_mid_request_leaves_no_traceback(server, capfd):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(f"POST /api/runs HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nContent-Type: application/json"
+                 "\r\nContent-Length: 1000\r\n\r\n{".encode())
+    time.sleep(0.2)  # the server is reading the body
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    sock.close()  # a reset, as a closed tab's
+    assert Client(server).request("GET", "/api/info")[0] == 200  # still serving
+    time.sleep(0.3)
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def _raw_answer(port, request: bytes, seconds: float = 3.0) -> bytes:
+    """What the server sends for ``request`` until it closes the connection (at most ``seconds``)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=seconds)
+    sock.sendall(request)
+    got, deadline = b"", time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except TimeoutError:
+        pass
+    sock.close()
+    return got
+
+
+def test_head_of_the_stream_sends_headers_only_and_leaves_the_page_listening(server):
+    client = Client(server)
+    run, stream = client.watch(data="circle")
+    session = server.sessions[run["id"]]
+    listener = session.listener
+    answer = _raw_answer(client.port, f"HEAD /api/runs/{run['id']}/events HTTP/1.1\r\n"
+                                      f"Host: 127.0.0.1:{client.port}\r\n\r\n".encode())
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head and body == b""
+    assert session.listener is listener and session.thread.is_alive() and not session.stop_asked
+    client.post(f"/api/runs/{run['id']}/control", {"action": "step"})
+    picture = stream.next()
+    while picture["epoch"] == 0:
+        picture = stream.next()
+    assert picture["epoch"] == 1  # the page's stream goes on
+    stream.close()
+
+
+def test_connections_that_trickle_are_closed_when_their_request_time_is_up(server, monkeypatch):
+    from backprop.playground import server as served
+
+    monkeypatch.setattr(served, "REQUEST_S", 1.0)
+    slow = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+    for sock in slow:
+        sock.sendall(b"GET /api/info HTTP/1.1\r\n")
+        sock.setblocking(False)
+    start, closed = time.monotonic(), {}
+    while len(closed) < len(slow) and time.monotonic() - start < 4.0:  # a byte each 0.1 s: never idle
+        for i, sock in enumerate(slow):
+            if i in closed:
+                continue
+            try:
+                if sock.recv(1024) == b"":
+                    closed[i] = time.monotonic() - start
+                    continue
+            except BlockingIOError:
+                pass
+            except OSError:
+                closed[i] = time.monotonic() - start
+                continue
+            try:
+                sock.send(b"X")
+            except OSError:
+                closed[i] = time.monotonic() - start
+        time.sleep(0.1)
+    for sock in slow:
+        sock.close()
+    assert len(closed) == len(slow) and max(closed.values()) < 2.0, closed
+    assert Client(server).request("GET", "/api/info")[0] == 200  # others are served
+
+
+def _serve(path, target=None):
+    srv = make_server("127.0.0.1", 0, str(path), target)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return srv
+
+
+def _close(srv):
+    srv.shutdown()
+    srv.stop_all()
+    srv.server_close()
+
+
+def _strict_json(text):
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_data_too_wide_to_draw_is_refused_and_wide_data_still_sends_finite_json(tmp_path):
+    from backprop.errors import DataError
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, size=(100, 2))
+    y = (X[:, 0] > 0).astype(int)
+    near_max = tmp_path / "near_max.csv"
+    np.savetxt(near_max, np.column_stack([X * 1.7e308, y]), delimiter=",", header="a,b,label", comments="")
+    with pytest.raises(DataError, match=r"column 'a' spans .* too wide to draw .*: rescale it"):
+        make_server("127.0.0.1", 0, str(near_max))
+    curve = tmp_path / "curve.csv"  # a regression target too wide: the curve's axis
+    t = np.linspace(-1, 1, 400) * 1.7e308  # more distinct values than classes are: a regression
+    np.savetxt(curve, np.column_stack([t / 1e308, t]), delimiter=",", header="x,t", comments="")
+    with pytest.raises(DataError, match="column 't' spans"):
+        make_server("127.0.0.1", 0, str(curve))
+    wide = tmp_path / "wide.csv"  # a box of width 2.4e307 still fits: drawn, in finite JSON
+    np.savetxt(wide, np.column_stack([X * 1e307, y]), delimiter=",", header="a,b,label", comments="")
+    srv = _serve(wide)
+    try:
+        client = Client(srv)
+        conn = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+        conn.request("POST", "/api/runs", body=b'{"data": "file"}',
+                     headers={"Host": f"127.0.0.1:{client.port}", "Content-Type": "application/json"})
+        run = _strict_json(conn.getresponse().read())
+        assert all(np.isfinite(run["domain"])) and run["domain"][1] > 9e306
+        stream = client.stream(run["id"])
+        line = stream.answer.fp.readline()
+        picture = _strict_json(line[len("data: "):])
+        assert decode(picture["output"]).shape == (80 * 80,)
+        stream.close()
+    finally:
+        _close(srv)
+
+
+def test_a_data_file_is_bounded_in_classes_and_in_rows_whatever_its_width(tmp_path, monkeypatch):
+    from backprop.errors import DataError
+
+    rng = np.random.default_rng(0)
+    limit = sessions.LIMITS["classes"]
+    assert limit == 10  # one colour each: the page's palette
+
+    def classes(k):
+        path = tmp_path / f"classes{k}.csv"
+        rows = "".join(f"{rng.normal()},{rng.normal()},c{i % k}\n" for i in range(3 * k))
+        path.write_text("a,b,label\n" + rows)
+        return str(path)
+
+    assert sessions.Source(classes(limit)).describe()["file"]["task"] == "classification"
+    with pytest.raises(DataError, match=f"has {limit + 1} classes: the playground colours at most {limit}"):
+        sessions.Source(classes(limit + 1))
+    monkeypatch.setitem(sessions.LIMITS, "rows", 50)
+    for columns in (1, 2):
+        path = tmp_path / f"rows{columns}.csv"
+        np.savetxt(path, rng.normal(size=(51, columns + 1)), delimiter=",", comments="",
+                   header=",".join(f"c{i}" for i in range(columns + 1)))
+        with pytest.raises(DataError, match="has 51 rows: the playground draws at most 50"):
+            sessions.Source(str(path))
+
+
+def test_the_target_column_is_chosen_as_backprop_train_does(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 2))
+    path = tmp_path / "first.csv"
+    path.write_text("species,a,b\n" + "".join(f"{'red' if a + b > 0 else 'blue'},{a},{b}\n" for a, b in X))
+    srv = _serve(path, "species")
+    try:
+        client = Client(srv)
+        assert client.request("GET", "/api/info")[1]["data"]["file"]["feature_names"] == ["a", "b"]
+        run = client.new_run(data="file", hidden=[3])
+        assert run["task"] == "classification" and run["classes"] == ["blue", "red"]
+        words = shlex.split(run["command"])
+        assert words[2:5] == [str(path), "--target", "species"]
+    finally:
+        _close(srv)
+    from backprop.errors import DataError
+
+    with pytest.raises(DataError, match="no column 'kind'"):  # train's own rule and message
+        make_server("127.0.0.1", 0, str(path), "kind")
+
+
+def test_a_port_above_65535_is_refused_in_one_line(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["playground", "--no-browser", "--port", "99999"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "must be a port number 0..65535" in err and "got 99999" in err
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_an_ipv6_literal_is_served_over_ipv6():
+    srv = make_server("::1", 0, None)
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        assert srv.url == f"http://[::1]:{port}/" and srv.local
+        conn = http.client.HTTPConnection("::1", port, timeout=5)
+        conn.request("GET", "/api/info", headers={"Host": f"[::1]:{port}"})
+        assert conn.getresponse().status == 200
+        conn.close()
+        conn = http.client.HTTPConnection("::1", port, timeout=5)
+        conn.request("POST", "/api/runs", body=b"{}", headers={
+            "Host": f"[::1]:{port}", "Origin": f"http://[::1]:{port}", "Content-Type": "application/json"})
+        assert conn.getresponse().status == 201  # the page's own origin, as a browser names it
+        conn.close()
+    finally:
+        _close(srv)
+    proc, line = _start_cli("--port", "0", "--host", "::1")
+    try:
+        assert line.startswith("backprop playground: http://[::1]:")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=10)
+    assert "warning" not in proc.stderr.read()  # loopback

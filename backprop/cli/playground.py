@@ -10,9 +10,20 @@ import webbrowser
 from ..errors import ConfigError
 
 DEFAULT_PORT = 8765
+MAX_PORT = 65535
 
 
-def add_parser(commands, port_type) -> None:
+def add_parser(commands, int_from) -> None:
+    """The ``playground`` command; ``int_from(minimum, what)``: the CLI's integer argument type."""
+    what = f"a port number 0..{MAX_PORT} (0: any free one)"
+    at_least_0 = int_from(0, what)
+
+    def port_type(text: str) -> int:
+        port = at_least_0(text)
+        if port > MAX_PORT:  # bind() would raise OverflowError
+            raise argparse.ArgumentTypeError(f"must be {what}, got {port}")
+        return port
+
     p = commands.add_parser(
         "playground", help="a local web page that trains a network while you watch",
         description="Start a local web page (TensorFlow Playground's, on this trainer): pick data, "
@@ -21,6 +32,9 @@ def add_parser(commands, port_type) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="a .csv/.npz file to offer besides the generated sets (2 feature columns: the "
                         "boundary is drawn; more: a chosen pair)")
+    p.add_argument("--target", default=None,
+                   help="the file's target column, a name or index, as for backprop train "
+                        "(default: the last)")
     p.add_argument("--port", type=port_type, default=None,
                    help=f"port (default {DEFAULT_PORT}, or a free one when it is taken; 0: a free one)")
     p.add_argument("--host", default="127.0.0.1",
@@ -38,10 +52,10 @@ def run(args: argparse.Namespace) -> int:
               "start training runs on this machine", file=sys.stderr)
     port = DEFAULT_PORT if args.port is None else args.port
     try:
-        server = make_server(args.host, port, args.data)
+        server = make_server(args.host, port, args.data, args.target)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE and args.port is None:
-            server = make_server(args.host, 0, args.data)  # the default is taken: any free port
+            server = make_server(args.host, 0, args.data, args.target)  # the default is taken: any free port
         elif exc.errno == errno.EADDRINUSE:
             raise ConfigError(f"port {port} is in use: choose another with --port, or 0 for a free one") \
                 from None

@@ -21,6 +21,7 @@ started with, and runs at most :data:`~.session.LIMITS` ``["runs"]`` runs at onc
 
 from __future__ import annotations
 
+import io
 import ipaddress
 import json
 import re
@@ -28,6 +29,7 @@ import secrets
 import socket
 import sys
 import threading
+import time
 import traceback
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,10 +38,14 @@ from typing import Any
 
 from .. import __version__, activations, optimizers
 from ..runner import FULL_BATCH
+from . import views
 from .session import DEFAULTS, LIMITS, BadRequest, Session, Source, check_settings, devices
 
 MAX_BODY = 64 * 1024
 HEARTBEAT_S = 1.0  # a silent stream still writes this often, so a vanished page is noticed
+REQUEST_S = 30.0
+"""The most a connection may take to send one request (waiting, line, headers and body),
+however slowly it trickles: then it is closed and its thread freed."""
 STATIC = {"index.html": "text/html; charset=utf-8", "playground.js": "text/javascript; charset=utf-8",
           "playground.css": "text/css; charset=utf-8"}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -53,6 +59,8 @@ class PlaygroundServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], source: Source) -> None:
+        # an IPv6 literal (::1, ::) needs an IPv6 socket; names and IPv4 addresses an IPv4 one
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, Handler)
         self.source = source
         self.sessions: dict[str, Session] = {}
@@ -74,7 +82,8 @@ class PlaygroundServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}/"
+        host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
 
     def new_session(self, payload: Any) -> Session:
         settings = check_settings(payload, self.source)
@@ -124,7 +133,7 @@ class PlaygroundServer(ThreadingHTTPServer):
     def info(self) -> dict:
         return {"version": __version__, "data": self.source.describe(), "optimizers": list(optimizers.NAMES),
                 "full_batch": list(FULL_BATCH), "activations": list(activations.HIDDEN), "devices": devices(),
-                "limits": LIMITS, "defaults": DEFAULTS}
+                "limits": LIMITS, "defaults": DEFAULTS, "class_colours": views.CLASS_COLOURS}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -132,6 +141,15 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = f"backprop-playground/{__version__}"
     timeout = 30  # a client that stops sending mid-request frees its thread
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # read through the deadline instead (the socket stays open)
+        self.rfile = io.BufferedReader(_Deadline(self))
+
+    def handle_one_request(self) -> None:
+        self.deadline = time.monotonic() + REQUEST_S  # for this request, the wait for it included
+        super().handle_one_request()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # the terminal shows the address and errors, not every request
@@ -152,7 +170,8 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, status: int, value: Any) -> None:
-        self._send(status, json.dumps(value, default=str).encode(), "application/json")
+        # no NaN or Infinity: browsers refuse them (a value that has one is a bug: a 500)
+        self._send(status, json.dumps(value, default=str, allow_nan=False).encode(), "application/json")
 
     def _error(self, status: int, message: str) -> None:
         self.close_connection = True
@@ -190,6 +209,8 @@ class Handler(BaseHTTPRequestHandler):
             return json.loads(raw or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise BadRequest("the body is not valid JSON") from None
+        except RecursionError:  # the parser recurses once per [ or {: settings nest two deep
+            raise BadRequest("the body nests too deeply: send the settings object") from None
 
     # -- methods ------------------------------------------------------------------------
     def do_GET(self) -> None:
@@ -206,9 +227,12 @@ class Handler(BaseHTTPRequestHandler):
         if not self._allowed():
             return
         try:
-            route(self.path.split("?", 1)[0])
-        except BadRequest as exc:
-            self._error(exc.status, str(exc))
+            try:
+                route(self.path.split("?", 1)[0])
+            except BadRequest as exc:
+                self._error(exc.status, str(exc))
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the page went away, or took too long to send: nobody to tell
         except Exception:  # noqa: BLE001 - a bug: its traceback on the terminal, a 500 to the page
             self._bug()
 
@@ -270,6 +294,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.send_header("X-Accel-Buffering", "no")
         self.end_headers()
+        if self.command == "HEAD":
+            return  # the headers only: a HEAD neither streams nor takes the run over
         token = session.attach()
         seen = -1
         try:
@@ -288,7 +314,29 @@ class Handler(BaseHTTPRequestHandler):
             session.detach(token)
 
 
-def make_server(host: str, port: int, data: str | None) -> PlaygroundServer:
+class _Deadline(io.RawIOBase):
+    """A handler's connection, read with an overall deadline (``handler.deadline``) besides the
+    per-read timeout: a client trickling a byte at a time cannot hold a thread for long."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        sock, timeout = self.handler.connection, self.handler.timeout
+        left = self.handler.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"a request took over {REQUEST_S:g} s to arrive")
+        sock.settimeout(min(left, timeout))
+        try:
+            return sock.recv_into(buffer)
+        finally:
+            sock.settimeout(timeout)  # writes (a stream) keep the plain timeout
+
+
+def make_server(host: str, port: int, data: str | None, target: str | None = None) -> PlaygroundServer:
     """A server bound to ``host:port`` (port 0: a free one) offering ``data`` besides the
-    generated sets."""
-    return PlaygroundServer((host, port), Source(data))
+    generated sets (``target``: its target column, as ``backprop train --target``)."""
+    return PlaygroundServer((host, port), Source(data, target))

@@ -34,8 +34,9 @@ from ..runner import FULL_BATCH, Run
 from . import views
 
 LIMITS = {"layers": 6, "units": 16, "points": 5000, "grid": (10, 100), "unit_grid": (6, 32), "runs": 4,
-          "lr": 10.0, "penalty": 1.0, "seed": 2**31 - 1}
-"""Bounds on what a page may ask for."""
+          "lr": 10.0, "penalty": 1.0, "seed": 2**31 - 1, "rows": 100_000, "classes": len(views.CLASS_COLOURS)}
+"""Bounds on what a page may ask for, and on the data file it is offered (rows; classes: as
+many as the pictures colour apart)."""
 
 EPOCHS = 10_000_000
 """A playground run's epoch budget: in effect, until paused or stopped."""
@@ -61,23 +62,20 @@ class BadRequest(Exception):
 
 
 class Source:
-    """The data a playground offers: the generated sets, and the file named on its command line."""
+    """The data a playground offers: the generated sets, and the file named on its command line
+    (``target``: its target column, a name or index, as ``backprop train --target`` reads it)."""
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, target: str | None = None) -> None:
         # a file by its absolute path (the run's command line works from anywhere); a built-in
         # set such as digits by its name
         self.path = os.path.abspath(path) if path and os.path.exists(path) else path
+        self.target = target
         self.file = None
         if path:
             from ..datafiles import load
 
-            self.file = load(path)  # a DataError here is the command line's one-line error
-            if self.file.y.ndim != 1:
-                raise DataError(f"{path}: the playground draws one target column; this file has "
-                                f"{self.file.y.shape[1]}: pick one with a CSV whose last column is it")
-            if self.file.X.shape[1] > 1 and len(self.file.X) > 100_000:
-                raise DataError(f"{path} has {len(self.file.X)} rows: the playground draws at most 100000; "
-                                "sample it, or train it with backprop train")
+            self.file = load(path, target)  # a DataError here is the command line's one-line error
+            _check_drawable(self.file, path)
 
     def names(self) -> list[str]:
         return (["file"] if self.file is not None else []) + list(PLANE_SETS + CURVE_SETS)
@@ -96,18 +94,48 @@ class Source:
         return out
 
 
+def _check_drawable(f: Any, path: str) -> None:
+    """Refuses a data file the page cannot draw: more than one target, too many rows or
+    classes, or values whose picture's box overflows (its JSON would need Infinity)."""
+    if f.y.ndim != 1:
+        raise DataError(f"{path}: the playground draws one target column; this file has {f.y.shape[1]}: "
+                        "pick one with --target")
+    if len(f.X) > LIMITS["rows"]:
+        raise DataError(f"{path} has {len(f.X)} rows: the playground draws at most {LIMITS['rows']}; "
+                        "sample it, or train it with backprop train")
+    task = f.task or infer_task(f.y)
+    if task == "classification" and len(np.unique(f.y)) > LIMITS["classes"]:
+        raise DataError(f"{path} has {len(np.unique(f.y))} classes: the playground colours at most "
+                        f"{LIMITS['classes']} apart; train it with backprop train")
+    columns = [(name, f.X[:, c]) for c, name in enumerate(f.feature_names)]
+    if task == "regression":
+        columns.append((f.target_name or "the target", f.y))
+    for name, values in columns:
+        if not views.drawable(np.asarray(values, dtype=np.float64)):
+            raise DataError(f"{path}: column {name!r} spans {np.min(values):.3g} to {np.max(values):.3g}, "
+                            "too wide to draw (its picture's box overflows a float): rescale it")
+
+
 # -- checking a page's settings ----------------------------------------------------------
 def _number(payload: dict, key: str, low: float, high: float, default: float, *, integer: bool = False,
             open_low: bool = False) -> Any:
     value = payload.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequest(f"{key} must be a number, got {value!r}")
+    # an int is compared as it is: a 400-digit one does not fit a float (math.isfinite overflows)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or (isinstance(value, float) and not math.isfinite(value)):
+        raise BadRequest(f"{key} must be a number, got {_shown(value)}")
     if integer and value != int(value):
-        raise BadRequest(f"{key} must be an integer, got {value!r}")
+        raise BadRequest(f"{key} must be an integer, got {_shown(value)}")
     if value < low or value > high or (open_low and value == low):
         bound = f"({low}, {high}]" if open_low else f"[{low}, {high}]"
-        raise BadRequest(f"{key} must be in {bound}, got {value!r}")
+        raise BadRequest(f"{key} must be in {bound}, got {_shown(value)}")
     return int(value) if integer else float(value)
+
+
+def _shown(value: Any) -> str:
+    """A value as a message quotes it: at most 40 characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _index(value: Any, bound: int) -> bool:
@@ -218,6 +246,8 @@ def command_line(s: dict, source: Source, epochs: int) -> str:
     """The ``backprop train`` command that trains these settings to ``epochs`` epochs."""
     r = run_settings(s)
     words = ["backprop", "train", data_reference(s, source)]
+    if s["data"] == "file" and source.target is not None:
+        words += ["--target", str(source.target)]
     words += ["--hidden", ",".join(map(str, r["hidden"])) or "0", "--activation", r["activation"]]
     if r["features"]:
         words += ["--features", ",".join(r["features"])]
@@ -247,7 +277,8 @@ class Session:
     def __init__(self, sid: str, settings: dict, source: Source) -> None:
         self.id, self.settings, self.source = sid, settings, source
         try:
-            self.run = Run(data_reference(settings, source), device=settings["device"],
+            target = source.target if settings["data"] == "file" else None
+            self.run = Run(data_reference(settings, source), device=settings["device"], target=target,
                            **run_settings(settings))
         except BackpropError as exc:
             raise BadRequest(str(exc).splitlines()[0]) from None

@@ -11,6 +11,7 @@ base64-encoded.
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,11 @@ import numpy as np
 from backends import to_numpy_any
 
 from ..layers import Dense
+
+CLASS_COLOURS = ("#f59322", "#0877bd", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f",
+                 "#bcbd22", "#17becf")
+"""The page's colour of each class (the first two: TensorFlow Playground's orange and blue):
+as many classes as it can draw apart."""
 
 
 def encode(values: np.ndarray) -> str:
@@ -44,11 +50,6 @@ class Plane:
     @classmethod
     def around(cls, X: np.ndarray, pair: tuple[int, ...], y: np.ndarray | None = None) -> Plane:
         """The box around the points of ``X`` (N, F) in columns ``pair``, with a 10% margin."""
-        def span(v: np.ndarray) -> tuple[float, float]:
-            lo, hi = float(np.min(v)), float(np.max(v))
-            pad = 0.1 * (hi - lo) if hi > lo else 1.0
-            return lo - pad, hi + pad
-
         x0, x1 = span(X[:, pair[0]])
         y0, y1 = span(X[:, pair[1]] if len(pair) > 1 else np.asarray(y, dtype=np.float64).ravel())
         return cls(tuple(pair), (x0, x1, y0, y1), X.mean(axis=0))
@@ -56,16 +57,31 @@ class Plane:
     def points(self, size: int) -> np.ndarray:
         """Raw inputs (size * size, F) at the grid's cell centres (1-D: (size, F) along x)."""
         x0, x1, y0, y1 = self.domain
-        xs = x0 + (np.arange(size) + 0.5) * (x1 - x0) / size
+        # the fraction first: (i + 0.5) * width would overflow for a width near the float maximum
+        xs = x0 + (np.arange(size) + 0.5) / size * (x1 - x0)
         if len(self.pair) == 1:
             P = np.tile(self.base, (size, 1))
             P[:, self.pair[0]] = xs
             return P
-        ys = y1 - (np.arange(size) + 0.5) * (y1 - y0) / size  # top row first
+        ys = y1 - (np.arange(size) + 0.5) / size * (y1 - y0)  # top row first
         gx, gy = np.meshgrid(xs, ys)
         P = np.tile(self.base, (size * size, 1))
         P[:, self.pair[0]], P[:, self.pair[1]] = gx.ravel(), gy.ravel()
         return P
+
+
+def span(values: np.ndarray) -> tuple[float, float]:
+    """The drawn range of ``values`` (N,): their own with a 10% margin each side (infinite
+    where that overflows: see :func:`drawable`)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    pad = 0.1 * (hi - lo) if hi > lo else 1.0  # Python floats: an overflow is inf, not an error
+    return lo - pad, hi + pad
+
+
+def drawable(values: np.ndarray) -> bool:
+    """Whether a grid can be laid over ``values`` (N,): its range and width are finite numbers."""
+    lo, hi = span(values)
+    return math.isfinite(hi - lo)
 
 
 def hidden_outputs(model, Xn) -> tuple[list[np.ndarray], object]:
@@ -111,7 +127,8 @@ def snapshot(model, transform, head, plane: Plane, size: int, unit_size: int,
     else:
         Y = transform.outputs(np.asarray(to_numpy_any(model.predict(Xn, loss=head.loss))))[:, 0]
         if one_d:
-            out["curve"] = [round(float(v), 5) for v in Y]
+            # JSON has no NaN or Infinity (a diverged network's curve): such a point goes as null
+            out["curve"] = [round(float(v), 5) if math.isfinite(v) else None for v in Y]
         else:
             lo, hi = y_range
             out["output"] = encode(2.0 * (Y - lo) / max(hi - lo, 1e-12) - 1.0)

@@ -11,12 +11,11 @@ const PENALTIES = [0, 0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1];
 const PLANE = ["x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)"];
 const LINE = ["x1", "x1^2", "sin(x1)"];
 const LIVE = ["lr", "l1", "l2"]; // changed while training; everything else starts a new run
-const CLASS_COLOURS = ["#f59322", "#0877bd", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2",
-  "#7f7f7f", "#bcbd22", "#17becf"];
 
 const page = {
   info: null, settings: null, run: null, stream: null, picture: null, playing: false,
   records: null, beats: [], generation: 0, pictures: 0,
+  queued: null, // play or step pressed before the run exists: sent once it does
 };
 window.backpropPlayground = page; // the page's state, for scripts that measure it (benchmarks/playground.py)
 
@@ -217,9 +216,12 @@ function changeUnits(layer, by) {
   change("hidden", hidden);
 }
 
-function wire() {
+function wireTransport() { // at once: a click while the page is still starting is kept
   $("play").addEventListener("click", () => control(page.playing ? "pause" : "play"));
   $("step").addEventListener("click", () => control("step"));
+}
+
+function wire() {
   $("reset").addEventListener("click", () => reset());
   for (const key of ["optimizer", "activation", "device", "dtype"]) {
     $(key).addEventListener("change", () => change(key, $(key).value));
@@ -274,7 +276,7 @@ async function reset() {
   page.run = null;
   page.picture = null;
   page.records = { epoch: [], train_loss: [], val_loss: [], train_accuracy: [], val_accuracy: [] };
-  setPlaying(false);
+  setPlaying(page.queued === "play");
   $("epoch").textContent = "0";
   try {
     const run = await (await post("/api/runs", page.settings)).json();
@@ -288,6 +290,7 @@ async function reset() {
     showSettings();
     listen(run.id);
   } catch (e) {
+    if (generation === page.generation) { page.queued = null; setPlaying(false); }
     say(e.message, true);
   }
 }
@@ -295,7 +298,13 @@ async function reset() {
 function listen(id) {
   const stream = new EventSource(`/api/runs/${id}/events`);
   page.stream = stream;
-  stream.onmessage = (event) => { if (page.stream === stream) onPicture(JSON.parse(event.data)); };
+  stream.onmessage = (event) => {
+    if (page.stream !== stream) return;
+    onPicture(JSON.parse(event.data));
+    const queued = page.queued; // pressed while the run was being made: sent after its first picture
+    page.queued = null;
+    if (queued) control(queued);
+  };
   stream.addEventListener("end", () => { stream.close(); if (page.stream === stream) { setPlaying(false); say("this run has ended: reset to start another"); } });
   stream.onerror = () => {
     if (page.stream === stream && stream.readyState === EventSource.CLOSED) {
@@ -306,7 +315,12 @@ function listen(id) {
 }
 
 async function control(action) {
-  if (!page.run) return;
+  if (!page.run) { // the run is still being made: do this once it exists
+    page.queued = action === "pause" ? null : action;
+    setPlaying(action === "play");
+    say(page.queued ? `starting the run: it will ${action} as soon as it is ready` : "paused");
+    return;
+  }
   try {
     const answer = await (await post(`/api/runs/${page.run.id}/control`, { action })).json();
     setPlaying(answer.state === "running" && action === "play");
@@ -359,7 +373,7 @@ function onPicture(p) {
   if (p.state === "done") {
     setPlaying(false);
     say(p.error ? `stopped: ${p.error}` : "done");
-  } else if (p.state === "paused" && page.playing) {
+  } else if (p.state === "paused" && page.playing && !page.queued) {
     setPlaying(false);
   }
   const now = performance.now();
@@ -409,7 +423,7 @@ function outputImage(p, run) {
     const classes = bytes(p.classes), k = run.classes.length;
     return gridImage(p.size, (i) => {
       const confidence = values[i] / 255, strength = Math.max(0, (confidence - 1 / k) / (1 - 1 / k));
-      return mix(WHITE, hex(CLASS_COLOURS[classes[i] % CLASS_COLOURS.length]), 0.15 + 0.6 * strength);
+      return mix(WHITE, hex(page.info.class_colours[classes[i]]), 0.15 + 0.6 * strength);
     });
   }
   return gridImage(p.size, (i) => mix(WHITE, scale(values[i] / 127.5 - 1), 0.75));
@@ -417,8 +431,7 @@ function outputImage(p, run) {
 
 function pointColour(run, label) {
   if (run.task === "classification") {
-    if (run.classes.length === 2) return label === 0 ? "#f59322" : "#0877bd";
-    return CLASS_COLOURS[label % CLASS_COLOURS.length];
+    return page.info.class_colours[label]; // the server offers no more classes than colours
   }
   const [lo, hi] = run.y_range;
   const [r, g, b] = scale((2 * (label - lo)) / Math.max(hi - lo, 1e-12) - 1);
@@ -610,6 +623,7 @@ function drawAll() {
 
 // -- start ------------------------------------------------------------------------------------
 async function start() {
+  wireTransport();
   try {
     const answer = await fetch("/api/info");
     page.info = await answer.json();
