@@ -56,7 +56,7 @@ from .layers import Dense, Layer
 from .lbfgs import LBFGS
 from .model import Sequential
 from .second_order import LevenbergMarquardt, Newton
-from .training import EarlyStopping, History
+from .training import EPOCH_KEYS, EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
 FORMAT_VERSION = 2
@@ -496,7 +496,8 @@ def _check_history(history: Any) -> None:
     if history is None:
         return
     _need(isinstance(history, dict) and isinstance(history.get("records"), list)
-          and all(isinstance(r, dict) and _count(r.get("epoch"), 1) for r in history["records"])
+          and all(isinstance(r, dict) and _count(r.get("epoch"), 1) and set(r) <= set(EPOCH_KEYS)
+                  and all(v is None or _number(v) for v in r.values()) for r in history["records"])
           and (history.get("best_epoch") is None or _count(history["best_epoch"]))
           and isinstance(history.get("stopped_early"), bool), "history")
 

@@ -23,7 +23,7 @@ from safetensors.numpy import load_file
 from safetensors.numpy import save as st_save
 
 import backprop as bp
-from backprop import checkpoint, runner
+from backprop import checkpoint, datafiles, runner
 from backprop.cli import build_parser, main
 from backprop.errors import BackpropError, CheckpointError
 
@@ -120,8 +120,10 @@ def _must_hold(path, data, input_csv):
 
 
 @pytest.mark.parametrize("name, data, csv", [("moons", "moons", "four.csv"), ("sine", "sine", "one.csv")])
-def test_header_fuzz_ends_in_checkpoint_error(name, data, csv, saved, tmp_path):
-    """Every key of the header set to each hostile value, or deleted (about 700 files per run)."""
+def test_header_fuzz_ends_in_checkpoint_error(name, data, csv, saved, tmp_path, monkeypatch):
+    """Every key of the header set to each hostile value, or deleted (about 1,000 files per run)."""
+    built_in = datafiles.load_builtin(data)  # drawn once: the run and evaluate read it per file
+    monkeypatch.setattr(datafiles, "load_builtin", lambda spec: built_in if spec == data else None)
     src = saved / f"{name}.safetensors"
     meta, tensors = checkpoint.read_header(str(src)), dict(load_file(str(src)))
     meta["history"]["records"] = meta["history"]["records"][:1]
@@ -160,6 +162,15 @@ def test_forged_tensors_are_refused(what, saved, tmp_path):
                    edit_tensors=TENSOR_FORGERIES[what])
     with pytest.raises(CheckpointError, match="inconsistent"):
         runner.restore(str(forged))
+
+
+@pytest.mark.parametrize("record", [{"epoch": 1, "train_loss": "x"}, {"epoch": 1, "loss": 0.5}, {"epoch": 0}])
+def test_forged_history_records_are_refused(record, saved, tmp_path):
+    """The curves plot and the progress lines read every record: numbers under known keys only."""
+    forged = forge(saved / "moons.safetensors", tmp_path / "f.safetensors",
+                   lambda m: m["history"].update(records=[record]))
+    with pytest.raises(CheckpointError, match=r"inconsistent \(history\)"):
+        checkpoint.load(str(forged))
 
 
 @pytest.mark.parametrize("source", ["a training run", "Python"])
