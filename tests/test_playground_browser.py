@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import time
 
 import pytest
 
@@ -23,13 +24,18 @@ SHOTS = os.environ.get("PLAYGROUND_SHOTS")  # a folder to keep the screenshots i
 
 
 @pytest.fixture(scope="module")
-def url():
+def served():
     srv = make_server("127.0.0.1", 0, None)
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield srv.url
+    yield srv
     srv.shutdown()
     srv.stop_all()
     srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def url(served):
+    return served.url
 
 
 @pytest.fixture(scope="module")
@@ -165,4 +171,30 @@ def test_narrow_window_has_no_overlapping_controls(page, url, tmp_path):
     assert overlaps == []
     assert page.evaluate("document.documentElement.scrollWidth") <= 400
     _shot(page, tmp_path, "playground-400.png")
+    assert page.problems == []
+
+
+def test_play_pressed_before_the_run_exists_is_kept(page, served, monkeypatch):
+    """A busy machine makes the page's start slow: a click on play meanwhile still trains."""
+    info, made = served.info, served.new_session
+
+    def slow_info():
+        time.sleep(0.5)
+        return info()
+
+    def slow_run(payload):
+        time.sleep(1.5)
+        return made(payload)
+
+    monkeypatch.setattr(served, "info", slow_info)
+    monkeypatch.setattr(served, "new_session", slow_run)
+    page.goto(served.url + "#data=gauss&hidden=4")
+    page.click("#play")  # at once: neither the page's settings nor its run exist yet
+    assert page.evaluate("window.backpropPlayground.run") is None
+    assert page.get_attribute("#play", "aria-label") == "pause"  # it shows the click was taken
+    page.wait_for_function("Number(document.getElementById('epoch').textContent.replace(/,/g, '')) > 5",
+                           timeout=20000)
+    assert page.get_attribute("#play", "aria-label") == "pause" and "training" in page.text_content("#status")
+    page.click("#play")
+    page.wait_for_function("document.getElementById('play').getAttribute('aria-label') === 'play'")
     assert page.problems == []
