@@ -282,10 +282,14 @@ def test_a_ctrl_c_on_one_rank_interrupts_every_rank_and_is_saved_as_such(tmp_pat
     # rank 0 says "interrupted" (not "done") and saves status "interrupted".
     saved, log = tmp_path / "m.safetensors", tmp_path / "code"
     done = launch(2, "interrupt", str(log), "1", "3", "train", "moons", "--hidden", "8", "--epochs", "50",
-                  "--distributed", "--save", str(saved), cwd=tmp_path)
+                  "--distributed", "--save", str(saved), "--plot", "plots", cwd=tmp_path)
     assert done.returncode == 130, done.stderr[-3000:]
     assert [(tmp_path / f"code.{r}").read_text() for r in (0, 1)] == ["130\n", "130\n"]
     assert "interrupted at epoch 3" in done.stdout and "done at" not in done.stdout, done.stdout
+    # Rank 1's exit 130 ends the job (python -m mpi4py aborts on a non-zero exit), so it
+    # waits until rank 0 has drawn its plots and printed its summary.
+    assert sorted(os.listdir(tmp_path / "plots")) == ["curves.png", "decision_boundary.png"]
+    assert "wrote plots/decision_boundary.png" in done.stdout
     ck = checkpoint.load(str(saved))
     assert ck.model.epoch == 3 and ck.extra["train"]["status"] == "interrupted"
 

@@ -88,8 +88,13 @@ def run(args: argparse.Namespace) -> int:
     if failure:
         kept = f"; {job.save_path} holds epoch {model.epoch}" if job.save_path else ""
         print(f"backprop: error: {failure}{kept}", file=sys.stderr)
-        return 1
-    return 130 if status == "interrupted" else 0
+    if job.comm is not None:
+        # Under python -m mpi4py a rank's non-zero exit aborts the job: none leaves before rank 0
+        # has printed everything (and drawn its plots).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        job.comm.barrier()
+    return 1 if failure else 130 if status == "interrupted" else 0
 
 
 def _banner(job: Run) -> str:
