@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import dtype_name, get_backend
+from backends import dtype_name, get_backend, is_out_of_memory
 
 from . import checkpoint, datafiles, features, losses, optimizers
 from .datasets import Dataset
@@ -420,9 +420,13 @@ class Run:
             history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
                                 batch_size=s["batch_size"], validation_data=val_n,
                                 early_stopping=self.early_stopping, callbacks=[between_epochs],
-                                comm=self.comm)
+                                comm=self.comm, class_targets=transform.task == "classification")
         except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
             failure = str(exc)
+        except Exception as exc:
+            if is_out_of_memory(exc) and hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(model.size_note(len(Xn)))  # what is big: with many classes, not the batch
+            raise
         if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
             stopped = self.comm.any(stopped)
         status = "diverged" if failure else "interrupted" if stopped else (

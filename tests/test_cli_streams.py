@@ -49,3 +49,18 @@ def test_option_errors_have_the_same_prefix_as_every_other_error(capsys):
         assert stop.code == 2
     err = capsys.readouterr().err
     assert err.startswith("backprop: error: argument --epochs") and "backprop train --help" in err
+
+
+def test_out_of_memory_in_a_run_says_what_is_big(capsys, monkeypatch):
+    from backprop import model as model_module
+
+    def oom(*args, **kwargs):
+        raise MemoryError("Unable to allocate 80.0 GiB")
+
+    monkeypatch.setattr(model_module.Sequential, "fit", oom)
+    code = main(["train", "xor", "--hidden", "3"])
+    err = capsys.readouterr().err
+    # xor: 2-3-2 (softmax over two classes): 2*3+3 + 3*2+2 = 17 parameters; 4 samples.
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("backprop: error: out of memory (MemoryError): the model has 17 parameters")
+    assert "its targets and outputs for 4 samples of 2 outputs" in err

@@ -163,3 +163,14 @@ def test_counts_are_printed_with_the_right_number(tmp_path, capsys):
     banner = capsys.readouterr().out.splitlines()[0]
     assert "8 train, 1 feature, regression, 1 target · 1-2-1 relu, 7 parameters" in banner, banner
     assert banner.endswith("batch 32, 1 epoch"), banner
+
+
+def test_a_levenberg_marquardt_classifier_reports_accuracy_every_epoch():
+    # lm trains class indicators with a squared error; its records count accuracy all the same,
+    # and the last epoch's count is the summary's (the same weights, the same rule).
+    job = Run("moons", optimizer="lm", hidden=[4], epochs=3, early_stopping=0)
+    summary = job.fit()
+    last = job.model.history.records[-1]
+    assert last["train_accuracy"] == pytest.approx(job.rows["train"]["accuracy"], abs=1e-12)
+    assert last["val_accuracy"] == pytest.approx(job.rows["val"]["accuracy"], abs=1e-12)
+    assert summary["epochs"] == 3
