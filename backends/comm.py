@@ -31,11 +31,13 @@ from typing import Any
 import numpy as np
 
 from .base import BackendUnavailable
+from .extras import install_hint
 from .host import to_numpy_any
 
 LAUNCH_HINT = ("launch one process per rank with: mpiexec -n N python -m mpi4py -m backprop train ... "
                "--distributed")
-INSTALL_HINT = "pip install 'backprop[mpi]' (mpi4py and MPICH; any other MPI with mpi4py works too)"
+def install_mpi_hint() -> str:
+    return f"{install_hint('mpi')}; any other MPI that mpi4py is built against works too"
 
 
 class Communicator:
@@ -102,12 +104,12 @@ def _mpi() -> Any:
     try:
         from mpi4py import MPI
     except ImportError:
-        raise BackendUnavailable(f"distributed training needs mpi4py and an MPI: {INSTALL_HINT}; then "
+        raise BackendUnavailable(f"distributed training needs mpi4py and an MPI: {install_mpi_hint()}; then "
                                  f"{LAUNCH_HINT}") from None
     except Exception as exc:  # a broken MPI library fails at import time
         first = (str(exc).strip().splitlines() or [""])[0]
         raise BackendUnavailable(f"mpi4py failed to load its MPI library ({type(exc).__name__}: {first}): "
-                                 f"reinstall it: {INSTALL_HINT}") from None
+                                 f"reinstall it: {install_mpi_hint()}") from None
     return MPI
 
 
@@ -240,9 +242,9 @@ def mpi_unusable() -> str | None:
     try:
         import mpi4py  # noqa: F401 - only whether it is there, without starting MPI
     except ImportError:
-        return f"mpi4py is not installed: {INSTALL_HINT}"
+        return f"mpi4py is not installed: {install_mpi_hint()}"
     if mpiexec_path() is None:
-        return f"mpi4py is installed but no mpiexec is on the PATH: {INSTALL_HINT}"
+        return f"mpi4py is installed but no mpiexec is on the PATH: {install_mpi_hint()}"
     return None
 
 
@@ -256,8 +258,8 @@ def nccl_unusable() -> str | None:
     try:
         from cupy.cuda import nccl
     except Exception as exc:  # noqa: BLE001 - CuPy built without NCCL raises ImportError or others
-        return f"CuPy cannot load NCCL ({type(exc).__name__}): pip install 'backprop[cuda12]' or [cuda13] " \
-               "(they bring nvidia-nccl-cu12/13)"
+        return (f"CuPy cannot load NCCL ({type(exc).__name__}): {install_hint('nccl12')} for a CUDA 12 "
+                f"driver, or the nccl13 extra for CUDA 13")
     if not getattr(nccl, "available", True):
         return ("CuPy found no NCCL library: pip install nvidia-nccl-cu12 (or -cu13, matching "
                 "cupy-cudaXXx)")

@@ -467,6 +467,9 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                             "every weighted sample): give weight to more samples, or no validation split")
         if loss_obj.reduction == "mean":  # a summed loss keeps the weights as given: 2 is a repeat
             S = _mean_one(xp, S)
+        if comm is not None:  # before any collective: ranks holding other data would train on a mix
+            distributed.check_same_data(comm, {name: None if a is None else backend.to_numpy(a)
+                                               for name, a in (("X", Xd), ("y", T), ("sample_weight", S))})
 
         n = Xd.shape[0]
         if batch_size not in (None, "full"):

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from backends.comm import MPIComm
-from backprop.errors import ConfigError
+from backprop.errors import ConfigError, DataError
 from backprop.model import mlp
 
 N, FEATURES = 13, 3  # validation_split 0.25 holds out 3 and trains on 10
@@ -117,8 +117,15 @@ def equivalence(out: str) -> None:
         refusal = None
     except ConfigError as exc:
         refusal = str(exc)
+    try:  # ranks handing fit other rows are refused on every rank, before anything collective
+        X, y, _ = data("ce", 3)
+        mlp([FEATURES, 4, 3], output="softmax").fit(X + comm.rank, y, epochs=1, comm=comm)
+        mixed = None
+    except DataError as exc:
+        mixed = str(exc)
     if comm.rank == 0:
         results["lm_refusal"] = refusal
+        results["mixed_data"] = mixed
         results["size"] = comm.size
         with open(out, "w") as f:
             json.dump(results, f)

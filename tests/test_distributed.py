@@ -154,7 +154,7 @@ def test_full_batch_optimizers_other_than_lbfgs_refuse_several_ranks():
 def test_without_mpi4py_distributed_says_what_to_install_and_how_to_launch(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
-    with pytest.raises(BackendUnavailable, match=r"backprop\[mpi\].*mpiexec -n N python -m mpi4py"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'mpi4py>=4' mpich \(or pip install -e '\.\[mpi\]'.*mpiexec -n N python -m mpi4py"):
         connect()
     with pytest.raises(BackendUnavailable, match="mpiexec"):
         from backprop.runner import Run
@@ -221,6 +221,7 @@ def test_ranks_give_the_weights_of_one_process(ranks, tmp_path):
         assert case["samples_per_s_seconds"] == pytest.approx([10.0] * case["epochs"][0]), name
     assert result["adam-bce-early"]["stopped"] == [True, True]  # early stopping decided together
     assert "does not train data-parallel" in result["lm_refusal"]
+    assert result["mixed_data"].startswith("the ranks read different data (rank 1 has other values in X")
     assert result["replicated"] < 1e-10  # rank 0's starting weights and shuffle stream everywhere
     assert result["callback_stop_epochs"] == [2] * ranks  # one rank's stop stops all
     assert result["resumed"] < 1e-10  # --resume: saved state reaches every rank
