@@ -66,12 +66,17 @@ def expand(X: np.ndarray, names: Sequence[str]) -> np.ndarray:
             raise DataError(f"feature {name} reads column x{max(c) + 1} but the data has {X.shape[1]} "
                             "feature column(s)")
         col = X[:, c[0]].astype(np.float64)
-        if kind == "square":
-            col = col * col
-        elif kind == "product":
-            col = col * X[:, c[1]]
-        elif kind == "sine":
-            col = np.sin(col)
+        with np.errstate(over="ignore"):  # checked below, with a message
+            if kind == "square":
+                col = col * col
+            elif kind == "product":
+                col = col * X[:, c[1]]
+            elif kind == "sine":
+                col = np.sin(col)
+        if not np.isfinite(col).all() and np.isfinite(X[:, list(c)]).all():
+            read = " and ".join(f"x{i + 1}" for i in sorted(set(c)))
+            raise DataError(f"feature {name} overflows: {read} reach {np.max(np.abs(X[:, list(c)])):.3g}, "
+                            "so it exceeds the float maximum (1.8e308): rescale the column")
         out[:, j] = col
     return out
 

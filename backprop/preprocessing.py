@@ -31,6 +31,33 @@ def infer_task(y: np.ndarray) -> str:
     return "regression"
 
 
+def moments(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations of A (N, F) as float64 (F,) each, a constant
+    column's deviation given as 1 (centred, not scaled).
+
+    Each column is first divided by a power of two near its largest magnitude: exact, so
+    ordinary data get the very same bits, while the squares of values near the float
+    maximum (1.8e308) no longer overflow to infinity, nor those near 1e-160 underflow to 0.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    peak = np.max(np.abs(A), axis=0, initial=0.0)
+    scale = np.ldexp(1.0, np.frexp(peak)[1] - 1)  # peak / scale lies in [1, 2)
+    scaled = A / scale
+    std = scaled.std(axis=0) * scale  # at most the peak (Popoviciu), so finite
+    return scaled.mean(axis=0) * scale, np.where(std > 0, std, 1.0)
+
+
+def _standardize(A: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """(A - mean) / std, halved around the subtraction (exact in binary) so that values
+    either side of zero near the float maximum do not overflow it."""
+    return (A * 0.5 - mean * 0.5) / std * 2.0
+
+
+def _unstandardize(Z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Z * std + mean, halved the same way: back to units that may reach the float maximum."""
+    return (Z * 0.5 * std + mean * 0.5) * 2.0
+
+
 def _label_text(value: Any) -> str:
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
@@ -87,12 +114,9 @@ class Transform:
         elif y.dtype.kind in "USOb":
             raise DataError("the target holds text, so it cannot be regressed: use --task classification")
         if standardize:
-            x_mean = X.mean(axis=0)
-            # Constant columns (std 0) are centred but not scaled, rather than divided by zero.
-            x_std = np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+            x_mean, x_std = moments(X)
             if task == "regression":
-                Y = y.reshape(len(y), -1).astype(np.float64)
-                y_mean, y_std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
+                y_mean, y_std = moments(y.reshape(len(y), -1))
         return cls(task, classes, x_mean, x_std, y_mean, y_std, features=features, n_columns=n_columns)
 
     @property
@@ -119,7 +143,7 @@ class Transform:
         if X.shape[1] != len(self.x_mean):
             raise DataError(f"the data has {X.shape[1]} features but the model was trained on "
                             f"{len(self.x_mean)}: give the same columns as in training")
-        return (X - self.x_mean) / self.x_std
+        return _standardize(X, self.x_mean, self.x_std)
 
     def targets(self, y: np.ndarray) -> np.ndarray:
         """Raw targets -> class indices (N,) int64, or standardized real targets (N, T)."""
@@ -134,12 +158,12 @@ class Transform:
         if y.dtype.kind in "USOb":
             raise DataError("the target holds text but the model is a regressor")
         Y = y.reshape(len(y), -1).astype(np.float64)
-        return Y if self.y_mean is None else (Y - self.y_mean) / self.y_std
+        return Y if self.y_mean is None else _standardize(Y, self.y_mean, self.y_std)
 
     def outputs(self, Y: np.ndarray) -> np.ndarray:
         """Regression outputs (N, T) in standardized units -> the target's units."""
         Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
-        return Y if self.y_mean is None else Y * self.y_std + self.y_mean
+        return Y if self.y_mean is None else _unstandardize(Y, self.y_mean, self.y_std)
 
     # -- checkpoint form ------------------------------------------------------------
     def to_json(self) -> tuple[dict, dict[str, np.ndarray]]:
