@@ -29,8 +29,12 @@ def _check_width(model, transform, X: np.ndarray, what: str) -> None:
 
 def evaluate(args: argparse.Namespace) -> int:
     model, transform, head, extra = runner.restore(args.model, device_spec(args.device, args.backend))
-    dataset = datafiles.load(args.data, args.target if args.target is not None else
-                        extra.get("train", {}).get("settings", {}).get("target"))
+    # The columns the model was trained on, by name where the file's header has them (as predict).
+    given = args.target is not None
+    dataset = datafiles.load(args.data, args.target if given else
+                             extra.get("train", {}).get("settings", {}).get("target"),
+                             feature_names=extra.get("feature_names"),
+                             target_name=None if given else extra.get("target_name"))
     parts = {"test": (dataset.X_test, dataset.y_test), "val": (dataset.X_val, dataset.y_val),
              "train": (dataset.X, dataset.y)}
     split = args.split or ("test" if dataset.X_test is not None else "all")
