@@ -286,3 +286,13 @@ def test_npz_targets_that_are_no_labels_or_numbers(tmp_path, y, shown):
         datafiles.read_npz(str(path))
     assert str(caught.value) == (f"{path}: y must be a 1-D array of labels or numbers (2-D for "
                                  f"several targets), got {shown}")
+
+
+def test_free_memory_is_the_smaller_of_the_machine_and_the_containers(monkeypatch):
+    import io
+    files = {"/proc/meminfo": "MemTotal: 9000 kB\nMemAvailable: 1000 kB\n",
+             "/sys/fs/cgroup/memory.max": "500000\n", "/sys/fs/cgroup/memory.current": "100000\n"}
+    monkeypatch.setattr(datafiles, "open", lambda name, *a: io.StringIO(files[name]), raising=False)
+    assert datafiles._free_memory() == 400_000
+    files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit
+    assert datafiles._free_memory() == 1000 * 1024
