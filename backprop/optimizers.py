@@ -349,6 +349,14 @@ def settings(optimizer: str | Optimizer) -> list[str]:
     """The keyword settings the optimizer called ``optimizer`` (or of its class) takes, read off
     its constructors: the one list a caller checks names against."""
     cls = type(optimizer) if isinstance(optimizer, Optimizer) else _kind(optimizer)[0]
+    names = _constructor_names(cls)
+    if getattr(cls, "full_batch", False):
+        names = [n for n in names if n not in ("lr", "l1")]  # refused: no rate, a smooth loss
+    return names
+
+
+def _constructor_names(cls: type) -> list[str]:
+    """Every keyword the constructors along ``cls``'s MRO name (refused ones included)."""
     names: list[str] = []
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or not issubclass(klass, Optimizer):
@@ -357,8 +365,6 @@ def settings(optimizer: str | Optimizer) -> list[str]:
             named = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
             if named and p.name not in names:
                 names.append(p.name)
-    if getattr(cls, "full_batch", False):
-        names = [n for n in names if n not in ("lr", "l1")]  # refused: no rate, a smooth loss
     return names
 
 
@@ -372,7 +378,9 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
     if isinstance(optimizer, Optimizer):
         return optimizer
     cls, implied = _kind(optimizer)
-    unknown = [k for k in kwargs if k not in settings(optimizer)]
+    # A keyword some constructor names but refuses (l1 for a full-batch method) gets that
+    # constructor's own reason; one nobody names gets the list.
+    unknown = [k for k in kwargs if k not in _constructor_names(cls)]
     if unknown:
         raise ConfigError(f"optimizer {optimizer!r} has no setting {', '.join(map(repr, unknown))}: its "
                           f"settings are {', '.join(settings(optimizer))}")
