@@ -17,14 +17,23 @@ def regression_scores(xp: Any, P: Array, T: Array) -> dict[str, Array]:
     ``uniform_average``). A constant target scores R^2 = 1 when predicted exactly
     and 0 otherwise, as in scikit-learn. Works on any namespace: device arrays in
     training units, or host arrays in the target's units.
+
+    Each output is first divided by its target's largest magnitude, so that squares of
+    targets near the float maximum (1e200 and up) do not overflow: R^2 does not change
+    with the scale, and MSE and MAE are scaled back at the end (inf only where the
+    error itself exceeds the float range).
     """
-    D = P - T
+    scale = xp.max(xp.abs(T), axis=0)
+    scale = xp.where(scale > 0, scale, xp.ones_like(scale))  # (K,)
+    D = P / scale - T / scale
+    Ts = T / scale
     sq = xp.sum(D * D, axis=0)
-    spread = xp.sum((T - xp.mean(T, axis=0)) ** 2, axis=0)
+    spread = xp.sum((Ts - xp.mean(Ts, axis=0)) ** 2, axis=0)
     exact = xp.astype(sq == 0, sq.dtype)
     r2 = xp.where(spread > 0, 1.0 - sq / xp.where(spread > 0, spread, 1.0), exact)
     n = T.shape[0] * T.shape[1]
-    return {"mse": xp.sum(sq) / n, "mae": xp.sum(xp.abs(D)) / n, "r2": xp.mean(r2)}
+    return {"mse": xp.sum(sq * scale * scale) / n, "mae": xp.sum(xp.sum(xp.abs(D), axis=0) * scale) / n,
+            "r2": xp.mean(r2)}
 
 
 def indicator_correct(xp: Any, Z: Array, T: Array, labels: Array | None = None) -> Array:

@@ -230,3 +230,21 @@ def test_size_note_says_what_is_big():
         "its targets and outputs for 100,000 samples of 100,000 outputs take 80.0 GB")
     small = "the model has 13 parameters (52 B in float32; the largest, 0.W, holds 6)"
     assert bp.mlp([2, 3, 1]).size_note() == small
+
+
+def test_regression_scores_of_targets_near_the_float_maximum():
+    # Scaled by 2**600, squares of targets and errors pass the float range: R^2 (scale-free)
+    # and MAE (linear) must still come out, MSE is truly beyond float64.
+    from sklearn.metrics import mean_absolute_error, r2_score
+
+    from backprop.evaluation import regression_scores
+
+    rng = np.random.default_rng(0)
+    T = rng.normal(size=(50, 2))
+    P = T + 0.3 * rng.normal(size=(50, 2))
+    c = 2.0 ** 600
+    with np.errstate(over="ignore"):
+        big = {k: float(v) for k, v in regression_scores(np, c * P, c * T).items()}
+    assert big["r2"] == pytest.approx(r2_score(T, P), rel=1e-13)
+    assert big["mae"] == pytest.approx(c * mean_absolute_error(T, P), rel=1e-13)
+    assert big["mse"] == np.inf
