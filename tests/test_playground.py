@@ -572,6 +572,9 @@ def test_data_too_wide_to_draw_is_refused_and_wide_data_still_sends_finite_json(
         assert all(np.isfinite(run["domain"])) and run["domain"][1] > 9e306
         stream = client.stream(run["id"])
         line = stream.answer.fp.readline()
+        while not line.startswith((b"data: ", b"event: end")):  # heartbeats, while the picture is made
+            line = stream.answer.fp.readline()
+        assert line.startswith(b"data: "), stream.answer.fp.readline()  # not the run's end
         picture = _strict_json(line[len("data: "):])
         assert decode(picture["output"]).shape == (80 * 80,)
         stream.close()

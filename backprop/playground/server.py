@@ -15,8 +15,9 @@ writing. Routes::
 A local server is still reachable by any web page the user opens: it answers only
 requests whose ``Host`` is its own address (DNS rebinding), takes state-changing requests
 only as POST with a JSON body from its own ``Origin`` (cross-site forms cannot send
-JSON), bounds every body and value, reads no file but its own page and the DATA it was
-started with, and runs at most :data:`~.session.LIMITS` ``["runs"]`` runs at once.
+JSON), bounds every body and value and the time a request may take to arrive
+(:data:`REQUEST_S`), reads no file but its own page and the DATA it was started with, and
+runs at most :data:`~.session.LIMITS` ``["runs"]`` runs at once.
 """
 
 from __future__ import annotations
