@@ -38,7 +38,7 @@ def add_parser(commands, int_from) -> None:
     p.add_argument("--port", type=port_type, default=None,
                    help=f"port (default {DEFAULT_PORT}, or a free one when it is taken; 0: a free one)")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only)")
+                   help="address to listen on (default 127.0.0.1: this machine only; ::1 for IPv6)")
     p.add_argument("--no-browser", action="store_true", help="print the address; open no browser")
     p.set_defaults(func=run)
 
