@@ -11,6 +11,7 @@ import io
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -289,8 +290,13 @@ def test_predict_out_replaces_only_its_own_files_without_force(model):
 
 
 def test_predict_out_refuses_what_is_not_a_regular_file(model):
-    code, err = _predict(model, "--out", "/dev/null", "--force")
-    assert code == 2 and "not a regular file" in err
+    # Like /dev/null or /dev/stdout: renaming over it would replace the node itself (a socket
+    # here, which unlike a FIFO cannot block the test should the check go).
+    node = model.parent / "node"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(node))
+        code, err = _predict(model, "--out", node, "--force")
+    assert code == 2 and "not a regular file" in err and node.is_socket()
     code, err = _predict(model, "--out", model.parent)
     assert code == 2 and "is a folder" in err
 
