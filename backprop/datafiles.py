@@ -305,8 +305,23 @@ def _cell_error(path: str, line: int, name: str, text: str) -> DataError:
         return DataError(f"{where} holds infinity ({text!r}): drop or fix those rows")
     if number is not None:
         return DataError(f"{where} holds {text}, beyond the largest float (1.8e308): rescale the column")
-    return DataError(f"{where} holds text ({text!r}), but features must be numbers: encode it as "
-                     "numbers (e.g. one column per category) or drop the column")
+    return TextFeature(where, text, name)
+
+
+class TextFeature(DataError):
+    """A feature column holding text; ``column`` names it (it may be a target left unnamed)."""
+
+    ENCODE = "encode it as numbers (e.g. one column per category) or drop the column"
+
+    def __init__(self, where: str, text: str, column: str) -> None:
+        self.problem = f"{where} holds text ({text!r}), but features must be numbers"
+        self.column = column
+        super().__init__(f"{self.problem}: {self.ENCODE}")
+
+    def maybe_target(self) -> DataError:
+        """The same refusal when the target was taken as the last column by default."""
+        return DataError(f"{self.problem}: if {self.column!r} is the target, name it with --target "
+                         f"{self.column!r} (target= in Python); otherwise {self.ENCODE}")
 
 
 def _fit_width(block: list[tuple[int, list[str]]], width: int, header: bool, path: str) -> list[list[str]]:
@@ -408,6 +423,10 @@ def read_csv(path: str, target: str | int | None = None, *, inputs_only: bool = 
         _check_memory(path, rows, len(names))
         read = _read_numbers(path, dialect, header_line, len(names), columns, t)
         X, y = read or _read_cells(path, dialect, header_line, names, columns, t, rows)
+    except TextFeature as exc:
+        if inputs_only or target is not None or target_name is not None:
+            raise
+        raise exc.maybe_target() from None
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:

@@ -296,3 +296,16 @@ def test_free_memory_is_the_smaller_of_the_machine_and_the_containers(monkeypatc
     assert datafiles._free_memory() == 400_000
     files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit
     assert datafiles._free_memory() == 1000 * 1024
+
+
+def test_a_text_column_before_the_default_target_is_named_as_the_likely_target(tmp_path, capsys):
+    path = tmp_path / "first.csv"
+    path.write_text("species,a,b\ncat,1,2\ndog,2,3\n")
+    code, _, err = run(["train", path], capsys)
+    assert code == 2 and err == (f"backprop: error: {path} line 2: column 'species' holds text ('cat'), but "
+                                 "features must be numbers: if 'species' is the target, name it with "
+                                 "--target 'species' (target= in Python); otherwise encode it as numbers "
+                                 "(e.g. one column per category) or drop the column\n")
+    # With the target named, a text feature is only a text feature.
+    code, _, err = run(["train", path, "--target", "a"], capsys)
+    assert code == 2 and "if 'species' is the target" not in err and "encode it as numbers" in err

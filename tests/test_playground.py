@@ -626,6 +626,9 @@ def test_the_target_column_is_chosen_as_backprop_train_does(tmp_path):
 
     with pytest.raises(DataError, match="no column 'kind'"):  # train's own rule and message
         make_server("127.0.0.1", 0, str(path), "kind")
+    # Without --target the last column is the target, and the text one is named as the likely one.
+    with pytest.raises(DataError, match="if 'species' is the target, name it with --target 'species'"):
+        make_server("127.0.0.1", 0, str(path))
 
 
 def test_a_port_above_65535_is_refused_in_one_line(capsys):
