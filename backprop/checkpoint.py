@@ -383,18 +383,20 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
         ) from None
     try:
         meta = json.loads(header["backprop"])
-        if meta.get("format") != FORMAT:
-            raise KeyError
-    except (KeyError, json.JSONDecodeError, TypeError):
-        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint") from None
-    if not isinstance(meta.get("format_version", 0), int) or meta.get("format_version", 0) > FORMAT_VERSION:
+    except (KeyError, ValueError, TypeError, RecursionError):  # RecursionError: "[[[[..." nested deep
+        meta = None
+    version = meta.get("format_version", 0) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not _count(version):
+        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer backprop ({meta.get('backprop_version')}): "
                               "upgrade backprop to read it")
-    version = meta.get("format_version", 0)
-    if not isinstance(version, int):
-        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint")
     covered = meta if version >= 2 else None  # format 1 hashed the tensors only
-    if tensors and _digest(data, covered) != meta.get("sha256"):
+    try:
+        digest = _digest(data, covered) if tensors else None
+    except RecursionError:  # nested too deep to encode again (json decodes a little deeper)
+        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint") from None
+    if tensors and digest != meta.get("sha256"):
         raise CheckpointError(f"{path} is corrupted (its checksum does not match its contents); "
                               "use an earlier copy")
     return meta, data

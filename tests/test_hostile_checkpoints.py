@@ -143,6 +143,38 @@ def test_header_fuzz_ends_in_checkpoint_error(name, data, csv, saved, tmp_path, 
     assert outcomes["refused"] > 300 and outcomes["loaded"] > 50  # both sides exercised
 
 
+def _deep(depth):
+    return "[" * depth + "]" * depth
+
+
+WHOLE_HEADERS = {  # the metadata text itself; a checksum cannot be computed for most
+    "a list": "[1,2]", "a string": '"x"', "a number": "5", "nested 100,000 deep": _deep(100_000),
+    "a string version": '{"format": "backprop.checkpoint", "format_version": "2"}',
+    "a float version": '{"format": "backprop.checkpoint", "format_version": 1.5}',
+    "a boolean version": '{"format": "backprop.checkpoint", "format_version": true}',
+}
+
+
+@pytest.mark.parametrize("what", WHOLE_HEADERS)
+def test_a_header_that_is_not_an_object(what, tmp_path):
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(st_save({"param.0.W": np.zeros((1, 1), np.float32)},
+                             metadata={"backprop": WHOLE_HEADERS[what]}))
+    with pytest.raises(CheckpointError, match="is a safetensors file but not a backprop checkpoint"):
+        runner.restore(str(path))
+
+
+def test_a_header_nested_too_deep_to_sign_again(saved, monkeypatch):
+    """JSON decodes a few levels deeper than the checksum's encoding reaches from deeper in the
+    stack (a header nested about 990 deep): that too is one CheckpointError."""
+    def too_deep(*args):
+        raise RecursionError("maximum recursion depth exceeded while encoding a JSON object")
+
+    monkeypatch.setattr(checkpoint, "_digest", too_deep)
+    with pytest.raises(CheckpointError, match="not a backprop checkpoint"):
+        runner.restore(str(saved / "sine.safetensors"))
+
+
 TENSOR_FORGERIES = {
     "a weight transposed": lambda t: t.update({"param.2.W": t["param.2.W"].T.copy()}),
     "a bias missing": lambda t: t.pop("param.0.b"),
