@@ -416,6 +416,11 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _named(value: Any, registry: dict) -> bool:
+    """``value`` is a name ``registry`` knows (a list or a dict is no name, and no dict key)."""
+    return isinstance(value, str) and value in registry
+
+
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
@@ -432,8 +437,7 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
         _need(key in meta, f"no {key!r}")
     _need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
     _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
-    _need(meta.get("loss") is None or (isinstance(meta["loss"], str) and meta["loss"] in losses.LOSSES),
-          f"loss {meta.get('loss')!r}")
+    _need(meta.get("loss") is None or _named(meta["loss"], losses.LOSSES), f"loss {meta.get('loss')!r}")
     _need(isinstance(meta.get("extra", {}), dict), "extra")
     _check_layers(meta["layers"], data)
     _check_optimizer(meta.get("optimizer"), data, _param_names(meta))
@@ -459,7 +463,7 @@ def _check_layers(layers: Any, data: dict[str, np.ndarray]) -> None:
     width = None
     for i, spec in enumerate(layers):
         if spec["type"] != "dense":
-            _need(spec["type"] in activations.ACTIVATIONS, f"unknown layer type {spec['type']!r}")
+            _need(_named(spec["type"], activations.ACTIVATIONS), f"unknown layer type {spec['type']!r}")
             continue
         config = spec.get("config", {})
         n_in, n_out = config.get("in_features"), config.get("out_features")
@@ -479,10 +483,10 @@ def _check_optimizer(opt: Any, data: dict[str, np.ndarray], names: list[str]) ->
     """The optimizer's settings, step count and one state tensor per slot, shaped as its parameter."""
     if opt is None:
         return
-    _need(isinstance(opt, dict) and opt.get("name") in OPTIMIZER_CLASSES
+    _need(isinstance(opt, dict) and _named(opt.get("name"), OPTIMIZER_CLASSES)
           and isinstance(opt.get("config"), dict) and _count(opt.get("t")), "optimizer")
     schedule = opt.get("schedule")
-    _need(isinstance(schedule, dict) and schedule.get("name") in schedules.SCHEDULES
+    _need(isinstance(schedule, dict) and _named(schedule.get("name"), schedules.SCHEDULES)
           and isinstance(schedule.get("config"), dict), "schedule")
     keys = opt.get("state_keys", [])
     _need(isinstance(keys, list) and all(_strings(k) for k in keys) and len(keys) in (0, len(names)),
@@ -532,7 +536,7 @@ def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
     _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
           "the data transform")
     _need(isinstance(head, dict) and set(head) == {"loss", "outputs", "activation", "encoding"}
-          and isinstance(head["loss"], str) and head["loss"] in losses.LOSSES, "the output head")
+          and _named(head["loss"], losses.LOSSES), "the output head")
     classes = transform.get("classes")
     if transform["task"] == "classification":
         _need(_strings(classes) and len(set(classes)) == len(classes) >= 2, "the class names")
