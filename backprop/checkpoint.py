@@ -226,7 +226,7 @@ WRITERS = {"checkpoint": ("a backprop checkpoint", "choose another --save path")
 """What each kind of file we write may replace ("ours"), and what to tell the user otherwise."""
 
 PICTURE_SOFTWARE = f"backprop {__version__}"
-"""The PNG ``Software`` text our pictures carry (``savefig(..., metadata={"Software": ...})``), by
+"""The creator mark our pictures carry (a PNG's ``Software``, an SVG's or PDF's ``Creator``), by
 which a later run knows a picture for its own."""
 
 
@@ -254,10 +254,18 @@ def _is_predictions(path: str) -> bool:
 
 
 def _is_our_picture(path: str) -> bool:
-    """A PNG whose ``Software`` text chunk (written before the image data) names backprop."""
+    """A picture whose creator mark names backprop: a PNG's ``Software`` text chunk (before the
+    image data), an SVG's creator (matplotlib writes it as the agent's title, at the top), a
+    PDF's ``/Creator`` (in the info dictionary, at the end)."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 14)
-    return head.startswith(b"\x89PNG\r\n\x1a\n") and b"tEXtSoftware\x00backprop " in head
+        handle.seek(max(0, os.path.getsize(path) - (1 << 14)))
+        tail = handle.read()
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return b"tEXtSoftware\x00backprop " in head
+    if head.startswith(b"%PDF"):
+        return b"/Creator (backprop " in tail
+    return b"<svg" in head and b"<dc:title>backprop " in head
 
 
 def _is_ours(path: str, kind: str) -> bool:

@@ -6,6 +6,7 @@ non-interactive Agg backend, so plots work on servers with no display.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable
 
@@ -34,13 +35,19 @@ def _pyplot():
 
 
 def _write(plt, fig, path: str) -> str:
+    """Draw ``fig`` into memory, then replace ``path`` atomically, marked as ours (the mark
+    lets a later run replace it: ``checkpoint.check_writable`` refuses files not ours)."""
+    from .checkpoint import PICTURE_SOFTWARE, write_atomic
+
     fig.tight_layout()
+    kind = os.path.splitext(path)[1].lower().lstrip(".") or "png"
+    buffer = io.BytesIO()
     try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ConfigError(f"cannot write the picture {path} ({exc.strerror or exc})") from None
+        fig.savefig(buffer, format=kind, dpi=110,
+                    metadata={"Software" if kind == "png" else "Creator": PICTURE_SOFTWARE})
     finally:
         plt.close(fig)  # pyplot keeps every open figure alive otherwise
+    write_atomic(path, buffer.getvalue())
     return path
 
 
@@ -121,8 +128,17 @@ def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: 
     return _write(plt, fig, path)
 
 
+RUN_PICTURES = {"curves": "curves.png", "boundary": "decision_boundary.png", "fit": "fit.png"}
+"""The pictures ``--plot DIR`` may draw, by what they show."""
+
+
 def prepare_folder(folder: str) -> str:
+    """Create ``folder``; refuse, before training, a run picture that would replace a user's file."""
+    from .checkpoint import check_writable
+
     os.makedirs(folder, exist_ok=True)
+    for name in RUN_PICTURES.values():
+        check_writable(os.path.join(folder, name), "picture")
     return folder
 
 

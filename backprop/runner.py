@@ -472,17 +472,17 @@ class Run:
         folder, model, head, transform = self.plot, self.model, self.head, self.transform
         (X, y), name = self.train, self.dataset.name
         records = model.history.records if model.history else []
-        written = [plots.curves(records, os.path.join(folder, "curves.png"), name)]
+        written = [plots.curves(records, os.path.join(folder, plots.RUN_PICTURES["curves"]), name)]
         axes = (*self.dataset.feature_names[:2], self.dataset.target_name or "target")
         if X.shape[1] == 2 and transform.task == "classification":
             written.append(plots.decision_boundary(
                 lambda G: head.class_scores(model, transform.inputs(G)), X, transform.targets(y),
-                transform.classes, os.path.join(folder, "decision_boundary.png"),
+                transform.classes, os.path.join(folder, plots.RUN_PICTURES["boundary"]),
                 f"{name}: decision boundary (training data)", axis_names=axes[:2]))
         elif X.shape[1] == 1 and transform.task == "regression" and transform.n_targets == 1:
             written.append(plots.fitted_curve(
                 lambda G: transform.outputs(np.asarray(model.predict(transform.inputs(G)))), X, y,
-                os.path.join(folder, "fit.png"), f"{name}: the network's curve",
+                os.path.join(folder, plots.RUN_PICTURES["fit"]), f"{name}: the network's curve",
                 axis_names=(axes[0], axes[-1])))
         return written
 

@@ -145,6 +145,20 @@ def test_plot_writes_a_png(tmp_path, capsys):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.parametrize("name", ["bench.svg", "bench.pdf"])
+def test_plot_replaces_its_own_picture_never_a_users(tmp_path, capsys, name):
+    pytest.importorskip("matplotlib")
+    path = tmp_path / name
+    run_json(capsys, *TINY, "--devices", "cpu", "--plot", str(path))
+    first = path.read_bytes()
+    run_json(capsys, *TINY, "--devices", "cpu", "--plot", str(path))  # its own: replaced
+    assert path.read_bytes()[:4] == first[:4]
+    path.write_text("my notes")
+    code = main(["bench", *TINY, "--devices", "cpu", "--plot", str(path)])
+    assert code == 2 and "is not a picture drawn by backprop" in capsys.readouterr().err
+    assert path.read_text() == "my notes"
+
+
 @pytest.mark.parametrize("args, message", [
     (["--devices", "tpu"], "unknown device 'tpu'"),
     (["--sizes", "huge"], "unknown size 'huge'"),

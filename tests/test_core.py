@@ -500,7 +500,23 @@ def test_an_unwritable_picture_is_one_line(tmp_path, capsys):
     (tmp_path / "pics" / "curves.png").mkdir(parents=True)  # a folder where the picture goes
     code = main(["train", "xor", "--epochs", "2", "--plot", str(tmp_path / "pics"), "--quiet"])
     err = capsys.readouterr().err
-    assert code == 2 and err.startswith("backprop: error: cannot write the picture") and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith("backprop: error: cannot write ") and "curves.png: it is a folder" in err
+
+
+def test_plot_never_replaces_a_users_picture_and_replaces_its_own(tmp_path, capsys):
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    theirs = folder / "decision_boundary.png"
+    theirs.write_bytes(b"\x89PNG\r\n\x1a\n a holiday photo")
+    argv = ["train", "moons", "--epochs", "2", "--plot", str(folder), "--quiet"]
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and "decision_boundary.png exists and is not a picture drawn by backprop" in err
+    assert theirs.read_bytes() == b"\x89PNG\r\n\x1a\n a holiday photo" and not (folder / "curves.png").exists()
+    theirs.unlink()
+    assert main(argv) == 0 and main(argv) == 0  # the second run replaces the first run's pictures
+    assert b"tEXtSoftware\x00backprop " in (folder / "curves.png").read_bytes()[:4096]
 
 
 def test_an_edited_header_is_caught_by_the_checksum(tmp_path):

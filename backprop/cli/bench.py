@@ -189,6 +189,9 @@ def _check_picture_path(path: str) -> None:
         raise UsageError(f"--plot {path} is a folder: give a file name such as bench.png")
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UsageError(f"--plot {path}: the folder {folder} does not exist or is not writable")
+    from ..checkpoint import check_writable
+
+    check_writable(path, "picture")  # never over a user's file, a checkpoint or through a device
 
 
 def _clean(obj):
