@@ -258,8 +258,10 @@ def check_same_data(comm: Communicator, parts: dict[str, Any]) -> None:
                 differ.append(f"rank {rank} has other values in {name}")
                 break
     if differ:
-        raise DataError(f"the ranks read different data ({'; '.join(differ)}): every rank of "
-                        f"{comm.size} must read the same data (the same file on every machine)")
+        error = DataError(f"the ranks read different data ({'; '.join(differ)}): every rank of "
+                          f"{comm.size} must read the same data (the same file on every machine)")
+        error.every_rank = True  # every rank raises it alike: the command line prints it once
+        raise error
 
 
 def _shape(shape: Any) -> str:

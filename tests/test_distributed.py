@@ -154,7 +154,8 @@ def test_full_batch_optimizers_other_than_lbfgs_refuse_several_ranks():
 def test_without_mpi4py_distributed_says_what_to_install_and_how_to_launch(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import fails
     monkeypatch.setitem(sys.modules, "mpi4py.MPI", None)
-    with pytest.raises(BackendUnavailable, match=r"pip install 'mpi4py>=4' mpich \(or pip install -e '\.\[mpi\]'.*mpiexec -n N python -m mpi4py"):
+    hint = r"pip install 'mpi4py>=4' mpich \(or pip install -e '\.\[mpi\]'.*mpiexec -n N python -m mpi4py"
+    with pytest.raises(BackendUnavailable, match=hint):
         connect()
     with pytest.raises(BackendUnavailable, match="mpiexec"):
         from backprop.runner import Run

@@ -302,6 +302,8 @@ def _main(argv: list[str] | None) -> int:
             print(f"backprop: error: {message}", file=sys.stderr)
             return 2
         rank, size = world()
+        if rank and getattr(exc, "every_rank", False):  # decided together: rank 0 alone says it
+            end_job(2, None, grace_s=30.0)
         end_job(2, f"backprop: error: {f'rank {rank} of {size}: ' if rank else ''}{message}")
         return 2
 
