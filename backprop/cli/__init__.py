@@ -160,6 +160,39 @@ def _train_parser(commands) -> None:
     p.set_defaults(func=run)
 
 
+def _gradcheck_parser(commands, command) -> None:
+    from ..gradcheck import MAX_ENTRIES
+
+    p = commands.add_parser("gradcheck", help="check the hand-written gradients against finite differences",
+                            description="Compare the hand-written gradients (or, with --jacobian, the "
+                            "Jacobian) with five-point finite differences in float64, on random inputs "
+                            "and targets. Exit 0 when every array is within the tolerance, 1 otherwise.")
+    p.add_argument("model", nargs="?", default=None, help="a checkpoint (default: a network built from "
+                   "the options below)")
+    p.add_argument("--inputs", type=_positive_int, default=4, help="inputs of the built network (4)")
+    p.add_argument("--hidden", type=_hidden, default=[8, 8], help="its hidden widths, e.g. 8,8 (default); "
+                   "0 for none")
+    p.add_argument("--outputs", type=_positive_int, default=3, help="its outputs (3)")
+    p.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default="tanh",
+                   help="its hidden activation (tanh)")
+    p.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default="auto",
+                   help="its loss (auto: ce for more than one output, mse otherwise); a checkpoint "
+                   "uses its own")
+    p.add_argument("--samples", type=_positive_int, default=8, help="random input rows to check on (8)")
+    p.add_argument("--max-params", type=_positive_int, default=MAX_ENTRIES, metavar="N",
+                   help=f"entries checked per array, drawn at random beyond that ({MAX_ENTRIES}); each "
+                   "costs four forward passes")
+    p.add_argument("--tolerance", type=_positive_float, default=None,
+                   help="largest relative error allowed (1e-6; 1e-7 with --jacobian)")
+    p.add_argument("--jacobian", action="store_true",
+                   help="check the Jacobian of the outputs that Levenberg–Marquardt uses, not the gradient")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seeds the network, the data and the entries drawn (0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    _add_device(p)
+    p.set_defaults(func=command)
+
+
 def build_parser() -> Parser:
     from .. import __version__
 
@@ -192,36 +225,7 @@ def build_parser() -> Parser:
     _add_device(p)
     p.set_defaults(func=use.predict)
 
-    from ..gradcheck import MAX_ENTRIES
-
-    p = commands.add_parser("gradcheck", help="check the hand-written gradients against finite differences",
-                            description="Compare the hand-written gradients (or, with --jacobian, the "
-                            "Jacobian) with five-point finite differences in float64, on random inputs "
-                            "and targets. Exit 0 when every array is within the tolerance, 1 otherwise.")
-    p.add_argument("model", nargs="?", default=None, help="a checkpoint (default: a network built from "
-                   "the options below)")
-    p.add_argument("--inputs", type=_positive_int, default=4, help="inputs of the built network (4)")
-    p.add_argument("--hidden", type=_hidden, default=[8, 8], help="its hidden widths, e.g. 8,8 (default); "
-                   "0 for none")
-    p.add_argument("--outputs", type=_positive_int, default=3, help="its outputs (3)")
-    p.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default="tanh",
-                   help="its hidden activation (tanh)")
-    p.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default="auto",
-                   help="its loss (auto: ce for more than one output, mse otherwise); a checkpoint "
-                   "uses its own")
-    p.add_argument("--samples", type=_positive_int, default=8, help="random input rows to check on (8)")
-    p.add_argument("--max-params", type=_positive_int, default=MAX_ENTRIES, metavar="N",
-                   help=f"entries checked per array, drawn at random beyond that ({MAX_ENTRIES}); each "
-                   "costs four forward passes")
-    p.add_argument("--tolerance", type=_positive_float, default=None,
-                   help="largest relative error allowed (1e-6; 1e-7 with --jacobian)")
-    p.add_argument("--jacobian", action="store_true",
-                   help="check the Jacobian of the outputs that Levenberg–Marquardt uses, not the gradient")
-    p.add_argument("--seed", type=_seed, default=0,
-                   help="seeds the network, the data and the entries drawn (0)")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    _add_device(p)
-    p.set_defaults(func=use.gradcheck_command)
+    _gradcheck_parser(commands, use.gradcheck_command)
 
     from .bench import add_parser as add_bench
 
