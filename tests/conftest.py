@@ -56,3 +56,15 @@ def to_np(x):
     from backends import to_numpy_any
 
     return np.asarray(to_numpy_any(x))
+
+
+def run_cli(argv, capsys):
+    """(exit status, stdout, stderr) of ``backprop ARGV``, argparse's exits included."""
+    from backprop.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err

@@ -19,18 +19,12 @@ from safetensors.numpy import load_file
 from backends import available_backends
 from backprop import checkpoint
 from backprop.cli import main
+from conftest import run_cli
 
 USABLE = {row["spec"] for row in available_backends() if row["usable"]}
 
 
-def run(argv, capsys):
-    """(exit status, stdout, stderr) of ``backprop ARGV``."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (exit status, stdout, stderr) of ``backprop ARGV``
 
 
 def json_lines(out: str) -> list[dict]:

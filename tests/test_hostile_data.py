@@ -11,19 +11,11 @@ import numpy as np
 import pytest
 
 from backprop import datafiles, features
-from backprop.cli import main
 from backprop.errors import DataError
 from backprop.preprocessing import Transform, moments
+from conftest import run_cli
 
-
-def run(argv, capsys):
-    """(exit status, stdout, stderr) of ``backprop ARGV``."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+run = run_cli  # (exit status, stdout, stderr) of ``backprop ARGV``
 
 
 def table(columns: dict[str, np.ndarray]) -> str:
