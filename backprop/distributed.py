@@ -242,8 +242,9 @@ def fingerprint(parts: dict[str, Any]) -> list[tuple[str, Any, str]]:
 
 def check_same_data(comm: Communicator, parts: dict[str, Any]) -> None:
     """Raise the same DataError on every rank unless every rank holds the same ``parts`` as rank 0
-    (shape and checksum of each): ranks that read different files would otherwise train on a
-    mix, or stop in a collective of another length. One gather of small objects, so that
+    (shape and checksum of each: data, and settings as one-item lists): ranks that read
+    different files or were given other settings would otherwise train on a mix, hang, or
+    stop in a collective of another length. One gather of small objects, so that
     differing shapes cannot cut a message short."""
     if comm.size == 1:
         return
@@ -258,8 +259,8 @@ def check_same_data(comm: Communicator, parts: dict[str, Any]) -> None:
                 differ.append(f"rank {rank} has other values in {name}")
                 break
     if differ:
-        error = DataError(f"the ranks read different data ({'; '.join(differ)}): every rank of "
-                          f"{comm.size} must read the same data (the same file on every machine)")
+        error = DataError(f"the ranks differ ({'; '.join(differ)}): every rank of {comm.size} must "
+                          "read the same data (the same file on every machine) with the same settings")
         error.every_rank = True  # every rank raises it alike: the command line prints it once
         raise error
 

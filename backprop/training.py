@@ -467,9 +467,6 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
                             "every weighted sample): give weight to more samples, or no validation split")
         if loss_obj.reduction == "mean":  # a summed loss keeps the weights as given: 2 is a repeat
             S = _mean_one(xp, S)
-        if comm is not None:  # before any collective: ranks holding other data would train on a mix
-            distributed.check_same_data(comm, {name: None if a is None else backend.to_numpy(a)
-                                               for name, a in (("X", Xd), ("y", T), ("sample_weight", S))})
 
         n = Xd.shape[0]
         if batch_size not in (None, "full"):
@@ -487,6 +484,11 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
             if batch_size < n:
                 raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
                                   f"it got {batch_size} of {n} samples")
+        if comm is not None:  # before any collective: other data or settings would mix, hang or cut
+            distributed.check_same_data(comm, {
+                **{name: None if a is None else backend.to_numpy(a)
+                   for name, a in (("X", Xd), ("y", T), ("sample_weight", S))},
+                "the epochs": [epochs], "the batch size": [batch_size], "the optimizer": [repr(opt)]})
         # Last of the checks: nothing above changed the model or its optimizer.
         opt.bind(model.uid)
         params = model.parameter_list()

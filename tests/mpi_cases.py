@@ -117,12 +117,16 @@ def equivalence(out: str) -> None:
         refusal = None
     except ConfigError as exc:
         refusal = str(exc)
-    try:  # ranks handing fit other rows are refused on every rank, before anything collective
-        X, y, _ = data("ce", 3)
-        mlp([FEATURES, 4, 3], output="softmax").fit(X + comm.rank, y, epochs=1, comm=comm)
-        mixed = None
-    except DataError as exc:
-        mixed = str(exc)
+    mixed = []  # ranks handing fit other rows or settings: refused on every rank, before any collective
+    X, y, _ = data("ce", 3)
+    for changed in ({"X": X + comm.rank}, {"epochs": 1 + comm.rank}, {"batch_size": 4 + comm.rank},
+                    {"lr": 0.1 * (1 + comm.rank)}):
+        try:
+            mlp([FEATURES, 4, 3], output="softmax").fit(**{"X": X, "y": y, "epochs": 1, **changed},
+                                                         comm=comm)
+            mixed.append(None)
+        except DataError as exc:
+            mixed.append(str(exc))
     if comm.rank == 0:
         results["lm_refusal"] = refusal
         results["mixed_data"] = mixed

@@ -222,7 +222,9 @@ def test_ranks_give_the_weights_of_one_process(ranks, tmp_path):
         assert case["samples_per_s_seconds"] == pytest.approx([10.0] * case["epochs"][0]), name
     assert result["adam-bce-early"]["stopped"] == [True, True]  # early stopping decided together
     assert "does not train data-parallel" in result["lm_refusal"]
-    assert result["mixed_data"].startswith("the ranks read different data (rank 1 has other values in X")
+    assert [line.split(";")[0].split(")")[0] for line in result["mixed_data"]] == [
+        f"the ranks differ (rank 1 has other values in {what}" for what in
+        ("X", "the epochs", "the batch size", "the optimizer")]
     assert result["replicated"] < 1e-10  # rank 0's starting weights and shuffle stream everywhere
     assert result["callback_stop_epochs"] == [2] * ranks  # one rank's stop stops all
     assert result["resumed"] < 1e-10  # --resume: saved state reaches every rank
@@ -310,7 +312,7 @@ def test_ranks_that_read_different_data_are_refused_in_one_line_naming_them(tmp_
                   "--distributed", "--quiet", cwd=tmp_path)
     assert done.returncode == 2, done.stderr[-3000:]
     ours = [line for line in done.stderr.splitlines() if not line.startswith("Abort(2)")]  # MPICH's own
-    assert len(ours) == 1 and ours[0].startswith("backprop: error: the ranks read different data (rank 1 "
+    assert len(ours) == 1 and ours[0].startswith("backprop: error: the ranks differ (rank 1 "
                                                  "has other values in X; rank 2 has X of shape 39 × 2, "
                                                  "rank 0 40 × 2)"), done.stderr[-3000:]
     assert not list(tmp_path.glob("log.*"))  # nothing trained, nothing saved
