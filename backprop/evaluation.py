@@ -32,7 +32,8 @@ def regression_scores(xp: Any, P: Array, T: Array) -> dict[str, Array]:
     exact = xp.astype(sq == 0, sq.dtype)
     r2 = xp.where(spread > 0, 1.0 - sq / xp.where(spread > 0, spread, 1.0), exact)
     n = T.shape[0] * T.shape[1]
-    return {"mse": xp.sum(sq * scale * scale) / n, "mae": xp.sum(xp.sum(xp.abs(D), axis=0) * scale) / n,
+    # Means before scaling back: N errors near the float maximum would overflow in the sum.
+    return {"mse": xp.sum(sq / n * scale * scale), "mae": xp.sum(xp.sum(xp.abs(D), axis=0) / n * scale),
             "r2": xp.mean(r2)}
 
 

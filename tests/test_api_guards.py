@@ -248,3 +248,8 @@ def test_regression_scores_of_targets_near_the_float_maximum():
     assert big["r2"] == pytest.approx(r2_score(T, P), rel=1e-13)
     assert big["mae"] == pytest.approx(c * mean_absolute_error(T, P), rel=1e-13)
     assert big["mse"] == np.inf
+    # N errors near the float maximum: their mean is finite although their sum is not.
+    T = np.array([[1.7e308], [-1.7e308], [1.7e308], [-1.7e308]])
+    with np.errstate(over="ignore"):  # the MSE itself is past the float range
+        scores = regression_scores(np, np.zeros_like(T), T)
+    assert float(scores["mae"]) == pytest.approx(1.7e308, rel=1e-15) and float(scores["r2"]) == 0.0
