@@ -40,6 +40,9 @@ def test_a_label_the_output_encoding_cannot_write_is_one_line(tmp_path):
     err = done.stderr.decode("ascii")  # the message itself passes the narrow encoding
     assert done.returncode == 2 and err.count("\n") == 1, err
     assert err.startswith("backprop: error: the output holds") and "PYTHONIOENCODING=utf-8" in err
+    # Text for people is shown all the same, with '?' for what the encoding lacks.
+    done = subprocess.run([*CLI, "train", "xor", "--epochs", "2"], capture_output=True, env=env, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith(b"backprop ? numpy on cpu ? float32 ? xor")
 
 
 def test_option_errors_have_the_same_prefix_as_every_other_error(capsys):
@@ -64,3 +67,22 @@ def test_out_of_memory_in_a_run_says_what_is_big(capsys, monkeypatch):
     assert code == 2 and err.count("\n") == 1
     assert err.startswith("backprop: error: out of memory (MemoryError): the model has 17 parameters")
     assert "its targets and outputs for 4 samples of 2 outputs" in err
+
+
+def test_output_to_a_full_disk_is_one_line():
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([*CLI, "info"], stdout=full, stderr=subprocess.PIPE, timeout=120)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err == ("backprop: error: cannot write the output (No space left on "
+                                            "device): free some space or write elsewhere\n")
+
+
+def test_predict_out_dash_is_standard_output(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "xor", "--epochs", "2", "--quiet", "--save", "xor.safetensors"]) == 0
+    (tmp_path / "four.csv").write_text("x0,x1\n0,0\n0,1\n1,0\n1,1\n")
+    capsys.readouterr()
+    assert main(["predict", "xor.safetensors", "four.csv", "--out", "-"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "prediction" and len(out.splitlines()) == 5
+    assert not (tmp_path / "-").exists()

@@ -11,6 +11,7 @@ Ctrl-C exits 130; a reader that closes the pipe ends the command quietly with 14
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import traceback
@@ -217,13 +218,13 @@ def build_parser() -> Parser:
     p = commands.add_parser("predict", help="predictions of a saved model for a CSV/NPZ of inputs")
     p.add_argument("model", help="checkpoint from 'backprop train --save'")
     p.add_argument("input", help=".csv (header names or the training column order) or .npz with X")
-    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout (an "
+    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout (- is stdout; an "
                    "existing file only when it holds earlier predictions, or with --force)")
     p.add_argument("--force", action="store_true", help="let --out replace an existing file that does not "
                    "hold predictions (never a checkpoint or this command's input)")
     p.add_argument("--proba", action="store_true", help="also the probability of each class")
     _add_device(p)
-    p.set_defaults(func=use.predict)
+    p.set_defaults(func=use.predict, exact_output=True)  # its CSV is data: never a '?' for a label
 
     _gradcheck_parser(commands, use.gradcheck_command)
 
@@ -245,14 +246,34 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a failed write is still one of ours to report
+        return code
     except BrokenPipeError:
         # The reader went away (`backprop train --json | head -1`): end quietly, as Unix tools
         # do, with the status a shell shows for SIGPIPE. Later writes, including the interpreter's
         # final flush, go nowhere instead of printing a second traceback.
+        _silence_stdout()
+        return 128 + 13
+    except OSError as exc:
+        if exc.errno not in _FULL:
+            raise
+        _silence_stdout()  # the interpreter's final flush would fail the same way
+        print(f"backprop: error: cannot write the output ({exc.strerror}): free some space or write "
+              "elsewhere", file=sys.stderr)
+        return 2
+
+
+# Output that cannot be written (stdout to a full disk, /dev/full): one line, not a traceback.
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def _silence_stdout() -> None:
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13
+    except (OSError, ValueError):  # no real descriptor (captured in a test): nothing to flush later
+        pass
 
 
 def _out_of_memory_message(exc: BaseException) -> str:
@@ -268,12 +289,23 @@ def _out_of_memory_message(exc: BaseException) -> str:
 def _encoding_message(exc: UnicodeEncodeError) -> str:
     text = ascii(exc.object[exc.start:exc.end])  # the message itself must pass the same encoding
     return (f"the output holds {text}, which this terminal's encoding ({exc.encoding}) cannot write: "
-            "set PYTHONIOENCODING=utf-8, or write to a file with --out where the command has it")
+            "set PYTHONIOENCODING=utf-8, or write to a file with --out")
+
+
+def _tolerant_streams(exact_output: bool) -> None:
+    """Text for people (banners, tables, messages) shows a character the terminal's encoding
+    lacks as '?' (stderr: an escape); a command whose output is data (``exact_output``) keeps
+    stdout strict, so an unwritable label is refused rather than changed. JSON is ASCII."""
+    for stream, errors in ((sys.stdout, None if exact_output else "replace"),
+                           (sys.stderr, "backslashreplace")):
+        if errors and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=errors)
 
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _tolerant_streams(getattr(args, "exact_output", False))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

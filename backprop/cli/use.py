@@ -56,6 +56,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def predict(args: argparse.Namespace) -> int:
+    if args.out == "-":  # the usual spelling of standard output
+        args.out = None
     if args.out:  # before any work: never over the model, the input, or a file not ours
         checkpoint.check_writable(args.out, "predictions", inputs=(args.model, args.input), force=args.force)
     model, transform, head, extra = runner.restore(args.model, device_spec(args.device, args.backend))
