@@ -218,8 +218,9 @@ def build_parser() -> Parser:
     p = commands.add_parser("predict", help="predictions of a saved model for a CSV/NPZ of inputs")
     p.add_argument("model", help="checkpoint from 'backprop train --save'")
     p.add_argument("input", help=".csv (header names or the training column order) or .npz with X")
-    p.add_argument("--out", default=None, metavar="FILE", help="write CSV here instead of stdout (- is stdout; an "
-                   "existing file only when it holds earlier predictions, or with --force)")
+    p.add_argument("--out", default=None, metavar="FILE",
+                   help="write CSV here instead of stdout (- is stdout; an existing file only when it holds "
+                   "earlier predictions, or with --force)")
     p.add_argument("--force", action="store_true", help="let --out replace an existing file that does not "
                    "hold predictions (never a checkpoint or this command's input)")
     p.add_argument("--proba", action="store_true", help="also the probability of each class")
