@@ -563,7 +563,8 @@ def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
     _check_scales(data, ("x_mean", "x_std"), n_in)
     _check_scales(data, ("y_mean", "y_std"), n_out if transform["task"] == "regression" else 0)
     names = extra.get("feature_names")
-    _need(names is None or (_strings(names) and len(names) == columns), "the feature names")
+    _need(names is None or (_strings(names) and len(names) == columns and len(set(names)) == len(names)),
+          "the feature names (one distinct name per column)")
     _need(isinstance(extra.get("target_name"), (str, type(None))), "the target name")
     _check_settings(extra.get("train"))
 

@@ -242,6 +242,14 @@ def test_class_names_must_match_the_outputs(tmp_path):
     assert code == 2 and "does not fit 3 targets and 4 outputs" in err and len(err.splitlines()) == 1
 
 
+def test_repeated_feature_names_are_a_checkpoint_error(saved, tmp_path):
+    """Two columns of one name: evaluate would read the same column twice (chance accuracy, exit 0)."""
+    forged = forge(saved / "moons.safetensors", tmp_path / "f.safetensors",
+                   lambda m: m["extra"].update(feature_names=["x0", "x0"]))
+    code, err = cli(["evaluate", forged, saved / "four.csv"])
+    assert code == 2 and "inconsistent (the feature names (one distinct name per column))" in err
+
+
 @pytest.mark.parametrize("key, value", [("seed", "[1,2]"), ("seed", -3), ("seed", None), ("epochs", 0),
                                         ("val_split", "[1,2]"), ("val_split", 1e308),
                                         ("val_split", float("nan"))])
