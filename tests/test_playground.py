@@ -560,6 +560,11 @@ def test_data_too_wide_to_draw_is_refused_and_wide_data_still_sends_finite_json(
     np.savetxt(curve, np.column_stack([t / 1e308, t]), delimiter=",", header="x,t", comments="")
     with pytest.raises(DataError, match="column 't' spans"):
         make_server("127.0.0.1", 0, str(curve))
+    labels = tmp_path / "labels.csv"  # one column of classes: their values are the y axis too
+    np.savetxt(labels, np.column_stack([X[:, 0], np.where(y, 1.7e308, -1.7e308)]), delimiter=",",
+               header="a,t", comments="")
+    with pytest.raises(DataError, match="column 't' spans"):
+        make_server("127.0.0.1", 0, str(labels))
     wide = tmp_path / "wide.csv"  # a box of width 2.4e307 still fits: drawn, in finite JSON
     np.savetxt(wide, np.column_stack([X * 1e307, y]), delimiter=",", header="a,b,label", comments="")
     srv = _serve(wide)

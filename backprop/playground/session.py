@@ -108,7 +108,7 @@ def _check_drawable(f: Any, path: str) -> None:
         raise DataError(f"{path} has {len(np.unique(f.y))} classes: the playground colours at most "
                         f"{LIMITS['classes']} apart; train it with backprop train")
     columns = [(name, f.X[:, c]) for c, name in enumerate(f.feature_names)]
-    if task == "regression":
+    if task == "regression" or f.X.shape[1] == 1:  # one column: the target's values are the y axis
         columns.append((f.target_name or "the target", f.y))
     for name, values in columns:
         if not views.drawable(np.asarray(values, dtype=np.float64)):
