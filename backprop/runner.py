@@ -234,6 +234,9 @@ class Run:
         if ck is not None:
             self._check_resumable(ck, resume, save)
         self.notes: list[str] = notes  # one-line remarks a client may show
+        if ck is not None and self.data_ref != ck.extra["train"]["data"]:
+            self.notes.append(f"continuing {resume}, trained on {ck.extra['train']['data']}, on "
+                              f"{self.dataset.name}, with the checkpoint's standardization")
         if self.comm is not None and self.comm.size > 1 and s["optimizer"] in ("lm", "newton"):
             raise ConfigError(f"{s['optimizer']} does not train data-parallel (it solves with the whole "
                               "batch's Jacobian or Hessian on one process): use lbfgs or a first-order "

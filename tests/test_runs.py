@@ -39,11 +39,15 @@ def test_resuming_on_another_data_set_needs_an_explicit_save_and_leaves_the_file
     assert _digest(xor_model) == before
     # Same features, task and classes: fine-tuning elsewhere is allowed when the target is named.
     other = tmp_path / "moons.safetensors"
-    summary = Run("moons", resume=str(xor_model), save=str(other), epochs=4, batch_size=200).fit()
+    job = Run("moons", resume=str(xor_model), save=str(other), epochs=4, batch_size=200)
+    assert f"continuing {xor_model}, trained on xor, on moons, with the checkpoint's standardization" \
+        in job.notes  # said, not silent
+    summary = job.fit()
     assert summary["epochs"] == 4 and _digest(xor_model) == before
     assert checkpoint.load(str(other)).extra["train"]["data"] == "moons"  # its data from now on
     # The checkpoint's own data, or none named: resumed in place as before.
-    assert Run("xor", resume=str(xor_model), epochs=4).save_path == str(xor_model)
+    same = Run("xor", resume=str(xor_model), epochs=4)
+    assert same.save_path == str(xor_model) and not any("continuing" in note for note in same.notes)
 
 
 def test_resuming_on_data_with_other_features_is_refused_naming_them(xor_model, tmp_path):
