@@ -19,6 +19,7 @@ and a resumed checkpoint's before the ones given): see :data:`DEFAULTS`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -403,9 +404,10 @@ class Run:
         """
         s, model, transform, head = self.settings, self.model, self.transform, self.head
         X, y = self.train
-        Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
-        val_n = None if self.val is None else (transform.inputs(self.val[0]),
-                                               head.targets(transform.targets(self.val[1])))
+        with _size_noted(model, len(X)):  # (N, K) targets: the first large allocation with many classes
+            Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
+            val_n = None if self.val is None else (transform.inputs(self.val[0]),
+                                                   head.targets(transform.targets(self.val[1])))
         last_save, stopped = time.perf_counter(), False
 
         def between_epochs(record: dict, _model) -> bool:
@@ -420,16 +422,14 @@ class Run:
         history, failure, reason = None, None, None
         fit_started, first_epoch = time.perf_counter(), model.epoch
         try:
-            history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer, epochs=self.epochs_left,
-                                batch_size=s["batch_size"], validation_data=val_n,
-                                early_stopping=self.early_stopping, callbacks=[between_epochs],
-                                comm=self.comm, class_targets=transform.task == "classification")
+            with _size_noted(model, len(Xn)):
+                history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer,
+                                    epochs=self.epochs_left, batch_size=s["batch_size"],
+                                    validation_data=val_n, early_stopping=self.early_stopping,
+                                    callbacks=[between_epochs],
+                                    comm=self.comm, class_targets=transform.task == "classification")
         except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
             failure = str(exc)
-        except Exception as exc:
-            if is_out_of_memory(exc) and hasattr(exc, "add_note"):  # Python 3.11+
-                exc.add_note(model.size_note(len(Xn)))  # what is big: with many classes, not the batch
-            raise
         if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
             stopped = self.comm.any(stopped)
         status = "diverged" if failure else "interrupted" if stopped else (
@@ -501,6 +501,18 @@ def _name_difference(new: list[str], old: list[str | None]) -> str:
     shown = [f"{label} {', '.join(found[:5])}{'...' if len(found) > 5 else ''}"
              for label, found in (("lacks", missing), ("adds", extra)) if found]
     return ("the data " if len(new) == len(old) else f"{counts}: it ") + " and ".join(shown)
+
+
+@contextlib.contextmanager
+def _size_noted(model: Sequential, n_samples: int):
+    """Out of memory inside: note what is big (the parameters, or with many classes the (N, K)
+    targets and outputs, which a smaller batch does not shrink) for the one-line message."""
+    try:
+        yield
+    except Exception as exc:
+        if is_out_of_memory(exc) and hasattr(exc, "add_note"):  # add_note: Python 3.11+
+            exc.add_note(model.size_note(n_samples))
+        raise
 
 
 def run(data: Any = None, *, callbacks: Sequence[Callback] = (), **kwargs: Any) -> dict[str, Any]:
