@@ -332,6 +332,10 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
     state = model.state
     names = list(model.parameters())
     tensors = {f"param.{k}": v for k, v in _host(model.parameters()).items()}
+    bad = [k for k, v in tensors.items() if not np.isfinite(v).all()]
+    if bad:  # such a file could never load again: refuse, and whatever is at path stays
+        raise CheckpointError(f"not saved: the weights {', '.join(k[len('param.'):] for k in bad)} hold NaN "
+                              f"or infinity (set them, or retrain); {path} is left as it was")
     opt = state.optimizer
     if opt is not None:
         for name, slots in zip(names, opt.state):

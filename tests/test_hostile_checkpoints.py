@@ -436,3 +436,16 @@ def test_pictures_replace_only_pictures_of_ours(tmp_path):
     for path in (theirs, text):
         with pytest.raises(CheckpointError, match="is not a picture drawn by backprop: it is left alone"):
             checkpoint.check_writable(str(path), "picture")
+
+
+def test_weights_holding_nan_are_not_saved_over_a_good_checkpoint(tmp_path):
+    model = bp.mlp([2, 3, 2], seed=0)
+    path = tmp_path / "m.safetensors"
+    checkpoint.save(model, str(path))
+    before = path.read_bytes()
+    flat = np.asarray(model.flat_parameters()).copy()
+    flat[4] = np.nan  # in 0.W, as a diverged step or a stray set_flat_parameters leaves it
+    model.set_flat_parameters(flat)
+    with pytest.raises(CheckpointError, match=r"not saved: the weights 0.W hold NaN or infinity"):
+        checkpoint.save(model, str(path))
+    assert path.read_bytes() == before and checkpoint.load(str(path)).model.n_params == 17
