@@ -354,8 +354,10 @@ def jacobian_check(model: Any, X: Any, *, eps: float = 1e-6, tolerance: float = 
     need = jacobian_bytes(len(X), model.n_outputs, model.n_params)
     limit = LevenbergMarquardt().max_jacobian_bytes
     if need > limit:  # J is built whole: the limit Levenberg–Marquardt puts on the same matrix
-        raise ConfigError(f"the Jacobian would take {need / 2**20:,.0f} MiB (limit {limit / 2**20:,.0f} MiB, "
-                          "as for Levenberg–Marquardt): check fewer samples")
+        raise ConfigError(f"the Jacobian would take {need / 2**20:,.0f} MiB ({len(X)} samples x "
+                          f"{model.n_outputs:,} outputs x {model.n_params:,} parameters; limit "
+                          f"{limit / 2**20:,.0f} MiB, as for Levenberg–Marquardt): check a smaller model "
+                          "or fewer samples")
     model = model.to(dtype="float64")
     backend, xp = model.backend, model.xp
     with backend.activate():
