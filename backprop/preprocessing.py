@@ -59,9 +59,11 @@ def _unstandardize(Z: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarr
 
 
 def _label_text(value: Any) -> str:
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    """A class label as text: a whole float as its integer (``2.0`` -> ``2``) up to 2**53, where
+    floats stop being whole numbers one by one; beyond, as the float (``1e+308``, not 309 digits)."""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer() and abs(value) <= 2.0**53:
         return str(int(value))
-    return str(value)
+    return str(float(value)) if isinstance(value, np.floating) else str(value)
 
 
 class Transform:

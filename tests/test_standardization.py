@@ -153,3 +153,11 @@ def test_json_round_trip_is_exact(task, y, standardize):
         np.testing.assert_array_equal(back.targets(y), t.targets(y))
     else:
         np.testing.assert_array_equal(back.targets(y), [1, 0, 1])
+
+
+def test_class_labels_as_text_whole_numbers_and_huge_ones():
+    from backprop.preprocessing import _label_text
+
+    assert [_label_text(v) for v in (2.0, np.float64(-3.0), 2.5, 7, "cat")] == ["2", "-3", "2.5", "7", "cat"]
+    assert [_label_text(v) for v in (1e308, np.float64(-1.7e308), 2.0**53)] == [
+        "1e+308", "-1.7e+308", "9007199254740992"]
