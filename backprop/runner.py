@@ -137,6 +137,60 @@ def _as_dataset(data: Any, target: Any) -> tuple[str | None, Dataset]:
     return _data_ref(data), datafiles.load(data, target)
 
 
+def _merged(given: dict[str, Any], saved: dict | None, own: dict[str, Any]) -> dict[str, Any]:
+    """The run's settings: given > resumed checkpoint's > the data set's ``own`` > DEFAULTS, then
+    what a full-batch optimizer changes in them (when it starts, not when it continues)."""
+    s = {**DEFAULTS, **own, **(saved["settings"] if saved else {}), **given}
+    switched = saved is not None and saved["settings"].get("optimizer") != s["optimizer"]
+    if switched and saved["settings"].get("optimizer") in FULL_BATCH and s["optimizer"] not in FULL_BATCH:
+        # From a full-batch run to a first-order one: its own batch and rate, not "full" and none.
+        fresh = {**DEFAULTS, **own}
+        for key in ("batch_size", "lr"):
+            if key not in given:
+                s[key] = fresh[key]
+    if s["optimizer"] in FULL_BATCH and (not saved or switched):
+        _full_batch_settings(s, given)
+    return s
+
+
+def _full_batch_settings(s: dict[str, Any], given: dict[str, Any]) -> None:
+    """The whole training part per iteration, and no learning rate (a data set's own is for
+    first-order training); Levenberg–Marquardt in float64 and, as MATLAB's trainlm,
+    validation-based stopping after 6 failures; L-BFGS with scikit-learn's MLP defaults."""
+    if "lr" in given:
+        raise ConfigError(f"{s['optimizer']} has no learning rate: its step comes from the damping "
+                          "or the line search; drop lr")
+    s["lr"] = None
+    if "batch_size" not in given:
+        s["batch_size"] = "full"
+    if s["optimizer"] in ("lm", "newton"):
+        if "dtype" not in given:
+            s["dtype"] = "float64"
+        if "early_stopping" not in given:
+            s["early_stopping"] = 6
+        if s["loss"] == "auto" and s["optimizer"] == "lm":
+            s["loss"] = "mse"  # classes too: sigmoid outputs against 0/1, as trainlm does
+    else:  # lbfgs: scikit-learn's MLP defaults, which run to convergence
+        if "epochs" not in given:
+            s["epochs"] = 200
+        if "early_stopping" not in given:
+            s["early_stopping"] = None
+
+
+def _prepare_plot_folder(plot: str) -> None:
+    """Matplotlib present, the folder made and writable, no user's picture in the way: before
+    training, not after it."""
+    from .plots import prepare_folder, require_matplotlib
+
+    require_matplotlib()
+    try:
+        prepare_folder(plot)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
+    if not os.access(plot, os.W_OK):
+        raise ConfigError(f"the plot folder {plot} is not writable: choose another")
+
+
 class Run:
     """One training run: prepared on construction, trained by :meth:`fit`.
 
@@ -201,36 +255,7 @@ class Run:
         if save and self.data_ref is None:
             raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
                               "with backprop.checkpoint.save(run.model, path)")
-        s = {**DEFAULTS, **self.dataset.defaults, **(saved["settings"] if saved else {}), **given}
-        switched = saved is not None and saved["settings"].get("optimizer") != s["optimizer"]
-        if switched and saved["settings"].get("optimizer") in FULL_BATCH and s["optimizer"] not in FULL_BATCH:
-            # From a full-batch run to a first-order one: its own batch and rate, not "full" and none.
-            fresh = {**DEFAULTS, **self.dataset.defaults}
-            for key in ("batch_size", "lr", "epochs"):
-                if key not in given and key != "epochs":
-                    s[key] = fresh[key]
-        if s["optimizer"] in FULL_BATCH and (not saved or switched):
-            # The whole training part per iteration, and no learning rate (a data set's own is for
-            # first-order training); Levenberg–Marquardt in float64 and, as MATLAB's trainlm,
-            # validation-based stopping after 6 failures.
-            if "lr" in given:
-                raise ConfigError(f"{s['optimizer']} has no learning rate: its step comes from the damping "
-                                  "or the line search; drop lr")
-            s["lr"] = None
-            if "batch_size" not in given:
-                s["batch_size"] = "full"
-            if s["optimizer"] in ("lm", "newton"):
-                if "dtype" not in given:
-                    s["dtype"] = "float64"
-                if "early_stopping" not in given:
-                    s["early_stopping"] = 6
-                if s["loss"] == "auto" and s["optimizer"] == "lm":
-                    s["loss"] = "mse"  # classes too: sigmoid outputs against 0/1, as trainlm does
-            else:  # lbfgs: scikit-learn's MLP defaults, which run to convergence
-                if "epochs" not in given:
-                    s["epochs"] = 200
-                if "early_stopping" not in given:
-                    s["early_stopping"] = None
+        s = _merged(given, saved, self.dataset.defaults)
         self.settings, self.given, self.resumed = s, given, ck is not None
         if ck is not None:
             self._check_resumable(ck, resume, save)
@@ -251,15 +276,7 @@ class Run:
         self.saved_epoch: int | None = ck.model.epoch if in_place else None
         self.plot = plot if self.root else None  # rank 0 alone writes files
         if self.plot:
-            from .plots import prepare_folder, require_matplotlib
-
-            require_matplotlib()
-            try:
-                prepare_folder(plot)
-            except OSError as exc:
-                raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
-            if not os.access(plot, os.W_OK):
-                raise ConfigError(f"the plot folder {plot} is not writable: choose another")
+            _prepare_plot_folder(plot)
         if self.save_path and self.root:
             checkpoint.check_writable(self.save_path)
         self._prepare_data(ck)
