@@ -17,6 +17,8 @@ import math
 import numbers
 from typing import Any
 
+from array_api_compat import is_array_api_obj
+
 from . import schedules
 from ._typing import Array
 from .errors import ConfigError
@@ -128,7 +130,15 @@ class Optimizer:
         return type(self) is type(other) and rule(self) == rule(other)
 
     def moved(self, move: Any, owner: str | None) -> Optimizer:
-        """A copy whose state arrays are ``move(list_of_arrays)`` and which belongs to ``owner``."""
+        """A copy whose state arrays are ``move(list_of_arrays)`` and which belongs to ``owner``.
+
+        The one rule for every optimizer, full-batch ones included: the arrays it keeps
+        between steps live in ``state`` (moved by ``model.to()``, host copies in pickles,
+        saved by checkpoints); anything else it holds is Python numbers. An array anywhere
+        else would ride shallowly into a pickle on its device, so it is refused here."""
+        stray = sorted(k for k, v in vars(self).items() if k != "state" and is_array_api_obj(v))
+        if stray:  # a bug in an optimizer class, not the user's doing
+            raise TypeError(f"{type(self).__name__} keeps arrays outside its state: {', '.join(stray)}")
         new = copy.copy(self)
         new.schedule = copy.deepcopy(self.schedule)
         new.state = [dict(zip(slots, move(list(slots.values())))) for slots in self.state]

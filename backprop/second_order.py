@@ -136,16 +136,19 @@ class Damped(FullBatch):
     def record(self) -> dict:
         return {"mu": self.mu}
 
-    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
+                  decayed: Array) -> tuple[Array, Array, Any]:
         """``(loss, gradient of the objective (P,), solve)`` at the current parameters, where
         ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64. The objective is
-        the loss plus ½·wd·‖W‖² over the weight matrices; ``self.decayed`` (P,) marks their
-        entries (1.0) among the flat parameters and ``self.theta`` holds those in float64."""
+        the loss plus ½·wd·‖W‖² over the weight matrices; ``decayed`` (P,) marks their
+        entries (1.0) among the flat parameters, ``theta`` (P,) holds those in float64.
+        Both are this iteration's scratch: nothing device-side is kept on the optimizer
+        (its lasting state is ``mu`` and ``t``), so a pickle holds no device array."""
         raise NotImplementedError
 
-    def _penalty(self, xp: Any, theta: Array) -> Array:
-        """½·wd·‖W‖² of flat parameters ``theta`` (float64), a 0-d device array."""
-        return 0.5 * self.weight_decay * xp.sum(self.decayed * theta * theta)
+    def _penalty(self, xp: Any, theta: Array, decayed: Array) -> Array:
+        """½·wd·‖W‖² of flat parameters ``theta`` (P,) float64, a 0-d device array."""
+        return 0.5 * self.weight_decay * xp.sum(decayed * theta * theta)
 
     def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
         """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
@@ -154,12 +157,12 @@ class Damped(FullBatch):
         xp = model.xp
         f64 = model.backend.dtype("float64")
         theta = xp.asarray(model.flat_parameters(), copy=True)
-        self.theta = xp.astype(theta, f64)
-        self.decayed = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
-                                                     device=model.backend.device), (-1,))
-                                  for p in model.parameter_list()])
-        before, g, solve = self.curvature(step, X, T, S)
-        base = xp.astype(before, f64) + self._penalty(xp, self.theta) if self.weight_decay else before
+        theta64 = xp.astype(theta, f64)
+        decayed = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
+                                                device=model.backend.device), (-1,))
+                             for p in model.parameter_list()])
+        before, g, solve = self.curvature(step, X, T, S, theta64, decayed)
+        base = xp.astype(before, f64) + self._penalty(xp, theta64, decayed) if self.weight_decay else before
         first = True
         while True:
             trial = theta + xp.astype(solve(self.mu), theta.dtype, copy=False)
@@ -167,7 +170,7 @@ class Damped(FullBatch):
             after = loss.forward(model.forward(X, loss=loss)[0], T, S)[0]
             objective = after
             if self.weight_decay:
-                objective = xp.astype(after, f64) + self._penalty(xp, xp.astype(trial, f64))
+                objective = xp.astype(after, f64) + self._penalty(xp, xp.astype(trial, f64), decayed)
             if first:  # one read: the new objective, the old one and the gradient norm
                 values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
                                    xp.linalg.vector_norm(g)])
@@ -226,7 +229,8 @@ class LevenbergMarquardt(Damped):
                 f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
                 "smaller network or fewer samples")
 
-    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
+                  decayed: Array) -> tuple[Array, Array, Any]:
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
@@ -254,8 +258,8 @@ class LevenbergMarquardt(Damped):
         else:
             A = J.T @ J
             if ridge:
-                g = g + ridge * self.decayed * self.theta
-                A = A + ridge * _diag(xp, self.decayed)
+                g = g + ridge * decayed * theta
+                A = A + ridge * _diag(xp, decayed)
             eigenvalues, Q = xp.linalg.eigh(A)
             coords = Q.T @ g
 
@@ -307,15 +311,16 @@ class Newton(Damped):
             raise ConfigError(f"Newton's method needs second derivatives, which {unsupported[0]} has not "
                               "here: use lm or lbfgs")
 
-    def curvature(self, step: Any, X: Array, T: Array, S: Array | None) -> tuple[Array, Array, Any]:
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
+                  decayed: Array) -> tuple[Array, Array, Any]:
         model = step.model
         xp = model.xp
         f64 = model.backend.dtype("float64")
         value, g, H = hessian(model, step.loss, X, T, S)
         g, H = xp.astype(g, f64, copy=False), xp.astype(H, f64, copy=False)
         if self.weight_decay:
-            g = g + self.weight_decay * self.decayed * self.theta
-            H = H + self.weight_decay * _diag(xp, self.decayed)
+            g = g + self.weight_decay * decayed * theta
+            H = H + self.weight_decay * _diag(xp, decayed)
         eigenvalues, Q = xp.linalg.eigh(H)
         lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test
         while lowest + self.mu <= 0.0 and self.mu <= self.mu_max:
