@@ -441,6 +441,29 @@ def read_csv(path: str, target: str | int | None = None, *, inputs_only: bool = 
 NPZ_KEYS = ("X", "y", "X_val", "y_val", "X_test", "y_test")
 
 
+def _npz_inputs(path: str, key: str, value: np.ndarray) -> np.ndarray:
+    """An NPZ input array as float64 (N, F) (a 1-D one is one column), or a DataError line."""
+    if value.ndim == 1:
+        value = value[:, None]
+    if value.ndim != 2 or not np.issubdtype(value.dtype, np.number) or value.dtype.kind == "c":
+        raise DataError(f"{path}: {key} must be a 2-D array of real numbers, got "
+                        f"{value.dtype} of shape {value.shape}")
+    value = value.astype(np.float64)
+    if not np.isfinite(value).all():
+        raise DataError(f"{path}: {key} contains NaN or infinity: drop or impute those values")
+    return value
+
+
+def _npz_targets(path: str, key: str, value: np.ndarray) -> np.ndarray:
+    """An NPZ target array (N,) or (N, T) of labels or numbers as it is, or a DataError line."""
+    if value.ndim not in (1, 2) or value.dtype.kind not in "biufUS":
+        raise DataError(f"{path}: {key} must be a 1-D array of labels or numbers (2-D for several "
+                        f"targets), got {value.dtype} of shape {value.shape}")
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise DataError(f"{path}: {key} contains NaN or infinity: drop those samples")
+    return value
+
+
 def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
     """An NPZ file with arrays ``X``, ``y`` and optionally ``X_val``, ``y_val``,
     ``X_test``, ``y_test`` (for prediction only ``X`` is needed)."""
@@ -463,23 +486,8 @@ def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
     for part in ("val", "test"):
         if (f"X_{part}" in found) != (f"y_{part}" in found):
             raise DataError(f"{path} has only one of X_{part} and y_{part}: give both or neither")
-    arrays = {}
-    for key, value in found.items():
-        if key.startswith("X"):
-            if value.ndim == 1:
-                value = value[:, None]
-            if value.ndim != 2 or not np.issubdtype(value.dtype, np.number) or value.dtype.kind == "c":
-                raise DataError(f"{path}: {key} must be a 2-D array of real numbers, got "
-                                f"{value.dtype} of shape {value.shape}")
-            value = value.astype(np.float64)
-            if not np.isfinite(value).all():
-                raise DataError(f"{path}: {key} contains NaN or infinity: drop or impute those values")
-        elif value.ndim not in (1, 2) or value.dtype.kind not in "biufUS":
-            raise DataError(f"{path}: {key} must be a 1-D array of labels or numbers (2-D for several "
-                            f"targets), got {value.dtype} of shape {value.shape}")
-        elif value.dtype.kind == "f" and not np.isfinite(value).all():
-            raise DataError(f"{path}: {key} contains NaN or infinity: drop those samples")
-        arrays[key] = value
+    arrays = {key: _npz_inputs(path, key, value) if key.startswith("X") else _npz_targets(path, key, value)
+              for key, value in found.items()}
     X = arrays["X"]
     y = arrays.get("y", np.zeros(len(X)))
     for part in ("", "_val", "_test"):
