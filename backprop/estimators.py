@@ -29,7 +29,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
 from backends import backend_for, get_backend, to_numpy_any
 
@@ -113,23 +113,7 @@ class _Backprop(BaseEstimator):
                 raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
                                  f"{self.n_features_in_} features as input.")
             X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
-            text = not self._numeric_y and y is not None and np.asarray(to_numpy_any(y)).dtype.kind in "USO"
-            if y is not None and not text:
-                y = backend.asarray(y)  # labels as text stay on the host, as classes_ then do
-            if y is not None and not _is_device_array(y):
-                y = np.asarray(y)
-                if y.ndim == 2 and y.shape[1] == 1:
-                    y = y.ravel()
-                if y.shape[0] != X.shape[0]:
-                    raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                                     f"[{X.shape[0]}, {y.shape[0]}]")
-                return X, y
-                if y.ndim == 2 and y.shape[1] == 1:
-                    y = backend.xp.reshape(y, (y.shape[0],))
-                if y.shape[0] != X.shape[0]:
-                    raise ValueError(f"Found input variables with inconsistent numbers of samples: "
-                                     f"[{X.shape[0]}, {y.shape[0]}]")
-            return X, y
+            return X, None if y is None else self._device_targets(backend, X, y)
         kwargs = dict(dtype=[np.float64, np.float32], reset=reset)
         if y is None:
             return validate_data(self, X, **kwargs), None
@@ -137,6 +121,17 @@ class _Backprop(BaseEstimator):
         if not self._numeric_y:
             y = column_or_1d(y, warn=True)  # a column of labels is accepted, with a warning
         return X, y
+
+    def _device_targets(self, backend: Any, X: Any, y: Any) -> Any:
+        """``y`` beside a device ``X`` (N, F), whatever it came as (NumPy, a list, any device's
+        array): (N,) or (N, K) on X's device, a column (N, 1) as (N,), as the host path
+        leaves a classifier's; labels as text stay on the host (as ``classes_`` then do)."""
+        text = not self._numeric_y and np.asarray(to_numpy_any(y)).dtype.kind in "USO"
+        y = np.asarray(y) if text else backend.asarray(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]  # standard indexing: NumPy, CuPy, torch and array-api-strict alike
+        check_consistent_length(X, y)  # scikit-learn's own one-line refusal
+        return y
 
     @staticmethod
     def _float(dtype: Any) -> bool:

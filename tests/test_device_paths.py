@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop.estimators import BackpropRegressor
-from conftest import load
+from backprop.estimators import BackpropClassifier, BackpropRegressor
+from conftest import load, to_np
 
 pytest.importorskip("array_api_strict")
 
@@ -65,3 +65,33 @@ def test_an_lm_regressor_fitted_on_a_device_loads_where_that_device_is_missing(t
     blob = pickle.dumps(reg)
     assert b"array_api_strict" not in blob
     np.testing.assert_array_equal(_predict_elsewhere(blob, tmp_path), np.asarray(reg.predict(X)))
+
+
+# -- a device y beside a device X ------------------------------------------------------
+def _strict(a):
+    import array_api_strict as xps
+
+    return xps.asarray(a, device=load("strict").device)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_a_device_column_y_trains_as_its_flat_twin(kind):
+    cls = BackpropClassifier if kind == "classifier" else BackpropRegressor
+    y = (X[:, 0] > 0).astype(np.float64) if kind == "classifier" else Y
+    Xd = _strict(X)
+    flat = cls((3,), max_iter=3, random_state=0).fit(Xd, _strict(y))
+    column = cls((3,), max_iter=3, random_state=0).fit(Xd, _strict(y[:, None]))
+    np.testing.assert_array_equal(to_np(column.predict(Xd)), to_np(flat.predict(Xd)))
+    assert column.predict(Xd).shape == (X.shape[0],)
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("where", ["device", "host"])
+@pytest.mark.parametrize("shape", [(23,), (23, 1)])
+def test_a_y_of_another_length_than_a_device_x_is_refused_in_one_line(kind, where, shape):
+    cls = BackpropClassifier if kind == "classifier" else BackpropRegressor
+    y = np.reshape(np.arange(23.0) % 2, shape)
+    with pytest.raises(ValueError, match=r"^Found input variables with inconsistent numbers of "
+                                         r"samples: \[24, 23\]$"):
+        cls((3,), max_iter=1).fit(_strict(X), _strict(y) if where == "device" else y)
