@@ -148,6 +148,27 @@ def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
     return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
+def same_bits_nan_as_nan(a: np.ndarray, b: np.ndarray) -> bool:
+    """NaN where ``b`` has NaN, whatever its payload (a GPU's cast gives the canonical
+    0x7fffffff, NumPy's 0x7fc00000), and every other element bit for bit (-0.0, subnormals)."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    nan = np.isnan(b)
+    return bool(np.array_equal(np.isnan(a), nan)) and a[~nan].tobytes() == b[~nan].tobytes()
+
+
+def test_nan_as_nan_ignores_only_the_nan_payload():
+    expected = AWKWARD.astype("float32")
+    other_nan = expected.copy()
+    other_nan.view(np.uint32)[1, 1] = 0x7FFFFFFF  # a GPU's NaN
+    assert same_bits_nan_as_nan(other_nan, expected) and not same_bits(other_nan, expected)
+    for where, wrong in [((0, 1), 0.0), ((0, 0), np.nextafter(np.float32(1 / 7), 1)), ((1, 1), 1.0),
+                         ((1, 2), 0.0)]:  # +0 for -0, one ulp off, a number for NaN, a flushed subnormal
+        off = expected.copy()
+        off[where] = wrong
+        assert not same_bits_nan_as_nan(off, expected), (where, wrong)
+
+
 def test_asarray_and_to_numpy_round_trip(backend):
     for dtype in ("float32", "float64"):
         x = backend.asarray(AWKWARD, dtype)
@@ -164,7 +185,7 @@ def test_a_native_array_passes_through_or_is_cast_on_the_device(backend):
     assert backend.asarray(x, "float64") is x
     y = backend.asarray(x, "float32")
     assert_belongs(y, backend, "float32", (2, 3))
-    assert same_bits(backend.to_numpy(y), AWKWARD.astype("float32"))
+    assert same_bits_nan_as_nan(backend.to_numpy(y), AWKWARD.astype("float32"))  # cast on the device
     z = backend.asarray(x, copy=True)
     assert z is not x
     assert_belongs(z, backend, "float64", (2, 3))
