@@ -128,9 +128,9 @@ class MPIComm(Communicator):
         self.local_rank, self.local_size = local.Get_rank(), local.Get_size()
         local.Free()
 
+    # The sums call MPI even with one rank (then they copy nothing between processes): a
+    # one-rank job runs the very calls a job of many does, so that a test of one rank checks them.
     def allreduce(self, buffer: Any) -> Any:
-        if self.size == 1:
-            return buffer
         if isinstance(buffer, np.ndarray) and buffer.flags.c_contiguous:
             self.comm.Allreduce(self.MPI.IN_PLACE, buffer, op=self.MPI.SUM)
             return buffer
@@ -142,8 +142,7 @@ class MPIComm(Communicator):
 
     def allreduce_host(self, values: np.ndarray) -> np.ndarray:
         out = np.array(values, dtype=np.float64)
-        if self.size > 1:
-            self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
+        self.comm.Allreduce(self.MPI.IN_PLACE, out, op=self.MPI.SUM)
         return out
 
     def any(self, flag: bool) -> bool:
@@ -185,8 +184,8 @@ def _like(buffer: Any, host: np.ndarray) -> Any:
 class NCCLComm(MPIComm):
     """NCCL for CuPy gradient buffers, MPI for the rest. Needs one GPU per rank on each machine.
 
-    Written against ``cupy.cuda.nccl`` (CuPy 13). Not exercised by this project's CI,
-    which has no GPU: the tests skip it with a reason.
+    Written against ``cupy.cuda.nccl`` (CuPy 13). Exercised only where a GPU is (the tests
+    call its all-reduce with one rank there, and skip it with a reason elsewhere).
     """
 
     name = "nccl"
@@ -214,8 +213,7 @@ class NCCLComm(MPIComm):
     def allreduce(self, buffer: Any) -> Any:
         if type(buffer).__module__.split(".")[0] != "cupy":
             return super().allreduce(buffer)
-        if self.size == 1:
-            return buffer
+        # One rank too: queued like a kernel, it costs no synchronisation, and runs the real call.
         stream = self.cupy.cuda.get_current_stream()
         # Queued on the stream like a kernel: no host synchronisation here.
         self.nccl_comm.allReduce(buffer.data.ptr, buffer.data.ptr, buffer.size, self._types[buffer.dtype],

@@ -280,6 +280,71 @@ def test_mpi_comm_alone_is_a_world_of_one():
     assert done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+# A spy between a communicator and its library: counts the sums it hands on and returns the
+# library's answer. One rank's sum is its own values, bit for bit (-0.0, a subnormal, NaN's payload).
+_SPY = """
+import numpy as np
+class Spy:
+    def __init__(self, inner, name):
+        self.inner, self.name, self.calls = inner, name, 0
+    def __getattr__(self, attr):
+        found = getattr(self.inner, attr)
+        if attr != self.name:
+            return found
+        def counted(*args, **kwargs):
+            self.calls += 1
+            return found(*args, **kwargs)
+        return counted
+AWKWARD = np.array([1 / 7, -0.0, np.inf, -np.inf, np.nan, 5e-324, 2.0**60, -3.0])
+"""
+
+
+@needs_mpi
+def test_mpi_sums_with_one_rank_call_mpi_and_give_the_exact_values():
+    # MPI's all-reduce with one rank for real: NumPy buffers in place (float64 and float32),
+    # a device buffer (array-api-strict's second device) staged through the host, the host totals.
+    code = _SPY + """
+import array_api_strict as xps
+from mpi4py import MPI
+from backends.comm import MPIComm
+spy = Spy(MPI.COMM_WORLD, "Allreduce")
+c = MPIComm(spy)
+assert (c.rank, c.size) == (0, 1)
+for dtype in (np.float64, np.float32):
+    b = AWKWARD.astype(dtype)
+    out = c.allreduce(b)
+    assert out is b and out.tobytes() == AWKWARD.astype(dtype).tobytes(), out
+d = xps.asarray(AWKWARD, device=xps.Device("device1"))
+out = c.allreduce(d)
+assert out is d and out.device == xps.Device("device1")
+assert np.asarray(out.to_device(xps.Device("CPU_DEVICE"))).tobytes() == AWKWARD.tobytes()
+assert c.allreduce_host([1.5, -2.0]).tolist() == [1.5, -2.0]
+print(spy.calls)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["4"]  # every sum went to MPI: two in place, one staged, the totals
+
+
+@pytest.mark.skipif(_nccl_missing() is not None, reason=f"NCCL: {_nccl_missing()}")
+def test_nccl_sums_with_one_rank_call_nccl_and_give_the_exact_values():
+    # The twin on a GPU: NCCL's all-reduce queued on the stream, in place, float64 and float32.
+    code = _SPY + """
+import cupy
+from backends.comm import NCCLComm
+c = NCCLComm()
+spy = c.nccl_comm = Spy(c.nccl_comm, "allReduce")
+for dtype in (np.float64, np.float32):
+    b = cupy.asarray(AWKWARD.astype(dtype))
+    out = c.allreduce(b)
+    assert out is b and out.get().tobytes() == AWKWARD.astype(dtype).tobytes(), out
+print(spy.calls)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2"]
+
+
 @needs_mpi
 def test_a_ctrl_c_on_one_rank_interrupts_every_rank_and_is_saved_as_such(tmp_path):
     # A first Ctrl-C reaching rank 1 alone: every rank stops after that epoch, exits 130, and
