@@ -15,6 +15,8 @@ machine without a GPU.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import numbers
 import warnings
 from typing import Any
@@ -48,6 +50,26 @@ def _is_device_array(x: Any) -> bool:
     from array_api_compat import is_array_api_obj
 
     return is_array_api_obj(x) and not is_numpy_array(x)
+
+
+def _on_device(fitting: bool = False) -> Any:
+    """Run an estimator method inside ``activate()`` of the backend its arrays land on.
+
+    CuPy's creation functions ignore ``device=`` (array-api-compat passes it over) and make
+    arrays on the current GPU: on ``cuda:1`` every target, weight or probability an
+    estimator made outside ``activate()`` would land on ``cuda:0``. The backend: ``device=``
+    when fitting, else X's device, else the fitted model's (NumPy X: nothing to activate)."""
+    def wrap(method: Any) -> Any:
+        @functools.wraps(method)
+        def run(self: Any, X: Any, *args: Any, **kwargs: Any) -> Any:
+            model = getattr(self, "model_", None)
+            backend = (get_backend(self.device) if fitting and self.device is not None
+                       else backend_for(X) if _is_device_array(X)
+                       else model.backend if model is not None and not fitting else None)
+            with contextlib.nullcontext() if backend is None else backend.activate():
+                return method(self, X, *args, **kwargs)
+        return run
+    return wrap
 
 
 class _Backprop(BaseEstimator):
@@ -252,8 +274,9 @@ class _Backprop(BaseEstimator):
         super().__setstate__(state) if hasattr(super(), "__setstate__") else self.__dict__.update(state)
         model = self.__dict__.get("model_")
         if model is not None and model.backend.name != "numpy":
-            for key in moved:
-                setattr(self, key, model.backend.asarray(getattr(self, key)))
+            with model.backend.activate():
+                for key in moved:
+                    setattr(self, key, model.backend.asarray(getattr(self, key)))
 
 
 class _Plateau:
@@ -357,6 +380,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
                                  f"partial_fit, {known.tolist()}: pass those, or call fit to start afresh")
         return self._fit(X, y, sample_weight, classes=classes, epochs=1, keep=True, incremental=True)
 
+    @_on_device(fitting=True)
     def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool, incremental: bool):
         first = not (keep and hasattr(self, "model_"))
         X, y = self._inputs(X, y, reset=first, needs_y=True)
@@ -408,6 +432,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             P = xp.concat([1.0 - P, P], axis=1) if xp is not np else np.concatenate([1.0 - P, P], axis=1)
         return P
 
+    @_on_device()
     def predict_proba(self, X):
         """Class probabilities (N, n_classes), in X's namespace and on its device."""
         P = self._scores(X)
@@ -417,6 +442,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
             return P / xp.sum(P, axis=1, keepdims=True)
         return P
 
+    @_on_device()
     def predict(self, X):
         """Class labels (N,), in X's namespace and on its device (NumPy for NumPy X)."""
         P = self._scores(X)
@@ -437,6 +463,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     def _metric(y, predicted, sample_weight):
         return accuracy_score(y, predicted, sample_weight=sample_weight)
 
+    @_on_device()
     def predict_log_proba(self, X):
         P = self.predict_proba(X)
         xp = np if is_numpy_array(P) else self.model_.xp
@@ -470,6 +497,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
             self._validate_params()
         return self._fit(X, y, sample_weight, epochs=1, keep=True, incremental=True)
 
+    @_on_device(fitting=True)
     def _fit(self, X, y, sample_weight, *, epochs: int, keep: bool, incremental: bool):
         first = not (keep and hasattr(self, "model_"))
         X, y = self._inputs(X, y, reset=first, needs_y=True)
@@ -489,6 +517,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
     def _metric(y, predicted, sample_weight):
         return r2_score(y, predicted, sample_weight=sample_weight)
 
+    @_on_device()
     def predict(self, X):
         """Predictions (N,) or (N, K), in X's namespace and on its device."""
         check_is_fitted(self)

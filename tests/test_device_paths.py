@@ -95,3 +95,82 @@ def test_a_y_of_another_length_than_a_device_x_is_refused_in_one_line(kind, wher
     with pytest.raises(ValueError, match=r"^Found input variables with inconsistent numbers of "
                                          r"samples: \[24, 23\]$"):
         cls((3,), max_iter=1).fit(_strict(X), _strict(y) if where == "device" else y)
+
+
+# -- device work inside the backend's activate() -------------------------------------------
+class _Outside:
+    """Every array-api-strict array made on the second device while no ``StrictBackend.activate()``
+    is entered, by the innermost project function that made it.
+
+    ``Array._new`` is the one constructor of every array-api-strict array (creation functions,
+    arithmetic, indexing alike), so this sees all of them: on CuPy each such array would land on
+    the current GPU, not the model's ``cuda:1``."""
+
+    def __init__(self, monkeypatch):
+        import contextlib
+        import traceback
+
+        import array_api_strict as xps
+        from array_api_strict._array_object import Array
+
+        from backends.strict_backend import StrictBackend
+
+        self.depth, self.counting, self.sites = 0, False, []
+        second, new = xps.Device("device1"), Array._new.__func__
+
+        def counted(cls, x, /, device):
+            if self.counting and self.depth == 0 and device == second:
+                ours = [f for f in traceback.extract_stack()[:-1] if "/backprop/" in f.filename
+                        or "/backends/" in f.filename]
+                self.sites.append(f"{ours[-1].name}:{ours[-1].lineno}" if ours else "?")
+            return new(cls, x, device)
+
+        @contextlib.contextmanager
+        def activate(backend):
+            self.depth += 1
+            try:
+                yield
+            finally:
+                self.depth -= 1
+
+        monkeypatch.setattr(Array, "_new", classmethod(counted))
+        monkeypatch.setattr(StrictBackend, "activate", activate)
+
+    def __enter__(self):
+        self.counting = True
+        return self
+
+    def __exit__(self, *exc):
+        self.counting = False
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "lm"])
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+@pytest.mark.parametrize("where", ["device X", "device="])
+def test_the_estimators_make_device_arrays_only_inside_activate(monkeypatch, solver, kind, where):
+    cls = BackpropClassifier if kind == "classifier" else BackpropRegressor
+    y = (X[:, 0] > 0).astype(np.int64) if kind == "classifier" else Y
+    on_device = where == "device X"
+    Xin, yin = (_strict(X), _strict(y)) if on_device else (X, y)  # made before counting starts
+    outside = _Outside(monkeypatch)
+    with outside:
+        est = cls((3,), solver=solver, max_iter=2, early_stopping=solver == "adam", random_state=0,
+                  device=None if on_device else "strict").fit(Xin, yin, sample_weight=np.ones(len(X)))
+        if solver == "adam":
+            est.partial_fit(Xin, yin)
+        est.score(Xin, yin)
+        if kind == "classifier":
+            est.predict_log_proba(Xin)
+        pickle.loads(pickle.dumps(est)).predict(Xin)  # back on the device
+    assert outside.sites == []
+
+
+def test_the_count_sees_an_array_made_outside_activate_and_none_inside(monkeypatch):
+    backend = load("strict")
+    outside = _Outside(monkeypatch)
+    with outside:
+        backend.asarray(np.ones(2))
+        with backend.activate():
+            backend.asarray(np.ones(2)) + 1.0
+    assert len(outside.sites) == 1
