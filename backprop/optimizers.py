@@ -136,7 +136,8 @@ class Optimizer:
         between steps live in ``state`` (moved by ``model.to()``, host copies in pickles,
         saved by checkpoints); anything else it holds is Python numbers. An array anywhere
         else would ride shallowly into a pickle on its device, so it is refused here."""
-        stray = sorted(k for k, v in vars(self).items() if k != "state" and is_array_api_obj(v))
+        stray = sorted(k for k, v in vars(self).items()
+                       if k != "state" and is_array_api_obj(v) and not isinstance(v, numbers.Number))
         if stray:  # a bug in an optimizer class, not the user's doing
             raise TypeError(f"{type(self).__name__} keeps arrays outside its state: {', '.join(stray)}")
         new = copy.copy(self)
