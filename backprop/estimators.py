@@ -467,7 +467,9 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     def predict_log_proba(self, X):
         P = self.predict_proba(X)
         xp = np if is_numpy_array(P) else self.model_.xp
-        return xp.log(P)
+        with warnings.catch_warnings():  # a probability of 0 has log -inf, as scikit-learn's MLP gives
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return xp.log(P)
 
 
 class BackpropRegressor(RegressorMixin, _Backprop):
