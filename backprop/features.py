@@ -79,8 +79,3 @@ def expand(X: np.ndarray, names: Sequence[str]) -> np.ndarray:
                             "so it exceeds the float maximum (1.8e308): rescale the column")
         out[:, j] = col
     return out
-
-
-def n_columns_read(names: Sequence[str]) -> int:
-    """How many raw columns the features need at least (the highest column read)."""
-    return max(max(_columns(n)[1]) for n in names) + 1

@@ -22,6 +22,7 @@ from ._typing import Array
 from .activations import Activation
 from .errors import ConfigError
 from .layers import Dense
+from .namespace import device_of
 
 
 def hessian(model: Any, loss: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array, Array]:
@@ -31,7 +32,7 @@ def hessian(model: Any, loss: Any, X: Array, T: Array, S: Array | None = None) -
     xp = model.xp
     dt = X.dtype
     P = model.n_params
-    eye = xp.eye(P, dtype=dt, device=_device(X))
+    eye = xp.eye(P, dtype=dt, device=device_of(X))
     offsets, start = {}, 0
     for layer in model.trunk(loss):
         if isinstance(layer, Dense):
@@ -87,8 +88,3 @@ def hessian(model: Any, loss: Any, X: Array, T: Array, S: Array | None = None) -
     Hm = xp.concat([part for key in order for part in rows[key]], axis=1)  # row p: (H e_p)^T
     return value, gradient, (Hm + Hm.T) * 0.5  # symmetric up to rounding; make it exactly so
 
-
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)

@@ -20,6 +20,7 @@ from typing import Any
 
 from ._typing import Array
 from .layers import Dense
+from .namespace import device_of
 
 
 def jacobian_bytes(n_samples: int, n_outputs: int, n_params: int, itemsize: int = 8) -> int:
@@ -49,7 +50,7 @@ def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
         dense_at = {index: Xin for index, Xin in taps}
         columns: list[Array] = []  # per output: (N, P)
         for out in range(k):
-            seed = xp.astype(xp.arange(k, device=_device(Z)) == out, Z.dtype)
+            seed = xp.astype(xp.arange(k, device=device_of(Z)) == out, Z.dtype)
             dY = xp.broadcast_to(seed[None, :], (n, k))
             pieces: list[Array] = []
             for index in range(len(closures) - 1, -1, -1):
@@ -64,8 +65,3 @@ def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
         J = xp.stack(columns, axis=1)  # (N, K, P)
         return Z, xp.reshape(J, (n * k, J.shape[2]))
 
-
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)

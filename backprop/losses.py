@@ -21,7 +21,7 @@ from typing import Any
 from ._typing import Array
 from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax
 from .errors import ConfigError, DataError
-from .namespace import namespace_of
+from .namespace import device_of, namespace_of
 
 
 class Loss:
@@ -239,7 +239,7 @@ class CrossEntropy(Loss):
                 raise DataError(f"{what} holds class labels {low}..{high} but the model has {n_outputs} "
                                 f"outputs: labels must be 0..{n_outputs - 1}")
             labels = xp.astype(labels, xp.int64)
-            classes = xp.arange(n_outputs, device=_device(y))
+            classes = xp.arange(n_outputs, device=device_of(y))
             return xp.astype(labels[:, None] == classes, dtype), labels
         T, _ = super().targets(xp, dtype, y, n_outputs, what)
         if not bool(xp.all((T >= 0) & (T <= 1))):
@@ -268,11 +268,6 @@ def _weigh(A: Array, S: Array | None) -> Array:
     """Rows of ``A`` (..., N, K) times the sample weights ``S`` (N,); ``A`` itself without."""
     return A if S is None else A * S[:, None]
 
-
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 LOSSES: dict[str, type[Loss]] = {

@@ -1,4 +1,4 @@
-"""The Array API namespace of an array, looked up once per array type.
+"""The Array API namespace of an array, looked up once per array type, and its device.
 
 ``array_api_compat.array_namespace`` costs a few microseconds per call, which
 is a real share of a small network's training step; the namespace depends only
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from array_api_compat import array_namespace
+from array_api_compat import device as _compat_device
 
 _BY_TYPE: dict[type, Any] = {}
 
@@ -20,3 +21,8 @@ def namespace_of(x: Any) -> Any:
     if xp is None:
         xp = _BY_TYPE[type(x)] = array_namespace(x)
     return xp
+
+
+def device_of(x: Any) -> Any:
+    """The device ``x`` lives on, as its namespace's creation functions take it (``device=``)."""
+    return _compat_device(x)
