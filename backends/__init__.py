@@ -15,7 +15,7 @@ from .base import (
 )
 from .host import to_numpy_any
 from .registry import available_backends, backend_for, get_backend
-from .rng import HostRNG
+from .rng import HostRNG, Stream
 
 __all__ = [
     "Backend",
@@ -23,6 +23,7 @@ __all__ = [
     "BackendUnavailable",
     "HostRNG",
     "NotNumeric",
+    "Stream",
     "UnknownDevice",
     "available_backends",
     "backend_for",

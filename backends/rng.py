@@ -8,7 +8,22 @@ array-api-strict start from identical weights and see identical batches.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 import numpy as np
+
+
+class Stream(IntEnum):
+    """Every independent stream drawn from a seed, in one place: a new use takes a new number,
+    and none may change (a resumed run, a saved checkpoint and the tests rely on each draw)."""
+
+    WEIGHTS = 0  # initial weights
+    SHUFFLE = 1  # the order of the samples, every epoch
+    SPLIT = 2  # which samples are held out for validation
+    JACOBIAN_COLUMNS = 3  # gradcheck: which Jacobian columns are compared
+    LAYER_PROBE = 7  # gradcheck: the random output weights that turn a layer's output into a loss
+    CHECKED_ENTRIES = 8  # gradcheck: which entries of each array are compared
+    NOISE_PROBE = 9  # gradcheck: the direction along which the loss's roundoff is measured
 
 
 class HostRNG:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import Backend, backend_for, get_backend
+from backends import Backend, Stream, backend_for, get_backend
 
 from . import losses as losses_mod
 from ._typing import Array
@@ -139,7 +139,7 @@ def _noise(f: Callable[[], Any], backend: Backend, arrays: list[Array], step: fl
     have variance C(8, 4) sigma^2 = 70 sigma^2 (Moré and Wild, "Estimating computational
     noise", 2011), so sigma^2 = mean((Δ^4 f)^2) / 70. The arrays are restored after.
     """
-    xp, rng = backend.xp, backend.rng(seed, stream=9)
+    xp, rng = backend.xp, backend.rng(seed, stream=Stream.NOISE_PROBE)
     origs = [xp.asarray(A, copy=True) for A in arrays]
     dirs = [backend.asarray(np.sign(rng.normal(1.0, tuple(A.shape))), "float64") for A in arrays]
     values = []
@@ -308,7 +308,8 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         else:
             layer = target.cast(backend, f64)
         Y, backward = layer.forward(X64, train=True)
-        R = backend.asarray(backend.rng(seed, stream=7).normal(1.0, tuple(Y.shape)), "float64")
+        probe = backend.rng(seed, stream=Stream.LAYER_PROBE)
+        R = backend.asarray(probe.normal(1.0, tuple(Y.shape)), "float64")
 
         def f() -> float:
             return float(backend.xp.sum(layer.forward(X64, train=True)[0] * R))
@@ -322,7 +323,7 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
 def _compare(backend: Backend, f: Callable[[], float], arrays: dict[str, Array],
              analytic: dict[str, Array], eps: float, tolerance: float, max_entries: int,
              seed: int, wrt_input: bool) -> GradcheckResult:
-    rng = backend.rng(seed, stream=8)
+    rng = backend.rng(seed, stream=Stream.CHECKED_ENTRIES)
     floor = roundoff_floor(f, backend, list(arrays.values()), eps, seed)
     errors, entries, sizes, floored = {}, {}, {}, []
     for name, A in arrays.items():
@@ -366,7 +367,7 @@ def jacobian_check(model: Any, X: Any, *, eps: float = 1e-6, tolerance: float = 
         theta = xp.asarray(model.flat_parameters(), copy=True)
         names = list(model.parameters())
         counts = sizes([tuple(p.shape) for p in model.parameter_list()])
-        rng = backend.rng(seed, stream=3)
+        rng = backend.rng(seed, stream=Stream.JACOBIAN_COLUMNS)
         total = J.shape[1]
 
         def outputs() -> np.ndarray:

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from backends import Backend, BackendError, dtype_name, get_backend
+from backends import Backend, BackendError, Stream, dtype_name, get_backend
 
 from . import activations, flat, losses
 from ._typing import Array, Backward
@@ -76,7 +76,7 @@ class Sequential:
         for layer in self.layers:
             width = layer.output_width(width)
         self.n_outputs = width
-        rng = self.backend.rng(seed, stream=0)
+        rng = self.backend.rng(seed, stream=Stream.WEIGHTS)
         with self.backend.activate():
             for i, layer in enumerate(self.layers):
                 following = self.layers[i + 1] if i + 1 < len(self.layers) else None
