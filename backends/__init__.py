@@ -5,19 +5,21 @@ namespace ``xp``.
 """
 
 from .base import (
-                   Backend,
-                   BackendError,
-                   BackendUnavailable,
-                   NotNumeric,
-                   UnknownDevice,
-                   dtype_name,
-                   is_out_of_memory,
+    FLOAT_DTYPES,
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    NotNumeric,
+    UnknownDevice,
+    dtype_name,
+    is_out_of_memory,
 )
 from .host import to_numpy_any
 from .registry import available_backends, backend_for, get_backend
 from .rng import HostRNG, Stream
 
 __all__ = [
+    "FLOAT_DTYPES",
     "Backend",
     "BackendError",
     "BackendUnavailable",

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from backends import Backend, BackendError, Stream, dtype_name, get_backend
+from backends import FLOAT_DTYPES, Backend, BackendError, Stream, dtype_name, get_backend
 
 from . import activations, flat, losses
 from ._typing import Array, Backward
@@ -397,8 +397,8 @@ def _bytes(n: float) -> str:
 
 def _float_dtype(backend: Backend, dtype: Any) -> Any:
     """``backend``'s dtype for ``"float32"``/``"float64"`` (or a dtype object); nothing else trains."""
-    if dtype_name(dtype) not in ("float32", "float64"):
-        raise ConfigError(f"unsupported dtype {dtype!r}: use 'float32' or 'float64'")
+    if dtype_name(dtype) not in FLOAT_DTYPES:
+        raise ConfigError(f"unsupported dtype {dtype!r}: use {' or '.join(map(repr, FLOAT_DTYPES))}")
     return backend.dtype(dtype_name(dtype))
 
 

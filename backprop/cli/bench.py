@@ -8,7 +8,7 @@ import os
 import sys
 import textwrap
 
-from backends import BackendUnavailable, get_backend
+from backends import FLOAT_DTYPES, BackendUnavailable, get_backend
 
 from .. import bench
 from ..bench import format_time
@@ -220,7 +220,7 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
                    help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
     p.add_argument("--compare", default=None, metavar="torch,numpy-reference",
                    help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32")
     p.add_argument("--precision", choices=("default", "tf32"), default="default",
                    help="tf32: TF32 tensor cores for float32 products on GPUs (CPU rows stay float32)")
     p.add_argument("--optimizer", choices=tuple(bench.OPTIMIZER_SETTINGS), default="momentum",
