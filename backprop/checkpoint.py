@@ -53,9 +53,7 @@ from . import activations, initializers, losses, optimizers, schedules
 from ._version import __version__
 from .errors import CheckpointError, ConfigError
 from .layers import Dense, Layer
-from .lbfgs import LBFGS
 from .model import Sequential
-from .second_order import LevenbergMarquardt, Newton
 from .training import EPOCH_KEYS, EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
@@ -92,9 +90,10 @@ def _layer_from_spec(spec: dict) -> Layer:
     return activations.ACTIVATIONS[spec["type"]](**config)
 
 
-OPTIMIZER_CLASSES = {cls.name: cls for cls in (optimizers.GradientDescent, optimizers.SGD,
-                                               optimizers.RMSprop, optimizers.Adam, optimizers.AdamW,
-                                               LevenbergMarquardt, Newton, LBFGS)}
+def __getattr__(attr: str) -> Any:
+    if attr == "OPTIMIZER_CLASSES":  # the registry's, as it is now (see optimizers.classes)
+        return optimizers.classes()
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
@@ -109,7 +108,7 @@ def _optimizer_from_meta(meta: dict) -> optimizers.Optimizer:
     schedule = schedules.SCHEDULES[meta["schedule"]["name"]](**meta["schedule"]["config"])
     config = dict(meta["config"])
     lr = config.pop("lr", None)  # full-batch optimizers have none
-    opt = OPTIMIZER_CLASSES[meta["name"]](lr, schedule=schedule, **config)
+    opt = optimizers.classes()[meta["name"]](lr, schedule=schedule, **config)
     opt.t = int(meta["t"])
     return opt
 
@@ -495,7 +494,7 @@ def _check_optimizer(opt: Any, data: dict[str, np.ndarray], names: list[str]) ->
     """The optimizer's settings, step count and one state tensor per slot, shaped as its parameter."""
     if opt is None:
         return
-    _need(isinstance(opt, dict) and _named(opt.get("name"), OPTIMIZER_CLASSES)
+    _need(isinstance(opt, dict) and _named(opt.get("name"), optimizers.classes())
           and isinstance(opt.get("config"), dict) and _count(opt.get("t")), "optimizer")
     schedule = opt.get("schedule")
     _need(isinstance(schedule, dict) and _named(schedule.get("name"), schedules.SCHEDULES)

@@ -38,11 +38,32 @@ from backends import backend_for, get_backend, to_numpy_any
 from . import activations, optimizers
 from .heads import Head
 from .model import Sequential, mlp
-from .runner import FULL_BATCH
 from .targets import as_inputs
 from .training import EarlyStopping
 
-SOLVERS = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", *FULL_BATCH)
+
+class _Solvers(StrOptions):
+    """``solver`` among the optimizer registry's names as it is when ``fit`` runs (one registered
+    after this module was imported included)."""
+
+    def __init__(self) -> None:
+        super().__init__(set(optimizers.NAMES))
+
+    def is_satisfied_by(self, val: Any) -> bool:
+        return isinstance(val, str) and val in optimizers.NAMES
+
+    def __str__(self) -> str:
+        return f"a str among {{{', '.join(map(repr, optimizers.NAMES))}}}"
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "SOLVERS":  # the optimizer registry's names (see backprop.optimizers.names)
+        return optimizers.NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+def _full_batch(solver: str) -> bool:
+    return optimizers.class_of(solver).full_batch
 
 
 def _is_device_array(x: Any) -> bool:
@@ -78,7 +99,7 @@ class _Backprop(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(activations.ACTIVATIONS) - {"softmax"})],
-        "solver": [StrOptions(set(SOLVERS))],
+        "solver": [_Solvers()],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -177,14 +198,14 @@ class _Backprop(BaseEstimator):
         # Our squared error is the mean of (z - t)^2, scikit-learn's half of it: the same
         # balance between data and penalty takes twice the decay.
         decay = self._loss_scale * self.alpha / batch if batch > 0 else 0.0  # all-zero weights: fit says so
-        if self.solver in ("lm", "newton"):
-            return optimizers.get(self.solver, weight_decay=decay)
-        if self.solver == "lbfgs":
-            return optimizers.get("lbfgs", weight_decay=decay, tol=self.tol * self._loss_scale)
-        return optimizers.get(self.solver, self.learning_rate_init, weight_decay=decay)
+        cls = optimizers.class_of(self.solver)
+        kwargs: dict[str, Any] = {"weight_decay": decay}
+        if "tol" in optimizers.settings(self.solver):  # a tolerance of its own (lbfgs): scikit-learn's tol
+            kwargs["tol"] = self.tol * self._loss_scale
+        return optimizers.get(self.solver, self.learning_rate_init if cls.has_lr else None, **kwargs)
 
     def _batch(self, n: int) -> int:
-        if self.solver in FULL_BATCH:
+        if _full_batch(self.solver):
             return n
         return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
 
@@ -208,9 +229,9 @@ class _Backprop(BaseEstimator):
                                         class_targets=isinstance(self, ClassifierMixin))
         # A new optimizer on every fit (warm_start keeps the weights, as scikit-learn); partial_fit
         # continues its optimizer.
-        if first or not incremental or self.solver in FULL_BATCH:
+        if first or not incremental or _full_batch(self.solver):
             count = batch
-            if self.solver in FULL_BATCH and sample_weight is not None:
+            if _full_batch(self.solver) and sample_weight is not None:
                 count = float(to_numpy_any(model.xp.sum(sample_weight)))
             settings["optimizer"] = self._optimizer(count)
         callbacks = []
@@ -218,7 +239,7 @@ class _Backprop(BaseEstimator):
             settings.update(validation_split=self.validation_fraction,
                             early_stopping=EarlyStopping(self.n_iter_no_change,
                                                          min_delta=self.tol * self._loss_scale))
-        elif self.solver not in FULL_BATCH:
+        elif not _full_batch(self.solver):
             callbacks.append(_Plateau(self.tol, self.n_iter_no_change, 1.0 / self._loss_scale))
         before = model.epoch
         history = model.fit(X, T, callbacks=callbacks, **settings)
@@ -302,7 +323,7 @@ def _host_weights(sample_weight: Any, n: int) -> np.ndarray:
 
 
 def _stochastic(estimator: Any) -> bool:
-    if estimator.solver in FULL_BATCH:
+    if _full_batch(estimator.solver):
         raise AttributeError(f"partial_fit is only available for stochastic solvers, not "
                              f"{estimator.solver!r}")
     return True
@@ -315,7 +336,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     ----------
     hidden_layer_sizes : tuple of int, default (100,)
     activation : {"relu", "tanh", "sigmoid", "leaky_relu", "softplus", "identity"}
-    solver : {"adam", "sgd", "momentum", "nesterov", "rmsprop", "adamw", "gd", "lbfgs", "newton", "lm"}
+    solver : str, default "adam"
+        Any optimizer name of :func:`backprop.optimizers.names` (a registered one included).
         ``lbfgs``, ``newton`` and ``lm`` train on the full batch (``lm`` with squared error
         on the class indicators, as MATLAB's ``trainlm``).
     alpha : float, default 1e-4
@@ -407,7 +429,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
         # as MATLAB's trainlm; every other solver cross-entropy on the logits. Two classes: one
         # logistic output, as MLPClassifier. The head owns what each loss means for the outputs.
-        loss = "mse" if self.solver == "lm" else "bce" if len(known) == 2 else "ce"
+        loss = optimizers.class_of(self.solver).entry_defaults.get("loss") or ("bce" if len(known) == 2
+                                                                                else "ce")
         head = Head.for_task("classification", len(known), loss)
         indicators = head.activation == "sigmoid"
         same_head = getattr(self, "_indicators_", None) == indicators

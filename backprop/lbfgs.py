@@ -17,7 +17,7 @@ from backends import to_numpy_any
 
 from ._typing import Array
 from .distributed import full_batch_gradients
-from .optimizers import _count, _non_negative
+from .optimizers import _count, _non_negative, register
 from .second_order import FullBatch
 from .training import TrainingDiverged
 
@@ -38,7 +38,9 @@ class LBFGS(FullBatch):
 
     name = "lbfgs"
     hooks_apply = True  # the objective's gradient goes through them
-    distributed = True  # every rank runs the same minimize on the all-reduced loss and gradient
+    data_parallel = True  # every rank runs the same minimize on the all-reduced loss and gradient
+    # scikit-learn's MLP defaults, which run to convergence
+    entry_defaults = {**FullBatch.entry_defaults, "epochs": 200, "early_stopping": None}
 
     def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
                  memory: int = 10, **kwargs: Any) -> None:
@@ -134,3 +136,6 @@ class LBFGS(FullBatch):
         elif stopped["by"] is None and result.nfev >= self.max_fun:
             epochs.history.converged = f"L-BFGS used its max_fun of {self.max_fun} evaluations"
 
+
+
+register("lbfgs", LBFGS, aliases=("l-bfgs", "l_bfgs"))

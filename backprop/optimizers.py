@@ -71,14 +71,66 @@ class Optimizer:
         penalized by either.
     schedule : str or Schedule
         How the rate changes per epoch (see :mod:`backprop.schedules`).
+
+    Capabilities (class attributes), read by every entry point (``fit``, ``Run`` and the
+    CLI, the estimators, the playground) instead of lists of names:
+
+    - ``full_batch``: trains on the whole training set, one of its own iterations per epoch
+      (see :class:`backprop.second_order.FullBatch`);
+    - ``has_lr``: takes a learning rate and a schedule;
+    - ``takes_l1``: takes an L1 penalty (a full-batch method needs a smooth loss);
+    - ``data_parallel``: trains data-parallel over ranks;
+    - ``entry_defaults``: the run settings (``dtype``, ``early_stopping``, ``loss``,
+      ``epochs``, ``batch_size``) that ``Run`` and the CLI start from with this optimizer
+      unless given (``loss`` replaces ``"auto"`` only); ``model.fit`` keeps its own.
+
+    What it refuses, it refuses once, here: :meth:`refusal`.
     """
 
     name = "?"
     default_lr = 0.01
     coupled_decay = True  # L2 added to the gradient; AdamW decays the weights instead
+    full_batch = False
+    has_lr = True
+    takes_l1 = True
+    data_parallel = True
+    entry_defaults: dict[str, Any] = {}
+
+    @classmethod
+    def refusal(cls, setting: str, name: str | None = None) -> str | None:
+        """Why this optimizer (called ``name``, its own name by default) refuses ``setting``:
+        ``"lr"``, ``"schedule"``, ``"l1"`` or ``"ranks"`` (more than one); one line, or None."""
+        name = name or cls.name
+        if setting == "lr" and not cls.has_lr:
+            return (f"{name} has no learning rate: its step comes from the damping or the line search; "
+                    "drop lr")
+        if setting == "schedule" and not cls.has_lr:
+            return f"{name} has no learning rate to schedule: drop schedule"
+        if setting == "l1" and not cls.takes_l1:
+            return (f"{name} has no L1 penalty (its loss must be smooth): set l1 to 0, or use "
+                    "weight_decay (L2)")
+        if setting == "ranks" and not cls.data_parallel:
+            return (f"{name} does not train data-parallel (it forms its step from the whole batch on one "
+                    f"process): use one that does ({', '.join(names(data_parallel=True))}), or train "
+                    "on one process")
+        return None
+
+    @classmethod
+    def entry_notes(cls, settings: dict[str, Any]) -> list[str]:
+        """One-line remarks a run with ``settings`` shows when it starts with this optimizer."""
+        return []
+
+    def _refuse(self, lr: Any, l1: Any, schedule: Any) -> None:
+        """Raise the refusal of the first given setting this optimizer does not take."""
+        unscheduled = schedule is None or str(getattr(schedule, "name", schedule)) == "constant"
+        for setting, given in (("l1", bool(l1)), ("lr", lr is not None), ("schedule", not unscheduled)):
+            reason = self.refusal(setting) if given else None
+            if reason:
+                raise ConfigError(reason)
 
     def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0, l1: float = 0.0,
                  schedule: str | schedules.Schedule | None = None) -> None:
+        self._refuse(lr, l1, None)
         self.base_lr = self.lr = _positive(self.default_lr if lr is None else lr, "learning rate")
         self.weight_decay = _non_negative(weight_decay, "weight_decay")
         self.l1 = _non_negative(l1, "l1")
@@ -91,6 +143,9 @@ class Optimizer:
     def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
                         schedule: Any = None, l1: float | None = None) -> Optimizer:
         """Change the rate, decays or schedule in place (the state is kept); returns self."""
+        self._refuse(lr, l1, schedule)
+        if not self.has_lr:
+            schedule = None  # constant: there is no rate to change
         if lr is not None:
             self.base_lr = self.lr = _positive(lr, "learning rate")
         if weight_decay is not None:
@@ -323,66 +378,100 @@ class AdamW(Adam):
         super()._update(xp, p, g, s)
 
 
-NAMES = ("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "lm", "newton", "lbfgs")
-"""Every optimizer by the name :func:`get` takes (the last three train on the full batch)."""
+_REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {}
+"""Every optimizer by the name :func:`get` takes: its class and the settings the name implies."""
+
+_ALIASES: dict[str, str] = {}
 
 
-_ALIASES = {"levenberg_marquardt": "lm", "trainlm": "lm", "damped_newton": "newton", "l-bfgs": "lbfgs",
-            "l_bfgs": "lbfgs"}
+def register(name: str, cls: type[Optimizer], *, aliases: tuple[str, ...] = (), **implied: Any) -> None:
+    """Make ``cls`` (a subclass of :class:`Optimizer`) the optimizer called ``name`` everywhere:
+    :func:`get`, ``model.fit(optimizer=name)``, ``Run``/``backprop train --optimizer``, the
+    estimators' ``solver``, the playground and checkpoints. ``implied``: constructor settings
+    the name implies (``register("momentum", SGD, momentum=0.9)``); ``aliases``: other names
+    :func:`get` accepts for it. A class that does not set its own ``name`` gets ``name``:
+    checkpoints save and load an optimizer by its class's name."""
+    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
+        raise ConfigError(f"optimizer {name!r} must be a subclass of backprop.optimizers.Optimizer, "
+                          f"got {cls!r}")
+    key = str(name).lower()
+    if "name" not in vars(cls):
+        cls.name = key
+    taken = {c.name: c for c, _ in _REGISTRY.values()}
+    if taken.get(cls.name, cls) is not cls or key in _ALIASES:
+        raise ConfigError(f"optimizer name {cls.name if key not in _ALIASES else key!r} is taken by "
+                          "another class: give yours another name")
+    _REGISTRY[key] = (cls, dict(implied))
+    _ALIASES.update(dict.fromkeys((a.lower() for a in aliases), key))
+
+
+def names(**capabilities: Any) -> tuple[str, ...]:
+    """The registered names, in registration order, of the optimizers with these capabilities
+    (``names(full_batch=True)``; see :class:`Optimizer`)."""
+    return tuple(n for n, (cls, _) in _REGISTRY.items()
+                 if all(getattr(cls, k) == v for k, v in capabilities.items()))
+
+
+def classes() -> dict[str, type[Optimizer]]:
+    """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
+    return {cls.name: cls for cls, _ in _REGISTRY.values()}
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "NAMES":  # computed: an optimizer registered later is in it too
+        return names()
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
 def _kind(name: str) -> tuple[type[Optimizer], dict[str, Any]]:
     """The class of the optimizer called ``name`` and the settings its name implies (defaults)."""
     key = _ALIASES.get(str(name).lower(), str(name).lower())
-    # Imported here: the full-batch optimizers build on this module's Optimizer.
-    if key == "lm":
-        from .second_order import LevenbergMarquardt
+    if key not in _REGISTRY:
+        raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(names())}")
+    return _REGISTRY[key]
 
-        return LevenbergMarquardt, {}
-    if key == "newton":
-        from .second_order import Newton
 
-        return Newton, {}
-    if key == "lbfgs":
-        from .lbfgs import LBFGS
+def class_of(name: str) -> type[Optimizer]:
+    """The class of the optimizer called ``name`` (or an alias), for its capabilities."""
+    return _kind(name)[0]
 
-        return LBFGS, {}
-    kinds: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
-        "gd": (GradientDescent, {}), "sgd": (SGD, {}), "momentum": (SGD, {"momentum": 0.9}),
-        "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}), "rmsprop": (RMSprop, {}),
-        "adam": (Adam, {}), "adamw": (AdamW, {})}
-    if key not in kinds:
-        raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(NAMES)}")
-    return kinds[key]
+
+register("gd", GradientDescent)
+register("sgd", SGD)
+register("momentum", SGD, momentum=0.9)
+register("nesterov", SGD, momentum=0.9, nesterov=True)
+register("rmsprop", RMSprop)
+register("adam", Adam)
+register("adamw", AdamW)
+# The full-batch ones register in their own modules (second_order, lbfgs), which the package
+# imports: this module imports none of them, so there is no import cycle through training.
 
 
 def settings(optimizer: str | Optimizer) -> list[str]:
     """The keyword settings the optimizer called ``optimizer`` (or of its class) takes, read off
     its constructors: the one list a caller checks names against."""
     cls = type(optimizer) if isinstance(optimizer, Optimizer) else _kind(optimizer)[0]
-    names = _constructor_names(cls)
-    if getattr(cls, "full_batch", False):
-        names = [n for n in names if n not in ("lr", "l1")]  # refused: no rate, a smooth loss
-    return names
+    # lr and l1 dropped where refused (no rate, a smooth loss); a schedule of "constant" is taken
+    return [k for k in _constructor_names(cls) if k not in ("lr", "l1") or not cls.refusal(k)]
 
 
 def _constructor_names(cls: type) -> list[str]:
     """Every keyword the constructors along ``cls``'s MRO name (refused ones included)."""
-    names: list[str] = []
+    keys: list[str] = []
     for klass in cls.__mro__:
         if "__init__" not in vars(klass) or not issubclass(klass, Optimizer):
             continue
         for p in inspect.signature(vars(klass)["__init__"]).parameters.values():
             named = p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
-            if named and p.name not in names:
-                names.append(p.name)
-    return names
+            if named and p.name not in keys:
+                keys.append(p.name)
+    return keys
 
 
 def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> Optimizer:
     """An optimizer from its name, or the optimizer itself.
 
-    Names: see :data:`NAMES` (``sgd`` has no momentum, ``momentum`` and ``nesterov``
+    Names: see :func:`names` (``sgd`` has no momentum, ``momentum`` and ``nesterov``
     0.9). ``kwargs`` go to the constructor (``weight_decay``, ``schedule``,
     ``momentum``...); one it does not take is refused with the ones it does.
     """

@@ -61,9 +61,6 @@ STATUSES = ("completed", "early_stopping", "converged", "interrupted", "diverged
 """How a run ended; ``converged``: a full-batch optimizer stopped by its own rule (the
 summary's ``reason`` says which)."""
 
-FULL_BATCH = ("lm", "newton", "lbfgs")
-"""Optimizers that train on the whole training part at once, one iteration per epoch."""
-
 KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     **dict.fromkeys(("activation", "loss", "optimizer", "schedule", "init", "dtype", "task"),
                     ((str,), "a name")),
@@ -142,39 +139,38 @@ def _merged(given: dict[str, Any], saved: dict | None, own: dict[str, Any]) -> d
     what a full-batch optimizer changes in them (when it starts, not when it continues)."""
     s = {**DEFAULTS, **own, **(saved["settings"] if saved else {}), **given}
     switched = saved is not None and saved["settings"].get("optimizer") != s["optimizer"]
-    if switched and saved["settings"].get("optimizer") in FULL_BATCH and s["optimizer"] not in FULL_BATCH:
+    if switched and _full_batch(saved["settings"].get("optimizer")) and not _full_batch(s["optimizer"]):
         # From a full-batch run to a first-order one: its own batch and rate, not "full" and none.
         fresh = {**DEFAULTS, **own}
         for key in ("batch_size", "lr"):
             if key not in given:
                 s[key] = fresh[key]
-    if s["optimizer"] in FULL_BATCH and (not saved or switched):
+    if _full_batch(s["optimizer"]) and (not saved or switched):
         _full_batch_settings(s, given)
     return s
 
 
+def _full_batch(name: Any) -> bool:
+    """Whether the optimizer called ``name`` trains on the full batch (an unknown name: no, and
+    building it says so)."""
+    try:
+        return optimizers.class_of(name).full_batch
+    except ConfigError:
+        return False
+
+
 def _full_batch_settings(s: dict[str, Any], given: dict[str, Any]) -> None:
-    """The whole training part per iteration, and no learning rate (a data set's own is for
-    first-order training); Levenberg–Marquardt in float64 and, as MATLAB's trainlm,
-    validation-based stopping after 6 failures; L-BFGS with scikit-learn's MLP defaults."""
-    if "lr" in given:
-        raise ConfigError(f"{s['optimizer']} has no learning rate: its step comes from the damping "
-                          "or the line search; drop lr")
-    s["lr"] = None
-    if "batch_size" not in given:
-        s["batch_size"] = "full"
-    if s["optimizer"] in ("lm", "newton"):
-        if "dtype" not in given:
-            s["dtype"] = "float64"
-        if "early_stopping" not in given:
-            s["early_stopping"] = 6
-        if s["loss"] == "auto" and s["optimizer"] == "lm":
-            s["loss"] = "mse"  # classes too: sigmoid outputs against 0/1, as trainlm does
-    else:  # lbfgs: scikit-learn's MLP defaults, which run to convergence
-        if "epochs" not in given:
-            s["epochs"] = 200
-        if "early_stopping" not in given:
-            s["early_stopping"] = None
+    """A full-batch optimizer's start: no learning rate (a data set's own is for first-order
+    training), and its class's ``entry_defaults`` for what was not given (``loss``: in place
+    of ``"auto"``)."""
+    cls = optimizers.class_of(s["optimizer"])
+    if "lr" in given and cls.refusal("lr", s["optimizer"]):
+        raise ConfigError(cls.refusal("lr", s["optimizer"]))
+    if not cls.has_lr:
+        s["lr"] = None
+    for key, value in cls.entry_defaults.items():
+        if (s[key] == "auto") if key == "loss" else key not in given:
+            s[key] = value
 
 
 def _prepare_plot_folder(plot: str) -> None:
@@ -263,13 +259,10 @@ class Run:
         if ck is not None and self.data_ref != ck.extra["train"]["data"]:
             self.notes.append(f"continuing {resume}, trained on {ck.extra['train']['data']}, on "
                               f"{self.dataset.name}, with the checkpoint's standardization")
-        if self.comm is not None and self.comm.size > 1 and s["optimizer"] in ("lm", "newton"):
-            raise ConfigError(f"{s['optimizer']} does not train data-parallel (it solves with the whole "
-                              "batch's Jacobian or Hessian on one process): use lbfgs or a first-order "
-                              "optimizer with --distributed, or run on one process")
-        if s["optimizer"] in ("lm", "newton") and s["dtype"] == "float32":
-            self.notes.append(f"{s['optimizer']}: the model is float32, but its damped system is formed and "
-                              "solved in float64 (J^T J squares the condition number of J)")
+        cls = optimizers.class_of(s["optimizer"])
+        if self.comm is not None and self.comm.size > 1 and cls.refusal("ranks", s["optimizer"]):
+            raise ConfigError(cls.refusal("ranks", s["optimizer"]))
+        self.notes.extend(cls.entry_notes(s))
         self.save_path = save or (resume if ck else None)
         # What the save path holds: the epoch this run last saved, or the resumed file's epoch there.
         in_place = ck is not None and os.path.abspath(resume) == os.path.abspath(self.save_path)
@@ -375,8 +368,10 @@ class Run:
     def _optimizer_kwargs(self) -> dict:
         s, kwargs = self.settings, {}
         if s["momentum"] is not None:
-            if s["optimizer"] not in ("sgd", "momentum", "nesterov"):
-                raise ConfigError(f"momentum is for sgd, momentum and nesterov, not {s['optimizer']}")
+            if "momentum" not in optimizers.settings(s["optimizer"]):
+                takers = [n for n in optimizers.NAMES if "momentum" in optimizers.settings(n)]
+                raise ConfigError(f"momentum is for {', '.join(takers[:-1])} and {takers[-1]}, not "
+                                  f"{s['optimizer']}")
             kwargs["momentum"] = s["momentum"]
         if s["weight_decay"] is not None:
             kwargs["weight_decay"] = s["weight_decay"]

@@ -32,7 +32,7 @@ from .activations import Activation
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
-from .optimizers import Optimizer, _count, _non_negative, _positive
+from .optimizers import Optimizer, _count, _non_negative, _positive, register
 
 
 class FullBatch(Optimizer):
@@ -43,27 +43,13 @@ class FullBatch(Optimizer):
     """
 
     full_batch = True
+    has_lr = False  # the damping or the line search sets the step
+    takes_l1 = False  # the loss must be smooth
+    data_parallel = False  # the step is formed from the whole batch on one process
+    entry_defaults: dict[str, Any] = {"batch_size": "full"}
     default_lr = 1.0  # no learning rate: the damping or the line search sets the step
     evolving: tuple[str, ...] = ()
     hooks_apply = False  # gradient hooks change gradients, which only some of these step along
-
-    def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
-                        schedule: Any = None, l1: float | None = None) -> FullBatch:
-        if l1:
-            raise ConfigError(f"{self.name} has no L1 penalty (its loss must be smooth): use weight_decay")
-        if lr is not None:
-            raise ConfigError(f"{self.name} has no learning rate: drop lr")
-        if schedule is not None and str(getattr(schedule, "name", schedule)) != "constant":
-            raise ConfigError(f"{self.name} has no learning rate to schedule: drop schedule")
-        return super().update_settings(weight_decay=weight_decay)
-
-    def __init__(self, lr: float | None = None, **kwargs: Any) -> None:
-        if lr is not None:
-            raise ConfigError(f"{self.name} has no learning rate: its step comes from the damping or the "
-                              "line search; drop lr")
-        if kwargs.get("l1"):
-            raise ConfigError(f"{self.name} has no L1 penalty (its loss must be smooth): use weight_decay")
-        super().__init__(None, **kwargs)
 
     def config(self) -> dict:
         config = super().config()
@@ -118,6 +104,15 @@ class Damped(FullBatch):
     """
 
     evolving = ("mu",)
+    # As MATLAB's trainlm: float64 and validation-based stopping after 6 failures.
+    entry_defaults = {**FullBatch.entry_defaults, "dtype": "float64", "early_stopping": 6}
+
+    @classmethod
+    def entry_notes(cls, settings: dict[str, Any]) -> list[str]:
+        if settings.get("dtype") != "float32":
+            return []
+        return [f"{settings['optimizer']}: the model is float32, but its damped system is formed and "
+                "solved in float64 (J^T J squares the condition number of J)"]
 
     def __init__(self, lr: float | None = None, *, mu: float = 1e-3, mu_dec: float = 0.1,
                  mu_inc: float = 10.0, mu_max: float = 1e10, min_grad: float = 1e-7, goal: float = 0.0,
@@ -206,6 +201,8 @@ class LevenbergMarquardt(Damped):
     """
 
     name = "lm"
+    # Squared errors for classes too: sigmoid outputs against 0/1, as trainlm does.
+    entry_defaults = {**Damped.entry_defaults, "loss": "mse"}
 
     def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
                  **kwargs: Any) -> None:
@@ -349,3 +346,7 @@ def _host(values: Array) -> Any:
 
     return to_numpy_any(values)
 
+
+
+register("lm", LevenbergMarquardt, aliases=("levenberg_marquardt", "trainlm"))
+register("newton", Newton, aliases=("damped_newton",))

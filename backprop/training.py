@@ -475,12 +475,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         if batch_size is None:
             batch_size = "full" if getattr(opt, "full_batch", False) else 32
         batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
-        if getattr(opt, "full_batch", False):
+        if comm is not None and comm.size > 1 and opt.refusal("ranks"):
+            raise ConfigError(opt.refusal("ranks"))
+        if opt.full_batch:
             opt.check(model, loss_obj, n)
-            if comm is not None and comm.size > 1 and not getattr(opt, "distributed", False):
-                raise ConfigError(f"{opt.name} does not train data-parallel (it forms its step from the "
-                                  "whole batch on one process): use lbfgs or a first-order optimizer, or "
-                                  "train on one process")
             if batch_size < n:
                 raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
                                   f"it got {batch_size} of {n} samples")

@@ -25,7 +25,6 @@ from ..errors import BackpropError
 from ..initializers import INITIALIZERS
 from ..schedules import SCHEDULES
 
-OPTIMIZERS = optimizers.NAMES
 HIDDEN_ACTIVATIONS = activations.HIDDEN
 
 
@@ -123,8 +122,9 @@ def _train_parser(commands) -> None:
     g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="float32 (default)")
     g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
     g = p.add_argument_group("training")
-    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
-                   help="adam (default); lm (Levenberg–Marquardt), newton and lbfgs train on the full batch")
+    full = optimizers.names(full_batch=True)  # the registry's, read when the parser is built
+    g.add_argument("--optimizer", choices=optimizers.NAMES, default=None,
+                   help="adam (default)" + (f"; {', '.join(full)}: full batch" if full else ""))
     g.add_argument("--lr", type=_positive_float, default=None, help="learning rate (the optimizer's default)")
     g.add_argument("--momentum", type=_range(0.0, 1.0, "in [0, 1)"), default=None,
                    help="for sgd, momentum and nesterov (0.9 for the latter two)")

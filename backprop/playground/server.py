@@ -38,7 +38,6 @@ from importlib import resources
 from typing import Any
 
 from .. import __version__, activations, optimizers
-from ..runner import FULL_BATCH
 from . import views
 from .session import DEFAULTS, LIMITS, BadRequest, Session, Source, check_settings, devices
 
@@ -133,7 +132,8 @@ class PlaygroundServer(ThreadingHTTPServer):
 
     def info(self) -> dict:
         return {"version": __version__, "data": self.source.describe(), "optimizers": list(optimizers.NAMES),
-                "full_batch": list(FULL_BATCH), "activations": list(activations.HIDDEN), "devices": devices(),
+                "full_batch": list(optimizers.names(full_batch=True)),
+                "activations": list(activations.HIDDEN), "devices": devices(),
                 "limits": LIMITS, "defaults": DEFAULTS, "class_colours": views.CLASS_COLOURS}
 
 

@@ -30,7 +30,7 @@ from .. import activations, datasets, optimizers
 from ..errors import BackpropError, DataError
 from ..features import PLANE
 from ..preprocessing import infer_task
-from ..runner import FULL_BATCH, Run
+from ..runner import Run
 from . import views
 
 LIMITS = {"layers": 6, "units": 16, "points": 5000, "grid": (10, 100), "unit_grid": (6, 32), "runs": 4,
@@ -211,8 +211,8 @@ def check_settings(payload: Any, source: Source) -> dict:
                               integer=True)
     s["l1"] = _number(payload, "l1", 0.0, LIMITS["penalty"], DEFAULTS["l1"])
     s["l2"] = _number(payload, "l2", 0.0, LIMITS["penalty"], DEFAULTS["l2"])
-    if s["optimizer"] in FULL_BATCH and s["l1"]:
-        raise BadRequest(f"{s['optimizer']} has no L1 penalty (its loss must be smooth): set L1 to 0")
+    if s["l1"] and optimizers.class_of(s["optimizer"]).refusal("l1"):
+        raise BadRequest(optimizers.class_of(s["optimizer"]).refusal("l1"))
     s["seed"] = _number(payload, "seed", 0, LIMITS["seed"], DEFAULTS["seed"], integer=True)
     offered = {row["spec"]: row for row in devices()}
     s["device"] = _choice(payload, "device", list(offered), DEFAULTS["device"])
@@ -234,10 +234,11 @@ def data_reference(s: dict, source: Source) -> str:
 
 def run_settings(s: dict) -> dict:
     """The library run's settings for a page's settings (see :data:`backprop.runner.DEFAULTS`)."""
-    full = s["optimizer"] in FULL_BATCH
+    cls = optimizers.class_of(s["optimizer"])
     return {"hidden": s["hidden"], "activation": s["activation"], "features": s["features"],
-            "optimizer": s["optimizer"], "lr": None if full else s["lr"],
-            "batch_size": "full" if full else s["batch_size"], "weight_decay": s["l2"], "l1": s["l1"],
+            "optimizer": s["optimizer"], "lr": s["lr"] if cls.has_lr else None,
+            "batch_size": "full" if cls.full_batch else s["batch_size"], "weight_decay": s["l2"],
+            "l1": s["l1"],
             "seed": s["seed"], "dtype": s["dtype"], "val_split": s["test"], "early_stopping": 0,
             "epochs": EPOCHS}
 
@@ -321,7 +322,8 @@ class Session:
         return {"id": self.id, "settings": self.settings, "task": run.transform.task,
                 "classes": run.transform.classes, "domain": self.plane.domain, "pair": pair,
                 "train": points(X, y), "test": points(*val) if val is not None else None,
-                "y_range": self.y_range, "full_batch": self.settings["optimizer"] in FULL_BATCH,
+                "y_range": self.y_range,
+                "full_batch": optimizers.class_of(self.settings["optimizer"]).full_batch,
                 "n_params": run.model.n_params, "notes": run.notes,
                 "command": command_line(self.settings, self.source, 1)}
 
@@ -367,15 +369,16 @@ class Session:
         if not isinstance(payload, dict) or not payload or not set(payload) <= {"lr", "l1", "l2"}:
             raise BadRequest("send a JSON object with some of lr, l1, l2")
         new = {}
+        refusal = optimizers.class_of(self.settings["optimizer"]).refusal
         if "lr" in payload:
-            if self.settings["optimizer"] in FULL_BATCH:
-                raise BadRequest(f"{self.settings['optimizer']} has no learning rate")
+            if refusal("lr"):
+                raise BadRequest(refusal("lr"))
             new["lr"] = _number(payload, "lr", 0.0, LIMITS["lr"], 0.0, open_low=True)
         for key in ("l1", "l2"):
             if key in payload:
                 new[key] = _number(payload, key, 0.0, LIMITS["penalty"], 0.0)
-        if new.get("l1") and self.settings["optimizer"] in FULL_BATCH:
-            raise BadRequest(f"{self.settings['optimizer']} has no L1 penalty: set L1 to 0")
+        if new.get("l1") and refusal("l1"):
+            raise BadRequest(refusal("l1"))
 
         def apply() -> dict:
             self.run.optimizer.update_settings(lr=new.get("lr"), weight_decay=new.get("l2"), l1=new.get("l1"))
