@@ -89,6 +89,7 @@ def test_registered_optimizer_saves_loads_and_pickles(registered, tmp_path):
     model.fit(X, y, optimizer="signmomentum", lr=0.05, beta=0.25, epochs=2, batch_size=16)
     checkpoint.save(model, str(tmp_path / "own.st"))
     back = checkpoint.load(str(tmp_path / "own.st")).model
+    assert SignMomentum.name == "signmomentum"  # a class without its own name is saved by the registered one
     assert type(back.optimizer) is SignMomentum and back.optimizer.config() == model.optimizer.config()
     assert back.optimizer.t == model.optimizer.t
     # Continuing either (the loaded one, the pickled one) goes on exactly as the original.
