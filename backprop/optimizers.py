@@ -7,6 +7,13 @@ something else.
 
 Weight decay applies to weight matrices only (``ndim >= 2``), not to biases:
 decaying biases only pulls the model towards predicting zero.
+
+The registry (:func:`register`, :func:`names`, :func:`classes`) is the one list of optimizer
+names: ``get``, ``fit``, ``Run`` and the CLI's choices, the estimators' ``solver``, checkpoints
+and the playground read it, and what an optimizer can do (``full_batch``, ``has_lr``,
+``takes_l1``, ``data_parallel``, ``entry_defaults``) is read off its class. The full-batch
+classes register in their own modules (``second_order``, ``lbfgs``), which the package
+imports; this module imports neither.
 """
 
 from __future__ import annotations
