@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import HostRNG, dtype_name, to_numpy_any
+from backends import FLOAT_DTYPES, HostRNG, Stream, dtype_name, to_numpy_any
 
 from . import activations, initializers, losses, optimizers, schedules
 from ._version import __version__
@@ -446,14 +446,14 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
     """
     for key in ("layers", "dtype", "seed", "epoch", "shuffle_rng"):
         _need(key in meta, f"no {key!r}")
-    _need(meta["dtype"] in ("float32", "float64"), f"dtype {meta['dtype']!r}")
+    _need(meta["dtype"] in FLOAT_DTYPES, f"dtype {meta['dtype']!r}")
     _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
     _need(meta.get("loss") is None or _named(meta["loss"], losses.LOSSES), f"loss {meta.get('loss')!r}")
     _need(isinstance(meta.get("extra", {}), dict), "extra")
     _check_layers(meta["layers"], data)
     _check_optimizer(meta.get("optimizer"), data, _param_names(meta))
     try:  # the generator itself says whether the state is one of its own
-        HostRNG(meta["seed"], stream=1).set_state(meta["shuffle_rng"])
+        HostRNG(meta["seed"], stream=Stream.SHUFFLE).set_state(meta["shuffle_rng"])
     except (TypeError, ValueError, KeyError, OverflowError):
         _need(False, "shuffle_rng")
     _check_history(meta.get("history"))
@@ -669,7 +669,7 @@ def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], n
     state = model.state
     state.epoch = meta["epoch"]
     state.loss = None if meta["loss"] is None else losses.get(meta["loss"])
-    state.shuffle_rng = HostRNG(meta["seed"], stream=1)
+    state.shuffle_rng = HostRNG(meta["seed"], stream=Stream.SHUFFLE)
     state.shuffle_rng.set_state(meta["shuffle_rng"])
     if meta.get("history"):
         history = History()

@@ -33,7 +33,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from backends import backend_for, get_backend, to_numpy_any
+from backends import FLOAT_DTYPES, backend_for, get_backend, to_numpy_any
 
 from . import activations, optimizers
 from .heads import Head
@@ -111,7 +111,7 @@ class _Backprop(BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "device": [None, str],
-        "dtype": [None, StrOptions({"float32", "float64"})],
+        "dtype": [None, StrOptions(set(FLOAT_DTYPES))],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import dtype_name, get_backend, is_out_of_memory
+from backends import FLOAT_DTYPES, dtype_name, get_backend, is_out_of_memory
 
 from . import checkpoint, datafiles, features, losses, optimizers
 from .datasets import Dataset
@@ -56,10 +56,6 @@ ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "
 
 SAVE_EVERY_S = 30.0
 """During a run with ``save``, the checkpoint is also refreshed this often (and at the end)."""
-
-STATUSES = ("completed", "early_stopping", "converged", "interrupted", "diverged")
-"""How a run ended; ``converged``: a full-batch optimizer stopped by its own rule (the
-summary's ``reason`` says which)."""
 
 KINDS: dict[str, tuple[tuple[type, ...], str]] = {
     **dict.fromkeys(("activation", "loss", "optimizer", "schedule", "init", "dtype", "task"),
@@ -107,7 +103,7 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
         given["features"] = features.check(given["features"])
     if given.get("task") not in (None, "classification", "regression"):
         raise ConfigError(f"task must be 'classification' or 'regression', got {given['task']!r}")
-    if given.get("dtype") not in (None, "float32", "float64"):
+    if given.get("dtype") not in (None, *FLOAT_DTYPES):
         raise ConfigError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}")
     return given
 

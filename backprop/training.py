@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from backends import HostRNG, to_numpy_any
+from backends import HostRNG, Stream, to_numpy_any
 
 from . import batching, distributed, losses, optimizers
 from ._typing import Array
@@ -144,7 +144,7 @@ class FitState:
 
     @classmethod
     def new(cls, seed: int) -> FitState:
-        return cls(shuffle_rng=HostRNG(seed, stream=1))
+        return cls(shuffle_rng=HostRNG(seed, stream=Stream.SHUFFLE))
 
     def moved(self, backend: Any, dtype: Any, owner: str | None) -> FitState:
         """A deep copy whose arrays live on ``backend`` in ``dtype`` (None: NumPy host copies),
@@ -279,7 +279,7 @@ def validation_order(n: int, fraction: float, seed: int) -> tuple[Any, int]:
     if n_val < 1 or n_val >= n:
         raise DataError(f"a validation split of {fraction} of {n} samples leaves no validation or no "
                         "training data: use a larger fraction, or none")
-    return HostRNG(seed, stream=2).permutation(n), n_val
+    return HostRNG(seed, stream=Stream.SPLIT).permutation(n), n_val
 
 
 def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: float | None,

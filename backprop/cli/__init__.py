@@ -16,7 +16,7 @@ import os
 import sys
 import traceback
 
-from backends import BackendError, is_out_of_memory
+from backends import FLOAT_DTYPES, BackendError, is_out_of_memory
 from backends.comm import end_job, world
 
 from .. import activations, optimizers
@@ -119,7 +119,7 @@ def _train_parser(commands) -> None:
                         "(default: the columns as they are)")
     g.add_argument("--init", choices=sorted({"auto", *INITIALIZERS}), default=None,
                    help="weight initializer (auto: He before ReLU, Glorot otherwise)")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=None, help="float32 (default)")
+    g.add_argument("--dtype", choices=FLOAT_DTYPES, default=None, help="float32 (default)")
     g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
     g = p.add_argument_group("training")
     full = optimizers.names(full_batch=True)  # the registry's, read when the parser is built

@@ -114,7 +114,7 @@ def _banner(job: Run) -> str:
             f"{dataset.name}: {parts}, {counted(model.n_inputs, 'feature')}, {kind} · "
             f"{'-'.join(widths)} {s['activation']}, {counted(model.n_params, 'parameter')} · "
             f"{job.head.loss} loss, {s['optimizer']}"
-            + ("" if getattr(job.optimizer, "full_batch", False) else f" lr {job.optimizer.base_lr:g}")
+            + ("" if not job.optimizer.has_lr else f" lr {job.optimizer.base_lr:g}")
             + f", batch {s['batch_size']}, "
             f"{epochs}")
 

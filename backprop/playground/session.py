@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import available_backends
+from backends import FLOAT_DTYPES, available_backends
 
 from .. import activations, datasets, optimizers
 from ..errors import BackpropError, DataError
@@ -218,7 +218,7 @@ def check_settings(payload: Any, source: Source) -> dict:
     s["device"] = _choice(payload, "device", list(offered), DEFAULTS["device"])
     if not offered[s["device"]]["usable"]:
         raise BadRequest(f"{s['device']} is not usable here: {offered[s['device']]['reason']}")
-    s["dtype"] = _choice(payload, "dtype", ("float32", "float64"), DEFAULTS["dtype"])
+    s["dtype"] = _choice(payload, "dtype", FLOAT_DTYPES, DEFAULTS["dtype"])
     s["grid"] = _number(payload, "grid", *LIMITS["grid"], DEFAULTS["grid"], integer=True)
     s["unit_grid"] = _number(payload, "unit_grid", *LIMITS["unit_grid"], DEFAULTS["unit_grid"], integer=True)
     return s
