@@ -32,6 +32,7 @@ from .activations import Activation
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
+from .namespace import device_of
 from .optimizers import Optimizer, _count, _non_negative, _positive, register
 
 
@@ -332,13 +333,8 @@ class Newton(Damped):
 
 def _diag(xp: Any, v: Array) -> Array:
     """The diagonal matrix of ``v`` (P,): the standard has no ``diag`` constructor."""
-    return xp.eye(v.shape[0], dtype=v.dtype, device=_device(v)) * v[None, :]
+    return xp.eye(v.shape[0], dtype=v.dtype, device=device_of(v)) * v[None, :]
 
-
-def _device(x: Array) -> Any:
-    from array_api_compat import device
-
-    return device(x)
 
 
 def _host(values: Array) -> Any:
