@@ -70,9 +70,7 @@ class LBFGS(FullBatch):
                 right = loss.correct(xp, Z, T, labels)
             else:  # every rank its part, one all-reduce: the same value and gradient everywhere
                 value, grads, right = full_batch_gradients(step, comm, X, T, labels, S)
-            for hook in step.hooks:  # the seam, as in every step
-                replaced = hook(grads, step)
-                grads = list(replaced) if replaced is not None else grads
+            grads = step.hooked(grads)  # the seam, as in every step
             params = model.parameter_list()
             penalty = 0.0
             if self.weight_decay:

@@ -70,8 +70,9 @@ class Step:
         """Change the parameters from ``grads`` (the optimizer's rule, in place)."""
         self.optimizer.step(self.params, grads)
 
-    def apply(self, grads: list[Array]) -> None:
-        """The gradient hooks in order (the seam), then :meth:`update`."""
+    def hooked(self, grads: list[Array]) -> list[Array]:
+        """``grads`` through the gradient hooks in order: the one seam, for every way of
+        training (a step's update, a full-batch method's objective)."""
         for hook in self.hooks:
             replaced = hook(grads, self)
             if replaced is not None:
@@ -79,7 +80,11 @@ class Step:
                 if len(grads) != len(self.params):
                     raise ConfigError(f"the gradient hook {getattr(hook, '__name__', hook)!r} returned "
                                       f"{len(grads)} gradients for {len(self.params)} parameters")
-        self.update(grads)
+        return grads
+
+    def apply(self, grads: list[Array]) -> None:
+        """The gradient hooks in order (the seam), then :meth:`update`."""
+        self.update(self.hooked(grads))
 
     def __call__(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         """One step on a device batch; returns ``(loss, Z)`` with ``loss`` still on the device."""

@@ -253,3 +253,16 @@ def test_regression_scores_of_targets_near_the_float_maximum():
     with np.errstate(over="ignore"):  # the MSE itself is past the float range
         scores = regression_scores(np, np.zeros_like(T), T)
     assert float(scores["mae"]) == pytest.approx(1.7e308, rel=1e-15) and float(scores["r2"]) == 0.0
+
+
+def test_lbfgs_goes_through_the_one_gradient_seam():
+    # The seam's check holds for L-BFGS's objective too: a hook returning too few gradients.
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    y = (X[:, 0] > 0).astype(int)
+    model = bp.mlp([2, 3, 2], seed=0)
+    with pytest.raises(ConfigError, match="returned 1 gradients for 4 parameters"):
+        model.fit(X, y, optimizer="lbfgs", epochs=2, gradient_hooks=[lambda grads, step: grads[:1]])
+    seen = []
+    model = bp.mlp([2, 3, 2], seed=0)
+    model.fit(X, y, optimizer="lbfgs", epochs=2, gradient_hooks=[lambda grads, step: seen.append(len(grads))])
+    assert seen and set(seen) == {4}
