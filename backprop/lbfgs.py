@@ -17,7 +17,7 @@ from backends import to_numpy_any
 
 from ._typing import Array
 from .distributed import full_batch_gradients
-from .optimizers import _count, _non_negative, register
+from .optimizers import count, non_negative, register
 from .second_order import FullBatch
 from .training import TrainingDiverged
 
@@ -45,8 +45,8 @@ class LBFGS(FullBatch):
     def __init__(self, lr: float | None = None, *, max_fun: int = 15000, tol: float = 1e-4,
                  memory: int = 10, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_fun, self.memory = _count(max_fun, "max_fun"), _count(memory, "memory")
-        self.tol = _non_negative(tol, "tol")
+        self.max_fun, self.memory = count(max_fun, "max_fun"), count(memory, "memory")
+        self.tol = non_negative(tol, "tol")
 
     def config(self) -> dict:
         return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}

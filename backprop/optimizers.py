@@ -32,21 +32,21 @@ from .errors import ConfigError
 from .namespace import namespace_of
 
 
-def _positive(value: Any, name: str) -> float:
+def positive(value: Any, name: str) -> float:
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
             and value > 0):
         raise ConfigError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
 
-def _non_negative(value: Any, name: str) -> float:
+def non_negative(value: Any, name: str) -> float:
     if not (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
             and value >= 0):
         raise ConfigError(f"{name} must be >= 0, got {value!r}")
     return float(value)
 
 
-def _fraction(value: Any, name: str, *, zero: bool = True) -> float:
+def fraction(value: Any, name: str, *, zero: bool = True) -> float:
     """``value`` as a float in [0, 1) (``zero=False``: in (0, 1)): a decay rate such as a beta."""
     low_ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and (
         value >= 0 if zero else value > 0)
@@ -55,7 +55,7 @@ def _fraction(value: Any, name: str, *, zero: bool = True) -> float:
     return float(value)
 
 
-def _count(value: Any, name: str) -> int:
+def count(value: Any, name: str) -> int:
     """``value`` as a positive integer (a size or a limit)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
@@ -138,9 +138,9 @@ class Optimizer:
     def __init__(self, lr: float | None = None, *, weight_decay: float = 0.0, l1: float = 0.0,
                  schedule: str | schedules.Schedule | None = None) -> None:
         self._refuse(lr, l1, None)
-        self.base_lr = self.lr = _positive(self.default_lr if lr is None else lr, "learning rate")
-        self.weight_decay = _non_negative(weight_decay, "weight_decay")
-        self.l1 = _non_negative(l1, "l1")
+        self.base_lr = self.lr = positive(self.default_lr if lr is None else lr, "learning rate")
+        self.weight_decay = non_negative(weight_decay, "weight_decay")
+        self.l1 = non_negative(l1, "l1")
         self.schedule = schedules.get(schedule)
         self.t = 0  # steps taken
         self.state: list[dict[str, Array]] = []
@@ -154,11 +154,11 @@ class Optimizer:
         if not self.has_lr:
             schedule = None  # constant: there is no rate to change
         if lr is not None:
-            self.base_lr = self.lr = _positive(lr, "learning rate")
+            self.base_lr = self.lr = positive(lr, "learning rate")
         if weight_decay is not None:
-            self.weight_decay = _non_negative(weight_decay, "weight_decay")
+            self.weight_decay = non_negative(weight_decay, "weight_decay")
         if l1 is not None:
-            self.l1 = _non_negative(l1, "l1")
+            self.l1 = non_negative(l1, "l1")
         if schedule is not None:
             self.schedule = schedules.get(schedule)
         return self
@@ -284,7 +284,7 @@ class SGD(Optimizer):
     def __init__(self, lr: float | None = None, momentum: float = 0.0, *, nesterov: bool = False,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.momentum = _fraction(momentum, "momentum")
+        self.momentum = fraction(momentum, "momentum")
         if not isinstance(nesterov, bool):
             raise ConfigError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and self.momentum == 0.0:
@@ -322,7 +322,7 @@ class RMSprop(Optimizer):
     def __init__(self, lr: float | None = None, rho: float = 0.9, eps: float = 1e-8,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.rho, self.eps = _fraction(rho, "rho", zero=False), _positive(eps, "eps")
+        self.rho, self.eps = fraction(rho, "rho", zero=False), positive(eps, "eps")
 
     def config(self) -> dict:
         return {**super().config(), "rho": self.rho, "eps": self.eps}
@@ -347,8 +347,8 @@ class Adam(Optimizer):
     def __init__(self, lr: float | None = None, beta1: float = 0.9, beta2: float = 0.999,
                  eps: float = 1e-8, **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.beta1, self.beta2 = _fraction(beta1, "beta1"), _fraction(beta2, "beta2")
-        self.eps = _positive(eps, "eps")  # eps <= 0 divides by zero where v is 0
+        self.beta1, self.beta2 = fraction(beta1, "beta1"), fraction(beta2, "beta2")
+        self.eps = positive(eps, "eps")  # eps <= 0 divides by zero where v is 0
 
     def config(self) -> dict:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -33,7 +33,7 @@ from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
 from .namespace import device_of
-from .optimizers import Optimizer, _count, _non_negative, _positive, register
+from .optimizers import Optimizer, count, non_negative, positive, register
 
 
 class FullBatch(Optimizer):
@@ -119,11 +119,11 @@ class Damped(FullBatch):
                  mu_inc: float = 10.0, mu_max: float = 1e10, min_grad: float = 1e-7, goal: float = 0.0,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.mu, self.mu_max = _positive(mu, "mu"), _positive(mu_max, "mu_max")
-        self.mu_dec, self.mu_inc = _positive(mu_dec, "mu_dec"), _positive(mu_inc, "mu_inc")
+        self.mu, self.mu_max = positive(mu, "mu"), positive(mu_max, "mu_max")
+        self.mu_dec, self.mu_inc = positive(mu_dec, "mu_dec"), positive(mu_inc, "mu_inc")
         if not (self.mu_dec < 1.0 < self.mu_inc):
             raise ConfigError(f"{self.name} needs mu_dec < 1 < mu_inc")
-        self.min_grad, self.goal = _non_negative(min_grad, "min_grad"), _non_negative(goal, "goal")
+        self.min_grad, self.goal = non_negative(min_grad, "min_grad"), non_negative(goal, "goal")
 
     def config(self) -> dict:
         return {**super().config(), "mu": self.mu, "mu_dec": self.mu_dec, "mu_inc": self.mu_inc,
@@ -208,7 +208,7 @@ class LevenbergMarquardt(Damped):
     def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_jacobian_bytes = _count(max_jacobian_bytes, "max_jacobian_bytes")
+        self.max_jacobian_bytes = count(max_jacobian_bytes, "max_jacobian_bytes")
 
     def config(self) -> dict:
         return {**super().config(), "max_jacobian_bytes": self.max_jacobian_bytes}
@@ -284,7 +284,7 @@ class Newton(Damped):
     def __init__(self, lr: float | None = None, *, max_params: int = 300, max_bytes: int = 512 * 2**20,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
-        self.max_params, self.max_bytes = _count(max_params, "max_params"), _count(max_bytes, "max_bytes")
+        self.max_params, self.max_bytes = count(max_params, "max_params"), count(max_bytes, "max_bytes")
 
     def config(self) -> dict:
         return {**super().config(), "max_params": self.max_params, "max_bytes": self.max_bytes}

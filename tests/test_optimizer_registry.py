@@ -29,7 +29,7 @@ class SignMomentum(optimizers.Optimizer):
 
     def __init__(self, lr: float | None = None, beta: float = 0.5, **kwargs) -> None:
         super().__init__(lr, **kwargs)
-        self.beta = optimizers._fraction(beta, "beta")
+        self.beta = optimizers.fraction(beta, "beta")
 
     def config(self) -> dict:
         return {**super().config(), "beta": self.beta}

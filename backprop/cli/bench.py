@@ -13,7 +13,7 @@ from backends import FLOAT_DTYPES, BackendUnavailable, get_backend
 from .. import bench
 from ..bench import format_time
 from .common import UsageError
-from .report import _json_value
+from .report import json_value
 
 COLUMNS = (  # header, report key
     ("size", "size"), ("layers", "layers"), ("batch", "batch"), ("device", "device"),
@@ -200,7 +200,7 @@ def _clean(obj):
         return {k: _clean(v) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_clean(v) for v in obj]
-    return _json_value(obj)
+    return json_value(obj)
 
 
 def add_parser(commands, positive_int, hidden, seed) -> None:

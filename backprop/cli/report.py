@@ -17,7 +17,7 @@ from typing import Any
 from ..training import EPOCH_KEYS
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     # JSON has no NaN or infinity; null is what every parser understands.
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -34,7 +34,7 @@ def counted(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def emit_json(obj: dict) -> None:
-    print(json.dumps({k: _json_value(v) for k, v in obj.items()}), flush=True)
+    print(json.dumps({k: json_value(v) for k, v in obj.items()}), flush=True)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
