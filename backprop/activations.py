@@ -38,10 +38,18 @@ def log_softmax(xp: Any, X: Array) -> Array:
 
 
 class Activation(Layer):
-    """Base of the elementwise activations. ``rectifier`` asks for He initialization."""
+    """Base of the elementwise activations.
+
+    Capabilities (class attributes), read instead of lists of names: ``rectifier`` asks the
+    layer before it for He initialization; ``hidden``: offered between hidden layers (the CLI's
+    ``--activation``, the estimators, the playground); ``output``: an output activation, not
+    a linear one (``mlp(output=...)`` adds a layer for it).
+    """
 
     name = "?"
     rectifier = False
+    hidden = True
+    output = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -56,6 +64,7 @@ class Identity(Activation):
     """y = x (a linear output for regression)."""
 
     name = "identity"
+    output = False  # a linear output: no layer needed
 
     def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
         return xp.ones_like(X), xp.zeros_like(X)
@@ -162,6 +171,7 @@ class Softmax(Activation):
     """
 
     name = "softmax"
+    hidden = False
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp = self._ns(X)
@@ -170,25 +180,78 @@ class Softmax(Activation):
         return Y, lambda dY: Y * (dY - xp.sum(dY * Y, axis=1, keepdims=True))
 
 
-ACTIVATIONS: dict[str, type[Activation]] = {
-    cls.name: cls for cls in (Identity, Sigmoid, Tanh, ReLU, LeakyReLU, Softplus, Softmax)
-}
-ACTIVATIONS["linear"] = Identity
+_REGISTRY: dict[str, type[Activation]] = {}
+_ALIASES: dict[str, str] = {}
 
-HIDDEN = ("relu", "sigmoid", "tanh", "leaky_relu", "softplus", "identity")
-"""The activations offered between hidden layers (softmax belongs to an output)."""
+
+def register(name: str, cls: type[Activation], *, aliases: tuple[str, ...] = ()) -> None:
+    """Make ``cls`` (a subclass of :class:`Activation`) the activation called ``name`` everywhere:
+    :func:`get`, ``Sequential``/``mlp``/``fit``, ``backprop train --activation`` (when
+    ``cls.hidden``), the estimators, the playground and checkpoints (saved by the class's
+    ``name`` and its ``config()``). ``aliases``: other names :func:`get` accepts. A class that
+    does not set its own ``name`` gets ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Activation)):
+        raise ConfigError(f"activation {name!r} must be a subclass of backprop.activations.Activation, "
+                          f"got {cls!r}")
+    key = _key(name)
+    if "name" not in vars(cls):
+        cls.name = key
+    taken = {c.name: c for c in _REGISTRY.values()}
+    if taken.get(cls.name, cls) is not cls or key in _ALIASES or cls.name == "dense":
+        raise ConfigError(f"activation name {key!r} is taken: give yours another name")
+    _REGISTRY[key] = cls
+    _ALIASES.update(dict.fromkeys((_key(a) for a in aliases), key))
+
+
+def _key(name: object) -> str:
+    return str(name).lower().replace("-", "_")
+
+
+def names(*, aliases: bool = False, **capabilities: Any) -> tuple[str, ...]:
+    """The registered names, in registration order, of the activations with these capabilities
+    (``names(hidden=True)``: those offered between hidden layers); ``aliases=True``: their
+    aliases too, after them."""
+    found = tuple(n for n, cls in _REGISTRY.items()
+                  if all(getattr(cls, k) == v for k, v in capabilities.items()))
+    return (*found, *(a for a, k in _ALIASES.items() if k in found)) if aliases else found
+
+
+def classes() -> dict[str, type[Activation]]:
+    """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
+    return {cls.name: cls for cls in _REGISTRY.values()}
+
+
+def class_of(name: str) -> type[Activation]:
+    """The class of the activation called ``name`` (or an alias), for its capabilities."""
+    key = _ALIASES.get(_key(name), _key(name))
+    if key not in _REGISTRY:
+        if name in classes():  # a class's own name, which checkpoints save
+            return classes()[name]
+        known = ", ".join(sorted([*_REGISTRY, *_ALIASES]))
+        raise ConfigError(f"unknown activation {name!r}: use one of {known}")
+    return _REGISTRY[key]
+
+
+def __getattr__(attr: str) -> Any:
+    # computed, so that an activation registered later is in them too
+    if attr == "HIDDEN":  # the activations offered between hidden layers (softmax belongs to an output)
+        return names(hidden=True)
+    if attr == "ACTIVATIONS":  # every name and alias get() takes, with its class
+        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+register("relu", ReLU)
+register("sigmoid", Sigmoid)
+register("tanh", Tanh)
+register("leaky_relu", LeakyReLU, aliases=("leakyrelu",))
+register("softplus", Softplus)
+register("identity", Identity, aliases=("linear",))
+register("softmax", Softmax)
 
 
 def get(name: str | Activation) -> Activation:
     """An activation layer from its name (``"relu"``, ``"tanh"``...) or the layer itself."""
     if isinstance(name, Activation):
         return name
-    key = str(name).lower().replace("-", "_")
-    if key == "leakyrelu":
-        key = "leaky_relu"
-    try:
-        return ACTIVATIONS[key]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown activation {name!r}: use one of {', '.join(sorted(ACTIVATIONS))}"
-        ) from None
+    return class_of(name)()

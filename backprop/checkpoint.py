@@ -81,13 +81,14 @@ def _layer_spec(layer: Layer) -> dict:
 def _layer_from_spec(spec: dict) -> Layer:
     config = dict(spec.get("config", {}))
     if spec["type"] == "dense":
-        known = set(initializers.INITIALIZERS) | {"auto"}
+        known = {*initializers.names(aliases=True), "auto"}
         if not isinstance(config.get("init"), str) or config["init"] not in known:
             config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
         return Dense(**config)
-    if spec["type"] not in activations.ACTIVATIONS:
+    kinds = activations.classes()  # by the name each class saves itself under (Activation.name)
+    if spec["type"] not in kinds:
         raise CheckpointError(f"unknown layer type {spec['type']!r}")
-    return activations.ACTIVATIONS[spec["type"]](**config)
+    return kinds[spec["type"]](**config)
 
 
 def __getattr__(attr: str) -> Any:
@@ -105,7 +106,7 @@ def _optimizer_meta(opt: optimizers.Optimizer) -> dict:
 
 
 def _optimizer_from_meta(meta: dict) -> optimizers.Optimizer:
-    schedule = schedules.SCHEDULES[meta["schedule"]["name"]](**meta["schedule"]["config"])
+    schedule = schedules.classes()[meta["schedule"]["name"]](**meta["schedule"]["config"])
     config = dict(meta["config"])
     lr = config.pop("lr", None)  # full-batch optimizers have none
     opt = optimizers.classes()[meta["name"]](lr, schedule=schedule, **config)
@@ -448,7 +449,7 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
         _need(key in meta, f"no {key!r}")
     _need(meta["dtype"] in FLOAT_DTYPES, f"dtype {meta['dtype']!r}")
     _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
-    _need(meta.get("loss") is None or _named(meta["loss"], losses.LOSSES), f"loss {meta.get('loss')!r}")
+    _need(meta.get("loss") is None or _named(meta["loss"], losses.classes()), f"loss {meta.get('loss')!r}")
     _need(isinstance(meta.get("extra", {}), dict), "extra")
     _check_layers(meta["layers"], data)
     _check_optimizer(meta.get("optimizer"), data, _param_names(meta))
@@ -474,7 +475,7 @@ def _check_layers(layers: Any, data: dict[str, np.ndarray]) -> None:
     width = None
     for i, spec in enumerate(layers):
         if spec["type"] != "dense":
-            _need(_named(spec["type"], activations.ACTIVATIONS), f"unknown layer type {spec['type']!r}")
+            _need(_named(spec["type"], activations.classes()), f"unknown layer type {spec['type']!r}")
             continue
         config = spec.get("config", {})
         n_in, n_out = config.get("in_features"), config.get("out_features")
@@ -497,7 +498,7 @@ def _check_optimizer(opt: Any, data: dict[str, np.ndarray], names: list[str]) ->
     _need(isinstance(opt, dict) and _named(opt.get("name"), optimizers.classes())
           and isinstance(opt.get("config"), dict) and _count(opt.get("t")), "optimizer")
     schedule = opt.get("schedule")
-    _need(isinstance(schedule, dict) and _named(schedule.get("name"), schedules.SCHEDULES)
+    _need(isinstance(schedule, dict) and _named(schedule.get("name"), schedules.classes())
           and isinstance(schedule.get("config"), dict), "schedule")
     keys = opt.get("state_keys", [])
     _need(isinstance(keys, list) and all(_strings(k) for k in keys) and len(keys) in (0, len(names)),
@@ -547,7 +548,7 @@ def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
     _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
           "the data transform")
     _need(isinstance(head, dict) and set(head) == {"loss", "outputs", "activation", "encoding"}
-          and _named(head["loss"], losses.LOSSES), "the output head")
+          and _named(head["loss"], losses.classes()), "the output head")
     classes = transform.get("classes")
     if transform["task"] == "classification":
         _need(_strings(classes) and len(set(classes)) == len(classes) >= 2, "the class names")

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import numbers
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -42,18 +43,19 @@ from .targets import as_inputs
 from .training import EarlyStopping
 
 
-class _Solvers(StrOptions):
-    """``solver`` among the optimizer registry's names as it is when ``fit`` runs (one registered
-    after this module was imported included)."""
+class _Registered(StrOptions):
+    """A parameter among a registry's names as they are when ``fit`` runs (one registered after
+    this module was imported included): ``names`` reads them."""
 
-    def __init__(self) -> None:
-        super().__init__(set(optimizers.NAMES))
+    def __init__(self, names: Callable[[], tuple[str, ...]]) -> None:
+        super().__init__(set(names()))
+        self.names = names
 
     def is_satisfied_by(self, val: Any) -> bool:
-        return isinstance(val, str) and val in optimizers.NAMES
+        return isinstance(val, str) and val in self.names()
 
     def __str__(self) -> str:
-        return f"a str among {{{', '.join(map(repr, optimizers.NAMES))}}}"
+        return f"a str among {{{', '.join(map(repr, self.names()))}}}"
 
 
 def __getattr__(attr: str) -> Any:
@@ -98,8 +100,8 @@ class _Backprop(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(activations.ACTIVATIONS) - {"softmax"})],
-        "solver": [_Solvers()],
+        "activation": [_Registered(lambda: activations.names(hidden=True, aliases=True))],
+        "solver": [_Registered(lambda: optimizers.NAMES)],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -335,7 +337,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     Parameters (``MLPClassifier``'s names and defaults where it has them)
     ----------
     hidden_layer_sizes : tuple of int, default (100,)
-    activation : {"relu", "tanh", "sigmoid", "leaky_relu", "softplus", "identity"}
+    activation : str, default "relu"
+        Any hidden activation of :data:`backprop.activations.HIDDEN` (a registered one included).
     solver : str, default "adam"
         Any optimizer name of :func:`backprop.optimizers.names` (a registered one included).
         ``lbfgs``, ``newton`` and ``lm`` train on the full batch (``lm`` with squared error
@@ -432,7 +435,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         loss = optimizers.class_of(self.solver).entry_defaults.get("loss") or ("bce" if len(known) == 2
                                                                                 else "ce")
         head = Head.for_task("classification", len(known), loss)
-        indicators = head.activation == "sigmoid"
+        indicators = head.activation is not None  # an output link: squared errors on class indicators
         same_head = getattr(self, "_indicators_", None) == indicators
         if first or not self._reuse(X.shape[1], head.outputs) or not same_head:
             self.model_ = self._build(X, head.outputs, head.activation, backend, self._dtype(X))

@@ -46,28 +46,48 @@ def textbook_uniform(rng: Any, shape: tuple, fan_in: int, fan_out: int) -> Any:
     return rng.uniform(-0.5, 0.5, shape)
 
 
-INITIALIZERS: dict[str, Callable] = {
-    "glorot_uniform": glorot_uniform,
-    "xavier_uniform": glorot_uniform,
-    "glorot_normal": glorot_normal,
-    "xavier_normal": glorot_normal,
-    "he_uniform": he_uniform,
-    "kaiming_uniform": he_uniform,
-    "he_normal": he_normal,
-    "kaiming_normal": he_normal,
-    "lecun_normal": lecun_normal,
-    "uniform": textbook_uniform,
-    "textbook": textbook_uniform,
-}
+_REGISTRY: dict[str, Callable] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(name: str, init: Callable, *, aliases: tuple[str, ...] = ()) -> None:
+    """Make ``init`` (``init(rng, shape, fan_in, fan_out)`` -> float64 host array) the
+    initializer called ``name`` everywhere: :func:`get`, ``Dense(init=name)``, ``mlp``,
+    ``backprop train --init`` and checkpoints. ``aliases``: other names :func:`get` accepts."""
+    if not callable(init):
+        raise ConfigError(f"initializer {name!r} must be callable, got {init!r}")
+    key = str(name)
+    if key in _ALIASES or key == "auto" or _REGISTRY.get(key, init) is not init:
+        raise ConfigError(f"initializer name {key!r} is taken: give yours another name")
+    _REGISTRY[key] = init
+    _ALIASES.update(dict.fromkeys(aliases, key))
+
+
+def names(*, aliases: bool = False) -> tuple[str, ...]:
+    """The registered names in registration order (``aliases=True``: their aliases too)."""
+    return (*_REGISTRY, *_ALIASES) if aliases else tuple(_REGISTRY)
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "INITIALIZERS":  # computed: every name and alias get() takes, with its function
+        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+register("glorot_uniform", glorot_uniform, aliases=("xavier_uniform",))
+register("glorot_normal", glorot_normal, aliases=("xavier_normal",))
+register("he_uniform", he_uniform, aliases=("kaiming_uniform",))
+register("he_normal", he_normal, aliases=("kaiming_normal",))
+register("lecun_normal", lecun_normal)
+register("uniform", textbook_uniform, aliases=("textbook",))
 
 
 def get(init: str | Callable) -> Callable:
     """The initializer called ``init`` (a callable passes through)."""
     if callable(init):
         return init
-    try:
-        return INITIALIZERS[init]
-    except KeyError:
-        raise ConfigError(
-            f"unknown initializer {init!r}: use one of {', '.join(sorted(INITIALIZERS))}"
-        ) from None
+    key = _ALIASES.get(init, init) if isinstance(init, str) else init
+    if key not in _REGISTRY:
+        known = ", ".join(sorted(names(aliases=True)))
+        raise ConfigError(f"unknown initializer {init!r}: use one of {known}")
+    return _REGISTRY[key]

@@ -102,7 +102,7 @@ class Dense(Layer):
         self.out_features = out_features
         self.init = init
         if isinstance(bias, str):
-            if bias not in ("textbook", "uniform"):
+            if initializers.INITIALIZERS.get(bias) is not initializers.textbook_uniform:
                 raise ConfigError(f"bias must be a number or 'textbook', got {bias!r}")
             self.bias: float | str = bias  # kept as given, so config() reports what was asked
         else:

@@ -269,28 +269,71 @@ def _weigh(A: Array, S: Array | None) -> Array:
     return A if S is None else A * S[:, None]
 
 
+_REGISTRY: dict[str, type[Loss]] = {}
+_ALIASES: dict[str, str] = {}
 
-LOSSES: dict[str, type[Loss]] = {
-    "mse": MeanSquaredError,
-    "mean_squared_error": MeanSquaredError,
-    "sse": SquaredError,
-    "squared_error": SquaredError,
-    "bce": BinaryCrossEntropy,
-    "binary_cross_entropy": BinaryCrossEntropy,
-    "ce": CrossEntropy,
-    "cross_entropy": CrossEntropy,
-    "categorical_cross_entropy": CrossEntropy,
-}
+
+def register(name: str, cls: type[Loss], *, aliases: tuple[str, ...] = ()) -> None:
+    """Make ``cls`` (a subclass of :class:`Loss`) the loss called ``name`` everywhere: :func:`get`,
+    ``fit(loss=name)``, ``backprop train --loss``, the gradient checker and checkpoints (saved
+    by the class's ``name``). Its ``task``, ``link`` and ``squared_residuals`` say what it is
+    for. ``aliases``: other names :func:`get` accepts. A class that does not set its own
+    ``name`` gets ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Loss)):
+        raise ConfigError(f"loss {name!r} must be a subclass of backprop.losses.Loss, got {cls!r}")
+    key = _key(name)
+    if "name" not in vars(cls):
+        cls.name = key
+    taken = {c.name: c for c in _REGISTRY.values()}
+    if taken.get(cls.name, cls) is not cls or key in _ALIASES or key == "auto":
+        raise ConfigError(f"loss name {key!r} is taken: give yours another name")
+    _REGISTRY[key] = cls
+    _ALIASES.update(dict.fromkeys((_key(a) for a in aliases), key))
+
+
+def _key(name: object) -> str:
+    return str(name).lower().replace("-", "_")
+
+
+def names(**capabilities: Any) -> tuple[str, ...]:
+    """The registered names, in registration order, of the losses with these capabilities
+    (``names(task="multiclass")``; see :class:`Loss`)."""
+    return tuple(n for n, cls in _REGISTRY.items()
+                 if all(getattr(cls, k) == v for k, v in capabilities.items()))
+
+
+def classes() -> dict[str, type[Loss]]:
+    """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
+    return {cls.name: cls for cls in _REGISTRY.values()}
+
+
+def class_of(name: str) -> type[Loss]:
+    """The class of the loss called ``name`` (or an alias)."""
+    key = _ALIASES.get(_key(name), _key(name))
+    if key not in _REGISTRY:
+        if name in classes():  # a class's own name, which checkpoints save
+            return classes()[name]
+        raise ConfigError(f"unknown loss {name!r}: use one of {', '.join(names())}")
+    return _REGISTRY[key]
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "LOSSES":  # computed: every name and alias get() takes, with its class
+        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+register("mse", MeanSquaredError, aliases=("mean_squared_error",))
+register("sse", SquaredError, aliases=("squared_error",))
+register("bce", BinaryCrossEntropy, aliases=("binary_cross_entropy",))
+register("ce", CrossEntropy, aliases=("cross_entropy", "categorical_cross_entropy"))
 
 
 def get(loss: str | Loss) -> Loss:
-    """A loss from its name (``"mse"``, ``"sse"``, ``"bce"``, ``"ce"``) or the loss itself."""
+    """A loss from its name (see :func:`names`) or the loss itself."""
     if isinstance(loss, Loss):
         return loss
-    try:
-        return LOSSES[str(loss).lower().replace("-", "_")]()
-    except KeyError:
-        raise ConfigError(f"unknown loss {loss!r}: use one of mse, sse, bce, ce") from None
+    return class_of(loss)()
 
 
 def for_output(last_layer: Any) -> Loss:

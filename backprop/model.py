@@ -402,6 +402,12 @@ def _float_dtype(backend: Backend, dtype: Any) -> Any:
     return backend.dtype(dtype_name(dtype))
 
 
+def _output_layer(output: str | Layer) -> bool:
+    """Whether ``mlp``'s ``output`` adds a layer: not for a linear one (identity, linear)."""
+    kind = activations.class_of(output) if isinstance(output, str) else output
+    return bool(getattr(kind, "output", True))
+
+
 def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = None,
         init: str = "auto", bias: float = 0.0, **model_kwargs: Any) -> Sequential:
     """A multi-layer perceptron: ``Dense`` layers of ``sizes`` with ``activation`` between them.
@@ -429,6 +435,6 @@ def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = 
         layers.append(Dense(a, b, init=init, bias=bias))
         if i < len(sizes) - 2:
             layers.append(activation)
-    if output not in (None, "identity", "linear"):
+    if output is not None and _output_layer(output):
         layers.append(output)
     return Sequential(layers, **model_kwargs)

@@ -14,6 +14,7 @@ depend on how a run is split into ``fit`` calls: ``Cosine(epochs=4)`` over
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from .errors import ConfigError
 
@@ -108,18 +109,59 @@ class Cosine(Schedule):
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-SCHEDULES = {cls.name: cls for cls in (Constant, StepDecay, ExponentialDecay, Cosine)}
+_REGISTRY: dict[str, type[Schedule]] = {}
+
+
+def register(name: str, cls: type[Schedule]) -> None:
+    """Make ``cls`` (a subclass of :class:`Schedule`) the schedule called ``name`` everywhere:
+    :func:`get`, ``fit(schedule=name)``, ``backprop train --schedule`` and checkpoints (saved by
+    the class's ``name`` and its ``config()``, rebuilt as ``cls(**config)``). A class that does
+    not set its own ``name`` gets ``name``."""
+    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
+        raise ConfigError(f"schedule {name!r} must be a subclass of backprop.schedules.Schedule, got {cls!r}")
+    key = str(name).lower()
+    if "name" not in vars(cls):
+        cls.name = key
+    taken = {c.name: c for c in _REGISTRY.values()}
+    if taken.get(cls.name, cls) is not cls:
+        raise ConfigError(f"schedule name {cls.name!r} is taken: give yours another name")
+    _REGISTRY[key] = cls
+
+
+def names() -> tuple[str, ...]:
+    """The registered names, in registration order."""
+    return tuple(_REGISTRY)
+
+
+def classes() -> dict[str, type[Schedule]]:
+    """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
+    return {cls.name: cls for cls in _REGISTRY.values()}
+
+
+def class_of(name: str) -> type[Schedule]:
+    """The class of the schedule called ``name``."""
+    key = str(name).lower()
+    if key not in _REGISTRY:
+        if name in classes():  # a class's own name, which checkpoints save
+            return classes()[name]
+        raise ConfigError(f"unknown schedule {name!r}: use one of {', '.join(_REGISTRY)}")
+    return _REGISTRY[key]
+
+
+def __getattr__(attr: str) -> Any:
+    if attr == "SCHEDULES":  # computed: a schedule registered later is in it too
+        return dict(_REGISTRY)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+
+
+for _cls in (Constant, StepDecay, ExponentialDecay, Cosine):
+    register(_cls.name, _cls)
 
 
 def get(schedule: str | Schedule | None) -> Schedule:
-    """A schedule from its name (``"constant"``, ``"step"``, ``"exponential"``, ``"cosine"``)."""
+    """A schedule from its name (see :func:`names`), the schedule itself, or None (constant)."""
     if schedule is None:
         return Constant()
     if isinstance(schedule, Schedule):
         return schedule
-    try:
-        return SCHEDULES[str(schedule).lower()]()
-    except KeyError:
-        raise ConfigError(
-            f"unknown schedule {schedule!r}: use one of {', '.join(SCHEDULES)}"
-        ) from None
+    return class_of(schedule)()

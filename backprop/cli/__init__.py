@@ -19,13 +19,9 @@ import traceback
 from backends import FLOAT_DTYPES, BackendError, is_out_of_memory
 from backends.comm import end_job, world
 
-from .. import activations, optimizers
+from .. import activations, initializers, losses, optimizers, schedules
 from ..datasets import DESCRIPTIONS
 from ..errors import BackpropError
-from ..initializers import INITIALIZERS
-from ..schedules import SCHEDULES
-
-HIDDEN_ACTIVATIONS = activations.HIDDEN
 
 
 class Parser(argparse.ArgumentParser):
@@ -111,13 +107,14 @@ def _train_parser(commands) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--hidden", type=_hidden, default=None,
                    help="hidden layer widths, e.g. 128,128; 0 for none (default 64)")
-    g.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default=None, help="hidden activation (relu)")
-    g.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default=None,
+    # every list of names below is its registry's, read when the parser is built
+    g.add_argument("--activation", choices=activations.HIDDEN, default=None, help="hidden activation (relu)")
+    g.add_argument("--loss", choices=("auto", *losses.names()), default=None,
                    help="auto (default): cross-entropy for class labels, MSE for real targets")
     g.add_argument("--features", default=None, metavar="LIST",
                    help="inputs computed from the columns x1, x2...: e.g. x1,x2,x1^2,x1*x2,sin(x1) "
                         "(default: the columns as they are)")
-    g.add_argument("--init", choices=sorted({"auto", *INITIALIZERS}), default=None,
+    g.add_argument("--init", choices=sorted({"auto", *initializers.names(aliases=True)}), default=None,
                    help="weight initializer (auto: He before ReLU, Glorot otherwise)")
     g.add_argument("--dtype", choices=FLOAT_DTYPES, default=None, help="float32 (default)")
     g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
@@ -132,7 +129,7 @@ def _train_parser(commands) -> None:
                    help="L2 penalty on weight matrices (decoupled for adamw)")
     g.add_argument("--l1", type=_range(0.0, float("inf"), ">= 0"), default=None,
                    help="L1 penalty on weight matrices (first-order optimizers)")
-    g.add_argument("--schedule", choices=tuple(SCHEDULES), default=None, help="learning-rate schedule")
+    g.add_argument("--schedule", choices=schedules.names(), default=None, help="learning-rate schedule")
     g.add_argument("--epochs", type=_positive_int, default=None,
                    help="total epochs (100); with --resume, the total to reach, not extra ones")
     g.add_argument("--batch-size", type=_batch_size, default=None, help="N or full (32)")
@@ -174,9 +171,9 @@ def _gradcheck_parser(commands, command) -> None:
     p.add_argument("--hidden", type=_hidden, default=[8, 8], help="its hidden widths, e.g. 8,8 (default); "
                    "0 for none")
     p.add_argument("--outputs", type=_positive_int, default=3, help="its outputs (3)")
-    p.add_argument("--activation", choices=HIDDEN_ACTIVATIONS, default="tanh",
+    p.add_argument("--activation", choices=activations.HIDDEN, default="tanh",
                    help="its hidden activation (tanh)")
-    p.add_argument("--loss", choices=("auto", "mse", "sse", "bce", "ce"), default="auto",
+    p.add_argument("--loss", choices=("auto", *losses.names()), default="auto",
                    help="its loss (auto: ce for more than one output, mse otherwise); a checkpoint "
                    "uses its own")
     p.add_argument("--samples", type=_positive_int, default=8, help="random input rows to check on (8)")
