@@ -233,3 +233,17 @@ def test_no_module_restates_a_kinds_names(module):
         found += [f"{relative}:{node.lineno}: {_restated(node, known)}"
                   for node in ast.walk(tree) if _restated(node, known)]
     assert found == []
+
+
+def test_a_class_with_its_own_name_is_found_by_it(registered):
+    """A checkpoint saves a class's own ``name``; the lookup finds it even where it was
+    registered under another."""
+    own = type("OwnNamedLoss", (LogCosh,), {"name": "own_logcosh"})
+    losses.register("lc2", own)
+    assert type(losses.get("own_logcosh")) is own and type(losses.get("LC2")) is own
+    act = type("OwnNamedSwish", (Swish,), {"name": "own_swish"})
+    activations.register("sw2", act)
+    assert type(activations.get("own_swish")) is act
+    sched = type("OwnHalving", (Halving,), {"name": "own_halving"})
+    schedules.register("h2", sched)
+    assert type(schedules.get("own_halving")) is sched
