@@ -12,6 +12,7 @@ from backends import FLOAT_DTYPES, BackendUnavailable, get_backend
 
 from .. import bench
 from ..bench import format_time
+from ..contenders.handwritten import ACTIVATIONS as HANDWRITTEN_ACTIVATIONS
 from .common import UsageError
 from .report import json_value
 
@@ -225,7 +226,7 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
                    help="tf32: TF32 tensor cores for float32 products on GPUs (CPU rows stay float32)")
     p.add_argument("--optimizer", choices=tuple(bench.OPTIMIZER_SETTINGS), default="momentum",
                    help="momentum (default: SGD, momentum 0.9, lr 0.01), sgd or adam")
-    p.add_argument("--activation", choices=("relu", "tanh"), default="relu")
+    p.add_argument("--activation", choices=HANDWRITTEN_ACTIVATIONS, default="relu")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="timed steps per block (default: by size, from 200 for xor to 1 for large)")
     p.add_argument("--repeats", type=positive_int, default=None,
