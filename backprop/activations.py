@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import layers
 from ._typing import Array, Backward
 from .errors import ConfigError
 from .layers import Layer
@@ -50,6 +51,7 @@ class Activation(Layer):
     rectifier = False
     hidden = True
     output = True
+    second_order = True  # no parameters; Newton reads derivatives()
 
     def __init__(self) -> None:
         super().__init__()
@@ -197,7 +199,7 @@ def register(name: str, cls: type[Activation], *, aliases: tuple[str, ...] = ())
     if "name" not in vars(cls):
         cls.name = key
     taken = {c.name: c for c in _REGISTRY.values()}
-    if taken.get(cls.name, cls) is not cls or key in _ALIASES or cls.name == "dense":
+    if taken.get(cls.name, cls) is not cls or key in _ALIASES or {key, cls.name} & set(layers.names()):
         raise ConfigError(f"activation name {key!r} is taken: give yours another name")
     _REGISTRY[key] = cls
     _ALIASES.update(dict.fromkeys((_key(a) for a in aliases), key))
@@ -241,6 +243,7 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
+layers.include(classes)  # the layer registry reads this one: checkpoints find activations by name
 register("relu", ReLU)
 register("sigmoid", Sigmoid)
 register("tanh", Tanh)

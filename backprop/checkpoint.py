@@ -49,10 +49,10 @@ import numpy as np
 
 from backends import FLOAT_DTYPES, HostRNG, Stream, dtype_name, to_numpy_any
 
-from . import activations, initializers, losses, optimizers, schedules
+from . import layers, losses, optimizers, schedules
 from ._version import __version__
 from .errors import CheckpointError, ConfigError
-from .layers import Dense, Layer
+from .layers import Layer
 from .model import Sequential
 from .training import EPOCH_KEYS, EarlyStopping, History
 
@@ -71,24 +71,15 @@ class Checkpoint:
 
 # -- architecture ----------------------------------------------------------------
 def _layer_spec(layer: Layer) -> dict:
-    if isinstance(layer, Dense):
-        return {"type": "dense", "config": layer.config()}
-    if isinstance(layer, activations.Activation):
-        return {"type": layer.name, "config": layer.config()}
-    raise CheckpointError(f"cannot save a {type(layer).__name__} layer: only Dense and activations are saved")
+    cls = type(layer)
+    if layers.classes().get(cls.name) is not cls:  # an unregistered subclass would load as its parent
+        raise CheckpointError(f"cannot save a {cls.__name__} layer: register it first "
+                              f"(backprop.layers.register(name, {cls.__name__}))")
+    return {"type": cls.name, "config": layer.config()}
 
 
 def _layer_from_spec(spec: dict) -> Layer:
-    config = dict(spec.get("config", {}))
-    if spec["type"] == "dense":
-        known = {*initializers.names(aliases=True), "auto"}
-        if not isinstance(config.get("init"), str) or config["init"] not in known:
-            config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
-        return Dense(**config)
-    kinds = activations.classes()  # by the name each class saves itself under (Activation.name)
-    if spec["type"] not in kinds:
-        raise CheckpointError(f"unknown layer type {spec['type']!r}")
-    return kinds[spec["type"]](**config)
+    return layers.class_of(spec["type"]).from_config(dict(spec.get("config", {})))
 
 
 def __getattr__(attr: str) -> Any:
@@ -345,6 +336,8 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
                           ("best", None if watch is None else watch.best_params)):
         if group is not None:
             tensors.update({f"{prefix}.{k}": v for k, v in _host(dict(zip(names, group))).items()})
+    for i, layer in enumerate(model.layers):  # non-trained state, as "buffer.{layer}.{name}"
+        tensors.update({f"buffer.{i}.{k}": v for k, v in _host(getattr(layer, "buffers", {})).items()})
     tensors.update({f"extra.{k}": v for k, v in _host(arrays or {}).items()})
 
     history = state.history
@@ -437,7 +430,7 @@ def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
+def _check(meta: dict, data: dict[str, np.ndarray]) -> list[Layer]:
     """Refuse a header whose parts do not fit together, before anything is built from it.
 
     A file with a valid checksum can still be inconsistent (written by hand, by an
@@ -451,8 +444,8 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
     _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
     _need(meta.get("loss") is None or _named(meta["loss"], losses.classes()), f"loss {meta.get('loss')!r}")
     _need(isinstance(meta.get("extra", {}), dict), "extra")
-    _check_layers(meta["layers"], data)
-    _check_optimizer(meta.get("optimizer"), data, _param_names(meta))
+    built = _check_layers(meta["layers"], data)
+    _check_optimizer(meta.get("optimizer"), data, _names(built))
     try:  # the generator itself says whether the state is one of its own
         HostRNG(meta["seed"], stream=Stream.SHUFFLE).set_state(meta["shuffle_rng"])
     except (TypeError, ValueError, KeyError, OverflowError):
@@ -464,31 +457,47 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> None:
         progress = train.get("early_stopping") if isinstance(train, dict) else None
     _check_early_stopping(progress)
     _check_run(meta, data)
+    return built
 
 
-def _check_layers(layers: Any, data: dict[str, np.ndarray]) -> None:
-    """Every layer known, every Dense width a positive count equal to its tensors' shapes (so
-    building the model allocates no more than the file holds), each width the next one's input."""
-    _need(isinstance(layers, list) and len(layers) > 0 and all(
+def _check_layers(specs: Any, data: dict[str, np.ndarray]) -> list[Layer]:
+    """Every layer registered and made from its settings (nothing allocated yet), every parameter
+    and buffer tensor the file holds of the shape those settings give (so building the model
+    allocates no more than the file holds), each layer taking the previous one's width.
+    Returns the layers, unbuilt."""
+    _need(isinstance(specs, list) and len(specs) > 0 and all(
         isinstance(s, dict) and isinstance(s.get("type"), str) and isinstance(s.get("config", {}), dict)
-        for s in layers), "layers")
-    width = None
-    for i, spec in enumerate(layers):
-        if spec["type"] != "dense":
-            _need(_named(spec["type"], activations.classes()), f"unknown layer type {spec['type']!r}")
-            continue
-        config = spec.get("config", {})
-        n_in, n_out = config.get("in_features"), config.get("out_features")
-        W, b = data.get(f"param.{i}.W"), data.get(f"param.{i}.b")
-        _need(_count(n_in, 1) and _count(n_out, 1) and W is not None and b is not None
-              and W.shape == (n_in, n_out) and b.shape == (n_out,) and W.dtype.kind == b.dtype.kind == "f",
-              f"layer {i} is {n_in!r} x {n_out!r} but its weights are "
-              f"{None if W is None else W.shape} and {None if b is None else b.shape}")
-        _need(width in (None, n_in), f"layer {i} takes {n_in} inputs after a layer of {width}")
-        width = n_out
-    _need(width is not None, "no Dense layer")
-    saved = {k[len("param."):] for k in data if k.startswith("param.")}
-    _need(saved == set(_param_names({"layers": layers})), "parameter tensors")
+        for s in specs), "layers")
+    built = []
+    for i, spec in enumerate(specs):
+        _need(_named(spec["type"], layers.classes()), f"unknown layer type {spec['type']!r}")
+        try:
+            layer = _layer_from_spec(spec)
+        except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
+            _need(False, f"layer {i}: {exc}")
+        for prefix, shapes in (("param", layer.param_shapes()), ("buffer", layer.buffer_shapes())):
+            found = {k: data.get(f"{prefix}.{i}.{k}") for k in shapes}
+            fits = all(v is not None and v.shape == shapes[k] and v.dtype.kind == "f"
+                       for k, v in found.items())
+            _need(fits,
+                  f"layer {i} ({spec['type']}) needs {_shapes(shapes)} but its {prefix} tensors are "
+                  f"{_shapes({k: None if v is None else v.shape for k, v in found.items()})}")
+        built.append(layer)
+    width = next((layer.input_width for layer in built if layer.input_width is not None), None)
+    _need(width is not None, "no layer that fixes the input width, such as a Dense")
+    for i, layer in enumerate(built):
+        try:
+            width = layer.output_width(width)
+        except ConfigError as exc:
+            _need(False, f"layer {i}: {exc}")
+    for prefix in ("param", "buffer"):
+        saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
+        _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
+    return built
+
+
+def _shapes(shapes: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in shapes.items())
 
 
 def _check_optimizer(opt: Any, data: dict[str, np.ndarray], names: list[str]) -> None:
@@ -617,8 +626,10 @@ def _check_settings(train: Any) -> None:
         _need(False, f"a setting: {exc}")
 
 
-def _param_names(meta: dict) -> list[str]:
-    return [f"{i}.{k}" for i, spec in enumerate(meta["layers"]) if spec.get("type") == "dense" for k in "Wb"]
+def _names(built: list[Layer], prefix: str = "param") -> list[str]:
+    """The parameter (or buffer) names of unbuilt layers, in :meth:`Sequential.parameters` order."""
+    return [f"{i}.{k}" for i, layer in enumerate(built)
+            for k in (layer.param_shapes() if prefix == "param" else layer.buffer_shapes())]
 
 
 def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint:
@@ -630,13 +641,12 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     """
     meta, data = _read(path)
     try:
-        _check(meta, data)
-        layers = [_layer_from_spec(spec) for spec in meta["layers"]]
+        built = _check(meta, data)
         if meta.get("optimizer"):
             _optimizer_from_meta(meta["optimizer"])  # its settings must make an optimizer
     except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
         raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
-    model = Sequential(layers, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
+    model = Sequential(built, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
                        tf32=bool(meta.get("tf32", False)))
     names = list(model.parameters())
     try:
@@ -644,6 +654,10 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     except ValueError as exc:
         raise CheckpointError(f"{path} is a backprop checkpoint but its weights do not fit its layers "
                               f"({exc})") from None
+    with model.backend.activate():
+        for i, layer in enumerate(model.layers):
+            layer.buffers = {k: model.backend.asarray(data[f"buffer.{i}.{k}"], model.dtype, copy=True)
+                             for k in layer.buffer_shapes()}
     try:
         _restore_state(model, meta, data, names)
     except (KeyError, TypeError, ValueError) as exc:  # a v1 header written by hand, say

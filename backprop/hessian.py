@@ -21,7 +21,7 @@ from typing import Any
 from ._typing import Array
 from .activations import Activation
 from .errors import ConfigError
-from .layers import Dense
+from .layers import Dense, require_second_order
 from .namespace import device_of
 
 
@@ -29,6 +29,7 @@ def hessian(model: Any, loss: Any, X: Array, T: Array, S: Array | None = None) -
     """``(loss, gradient (P,), Hessian (P, P))`` of ``loss`` at the model's parameters on
     device arrays ``X`` (N, F), ``T`` (N, K), sample weights ``S`` (N,) or None, in the
     model's dtype."""
+    require_second_order(model.layers, "Newton's exact Hessian")
     xp = model.xp
     dt = X.dtype
     P = model.n_params

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._typing import Array
-from .layers import Dense
+from .layers import Dense, require_second_order
 from .namespace import device_of
 
 
@@ -36,6 +36,7 @@ def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
     The whole network is differentiated, output layer included: squared-error losses
     read its outputs as they are.
     """
+    require_second_order(model.layers, "Levenberg–Marquardt's Jacobian")
     xp = model.xp
     with model.backend.activate():
         taps, closures = [], []

@@ -4,6 +4,13 @@ A layer keeps no forward values on itself: the ``backward`` closure holds exactl
 what it needs (the Thinc pattern), so two forward passes never clobber each other.
 ``backward`` *assigns* the layer's parameter gradients to ``layer.grads`` (no
 accumulation, hence no zero-grad step) and never mutates ``X`` or ``dY``.
+
+A layer owns its serialization: ``config()`` (its JSON-able constructor settings),
+``param_shapes()`` and ``buffer_shapes()`` (its named parameters and non-trained state,
+known from the settings alone, so a checkpoint's tensors are checked before anything is
+allocated). The registry (:func:`register`, :func:`names`, :func:`classes`,
+:func:`class_of`) maps the name a checkpoint saves to the class; the activations keep
+their own registry, which :func:`classes` reads too (one list per kind).
 """
 
 from __future__ import annotations
@@ -21,11 +28,20 @@ from .namespace import namespace_of
 
 
 class Layer:
-    """Base class. Subclasses with parameters fill ``params`` in :meth:`build`."""
+    """Base class. Subclasses with parameters fill ``params`` in :meth:`build`.
+
+    Class attributes: ``name``, what checkpoints save the layer under (set by :func:`register`);
+    ``second_order``: Levenberg–Marquardt's Jacobian and Newton's Hessian cover the layer
+    (they refuse a model holding one that does not).
+    """
+
+    name = "?"
+    second_order = False
 
     def __init__(self) -> None:
         self.params: dict[str, Array] = {}
         self.grads: dict[str, Array] = {}
+        self.buffers: dict[str, Array] = {}  # non-trained state (running means...), saved beside params
         self.backend: Any = None  # set by build()
 
     def _ns(self, X: Array) -> Any:
@@ -51,8 +67,27 @@ class Layer:
         """Number of output features for ``input_width`` input features."""
         return input_width
 
+    @property
+    def input_width(self) -> int | None:
+        """The input features the layer requires, when its settings fix them (None: any)."""
+        return None
+
     def config(self) -> dict:
-        """The constructor arguments, for saving the architecture."""
+        """The constructor arguments, for saving the architecture (JSON-able)."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Layer:
+        """The layer a checkpoint's saved ``config()`` describes."""
+        return cls(**config)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each parameter's shape by name, in the order :meth:`build` creates them, from the
+        settings alone (nothing allocated)."""
+        return {}
+
+    def buffer_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each buffer's shape by name, as :meth:`param_shapes`."""
         return {}
 
     def cast(self, backend: Any, dtype: Any) -> Layer:
@@ -60,10 +95,12 @@ class Layer:
         ``backend=None`` gives a host copy (NumPy arrays, no backend) for pickling."""
         new = copy.copy(self)
         new.backend = backend
-        if backend is None:
-            new.params = {k: to_numpy_any(v).copy() for k, v in self.params.items()}
-        else:
-            new.params = {k: backend.asarray(v, dtype, copy=True) for k, v in self.params.items()}
+        for group in ("params", "buffers"):
+            arrays = getattr(self, group, {})  # a layer pickled before buffers existed
+            if backend is None:
+                setattr(new, group, {k: to_numpy_any(v).copy() for k, v in arrays.items()})
+            else:
+                setattr(new, group, {k: backend.asarray(v, dtype, copy=True) for k, v in arrays.items()})
         new.grads = {}
         return new
 
@@ -92,6 +129,8 @@ class Dense(Layer):
     ``b`` (out,).
     """
 
+    second_order = True
+
     def __init__(self, in_features: int, out_features: int, *, init: str | Callable = "auto",
                  bias: float | str = 0.0) -> None:
         super().__init__()
@@ -112,6 +151,21 @@ class Dense(Layer):
         init = self.init if isinstance(self.init, str) else getattr(self.init, "__name__", "custom")
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "init": init, "bias": self.bias}
+
+    @property
+    def input_width(self) -> int:
+        return self.in_features
+
+    @classmethod
+    def from_config(cls, config: dict) -> Dense:
+        config = dict(config)
+        known = {*initializers.names(aliases=True), "auto"}
+        if not isinstance(config.get("init"), str) or config["init"] not in known:
+            config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
+        return cls(**config)
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
 
     def output_width(self, input_width: int) -> int:
         if input_width != self.in_features:
@@ -166,3 +220,63 @@ def chain(layers: list[Layer], X: Array, *, train: bool = False,
         return dY
 
     return X, backward
+
+
+# -- the registry --------------------------------------------------------------------
+_REGISTRY: dict[str, type[Layer]] = {}
+_FAMILIES: list[Callable[[], dict[str, type[Layer]]]] = []
+
+
+def register(name: str, cls: type[Layer]) -> None:
+    """Make ``cls`` (a subclass of :class:`Layer`) the layer checkpoints save and load as ``name``
+    (its ``config()``, parameters and buffers). A class that does not set its own ``name`` gets
+    ``name``. Activations register in :mod:`backprop.activations` instead."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ConfigError(f"layer {name!r} must be a subclass of backprop.layers.Layer, got {cls!r}")
+    key = str(name).lower()
+    if "name" not in vars(cls):
+        cls.name = key
+    if classes().get(cls.name, cls) is not cls or classes().get(key, cls) is not cls:
+        raise ConfigError(f"layer name {key!r} is taken by another class: give yours another name")
+    _REGISTRY[key] = cls
+
+
+def include(family: Callable[[], dict[str, type[Layer]]]) -> None:
+    """Count another registry's classes (``family()``: class by saved name) as layers too:
+    the activations' registry calls this, so its names are kept in one list."""
+    _FAMILIES.append(family)
+
+
+def names() -> tuple[str, ...]:
+    """The names registered here (``"dense"``, yours), in registration order; the activations'
+    are ``backprop.activations.names()``."""
+    return tuple(_REGISTRY)
+
+
+def classes() -> dict[str, type[Layer]]:
+    """Every layer class by the name a checkpoint saves it under, the activations' included."""
+    found = {cls.name: cls for cls in _REGISTRY.values()}
+    for family in _FAMILIES:
+        found.update(family())
+    return found
+
+
+def class_of(name: str) -> type[Layer]:
+    """The class saved under ``name``, for loading and for its capabilities."""
+    known = classes()
+    if not isinstance(name, str) or name not in known:
+        raise ConfigError(f"unknown layer type {name!r}: register it with backprop.layers.register "
+                          f"(known: {', '.join(sorted(known))})")
+    return known[name]
+
+
+def require_second_order(layers: list[Layer], method: str) -> None:
+    """Refuse, in one line, a model holding a layer ``method`` does not cover (``second_order``
+    False): its parameters would otherwise be silently left out."""
+    for i, layer in enumerate(layers):
+        if not type(layer).second_order:
+            raise ConfigError(f"{method} does not cover the {type(layer).__name__} layer (layer {i}): "
+                              "train this model with a first-order optimizer (adam, sgd...)")
+
+
+register("dense", Dense)
