@@ -15,7 +15,7 @@ import tarfile
 
 import numpy as np
 import pytest
-from safetensors.numpy import load_file
+from safetensors.numpy import load_file, save_file
 
 import backprop as bp
 from backprop import activations, checkpoint, layers
@@ -230,3 +230,58 @@ def _timeless(meta: dict) -> dict:
     meta["history"] = dict(meta["history"], records=[
         {k: v for k, v in r.items() if k not in clock} for r in meta["history"]["records"]])
     return meta
+
+
+class Tracked(Scale):
+    """Scale that also keeps a running mean of its inputs (a buffer: saved, never trained)."""
+
+    def buffer_shapes(self) -> dict:
+        return {"mean": (self.features,)}
+
+    def build(self, backend, dtype, rng, *, next_layer=None) -> None:
+        super().build(backend, dtype, rng)
+        self.buffers = {"mean": backend.asarray([0.0] * self.features, dtype)}
+
+    def forward(self, X, *, train=False, input_grad=True):
+        if train:
+            self.buffers["mean"] = 0.5 * self.buffers["mean"] + 0.5 * self._ns(X).mean(X, axis=0)
+        return super().forward(X, train=train, input_grad=input_grad)
+
+
+def test_buffers_are_saved_loaded_and_pickled_beside_the_parameters(tmp_path):
+    before = dict(layers._REGISTRY)
+    layers.register("tracked", Tracked)
+    try:
+        X, y = _data()
+        model = bp.Sequential([Dense(2, 3), Tracked(3), Dense(3, 1)], dtype="float64", seed=0)
+        model.fit(X, y, loss="mse", epochs=2, batch_size=10)
+        mean = np.asarray(model.layers[1].buffers["mean"])
+        assert np.abs(mean).sum() > 0 and "1.mean" not in model.parameters()
+        checkpoint.save(model, str(tmp_path / "t.st"))
+        assert load_file(str(tmp_path / "t.st"))["buffer.1.mean"].tobytes() == mean.tobytes()
+        for other in (checkpoint.load(str(tmp_path / "t.st")).model, pickle.loads(pickle.dumps(model))):
+            np.testing.assert_array_equal(np.asarray(other.layers[1].buffers["mean"]), mean)
+        single = model.to(dtype="float32").layers[1].buffers["mean"]  # cast with the parameters
+        assert single.dtype == np.float32 and single.tobytes() == mean.astype(np.float32).tobytes()
+        tensors = load_file(str(tmp_path / "t.st"))
+        meta = checkpoint.read_header(str(tmp_path / "t.st"))
+        del tensors["buffer.1.mean"]
+        meta["sha256"] = checkpoint._digest(tensors, meta)
+        save_file(tensors, str(tmp_path / "f.st"), metadata={"backprop": json.dumps(meta)})
+        with pytest.raises(CheckpointError, match=r"needs mean \(3,\) but its buffer tensors are mean None"):
+            checkpoint.load(str(tmp_path / "f.st"))
+    finally:
+        layers._REGISTRY.clear()
+        layers._REGISTRY.update(before)
+
+
+def test_a_dense_with_an_initializer_of_its_own_loads(tmp_path):
+    """Its initializer is a function, saved by name only: loading draws with a known one, then the
+    saved weights replace the draw."""
+    model = bp.Sequential([Dense(2, 3, init=lambda rng, shape, fan_in, fan_out: rng.uniform(-1, 1, shape)),
+                           "tanh", Dense(3, 1)], seed=0)
+    checkpoint.save(model, str(tmp_path / "i.st"))
+    assert checkpoint.read_header(str(tmp_path / "i.st"))["layers"][0]["config"]["init"] == "<lambda>"
+    back = checkpoint.load(str(tmp_path / "i.st")).model
+    assert back.layers[0].init == "glorot_uniform"
+    np.testing.assert_array_equal(back.flat_parameters(), model.flat_parameters())
