@@ -52,7 +52,7 @@ from backends import FLOAT_DTYPES, HostRNG, Stream, dtype_name, to_numpy_any
 from . import layers, losses, optimizers, schedules
 from ._version import __version__
 from .errors import CheckpointError, ConfigError
-from .layers import Layer
+from .layers import Dense, Layer
 from .model import Sequential
 from .training import EPOCH_KEYS, EarlyStopping, History
 
@@ -456,7 +456,7 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> list[Layer]:
         train = meta.get("extra", {}).get("train", {})
         progress = train.get("early_stopping") if isinstance(train, dict) else None
     _check_early_stopping(progress)
-    _check_run(meta, data)
+    _check_run(meta, data, built)
     return built
 
 
@@ -483,17 +483,25 @@ def _check_layers(specs: Any, data: dict[str, np.ndarray]) -> list[Layer]:
                   f"layer {i} ({spec['type']}) needs {_shapes(shapes)} but its {prefix} tensors are "
                   f"{_shapes({k: None if v is None else v.shape for k, v in found.items()})}")
         built.append(layer)
+    _widths(built)
+    for prefix in ("param", "buffer"):
+        saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
+        _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
+    return built
+
+
+def _widths(built: list[Layer]) -> tuple[int, int]:
+    """The input and output widths of unbuilt layers (as :class:`Sequential` finds them), each
+    layer taking the previous one's output."""
     width = next((layer.input_width for layer in built if layer.input_width is not None), None)
     _need(width is not None, "no layer that fixes the input width, such as a Dense")
+    n_in = width
     for i, layer in enumerate(built):
         try:
             width = layer.output_width(width)
         except ConfigError as exc:
             _need(False, f"layer {i}: {exc}")
-    for prefix in ("param", "buffer"):
-        saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
-        _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
-    return built
+    return n_in, width
 
 
 def _shapes(shapes: dict[str, Any]) -> str:
@@ -542,7 +550,7 @@ RUN_KEYS = ("train", "transform", "head", "feature_names", "target_name")
 """The header's ``extra`` entries a training run writes (see :meth:`backprop.runner.Run.save`)."""
 
 
-def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
+def _check_run(meta: dict, data: dict[str, np.ndarray], built: list[Layer]) -> None:
     """A training run's entries in ``extra``: its settings, data transform and output head, each of
     the right type and fitting the network's input and output widths (``predict`` indexes the
     class names by output, ``resume`` trains on the settings)."""
@@ -551,8 +559,7 @@ def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
         return  # a model saved from Python with its own extras, or none
     from .heads import Head
 
-    dense = [s["config"] for s in meta["layers"] if s["type"] == "dense"]
-    n_in, n_out = dense[0]["in_features"], dense[-1]["out_features"]
+    n_in, n_out = _widths(built)
     transform, head = extra.get("transform"), extra.get("head")
     _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
           "the data transform")
@@ -570,7 +577,7 @@ def _check_run(meta: dict, data: dict[str, np.ndarray]) -> None:
     except ConfigError:
         expected = None
     _need(Head(**head) == expected and head["outputs"] == n_out
-          and (head["activation"] or "dense") == meta["layers"][-1]["type"],
+          and (head["activation"] or Dense.name) == meta["layers"][-1]["type"],
           f"the output head {head} does not fit {k} targets and {n_out} outputs")
     columns = _check_inputs(transform, data, n_in)
     _check_scales(data, ("x_mean", "x_std"), n_in)
