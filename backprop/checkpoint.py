@@ -618,7 +618,7 @@ def _check_scales(data: dict[str, np.ndarray], keys: tuple[str, str], width: int
 
 def _check_settings(train: Any) -> None:
     """The run's settings, by the rules the settings of a new run are checked with."""
-    from .runner import DEFAULTS, _checked
+    from .runner import DEFAULTS, checked_settings
 
     _need(isinstance(train, dict) and isinstance(train.get("data"), str)
           and isinstance(train.get("settings"), dict) and isinstance(train.get("status"), str),
@@ -628,7 +628,8 @@ def _check_settings(train: Any) -> None:
     _need(isinstance(settings.get("target"), (str, int, type(None))), "the target setting")
     try:
         # None stands for the default only where the default is None: a saved None overrides it.
-        _checked({k: v for k, v in settings.items() if v is not None or DEFAULTS.get(k, 0) is not None})
+        checked_settings({k: v for k, v in settings.items()
+                          if v is not None or DEFAULTS.get(k, 0) is not None})
     except (ConfigError, ValueError) as exc:
         _need(False, f"a setting: {exc}")
 

@@ -73,7 +73,7 @@ are checked by each setting's own owner (the optimizer, the registries...)."""
 Callback = Callable[[dict, Any], Any]
 
 
-def _checked(given: dict[str, Any]) -> dict[str, Any]:
+def checked_settings(given: dict[str, Any]) -> dict[str, Any]:
     """The given settings as plain JSON values (a checkpoint stores them), the simple ones checked."""
     def plain(value: Any) -> Any:
         if hasattr(value, "item") and hasattr(value, "dtype"):  # a NumPy scalar
@@ -220,7 +220,7 @@ class Run:
         if unknown:
             raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(DEFAULTS)}")
         self.started = time.perf_counter()
-        given = _checked({k: v for k, v in settings.items() if v is not None})
+        given = checked_settings({k: v for k, v in settings.items() if v is not None})
         self.comm, notes = None, []
         if distributed:
             self.comm, device, notes = join(device, distributed)

@@ -93,13 +93,13 @@ def test_a_setting_of_the_wrong_type_is_a_config_error_naming_it(setting, value)
 
 
 def test_every_setting_has_a_type_and_its_default_has_it():
-    from backprop.runner import DEFAULTS, KINDS, _checked
+    from backprop.runner import DEFAULTS, KINDS, checked_settings
 
     assert set(KINDS) == set(DEFAULTS)
     defaults = {k: v for k, v in DEFAULTS.items() if v is not None}
-    assert _checked(defaults) == defaults
+    assert checked_settings(defaults) == defaults
     # A checkpoint's settings are checked by the same rules; a name this version lacks passes.
-    assert _checked({"an_old_setting": "x", "early_stopping": None}) == {"an_old_setting": "x",
+    assert checked_settings({"an_old_setting": "x", "early_stopping": None}) == {"an_old_setting": "x",
                                                                         "early_stopping": None}
 
 
