@@ -6,17 +6,28 @@ standard, so the same code trains on NumPy (CPU) and CuPy (NVIDIA GPU).
 
 from backends import BackendError, BackendUnavailable, available_backends, get_backend
 
-from . import activations, checkpoint, hessian, initializers, jacobian, losses, optimizers, schedules
+from . import _moved, activations, hessian, initializers, jacobian, losses, optimizers, schedules
 from ._version import __version__
 from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, Tanh
+
+# The modules bp exposed before the tiers became folders stay attributes (bp.runner.DEFAULTS...).
+from .apps import runner as runner
+from .apps.runner import Run, run
+from .edges import checkpoint
+from .edges import datafiles as datafiles
+from .edges import datasets as datasets
+from .edges import features as features
+from .edges import heads as heads
+from .edges import preprocessing as preprocessing
 from .errors import BackpropError, CheckpointError, ConfigError, DataError
-from .gradcheck import GradcheckResult, gradcheck
+from .host import distributed as distributed
+from .host import lbfgs as lbfgs
+from .host.gradcheck import GradcheckResult, gradcheck
+from .host.lbfgs import LBFGS
 from .layers import Dense, Layer
-from .lbfgs import LBFGS
 from .losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, SquaredError
 from .model import Sequential, mlp
 from .optimizers import SGD, Adam, AdamW, GradientDescent, RMSprop
-from .runner import Run, run
 from .schedules import Constant, Cosine, ExponentialDecay, StepDecay
 from .second_order import LevenbergMarquardt, Newton
 from .step import Step
@@ -32,3 +43,5 @@ __all__ = [
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
 ]
+
+_moved.install()  # the import paths modules had before the tiers became folders

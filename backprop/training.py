@@ -27,10 +27,11 @@ from typing import Any
 
 from backends import HostRNG, Stream, to_numpy_any
 
-from . import batching, distributed, losses, optimizers
+from . import batching, losses, optimizers
 from ._typing import Array
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_arrays, indicator_correct
+from .host import distributed
 from .step import GradientHook, Step, train_epoch
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 

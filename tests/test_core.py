@@ -601,3 +601,19 @@ def test_a_plain_value_error_is_a_bug_and_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(bp.Sequential, "fit", bug)
     with pytest.raises(ValueError, match="broadcast"):
         main(["train", "xor"])
+
+
+def test_modules_keep_their_import_paths_from_before_the_tiers():
+    """Scripts, the README and pickles name ``backprop.checkpoint``, ``backprop.estimators``...:
+    those paths give the same module objects as their folders' ones."""
+    import importlib
+    import pickle
+
+    from backprop import _moved
+    from backprop.apps.estimators import BackpropClassifier
+
+    for old, new in _moved.MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    old_pickle = pickle.dumps(BackpropClassifier, protocol=0).replace(b"backprop.apps.estimators",
+                                                                      b"backprop.estimators")
+    assert b"backprop.estimators" in old_pickle and pickle.loads(old_pickle) is BackpropClassifier

@@ -217,7 +217,7 @@ def _restated(node: ast.AST, known: set[str]) -> list[str]:
 
 # The benchmark and its contenders (a hand-written step, PyTorch) implement relu and tanh only,
 # and the ce/bce heads: their names are the contenders' fixed table, not lists of ours.
-CONTENDERS = {"bench.py", "contenders", "cli/bench.py"}
+CONTENDERS = {"apps/bench.py", "contenders", "cli/bench.py"}
 
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])

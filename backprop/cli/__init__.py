@@ -20,7 +20,7 @@ from backends import FLOAT_DTYPES, BackendError, is_out_of_memory
 from backends.comm import end_job, world
 
 from .. import activations, initializers, losses, optimizers, schedules
-from ..datasets import DESCRIPTIONS
+from ..edges.datasets import DESCRIPTIONS
 from ..errors import BackpropError
 
 
@@ -159,7 +159,7 @@ def _train_parser(commands) -> None:
 
 
 def _gradcheck_parser(commands, command) -> None:
-    from ..gradcheck import MAX_ENTRIES
+    from ..host.gradcheck import MAX_ENTRIES
 
     p = commands.add_parser("gradcheck", help="check the hand-written gradients against finite differences",
                             description="Compare the hand-written gradients (or, with --jacobian, the "

@@ -10,8 +10,8 @@ import textwrap
 
 from backends import FLOAT_DTYPES, BackendUnavailable, get_backend
 
-from .. import bench
-from ..bench import format_time
+from ..apps import bench
+from ..apps.bench import format_time
 from ..contenders.handwritten import ACTIVATIONS as HANDWRITTEN_ACTIVATIONS
 from .common import UsageError
 from .report import json_value
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     compare = _names(args.compare or "", ("torch", "numpy-reference"), "--compare choice")
     if args.plot:
-        from ..plots import require_matplotlib
+        from ..edges.plots import require_matplotlib
 
         require_matplotlib()
         _check_picture_path(args.plot)  # before minutes of measuring, not after
@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         report = bench.run(settings, progress)
     report["notes"] = notes + report["notes"]
     if args.plot:
-        from ..plots import bench_figure
+        from ..edges.plots import bench_figure
 
         report["plot"] = bench_figure(report, args.plot)
     if args.json:
@@ -190,7 +190,7 @@ def _check_picture_path(path: str) -> None:
         raise UsageError(f"--plot {path} is a folder: give a file name such as bench.png")
     if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         raise UsageError(f"--plot {path}: the folder {folder} does not exist or is not writable")
-    from ..checkpoint import check_writable
+    from ..edges.checkpoint import check_writable
 
     check_writable(path, "picture")  # never over a user's file, a checkpoint or through a device
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from backends import dtype_name
 
-from ..runner import DEFAULTS, Run
+from ..apps.runner import DEFAULTS, Run
 from .common import device_spec
 from .report import Progress, counted, emit_json, table
 

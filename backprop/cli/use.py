@@ -9,11 +9,13 @@ import sys
 
 import numpy as np
 
-from .. import checkpoint, datafiles, losses, runner
-from ..datafiles import read_file
+from .. import losses
+from ..apps import runner
+from ..edges import checkpoint, datafiles
+from ..edges.datafiles import read_file
+from ..edges.heads import scores
 from ..errors import DataError
-from ..gradcheck import check_budget, gradcheck, jacobian_check
-from ..heads import scores
+from ..host.gradcheck import check_budget, gradcheck, jacobian_check
 from ..model import mlp
 from .common import device_spec
 from .report import emit_json, table

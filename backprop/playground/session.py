@@ -26,11 +26,12 @@ import numpy as np
 
 from backends import FLOAT_DTYPES, available_backends
 
-from .. import activations, datasets, optimizers
+from .. import activations, optimizers
+from ..apps.runner import Run
+from ..edges import datasets
+from ..edges.features import PLANE
+from ..edges.preprocessing import infer_task
 from ..errors import BackpropError, DataError
-from ..features import PLANE
-from ..preprocessing import infer_task
-from ..runner import Run
 from . import views
 
 LIMITS = {"layers": 6, "units": 16, "points": 5000, "grid": (10, 100), "unit_grid": (6, 32), "runs": 4,
@@ -72,7 +73,7 @@ class Source:
         self.target = target
         self.file = None
         if path:
-            from ..datafiles import load
+            from ..edges.datafiles import load
 
             self.file = load(path, target)  # a DataError here is the command line's one-line error
             _check_drawable(self.file, path)

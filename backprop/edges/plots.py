@@ -14,7 +14,7 @@ import numpy as np
 
 from backends.extras import install_hint
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 
 def require_matplotlib() -> None:

@@ -49,12 +49,12 @@ import numpy as np
 
 from backends import FLOAT_DTYPES, HostRNG, Stream, dtype_name, to_numpy_any
 
-from . import layers, losses, optimizers, schedules
-from ._version import __version__
-from .errors import CheckpointError, ConfigError
-from .layers import Dense, Layer
-from .model import Sequential
-from .training import EPOCH_KEYS, EarlyStopping, History
+from .. import layers, losses, optimizers, schedules
+from .._version import __version__
+from ..errors import CheckpointError, ConfigError
+from ..layers import Dense, Layer
+from ..model import Sequential
+from ..training import EPOCH_KEYS, EarlyStopping, History
 
 FORMAT = "backprop.checkpoint"
 FORMAT_VERSION = 2
@@ -618,7 +618,7 @@ def _check_scales(data: dict[str, np.ndarray], keys: tuple[str, str], width: int
 
 def _check_settings(train: Any) -> None:
     """The run's settings, by the rules the settings of a new run are checked with."""
-    from .runner import DEFAULTS, checked_settings
+    from ..apps.runner import DEFAULTS, checked_settings
 
     _need(isinstance(train, dict) and isinstance(train.get("data"), str)
           and isinstance(train.get("settings"), dict) and isinstance(train.get("status"), str),

@@ -36,11 +36,11 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from backends import FLOAT_DTYPES, backend_for, get_backend, to_numpy_any
 
-from . import activations, optimizers
-from .heads import Head
-from .model import Sequential, mlp
-from .targets import as_inputs
-from .training import EarlyStopping
+from .. import activations, optimizers
+from ..edges.heads import Head
+from ..model import Sequential, mlp
+from ..targets import as_inputs
+from ..training import EarlyStopping
 
 
 class _Registered(StrOptions):

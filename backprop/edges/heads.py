@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import array_api_compat.numpy as np_xp
 import numpy as np
 
-from . import losses
-from .errors import ConfigError
-from .evaluation import regression_scores
+from .. import losses
+from ..errors import ConfigError
+from ..evaluation import regression_scores
 from .preprocessing import Transform
 
 

@@ -30,15 +30,16 @@ import numpy as np
 
 from backends import FLOAT_DTYPES, dtype_name, get_backend, is_out_of_memory
 
-from . import checkpoint, datafiles, features, losses, optimizers
-from .datasets import Dataset
-from .distributed import check_same_data, join
-from .errors import CheckpointError, ConfigError, DataError
-from .heads import Head, scores
-from .model import Sequential, mlp
-from .preprocessing import Transform, infer_task
-from .targets import check_fraction, positive_int
-from .training import TrainingDiverged, early_stopping_from, validation_order
+from .. import losses, optimizers
+from ..edges import checkpoint, datafiles, features
+from ..edges.datasets import Dataset
+from ..edges.heads import Head, scores
+from ..edges.preprocessing import Transform, infer_task
+from ..errors import CheckpointError, ConfigError, DataError
+from ..host.distributed import check_same_data, join
+from ..model import Sequential, mlp
+from ..targets import check_fraction, positive_int
+from ..training import TrainingDiverged, early_stopping_from, validation_order
 
 DEFAULTS: dict[str, Any] = {
     "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
@@ -172,7 +173,7 @@ def _full_batch_settings(s: dict[str, Any], given: dict[str, Any]) -> None:
 def _prepare_plot_folder(plot: str) -> None:
     """Matplotlib present, the folder made and writable, no user's picture in the way: before
     training, not after it."""
-    from .plots import prepare_folder, require_matplotlib
+    from ..edges.plots import prepare_folder, require_matplotlib
 
     require_matplotlib()
     try:
@@ -478,7 +479,7 @@ class Run:
         return summary
 
     def _plots(self) -> list[str]:
-        from . import plots
+        from ..edges import plots
 
         folder, model, head, transform = self.plot, self.model, self.head, self.transform
         (X, y), name = self.train, self.dataset.name

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from . import features as feature_terms
-from .errors import DataError
 
 MAX_CLASSES = 100  # integer targets with more distinct values than this are read as regression
 

@@ -15,11 +15,11 @@ import numpy as np
 
 from backends import to_numpy_any
 
-from ._typing import Array
+from .._typing import Array
+from ..optimizers import count, non_negative, register
+from ..second_order import FullBatch
+from ..training import TrainingDiverged
 from .distributed import full_batch_gradients
-from .optimizers import count, non_negative, register
-from .second_order import FullBatch
-from .training import TrainingDiverged
 
 
 class LBFGS(FullBatch):

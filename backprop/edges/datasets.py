@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 DATA_SEED = 1234  # fixed: the data stays the same whatever --seed the model uses
 

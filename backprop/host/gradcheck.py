@@ -47,10 +47,10 @@ import numpy as np
 
 from backends import Backend, Stream, backend_for, get_backend
 
-from . import losses as losses_mod
-from ._typing import Array
-from .errors import ConfigError
-from .layers import Layer
+from .. import losses as losses_mod
+from .._typing import Array
+from ..errors import ConfigError
+from ..layers import Layer
 
 #: Evaluations of the noise probe: 25 points give 21 4th differences, enough to estimate sigma
 #: within about 20% (with 9, two directions' estimates differed by up to 5 times).
@@ -266,8 +266,8 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         ``.ok``, ``.worst``, ``.errors`` by array name, ``.entries`` checked of ``.sizes``,
         ``.floor``; ``print()`` shows a table.
     """
-    from .model import Sequential
-    from .targets import as_targets
+    from ..model import Sequential
+    from ..targets import as_targets
 
     if isinstance(target, Sequential):
         backend = target.backend
@@ -348,9 +348,9 @@ def jacobian_check(model: Any, X: Any, *, eps: float = 1e-6, tolerance: float = 
     tolerance where that is larger (see the module docstring: saturated softmax outputs
     have a tiny J). Runs on the model's own device.
     """
-    from .flat import sizes
-    from .jacobian import jacobian, jacobian_bytes
-    from .second_order import LevenbergMarquardt
+    from ..flat import sizes
+    from ..jacobian import jacobian, jacobian_bytes
+    from ..second_order import LevenbergMarquardt
 
     need = jacobian_bytes(len(X), model.n_outputs, model.n_params)
     limit = LevenbergMarquardt().max_jacobian_bytes

@@ -25,11 +25,11 @@ import numpy as np
 
 from backends import BackendUnavailable, get_backend
 
-from . import losses, optimizers
-from .errors import ConfigError
-from .model import mlp
-from .step import Step, train_epoch
-from .targets import as_inputs, as_targets
+from .. import losses, optimizers
+from ..errors import ConfigError
+from ..model import mlp
+from ..step import Step, train_epoch
+from ..targets import as_inputs, as_targets
 
 DATA_CAP_BYTES = 256 * 2**20  # distinct batches kept on the device per size; more are cycled
 

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DataError
 from .datasets import BUILTIN, Dataset, load_builtin
-from .errors import DataError
 
 # Spellings of "no value" seen in the wild; all refused with one message.
 MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-", "#n/a"}

@@ -31,11 +31,11 @@ import numpy as np
 from backends import to_numpy_any
 from backends.comm import LAUNCH_HINT, Communicator, connect, launched_by_mpi, nccl_unusable
 
-from . import batching, flat
-from ._typing import Array
-from .errors import ConfigError, DataError
-from .layers import chain
-from .losses import Loss
+from .. import batching, flat
+from .._typing import Array
+from ..errors import ConfigError, DataError
+from ..layers import chain
+from ..losses import Loss
 
 
 def part(n: int, rank: int, size: int) -> tuple[int, int]:

@@ -1,0 +1,2 @@
+"""Host-side edges: data files and data sets, computed features, standardization and the
+output heads, checkpoints and the one write guard, plots. NumPy is their data format."""
