@@ -11,8 +11,8 @@ from typing import Any
 
 from . import layers
 from ._typing import Array, Backward
-from .errors import ConfigError
 from .layers import Layer
+from .registry import Registry
 
 
 def sigmoid(xp: Any, X: Array) -> Array:
@@ -182,8 +182,7 @@ class Softmax(Activation):
         return Y, lambda dY: Y * (dY - xp.sum(dY * Y, axis=1, keepdims=True))
 
 
-_REGISTRY: dict[str, type[Activation]] = {}
-_ALIASES: dict[str, str] = {}
+REGISTRY = Registry("activation", Activation, "backprop.activations.register", also_taken=layers.names)
 
 
 def register(name: str, cls: type[Activation], *, aliases: tuple[str, ...] = ()) -> None:
@@ -192,46 +191,24 @@ def register(name: str, cls: type[Activation], *, aliases: tuple[str, ...] = ())
     ``cls.hidden``), the estimators, the playground and checkpoints (saved by the class's
     ``name`` and its ``config()``). ``aliases``: other names :func:`get` accepts. A class that
     does not set its own ``name`` gets ``name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Activation)):
-        raise ConfigError(f"activation {name!r} must be a subclass of backprop.activations.Activation, "
-                          f"got {cls!r}")
-    key = _key(name)
-    if "name" not in vars(cls):
-        cls.name = key
-    taken = {c.name: c for c in _REGISTRY.values()}
-    if taken.get(cls.name, cls) is not cls or key in _ALIASES or {key, cls.name} & set(layers.names()):
-        raise ConfigError(f"activation name {key!r} is taken: give yours another name")
-    _REGISTRY[key] = cls
-    _ALIASES.update(dict.fromkeys((_key(a) for a in aliases), key))
-
-
-def _key(name: object) -> str:
-    return str(name).lower().replace("-", "_")
+    REGISTRY.register(name, cls, aliases=aliases)
 
 
 def names(*, aliases: bool = False, **capabilities: Any) -> tuple[str, ...]:
     """The registered names, in registration order, of the activations with these capabilities
     (``names(hidden=True)``: those offered between hidden layers); ``aliases=True``: their
     aliases too, after them."""
-    found = tuple(n for n, cls in _REGISTRY.items()
-                  if all(getattr(cls, k) == v for k, v in capabilities.items()))
-    return (*found, *(a for a, k in _ALIASES.items() if k in found)) if aliases else found
+    return REGISTRY.names(aliases=aliases, **capabilities)
 
 
 def classes() -> dict[str, type[Activation]]:
     """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
-    return {cls.name: cls for cls in _REGISTRY.values()}
+    return REGISTRY.classes()
 
 
 def class_of(name: str) -> type[Activation]:
     """The class of the activation called ``name`` (or an alias), for its capabilities."""
-    key = _ALIASES.get(_key(name), _key(name))
-    if key not in _REGISTRY:
-        if name in classes():  # a class's own name, which checkpoints save
-            return classes()[name]
-        known = ", ".join(sorted([*_REGISTRY, *_ALIASES]))
-        raise ConfigError(f"unknown activation {name!r}: use one of {known}")
-    return _REGISTRY[key]
+    return REGISTRY.class_of(name)
 
 
 def __getattr__(attr: str) -> Any:
@@ -239,7 +216,7 @@ def __getattr__(attr: str) -> Any:
     if attr == "HIDDEN":  # the activations offered between hidden layers (softmax belongs to an output)
         return names(hidden=True)
     if attr == "ACTIVATIONS":  # every name and alias get() takes, with its class
-        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+        return REGISTRY.table()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 

@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from .errors import ConfigError
+from .registry import Registry
 
 
 def glorot_uniform(rng: Any, shape: tuple, fan_in: int, fan_out: int) -> Any:
@@ -46,31 +46,24 @@ def textbook_uniform(rng: Any, shape: tuple, fan_in: int, fan_out: int) -> Any:
     return rng.uniform(-0.5, 0.5, shape)
 
 
-_REGISTRY: dict[str, Callable] = {}
-_ALIASES: dict[str, str] = {}
+REGISTRY = Registry("initializer", None, "backprop.initializers.register", reserved=("auto",))
 
 
 def register(name: str, init: Callable, *, aliases: tuple[str, ...] = ()) -> None:
     """Make ``init`` (``init(rng, shape, fan_in, fan_out)`` -> float64 host array) the
     initializer called ``name`` everywhere: :func:`get`, ``Dense(init=name)``, ``mlp``,
     ``backprop train --init`` and checkpoints. ``aliases``: other names :func:`get` accepts."""
-    if not callable(init):
-        raise ConfigError(f"initializer {name!r} must be callable, got {init!r}")
-    key = str(name)
-    if key in _ALIASES or key == "auto" or _REGISTRY.get(key, init) is not init:
-        raise ConfigError(f"initializer name {key!r} is taken: give yours another name")
-    _REGISTRY[key] = init
-    _ALIASES.update(dict.fromkeys(aliases, key))
+    REGISTRY.register(name, init, aliases=aliases)
 
 
 def names(*, aliases: bool = False) -> tuple[str, ...]:
     """The registered names in registration order (``aliases=True``: their aliases too)."""
-    return (*_REGISTRY, *_ALIASES) if aliases else tuple(_REGISTRY)
+    return REGISTRY.names(aliases=aliases)
 
 
 def __getattr__(attr: str) -> Any:
     if attr == "INITIALIZERS":  # computed: every name and alias get() takes, with its function
-        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+        return REGISTRY.table()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
@@ -82,12 +75,11 @@ register("lecun_normal", lecun_normal)
 register("uniform", textbook_uniform, aliases=("textbook",))
 
 
+def class_of(name: str) -> Callable:
+    """The initializer function called ``name`` (or an alias)."""
+    return REGISTRY.class_of(name)
+
+
 def get(init: str | Callable) -> Callable:
     """The initializer called ``init`` (a callable passes through)."""
-    if callable(init):
-        return init
-    key = _ALIASES.get(init, init) if isinstance(init, str) else init
-    if key not in _REGISTRY:
-        known = ", ".join(sorted(names(aliases=True)))
-        raise ConfigError(f"unknown initializer {init!r}: use one of {known}")
-    return _REGISTRY[key]
+    return init if callable(init) else class_of(init)

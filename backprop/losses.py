@@ -20,8 +20,9 @@ from typing import Any
 
 from ._typing import Array
 from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax
-from .errors import ConfigError, DataError
+from .errors import DataError
 from .namespace import device_of, namespace_of
+from .registry import Registry
 
 
 class Loss:
@@ -269,8 +270,7 @@ def _weigh(A: Array, S: Array | None) -> Array:
     return A if S is None else A * S[:, None]
 
 
-_REGISTRY: dict[str, type[Loss]] = {}
-_ALIASES: dict[str, str] = {}
+REGISTRY = Registry("loss", Loss, "backprop.losses.register", reserved=("auto",))
 
 
 def register(name: str, cls: type[Loss], *, aliases: tuple[str, ...] = ()) -> None:
@@ -279,47 +279,28 @@ def register(name: str, cls: type[Loss], *, aliases: tuple[str, ...] = ()) -> No
     by the class's ``name``). Its ``task``, ``link`` and ``squared_residuals`` say what it is
     for. ``aliases``: other names :func:`get` accepts. A class that does not set its own
     ``name`` gets ``name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Loss)):
-        raise ConfigError(f"loss {name!r} must be a subclass of backprop.losses.Loss, got {cls!r}")
-    key = _key(name)
-    if "name" not in vars(cls):
-        cls.name = key
-    taken = {c.name: c for c in _REGISTRY.values()}
-    if taken.get(cls.name, cls) is not cls or key in _ALIASES or key == "auto":
-        raise ConfigError(f"loss name {key!r} is taken: give yours another name")
-    _REGISTRY[key] = cls
-    _ALIASES.update(dict.fromkeys((_key(a) for a in aliases), key))
-
-
-def _key(name: object) -> str:
-    return str(name).lower().replace("-", "_")
+    REGISTRY.register(name, cls, aliases=aliases)
 
 
 def names(**capabilities: Any) -> tuple[str, ...]:
     """The registered names, in registration order, of the losses with these capabilities
     (``names(task="multiclass")``; see :class:`Loss`)."""
-    return tuple(n for n, cls in _REGISTRY.items()
-                 if all(getattr(cls, k) == v for k, v in capabilities.items()))
+    return REGISTRY.names(**capabilities)
 
 
 def classes() -> dict[str, type[Loss]]:
     """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
-    return {cls.name: cls for cls in _REGISTRY.values()}
+    return REGISTRY.classes()
 
 
 def class_of(name: str) -> type[Loss]:
-    """The class of the loss called ``name`` (or an alias)."""
-    key = _ALIASES.get(_key(name), _key(name))
-    if key not in _REGISTRY:
-        if name in classes():  # a class's own name, which checkpoints save
-            return classes()[name]
-        raise ConfigError(f"unknown loss {name!r}: use one of {', '.join(names())}")
-    return _REGISTRY[key]
+    """The class of the loss called ``name`` (or an alias, or a class's own saved name)."""
+    return REGISTRY.class_of(name)
 
 
 def __getattr__(attr: str) -> Any:
     if attr == "LOSSES":  # computed: every name and alias get() takes, with its class
-        return {**_REGISTRY, **{a: _REGISTRY[k] for a, k in _ALIASES.items()}}
+        return REGISTRY.table()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 

@@ -30,6 +30,7 @@ from . import schedules
 from ._typing import Array
 from .errors import ConfigError
 from .namespace import namespace_of
+from .registry import Registry
 
 
 def positive(value: Any, name: str) -> float:
@@ -385,10 +386,8 @@ class AdamW(Adam):
         super()._update(xp, p, g, s)
 
 
-_REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {}
+REGISTRY = Registry("optimizer", Optimizer, "backprop.optimizers.register")
 """Every optimizer by the name :func:`get` takes: its class and the settings the name implies."""
-
-_ALIASES: dict[str, str] = {}
 
 
 def register(name: str, cls: type[Optimizer], *, aliases: tuple[str, ...] = (), **implied: Any) -> None:
@@ -398,30 +397,18 @@ def register(name: str, cls: type[Optimizer], *, aliases: tuple[str, ...] = (), 
     the name implies (``register("momentum", SGD, momentum=0.9)``); ``aliases``: other names
     :func:`get` accepts for it. A class that does not set its own ``name`` gets ``name``:
     checkpoints save and load an optimizer by its class's name."""
-    if not (isinstance(cls, type) and issubclass(cls, Optimizer)):
-        raise ConfigError(f"optimizer {name!r} must be a subclass of backprop.optimizers.Optimizer, "
-                          f"got {cls!r}")
-    key = str(name).lower()
-    if "name" not in vars(cls):
-        cls.name = key
-    taken = {c.name: c for c, _ in _REGISTRY.values()}
-    if taken.get(cls.name, cls) is not cls or key in _ALIASES:
-        raise ConfigError(f"optimizer name {cls.name if key not in _ALIASES else key!r} is taken by "
-                          "another class: give yours another name")
-    _REGISTRY[key] = (cls, dict(implied))
-    _ALIASES.update(dict.fromkeys((a.lower() for a in aliases), key))
+    REGISTRY.register(name, cls, aliases=aliases, **implied)
 
 
 def names(**capabilities: Any) -> tuple[str, ...]:
     """The registered names, in registration order, of the optimizers with these capabilities
     (``names(full_batch=True)``; see :class:`Optimizer`)."""
-    return tuple(n for n, (cls, _) in _REGISTRY.items()
-                 if all(getattr(cls, k) == v for k, v in capabilities.items()))
+    return REGISTRY.names(**capabilities)
 
 
 def classes() -> dict[str, type[Optimizer]]:
     """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
-    return {cls.name: cls for cls, _ in _REGISTRY.values()}
+    return REGISTRY.classes()
 
 
 def __getattr__(attr: str) -> Any:
@@ -430,17 +417,9 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-def _kind(name: str) -> tuple[type[Optimizer], dict[str, Any]]:
-    """The class of the optimizer called ``name`` and the settings its name implies (defaults)."""
-    key = _ALIASES.get(str(name).lower(), str(name).lower())
-    if key not in _REGISTRY:
-        raise ConfigError(f"unknown optimizer {name!r}: use one of {', '.join(names())}")
-    return _REGISTRY[key]
-
-
 def class_of(name: str) -> type[Optimizer]:
     """The class of the optimizer called ``name`` (or an alias), for its capabilities."""
-    return _kind(name)[0]
+    return REGISTRY.class_of(name)
 
 
 register("gd", GradientDescent)
@@ -457,7 +436,7 @@ register("adamw", AdamW)
 def settings(optimizer: str | Optimizer) -> list[str]:
     """The keyword settings the optimizer called ``optimizer`` (or of its class) takes, read off
     its constructors: the one list a caller checks names against."""
-    cls = type(optimizer) if isinstance(optimizer, Optimizer) else _kind(optimizer)[0]
+    cls = type(optimizer) if isinstance(optimizer, Optimizer) else REGISTRY.class_of(optimizer)
     # lr and l1 dropped where refused (no rate, a smooth loss); a schedule of "constant" is taken
     return [k for k in _constructor_names(cls) if k not in ("lr", "l1") or not cls.refusal(k)]
 
@@ -484,7 +463,7 @@ def get(optimizer: str | Optimizer, lr: float | None = None, **kwargs: Any) -> O
     """
     if isinstance(optimizer, Optimizer):
         return optimizer
-    cls, implied = _kind(optimizer)
+    cls, implied = REGISTRY.entry(optimizer)
     # A keyword some constructor names but refuses (l1 for a full-batch method) gets that
     # constructor's own reason; one nobody names gets the list.
     unknown = [k for k in kwargs if k not in _constructor_names(cls)]

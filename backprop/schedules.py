@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from .errors import ConfigError
+from .registry import Registry
 
 
 class Schedule:
@@ -109,48 +110,35 @@ class Cosine(Schedule):
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
-_REGISTRY: dict[str, type[Schedule]] = {}
+REGISTRY = Registry("schedule", Schedule, "backprop.schedules.register")
 
 
-def register(name: str, cls: type[Schedule]) -> None:
+def register(name: str, cls: type[Schedule], *, aliases: tuple[str, ...] = ()) -> None:
     """Make ``cls`` (a subclass of :class:`Schedule`) the schedule called ``name`` everywhere:
     :func:`get`, ``fit(schedule=name)``, ``backprop train --schedule`` and checkpoints (saved by
     the class's ``name`` and its ``config()``, rebuilt as ``cls(**config)``). A class that does
-    not set its own ``name`` gets ``name``."""
-    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
-        raise ConfigError(f"schedule {name!r} must be a subclass of backprop.schedules.Schedule, got {cls!r}")
-    key = str(name).lower()
-    if "name" not in vars(cls):
-        cls.name = key
-    taken = {c.name: c for c in _REGISTRY.values()}
-    if taken.get(cls.name, cls) is not cls:
-        raise ConfigError(f"schedule name {cls.name!r} is taken: give yours another name")
-    _REGISTRY[key] = cls
+    not set its own ``name`` gets ``name``. ``aliases``: other names :func:`get` accepts."""
+    REGISTRY.register(name, cls, aliases=aliases)
 
 
 def names() -> tuple[str, ...]:
     """The registered names, in registration order."""
-    return tuple(_REGISTRY)
+    return REGISTRY.names()
 
 
 def classes() -> dict[str, type[Schedule]]:
     """Every registered class by its own ``name``: what a checkpoint saves and loads by."""
-    return {cls.name: cls for cls in _REGISTRY.values()}
+    return REGISTRY.classes()
 
 
 def class_of(name: str) -> type[Schedule]:
-    """The class of the schedule called ``name``."""
-    key = str(name).lower()
-    if key not in _REGISTRY:
-        if name in classes():  # a class's own name, which checkpoints save
-            return classes()[name]
-        raise ConfigError(f"unknown schedule {name!r}: use one of {', '.join(_REGISTRY)}")
-    return _REGISTRY[key]
+    """The class of the schedule called ``name`` (or a class's own saved name)."""
+    return REGISTRY.class_of(name)
 
 
 def __getattr__(attr: str) -> Any:
     if attr == "SCHEDULES":  # computed: a schedule registered later is in it too
-        return dict(_REGISTRY)
+        return REGISTRY.table()
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 

@@ -52,13 +52,10 @@ class OwnFullBatch(FullBatch):
 @pytest.fixture
 def registered():
     """SignMomentum as "signmomentum" (and "sm"), OwnFullBatch as "ownfull", for one test."""
-    saved = dict(optimizers._REGISTRY), dict(optimizers._ALIASES)
-    optimizers.register("signmomentum", SignMomentum, aliases=("sm",))
-    optimizers.register("ownfull", OwnFullBatch)
-    yield
-    for table, before in zip((optimizers._REGISTRY, optimizers._ALIASES), saved):
-        table.clear()
-        table.update(before)
+    with optimizers.REGISTRY.restoring():
+        optimizers.register("signmomentum", SignMomentum, aliases=("sm",))
+        optimizers.register("ownfull", OwnFullBatch)
+        yield
 
 
 def _xor(n: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -133,11 +130,11 @@ def _parser_choices(option: str) -> list[str]:
 
 
 def test_every_list_of_names_is_the_registry(registered):
-    names = tuple(optimizers._REGISTRY)
+    names = optimizers.names()
     assert "signmomentum" in names and "ownfull" in names
     assert optimizers.NAMES == names == tuple(estimators.SOLVERS)
     assert _parser_choices("--optimizer") == list(names)
-    assert checkpoint.OPTIMIZER_CLASSES == {cls.name: cls for cls, _ in optimizers._REGISTRY.values()}
+    assert checkpoint.OPTIMIZER_CLASSES == optimizers.classes()
     assert optimizers.names(full_batch=True) == ("lm", "newton", "lbfgs", "ownfull")
     assert estimators.BackpropClassifier._parameter_constraints["solver"][0].is_satisfied_by("ownfull")
     from backprop.playground.session import run_settings
@@ -165,7 +162,7 @@ CONTENDERS = {"apps/bench.py", "contenders"}
 def test_no_module_restates_optimizer_names():
     """No tuple of optimizer names nor comparison with one in the package (a registration's
     aliases aside): each reads the registry or the class's capabilities."""
-    known = set(optimizers.NAMES) | set(optimizers._ALIASES)
+    known = set(optimizers.names(aliases=True))
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         relative = path.relative_to(PACKAGE)

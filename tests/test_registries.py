@@ -6,6 +6,7 @@ list of names reads the registry."""
 from __future__ import annotations
 
 import ast
+import contextlib
 import pathlib
 import pickle
 
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
-from backprop import activations, checkpoint, estimators, initializers, losses, schedules
+from backprop import activations, checkpoint, estimators, initializers, losses, optimizers, schedules
 from backprop.activations import Activation, sigmoid
 from backprop.cli import build_parser
 from backprop.errors import ConfigError
@@ -77,15 +78,14 @@ MODULES = (activations, losses, initializers, schedules)
 @pytest.fixture
 def registered():
     """Swish, LogCosh, Halving and small under their names, for one test."""
-    saved = [(table, dict(table)) for m in MODULES for table in (m._REGISTRY, getattr(m, "_ALIASES", {}))]
-    activations.register("swish", Swish, aliases=("silu",))
-    losses.register("logcosh", LogCosh)
-    schedules.register("halving", Halving)
-    initializers.register("small", small)
-    yield
-    for table, before in saved:
-        table.clear()
-        table.update(before)
+    with contextlib.ExitStack() as stack:
+        for module in MODULES:
+            stack.enter_context(module.REGISTRY.restoring())
+        activations.register("swish", Swish, aliases=("silu",))
+        losses.register("logcosh", LogCosh)
+        schedules.register("halving", Halving)
+        initializers.register("small", small)
+        yield
 
 
 def _data(n: int = 48) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +222,7 @@ CONTENDERS = {"apps/bench.py", "contenders", "cli/bench.py"}
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_no_module_restates_a_kinds_names(module):
-    known = set(module.names()) | set(getattr(module, "_ALIASES", ()))
+    known = set(module.REGISTRY.names(aliases=True))
     own = pathlib.Path(module.__file__)
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -247,3 +247,16 @@ def test_a_class_with_its_own_name_is_found_by_it(registered):
     sched = type("OwnHalving", (Halving,), {"name": "own_halving"})
     schedules.register("h2", sched)
     assert type(schedules.get("own_halving")) is sched
+
+
+@pytest.mark.parametrize("module", (*MODULES, optimizers), ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_a_registration_inside_restoring_is_gone_after_it(module):
+    """Every kind's registry is one Registry, whose restoring() undoes what was registered in it."""
+    before = module.REGISTRY.names(aliases=True)
+    entry = small if module is initializers else type("Own", (module.REGISTRY.base,), {})
+    with module.REGISTRY.restoring():
+        module.register("own_one", entry, aliases=("own-alias",))
+        assert module.class_of("OWN-ONE") is entry and module.class_of("own_alias") is entry
+    assert module.REGISTRY.names(aliases=True) == before
+    with pytest.raises(ConfigError, match="unknown .*'own_one'"):
+        module.class_of("own_one")
