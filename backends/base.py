@@ -56,6 +56,9 @@ class Backend:
     """
 
     name: str = "?"
+    wide_products: bool = False
+    """Whether the library multiplies uint64 arrays exactly (:class:`DeviceRNG` then takes one
+    product where the portable path takes two of 16-bit halves: the same draws, faster)."""
 
     def __init__(self, xp: Any, device: Any, label: str, tf32: bool = False) -> None:
         self.xp = xp

@@ -100,20 +100,30 @@ def _mulhilo(m: int, a: Any) -> tuple[Any, Any]:
     return (p_high >> 16) + (middle >> 32), middle & _MASK32
 
 
-def philox4x32(counter: tuple[Any, Any, Any, Any], key: tuple[int, int], rounds: int = ROUNDS) -> tuple:
+def _mulhilo_wide(m: int, a: Any) -> tuple[Any, Any]:
+    """The same words as :func:`_mulhilo` from one product, for ``a`` uint64 (where the library
+    multiplies uint64)."""
+    product = a * m
+    return product >> 32, product & _MASK32
+
+
+def philox4x32(counter: tuple[Any, Any, Any, Any], key: tuple[int, int], rounds: int = ROUNDS, *,
+               wide: bool = False) -> tuple:
     """Philox-4x32 of one block per element: four int64 arrays (equal shapes, values below 2**32)
     are the counter words, ``key`` two ints below 2**32; returns the four output words, the same.
+    With ``wide`` the arrays are uint64 instead, and each product is one multiplication.
 
     Random123's known-answer vectors (``examples/kat_vectors``) hold for every backend:
     counter 0, key 0 gives ``6627e8d5 e169c58d bc57ac4c 9b00dbd8``.
     """
     x0, x1, x2, x3 = counter
     k0, k1 = key
+    mulhilo = _mulhilo_wide if wide else _mulhilo
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + _KEY_BUMPS[0]) & _MASK32, (k1 + _KEY_BUMPS[1]) & _MASK32
-        high0, low0 = _mulhilo(_MULTIPLIERS[0], x0)
-        high1, low1 = _mulhilo(_MULTIPLIERS[1], x2)
+        high0, low0 = mulhilo(_MULTIPLIERS[0], x0)
+        high1, low1 = mulhilo(_MULTIPLIERS[1], x2)
         x0, x1, x2, x3 = high1 ^ x1 ^ k0, low1, high0 ^ x3 ^ k1, low0
     return x0, x1, x2, x3
 
@@ -134,8 +144,11 @@ class DeviceRNG:
     ``seed`` (cuRAND's layout: block in the low 64 bits, the stream in the high 64), so the state is
     three integers (``seed``, ``stream``, ``counter``: blocks of four 32-bit words used so far), which
     pickle, checkpoint as JSON and move to any device. Every draw is exact integer arithmetic
-    followed by exact conversions, so NumPy, array-api-strict, PyTorch and CuPy give the same bits;
-    no backend replaces it with a native generator (none gives these draws).
+    followed by exact conversions, so NumPy, array-api-strict, PyTorch and CuPy give the same bits.
+    The arithmetic is int64 with 32-bit products split in 16-bit halves (torch multiplies no
+    uint64); a backend whose library multiplies uint64 (``Backend.wide_products``: NumPy) takes one
+    product instead, the same words. No backend uses its library's own generator: none gives
+    these draws.
 
     Parameters
     ----------
@@ -180,7 +193,7 @@ class DeviceRNG:
         ceil(size / 4) blocks (the rest of the last block is dropped)."""
         backend = self._backend(backend)
         with backend.activate():
-            return self._words(backend.xp, backend.device, tuple(shape))
+            return self._words(backend, tuple(shape))
 
     def uniform(self, shape: tuple[int, ...], dtype: Any = "float32", *, backend: Any = None) -> Any:
         """Uniform floats in [0, 1) on the device, shape ``shape``: float32 from 24 bits of one
@@ -191,8 +204,8 @@ class DeviceRNG:
             raise ValueError(f"uniform draws are float32 or float64, not {dtype!r}")
         with backend.activate():
             if dt == xp.float32:
-                return xp.astype(self._words(xp, backend.device, shape) >> 8, dt) * (2.0 ** -24)
-            pairs = self._words(xp, backend.device, (math.prod(shape), 2))
+                return xp.astype(self._words(backend, shape) >> 8, dt) * (2.0 ** -24)
+            pairs = self._words(backend, (math.prod(shape), 2))
             bits = (pairs[:, 0] >> 5) * (1 << 26) + (pairs[:, 1] >> 6)  # below 2**53: exact in float64
             return xp.reshape(xp.astype(bits, dt) * (2.0 ** -53), shape)
 
@@ -203,7 +216,7 @@ class DeviceRNG:
             raise ValueError(f"p must be a probability in [0, 1], got {p!r}")
         backend = self._backend(backend)
         with backend.activate():
-            return self._words(backend.xp, backend.device, tuple(shape)) < math.floor(float(p) * 2.0 ** 32)
+            return self._words(backend, tuple(shape)) < math.floor(float(p) * 2.0 ** 32)
 
     def _backend(self, backend: Any) -> Any:
         backend = self.backend if backend is None else backend
@@ -211,15 +224,19 @@ class DeviceRNG:
             raise ValueError("this DeviceRNG has no device: pass backend=, or bind one with .to(backend)")
         return backend
 
-    def _words(self, xp: Any, device: Any, shape: tuple[int, ...]) -> Any:
-        """The next ``shape`` words, shape (blocks,) of counters run through Philox and laid out
-        block by block, word by word."""
-        size = math.prod(shape)
+    def _words(self, backend: Any, shape: tuple[int, ...]) -> Any:
+        """The next ``shape`` words (int64): one counter per block run through Philox, the blocks'
+        words laid out one after the other."""
+        xp, size = backend.xp, math.prod(shape)
         blocks = -(-size // 4)
-        index = xp.arange(blocks, dtype=xp.int64, device=device)
+        index = xp.arange(blocks, dtype=xp.int64, device=backend.device)
         low = (self.counter & _MASK32) + index  # below 2**33: the carry goes to the next word
         high = ((self.counter >> 32) + (low >> 32)) & _MASK32
         stream = (xp.full_like(index, self.stream & _MASK32), xp.full_like(index, self.stream >> 32))
-        out = philox4x32((low & _MASK32, high) + stream, _key(self.seed))
+        counter, wide = (low & _MASK32, high) + stream, backend.wide_products
+        if wide:  # the same words, about twice as fast
+            counter = tuple(xp.astype(c, xp.uint64) for c in counter)
+        out = xp.stack(philox4x32(counter, _key(self.seed), wide=wide), axis=1)
         self.counter = (self.counter + blocks) % (1 << 64)
-        return xp.reshape(xp.reshape(xp.stack(out, axis=1), (-1,))[:size], shape)
+        words = xp.reshape(xp.astype(out, xp.int64) if wide else out, (-1,))
+        return xp.reshape(words[:size], shape)

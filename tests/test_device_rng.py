@@ -66,13 +66,16 @@ def test_the_published_known_answers_on_every_backend(backend):
         assert [int(to_np(w)[0]) for w in out] == reference(KAT[row][0], key)
 
 
-def test_the_limbs_match_unbounded_integers_over_many_counters():
-    """Counters near 2**32 and random ones: the 16-bit split of the 32x32-bit products loses nothing."""
-    host = np.random.default_rng(0).integers(0, 2**32, size=(200, 6), dtype=np.int64)
-    host[:8, :4] = np.array([[M32 - i] * 4 for i in range(8)])
-    out = philox4x32(tuple(host[:, i] for i in range(4)), (3, 0xDEADBEEF))
-    expected = [reference(tuple(int(v) for v in row[:4]), (3, 0xDEADBEEF)) for row in host]
-    np.testing.assert_array_equal(np.stack(out, axis=1), np.array(expected, dtype=np.int64))
+@pytest.mark.parametrize("wide", [False, True], ids=["int64 halves", "uint64 products"])
+def test_both_products_match_unbounded_integers_over_many_counters(wide):
+    """Counters near 2**32 and random ones: the 16-bit split of the 32x32-bit products (every
+    backend) and the one uint64 product (NumPy's draws) lose nothing."""
+    host = np.random.default_rng(0).integers(0, 2**32, size=(200, 4), dtype=np.int64)
+    host[:8] = np.array([[M32 - i] * 4 for i in range(8)])
+    counter = tuple(host[:, i].astype(np.uint64 if wide else np.int64) for i in range(4))
+    out = philox4x32(counter, (3, 0xDEADBEEF), wide=wide)
+    expected = [reference(tuple(int(v) for v in row), (3, 0xDEADBEEF)) for row in host]
+    np.testing.assert_array_equal(np.stack(out, axis=1).astype(np.int64), np.array(expected, dtype=np.int64))
 
 
 def test_the_stream_is_philox_of_its_counters():
