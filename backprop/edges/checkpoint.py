@@ -4,7 +4,7 @@ Why safetensors: loading it never executes code (unlike pickle, and so unlike
 ``torch.save``), it maps straight to NumPy arrays, and PyTorch, JAX and the
 Hugging Face tools read it too. Its JSON header carries our metadata: the
 architecture, dtype and seed, and the model's whole :class:`FitState` (epoch,
-loss, optimizer settings and step count, shuffle RNG, history, early-stopping
+loss, optimizer settings and step count, shuffle RNG, device RNG, history, early-stopping
 progress), plus whatever the caller adds (a training run adds its data settings,
 the data transform and the class names).
 
@@ -28,7 +28,9 @@ temporary name renamed over the target, so a crash mid-save leaves the previous
 file whole; symbolic links are followed; a killed save's leftovers are removed).
 
 Format versions: 1 (backprop 0.1.0) kept early stopping's progress in the training
-run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load.
+run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load. The device
+generator's state (``device_rng``: seed, stream, counter) joined format 2 later: a file
+without it starts the generator from the model's seed, as a new model does.
 """
 
 from __future__ import annotations
@@ -691,7 +693,7 @@ def _names(built: list[Layer], prefix: str = "param") -> list[str]:
 def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint:
     """Load a checkpoint onto ``device`` (a GPU-trained model loads on a CPU-only machine).
 
-    The model's fit state comes back whole (optimizer and its moments, shuffle RNG,
+    The model's fit state comes back whole (optimizer and its moments, shuffle and device RNGs,
     epoch counter, history, early-stopping progress), so ``model.fit`` continues
     exactly where the saved run stopped.
     """
