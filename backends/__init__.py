@@ -16,13 +16,14 @@ from .base import (
 )
 from .host import to_numpy_any
 from .registry import available_backends, backend_for, get_backend
-from .rng import HostRNG, Stream
+from .rng import DeviceRNG, HostRNG, Stream
 
 __all__ = [
     "FLOAT_DTYPES",
     "Backend",
     "BackendError",
     "BackendUnavailable",
+    "DeviceRNG",
     "HostRNG",
     "NotNumeric",
     "Stream",

@@ -13,6 +13,7 @@ from .base import Backend
 
 class NumpyBackend(Backend):
     name = "numpy"
+    wide_products = True
 
     def __init__(self) -> None:
         super().__init__(xp_numpy, "cpu", "cpu")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from backends import HostRNG, Stream, to_numpy_any
+from backends import DeviceRNG, HostRNG, Stream, to_numpy_any
 
 from . import batching, losses, optimizers
 from ._typing import Array
@@ -127,6 +127,9 @@ class FitState:
     history : History or None
     shuffle_rng : HostRNG
         Draws each epoch's permutation; its state makes a resumed run see the same batches.
+    device_rng : DeviceRNG or None
+        Draws on the device during training (dropout masks: ``Stream.DROPOUT``), bound to the
+        model's backend once moved; its state (three integers) makes a resumed run draw the same.
     early_stopping : EarlyStopping or None
         The last fit's early stopping and its progress (best loss and weights).
     resume_params : list of arrays or None
@@ -142,10 +145,12 @@ class FitState:
     history: History | None = None
     early_stopping: EarlyStopping | None = None
     resume_params: list | None = None
+    device_rng: DeviceRNG | None = None
 
     @classmethod
-    def new(cls, seed: int) -> FitState:
-        return cls(shuffle_rng=HostRNG(seed, stream=Stream.SHUFFLE))
+    def new(cls, seed: int, backend: Any = None) -> FitState:
+        return cls(shuffle_rng=HostRNG(seed, stream=Stream.SHUFFLE),
+                   device_rng=DeviceRNG(seed, Stream.DROPOUT, backend=backend))
 
     def moved(self, backend: Any, dtype: Any, owner: str | None) -> FitState:
         """A deep copy whose arrays live on ``backend`` in ``dtype`` (None: NumPy host copies),
@@ -159,7 +164,8 @@ class FitState:
                 return [backend.asarray(a, dtype, copy=True) for a in arrays]
 
         new = replace(self, shuffle_rng=copy.deepcopy(self.shuffle_rng), history=copy.deepcopy(self.history),
-                      resume_params=move(self.resume_params))
+                      resume_params=move(self.resume_params),
+                      device_rng=None if self.device_rng is None else self.device_rng.to(backend))
         if self.early_stopping is not None:
             best = move(self.early_stopping.best_params)
             new.early_stopping = replace(self.early_stopping, best_params=best)

@@ -450,3 +450,14 @@ def test_weights_holding_nan_are_not_saved_over_a_good_checkpoint(tmp_path):
     with pytest.raises(CheckpointError, match=r"not saved: the weights 0.W hold NaN or infinity"):
         checkpoint.save(model, str(path))
     assert path.read_bytes() == before and checkpoint.load(str(path)).model.n_params == 17
+
+
+def test_a_file_from_a_newer_format_says_to_upgrade(tmp_path):
+    """A newer format is refused by its version alone, before its checksum or its contents."""
+    path = tmp_path / "newer.safetensors"
+    meta = {"format": "backprop.checkpoint", "format_version": checkpoint.FORMAT_VERSION + 1,
+            "backprop_version": "9.0"}
+    path.write_bytes(st_save({"param.0.W": np.zeros((1, 1), np.float32)},
+                             metadata={"backprop": json.dumps(meta)}))
+    with pytest.raises(CheckpointError, match=r"was written by a newer backprop \(9.0\): upgrade backprop"):
+        checkpoint.load(str(path))

@@ -4,7 +4,7 @@ Why safetensors: loading it never executes code (unlike pickle, and so unlike
 ``torch.save``), it maps straight to NumPy arrays, and PyTorch, JAX and the
 Hugging Face tools read it too. Its JSON header carries our metadata: the
 architecture, dtype and seed, and the model's whole :class:`FitState` (epoch,
-loss, optimizer settings and step count, shuffle RNG, history, early-stopping
+loss, optimizer settings and step count, shuffle RNG, device RNG, history, early-stopping
 progress), plus whatever the caller adds (a training run adds its data settings,
 the data transform and the class names).
 
@@ -28,7 +28,9 @@ temporary name renamed over the target, so a crash mid-save leaves the previous
 file whole; symbolic links are followed; a killed save's leftovers are removed).
 
 Format versions: 1 (backprop 0.1.0) kept early stopping's progress in the training
-run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load.
+run's extra settings; 2 keeps it in the header's ``early_stopping``. Both load. The device
+generator's state (``device_rng``: seed, stream, counter) joined format 2 later: a file
+without it starts the generator from the model's seed, as a new model does.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import FLOAT_DTYPES, HostRNG, Stream, dtype_name, to_numpy_any
+from backends import FLOAT_DTYPES, DeviceRNG, HostRNG, Stream, dtype_name, to_numpy_any
 
 from .. import layers, losses, optimizers, schedules
 from .._version import __version__
@@ -280,7 +282,15 @@ def check_writable(path: str, kind: str = "checkpoint", *, inputs: Sequence[str]
     (checkpoints: never).
     """
     target = os.path.realpath(path)
-    folder = os.path.dirname(target)
+    _check_folder(path, os.path.dirname(target))
+    if os.path.isdir(target):
+        raise CheckpointError(f"cannot write {path}: it is a folder; give a file name")
+    if os.path.exists(target):
+        _check_replaceable(path, target, kind, inputs, force)
+
+
+def _check_folder(path: str, folder: str) -> None:
+    """The folder ``path`` goes into exists and takes a new file."""
     if not os.path.isdir(folder):
         raise CheckpointError(f"cannot write {path}: the folder {folder} does not exist (create it first)")
     try:  # a real probe: os.access says yes to root even where writing fails (/proc, read-only mounts)
@@ -290,10 +300,10 @@ def check_writable(path: str, kind: str = "checkpoint", *, inputs: Sequence[str]
     except OSError as exc:
         raise CheckpointError(f"cannot write {path}: the folder {folder} is not writable "
                               f"({exc.strerror or exc})") from None
-    if os.path.isdir(target):
-        raise CheckpointError(f"cannot write {path}: it is a folder; give a file name")
-    if not os.path.exists(target):
-        return
+
+
+def _check_replaceable(path: str, target: str, kind: str, inputs: Sequence[str], force: bool) -> None:
+    """The existing file ``target`` (what ``path`` resolves to) may be replaced by a file of ``kind``."""
     what, advice = WRITERS[kind]
     if not stat.S_ISREG(os.stat(target).st_mode):
         raise CheckpointError(f"cannot write {path}: it is not a regular file (a device or a pipe)")
@@ -320,28 +330,48 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
     """
     from safetensors.numpy import save as st_save
 
-    state = model.state
-    names = list(model.parameters())
+    tensors = _tensors(model, path, arrays)
+    meta = _header(model, extra)
+    meta["sha256"] = _digest(tensors, meta)
+    header = {"backprop": json.dumps(meta, allow_nan=True)}
+    check_writable(path)  # a Python caller gets the rule the command line has
+    write_atomic(path, st_save(tensors, metadata=header))
+
+
+def _tensors(model: Sequential, path: str, arrays: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """Every tensor the file holds, host copies by name: the weights (refused when not finite),
+    the fit state's, the layers' buffers and the caller's ``arrays``."""
     tensors = {f"param.{k}": v for k, v in _host(model.parameters()).items()}
     bad = [k for k, v in tensors.items() if not np.isfinite(v).all()]
     if bad:  # such a file could never load again: refuse, and whatever is at path stays
         raise CheckpointError(f"not saved: the weights {', '.join(k[len('param.'):] for k in bad)} hold NaN "
                               f"or infinity (set them, or retrain); {path} is left as it was")
-    opt = state.optimizer
+    tensors.update(_state_tensors(model.state, list(model.parameters())))
+    for i, layer in enumerate(model.layers):  # non-trained state, as "buffer.{layer}.{name}"
+        tensors.update({f"buffer.{i}.{k}": v for k, v in _host(getattr(layer, "buffers", {})).items()})
+    tensors.update({f"extra.{k}": v for k, v in _host(arrays or {}).items()})
+    return tensors
+
+
+def _state_tensors(state: Any, names: list[str]) -> dict[str, np.ndarray]:
+    """The fit state's arrays: optimizer slots, resume weights and early stopping's best weights."""
+    tensors = {}
+    opt, watch = state.optimizer, state.early_stopping
     if opt is not None:
         for name, slots in zip(names, opt.state):
             tensors.update({f"opt.{name}.{k}": v for k, v in _host(slots).items()})
-    watch = state.early_stopping
     for prefix, group in (("resume", state.resume_params),
                           ("best", None if watch is None else watch.best_params)):
         if group is not None:
             tensors.update({f"{prefix}.{k}": v for k, v in _host(dict(zip(names, group))).items()})
-    for i, layer in enumerate(model.layers):  # non-trained state, as "buffer.{layer}.{name}"
-        tensors.update({f"buffer.{i}.{k}": v for k, v in _host(getattr(layer, "buffers", {})).items()})
-    tensors.update({f"extra.{k}": v for k, v in _host(arrays or {}).items()})
+    return tensors
 
-    history = state.history
-    meta = {
+
+def _header(model: Sequential, extra: dict | None) -> dict:
+    """The header's metadata (without its digest): the architecture and the whole fit state."""
+    state = model.state
+    opt, history, watch = state.optimizer, state.history, state.early_stopping
+    return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "backprop_version": __version__,
         "layers": [_layer_spec(layer) for layer in model.layers],
         "dtype": dtype_name(model.dtype), "seed": model.seed, "tf32": model.backend.tf32,
@@ -349,6 +379,7 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
         "loss": None if state.loss is None else state.loss.name,
         "optimizer": None if opt is None else _optimizer_meta(opt),
         "shuffle_rng": state.shuffle_rng.get_state(),
+        "device_rng": None if state.device_rng is None else state.device_rng.get_state(),
         "history": None if history is None else {
             "records": history.records, "best_epoch": history.best_epoch,
             "stopped_early": history.stopped_early},
@@ -357,10 +388,6 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
             "best": watch.best, "waited": watch.waited, "best_epoch": watch.best_epoch},
         "extra": extra or {},
     }
-    meta["sha256"] = _digest(tensors, meta)
-    header = {"backprop": json.dumps(meta, allow_nan=True)}
-    check_writable(path)  # a Python caller gets the rule the command line has
-    write_atomic(path, st_save(tensors, metadata=header))
 
 
 # -- reading ---------------------------------------------------------------------
@@ -371,6 +398,22 @@ def read_header(path: str) -> dict:
 
 
 def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]:
+    """The checked header and (with ``tensors``) the tensors, their digest verified."""
+    header, data = _open(path, tensors)
+    meta = _parse_header(path, header)
+    covered = meta if meta.get("format_version", 0) >= 2 else None  # format 1 hashed the tensors only
+    try:
+        digest = _digest(data, covered) if tensors else None
+    except RecursionError:  # nested too deep to encode again (json decodes a little deeper)
+        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint") from None
+    if tensors and digest != meta.get("sha256"):
+        raise CheckpointError(f"{path} is corrupted (its checksum does not match its contents); "
+                              "use an earlier copy")
+    return meta, data
+
+
+def _open(path: str, tensors: bool) -> tuple[dict, dict[str, np.ndarray]]:
+    """The safetensors file's metadata and (with ``tensors``) its tensors by name."""
     from safetensors import SafetensorError, safe_open
 
     if not os.path.exists(path):
@@ -386,6 +429,11 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
             f"{path} is not a backprop checkpoint, or it is truncated or corrupted ({exc}); "
             "nothing was loaded: point to a file written by 'backprop train --save'"
         ) from None
+    return header, data
+
+
+def _parse_header(path: str, header: dict) -> dict:
+    """Our metadata from the safetensors header: a backprop checkpoint of a version we read."""
     try:
         meta = json.loads(header["backprop"])
     except (KeyError, ValueError, TypeError, RecursionError):  # RecursionError: "[[[[..." nested deep
@@ -396,15 +444,7 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
     if version > FORMAT_VERSION:
         raise CheckpointError(f"{path} was written by a newer backprop ({meta.get('backprop_version')}): "
                               "upgrade backprop to read it")
-    covered = meta if version >= 2 else None  # format 1 hashed the tensors only
-    try:
-        digest = _digest(data, covered) if tensors else None
-    except RecursionError:  # nested too deep to encode again (json decodes a little deeper)
-        raise CheckpointError(f"{path} is a safetensors file but not a backprop checkpoint") from None
-    if tensors and digest != meta.get("sha256"):
-        raise CheckpointError(f"{path} is corrupted (its checksum does not match its contents); "
-                              "use an earlier copy")
-    return meta, data
+    return meta
 
 
 def _need(ok: bool, what: str) -> None:
@@ -450,12 +490,13 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> list[Layer]:
         HostRNG(meta["seed"], stream=Stream.SHUFFLE).set_state(meta["shuffle_rng"])
     except (TypeError, ValueError, KeyError, OverflowError):
         _need(False, "shuffle_rng")
+    if meta.get("device_rng") is not None:
+        try:  # as for the shuffle: the generator itself says whether the state is one of its own
+            DeviceRNG(meta["seed"]).set_state(meta["device_rng"])
+        except (TypeError, ValueError, KeyError, OverflowError):
+            _need(False, "device_rng")
     _check_history(meta.get("history"))
-    progress = meta.get("early_stopping")
-    if meta.get("format_version", 1) < 2:  # version 1 kept it in the training run's settings
-        train = meta.get("extra", {}).get("train", {})
-        progress = train.get("early_stopping") if isinstance(train, dict) else None
-    _check_early_stopping(progress)
+    _check_early_stopping(_progress(meta))
     _check_run(meta, data, built)
     return built
 
@@ -468,26 +509,29 @@ def _check_layers(specs: Any, data: dict[str, np.ndarray]) -> list[Layer]:
     _need(isinstance(specs, list) and len(specs) > 0 and all(
         isinstance(s, dict) and isinstance(s.get("type"), str) and isinstance(s.get("config", {}), dict)
         for s in specs), "layers")
-    built = []
-    for i, spec in enumerate(specs):
-        _need(_named(spec["type"], layers.classes()), f"unknown layer type {spec['type']!r}")
-        try:
-            layer = _layer_from_spec(spec)
-        except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
-            _need(False, f"layer {i}: {exc}")
-        for prefix, shapes in (("param", layer.param_shapes()), ("buffer", layer.buffer_shapes())):
-            found = {k: data.get(f"{prefix}.{i}.{k}") for k in shapes}
-            fits = all(v is not None and v.shape == shapes[k] and v.dtype.kind == "f"
-                       for k, v in found.items())
-            _need(fits,
-                  f"layer {i} ({spec['type']}) needs {_shapes(shapes)} but its {prefix} tensors are "
-                  f"{_shapes({k: None if v is None else v.shape for k, v in found.items()})}")
-        built.append(layer)
+    built = [_check_layer(i, spec, data) for i, spec in enumerate(specs)]
     _widths(built)
     for prefix in ("param", "buffer"):
         saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
         _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
     return built
+
+
+def _check_layer(i: int, spec: dict, data: dict[str, np.ndarray]) -> Layer:
+    """Layer ``i`` made from its settings (unbuilt), its tensors in the file of the shapes they give."""
+    _need(_named(spec["type"], layers.classes()), f"unknown layer type {spec['type']!r}")
+    try:
+        layer = _layer_from_spec(spec)
+    except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
+        _need(False, f"layer {i}: {exc}")
+    for prefix, shapes in (("param", layer.param_shapes()), ("buffer", layer.buffer_shapes())):
+        found = {k: data.get(f"{prefix}.{i}.{k}") for k in shapes}
+        fits = all(v is not None and v.shape == shapes[k] and v.dtype.kind == "f"
+                   for k, v in found.items())
+        _need(fits,
+              f"layer {i} ({spec['type']}) needs {_shapes(shapes)} but its {prefix} tensors are "
+              f"{_shapes({k: None if v is None else v.shape for k, v in found.items()})}")
+    return layer
 
 
 def _widths(built: list[Layer]) -> tuple[int, int]:
@@ -557,14 +601,28 @@ def _check_run(meta: dict, data: dict[str, np.ndarray], built: list[Layer]) -> N
     extra = meta.get("extra", {})
     if not any(key in extra for key in RUN_KEYS):
         return  # a model saved from Python with its own extras, or none
-    from .heads import Head
-
     n_in, n_out = _widths(built)
     transform, head = extra.get("transform"), extra.get("head")
     _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
           "the data transform")
     _need(isinstance(head, dict) and set(head) == {"loss", "outputs", "activation", "encoding"}
           and _named(head["loss"], losses.classes()), "the output head")
+    _check_head(transform, head, n_out, meta["layers"][-1]["type"])
+    columns = _check_inputs(transform, data, n_in)
+    _check_scales(data, ("x_mean", "x_std"), n_in)
+    _check_scales(data, ("y_mean", "y_std"), n_out if transform["task"] == "regression" else 0)
+    names = extra.get("feature_names")
+    _need(names is None or (_strings(names) and len(names) == columns and len(set(names)) == len(names)),
+          "the feature names (one distinct name per column)")
+    _need(isinstance(extra.get("target_name"), (str, type(None))), "the target name")
+    _check_settings(extra.get("train"))
+
+
+def _check_head(transform: dict, head: dict, n_out: int, last_layer: str) -> None:
+    """The output head is the one its task gives for its classes (or targets), with ``n_out``
+    outputs, its activation the network's last layer (``last_layer``, a saved type)."""
+    from .heads import Head
+
     classes = transform.get("classes")
     if transform["task"] == "classification":
         _need(_strings(classes) and len(set(classes)) == len(classes) >= 2, "the class names")
@@ -577,16 +635,8 @@ def _check_run(meta: dict, data: dict[str, np.ndarray], built: list[Layer]) -> N
     except ConfigError:
         expected = None
     _need(Head(**head) == expected and head["outputs"] == n_out
-          and (head["activation"] or Dense.name) == meta["layers"][-1]["type"],
+          and (head["activation"] or Dense.name) == last_layer,
           f"the output head {head} does not fit {k} targets and {n_out} outputs")
-    columns = _check_inputs(transform, data, n_in)
-    _check_scales(data, ("x_mean", "x_std"), n_in)
-    _check_scales(data, ("y_mean", "y_std"), n_out if transform["task"] == "regression" else 0)
-    names = extra.get("feature_names")
-    _need(names is None or (_strings(names) and len(names) == columns and len(set(names)) == len(names)),
-          "the feature names (one distinct name per column)")
-    _need(isinstance(extra.get("target_name"), (str, type(None))), "the target name")
-    _check_settings(extra.get("train"))
 
 
 def _check_inputs(transform: dict, data: dict[str, np.ndarray], n_in: int) -> int:
@@ -643,7 +693,7 @@ def _names(built: list[Layer], prefix: str = "param") -> list[str]:
 def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint:
     """Load a checkpoint onto ``device`` (a GPU-trained model loads on a CPU-only machine).
 
-    The model's fit state comes back whole (optimizer and its moments, shuffle RNG,
+    The model's fit state comes back whole (optimizer and its moments, shuffle and device RNGs,
     epoch counter, history, early-stopping progress), so ``model.fit`` continues
     exactly where the saved run stopped.
     """
@@ -680,20 +730,16 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
 
 def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], names: list[str]) -> None:
     """The model's FitState from a checked header and its tensors."""
-    backend, dt = model.backend, model.dtype
     opt = _optimizer_from_meta(meta["optimizer"]) if meta.get("optimizer") else None
-
-    def device_list(prefix: str) -> list | None:
-        if not any(k.startswith(prefix + ".") for k in data):
-            return None
-        with backend.activate():
-            return [backend.asarray(data[f"{prefix}.{name}"], dt, copy=True) for name in names]
-
     state = model.state
     state.epoch = meta["epoch"]
     state.loss = None if meta["loss"] is None else losses.get(meta["loss"])
     state.shuffle_rng = HostRNG(meta["seed"], stream=Stream.SHUFFLE)
     state.shuffle_rng.set_state(meta["shuffle_rng"])
+    # Files from before the device generator start it from the model's seed, as a new model does.
+    state.device_rng = model.backend.device_rng(meta["seed"], Stream.DROPOUT)
+    if meta.get("device_rng") is not None:
+        state.device_rng.set_state(meta["device_rng"])
     if meta.get("history"):
         history = History()
         history.records = meta["history"]["records"]
@@ -703,23 +749,48 @@ def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], n
     if opt is not None:
         keys = meta["optimizer"]["state_keys"]
         if keys:
-            with backend.activate():
-                opt.state = [{k: backend.asarray(data[f"opt.{name}.{k}"], dt, copy=True) for k in ks}
-                             for name, ks in zip(names, keys)]
+            opt.state = [_on_device(model, {k: data[f"opt.{name}.{k}"] for k in ks})
+                         for name, ks in zip(names, keys)]
         state.optimizer = opt.bind(model.uid)
-    state.resume_params = device_list("resume")
-    progress = meta.get("early_stopping")
-    if meta.get("format_version", 1) < 2:  # version 1 kept it in the training run's settings
-        progress = meta.get("extra", {}).get("train", {}).get("early_stopping")
+    state.resume_params = _device_list(model, data, "resume", names)
+    progress = _progress(meta)
     if progress:
-        watch = EarlyStopping(**{k: progress[k] for k in ("patience", "min_delta", "restore_best", "best",
-                                                          "waited", "best_epoch") if k in progress})
-        watch.best_params = device_list("best")
-        if watch.best_params is None and watch.best_epoch is not None:
-            # Version 1 left the best weights out when they were the model's own.
-            with backend.activate():
-                watch.best_params = [backend.asarray(p, dt, copy=True) for p in model.parameter_list()]
-        state.early_stopping = watch
+        state.early_stopping = _restore_early_stopping(model, progress, data, names)
+
+
+def _on_device(model: Sequential, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Device copies of host arrays, in the model's dtype."""
+    with model.backend.activate():
+        return {k: model.backend.asarray(v, model.dtype, copy=True) for k, v in arrays.items()}
+
+
+def _device_list(model: Sequential, data: dict[str, np.ndarray], prefix: str,
+                 names: list[str]) -> list | None:
+    """The tensors ``{prefix}.{name}`` on the device, one per parameter, or None when the file has none."""
+    if not any(k.startswith(prefix + ".") for k in data):
+        return None
+    return list(_on_device(model, {name: data[f"{prefix}.{name}"] for name in names}).values())
+
+
+def _progress(meta: dict) -> dict | None:
+    """Early stopping's progress: in the header's own entry (format 2), or in the training run's
+    settings (format 1)."""
+    if meta.get("format_version", 1) >= 2:
+        return meta.get("early_stopping")
+    train = meta.get("extra", {}).get("train", {})
+    return train.get("early_stopping") if isinstance(train, dict) else None
+
+
+def _restore_early_stopping(model: Sequential, progress: dict, data: dict[str, np.ndarray],
+                            names: list[str]) -> EarlyStopping:
+    """Early stopping with its progress and its best weights so far."""
+    watch = EarlyStopping(**{k: progress[k] for k in ("patience", "min_delta", "restore_best", "best",
+                                                      "waited", "best_epoch") if k in progress})
+    watch.best_params = _device_list(model, data, "best", names)
+    if watch.best_params is None and watch.best_epoch is not None:
+        # Version 1 left the best weights out when they were the model's own.
+        watch.best_params = list(_on_device(model, dict(enumerate(model.parameter_list()))).values())
+    return watch
 
 
 __all__ = ["PICTURE_SOFTWARE", "Checkpoint", "CheckpointError", "check_writable", "load", "read_header",
