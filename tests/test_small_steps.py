@@ -51,3 +51,79 @@ def test_an_npz_with_all_its_parts_reads_each(tmp_path):
         np.testing.assert_array_equal(got, parts[key])
     only_inputs = datafiles.read_npz(str(path), inputs_only=True)
     np.testing.assert_array_equal(only_inputs.y, parts["y"])
+
+
+# -- pictures --------------------------------------------------------------------------
+@pytest.fixture
+def figures(monkeypatch):
+    """Each figure as it is about to be written (the file itself is not needed here)."""
+    pytest.importorskip("matplotlib")
+    from backprop.edges import plots
+
+    seen = []
+    monkeypatch.setattr(plots, "_write", lambda plt, fig, path: seen.append(fig) or path)
+    return plots, seen
+
+
+def _lines(ax) -> list[tuple[str, str, list]]:
+    """(label, line style, y values with NaN as None) of each line an axis holds."""
+    return [(ln.get_label(), ln.get_linestyle(), [None if v != v else float(v) for v in ln.get_ydata()])
+            for ln in ax.get_lines()]
+
+
+def test_the_curves_draw_each_part_recorded_and_scale_a_positive_loss(figures):
+    plots, seen = figures
+    plots.curves([{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.6, "val_loss": 0.7},
+                  {"epoch": 2, "train_loss": 0.25, "train_accuracy": 0.8}], "c.png")
+    plots.curves([{"epoch": 1, "train_loss": 0.0}], "c.png")
+    loss, accuracy = seen[0].axes
+    assert _lines(loss) == [("training", "-", [0.5, 0.25]), ("validation", "--", [0.7, None])]
+    assert _lines(accuracy) == [("training", "-", [0.6, 0.8])]
+    assert [ax.get_ylabel() for ax in seen[0].axes] == ["loss", "accuracy"]
+    scales = (loss.get_yscale(), accuracy.get_yscale(), seen[1].axes[0].get_yscale())
+    assert scales == ("log", "linear", "linear")
+    assert seen[0]._suptitle.get_text() == "loss and accuracy per epoch"
+
+
+def _bench_row(size: str, flops: float, device: str, impl: str, step: float, speedup: float) -> dict:
+    return {"size": size, "flops_per_step": flops, "device": device, "impl": impl, "step_s": step,
+            "backprop_speedup": speedup}
+
+
+BENCH_REPORT = {
+    "settings": {"dtype": "float32", "optimizer": {"name": "momentum"}, "activation": "relu"},
+    "machine": {"cpu": "a CPU", "cores": 4},
+    "devices": [{"device": "cpu", "device_name": "host"}, {"device": "cuda:0", "device_name": "a GPU"}],
+    "results": [_bench_row("small", 2e9, "cpu", "backprop", 4e-3, 1.0),
+                _bench_row("small", 2e9, "cpu", "torch", 6e-3, 1.5),
+                _bench_row("small", 2e9, "cuda:0", "backprop", 1e-3, 1.0),
+                _bench_row("xor", 1e2, "cpu", "backprop", 1e-5, 1.0),
+                _bench_row("xor", 1e2, "cpu", "torch", 3e-5, 3.0),
+                _bench_row("xor", 1e2, "cuda:0", "backprop", 2e-5, 1.0)],
+    "speedups": [{"size": "small", "device": "cuda:0", "over": "cpu", "speedup": 4.0},
+                 {"size": "xor", "device": "cuda:0", "over": "cpu", "speedup": 0.5}],
+}
+
+
+def test_the_bench_figure_draws_each_series_sorted_by_size(figures):
+    plots, seen = figures
+    plots.bench_figure(BENCH_REPORT, "b.png")
+    left, right = seen[0].axes
+    assert _lines(left) == [("backprop on cpu", "-", [1e-5, 4e-3]), ("torch on cpu", "--", [3e-5, 6e-3]),
+                            ("backprop on cuda:0", "-", [2e-5, 1e-3])]
+    assert [ln.get_color() for ln in left.get_lines()] == ["C0", "C1", "C2"]
+    assert [t.get_text() for t in left.texts] == ["xor", "small"]  # along the first line only
+    assert _lines(right)[:2] == [("ours on cuda:0 vs ours on cpu", "-", [0.5, 4.0]),
+                                 ("ours vs torch on cpu", ":", [3.0, 1.5])]
+    assert right.get_title() == "speedup (devices against cpu; ours against the others)"
+    assert right.get_legend() is not None and (left.get_yscale(), right.get_yscale()) == ("log", "log")
+    assert seen[0]._suptitle.get_text() == "backprop bench: float32, momentum, relu; a CPU (4 cores); a GPU"
+
+
+def test_a_bench_figure_without_speedups_has_no_legend_on_the_right(figures):
+    plots, seen = figures
+    plots.bench_figure({**BENCH_REPORT, "results": BENCH_REPORT["results"][:1], "speedups": [],
+                        "devices": BENCH_REPORT["devices"][:1]}, "b.png")
+    left, right = seen[0].axes
+    assert right.get_legend() is None and left.get_legend() is not None
+    assert seen[0]._suptitle.get_text() == "backprop bench: float32, momentum, relu; a CPU (4 cores)"
