@@ -127,3 +127,63 @@ def test_a_bench_figure_without_speedups_has_no_legend_on_the_right(figures):
     left, right = seen[0].axes
     assert right.get_legend() is None and left.get_legend() is not None
     assert seen[0]._suptitle.get_text() == "backprop bench: float32, momentum, relu; a CPU (4 cores)"
+
+
+# -- backprop bench: the text report ---------------------------------------------------
+def _row(size: str, layers: str, batch: int, device: str, impl: str, step: float, speedup: float,
+         memory: int | None) -> dict:
+    return {"size": size, "layers": layers, "batch": batch, "device": device, "impl": impl,
+            "precision": "float32", "step_s": step, "samples_per_s": batch / step,
+            "tflops": 2e9 / step / 1e12, "ceiling_fraction": 0.125, "peak_memory_bytes": memory,
+            "backprop_speedup": speedup}
+
+
+RENDER_REPORT = {
+    "settings": {"dtype": "float32", "optimizer": {"name": "momentum", "lr": 0.01, "momentum": 0.9},
+                 "activation": "relu", "seed": 3},
+    "machine": {"cpu": "a CPU", "cores": 4, "blas": "openblas", "blas_threads": 4, "torch_threads": 2},
+    "devices": [{"device": "cpu", "device_name": "host", "ceiling_tflops": 0.5,
+                 "ceiling_gemm": "1024x1024x1024", "precision": "float32"}],
+    "results": [_row("small", "784-512-512-10", 128, "cpu", "backprop", 4e-3, 1.0, 3 * 2**20),
+                _row("small", "784-512-512-10", 128, "cpu", "torch", 6e-3, 1.5, None),
+                _row("small", "784-512-512-10", 128, "cuda:0", "backprop", 2.5, 1.0, 1500)],
+    "speedups": [{"size": "small", "device": "cuda:0", "over": "cpu", "speedup": 0.0016}],
+    "agreement": [{"size": "small", "a": "backprop@cpu", "b": b, "loss_a": 0.5, "loss_b": 0.5 + d,
+                   "abs_diff": d, "rel_diff": 2 * d, "atol": 1e-4, "rtol": 1e-2, "ok": ok}
+                  for b, d, ok in (("torch@cpu", 1e-6, True), ("backprop@cuda:0", 0.25, False),
+                                   ("x@cpu", float("nan"), None))],
+    "notes": ["cuda not measured: none here"],
+}
+
+LOSS_AFTER = "loss after the timed steps, small: backprop@cpu 0.5, "
+RENDERED = [
+    "backprop bench: float32, momentum (lr 0.01, momentum 0.9), relu, seed 3",
+    "CPU: a CPU, 4 cores (openblas with 4 threads; torch 2 threads)",
+    "cpu: host; matrix-multiply ceiling 0.5 TFLOP/s (1024x1024x1024 float32)",
+    "",
+    "size   layers          batch  device  impl      precision     step  samples/s  TFLOP/s  of peak"
+    "  memory  ours x",
+    "small  784-512-512-10  128    cpu     backprop  float32    4.00 ms     32,000      0.5    12.5%"
+    "  3.0 MB",
+    "                                      torch     float32    6.00 ms     21,333    0.333    12.5%"
+    "       -    1.50",
+    "                              cuda:0  backprop  float32     2.50 s         51   0.0008    12.5%"
+    "  1.5 KB",
+    "",
+    "step: median over the timed blocks, the device synchronised before the clock is read. of peak:",
+    "TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster our fit loop runs",
+    "than that row (below 1: slower), timed block by block in turn.",
+    "speedup small: cuda:0 is 0.00x cpu",
+    LOSS_AFTER + "torch@cpu 0.500001 (difference 1e-06, relative 2e-06): ok",
+    LOSS_AFTER + "backprop@cuda:0 0.75 (difference 0.25, relative 0.5): DIFFERS (allowed 0.0001 + 0.01 x "
+    "loss)",
+    LOSS_AFTER + "x@cpu nan (difference nan, relative nan): not compared: a run diverged (lower the learning "
+    "rate)",
+    "note: cuda not measured: none here",
+]
+
+
+def test_the_bench_report_groups_its_rows_and_aligns_its_numbers():
+    from backprop.cli.bench import render
+
+    assert render(RENDER_REPORT).splitlines() == RENDERED
