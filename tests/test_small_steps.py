@@ -187,3 +187,58 @@ def test_the_bench_report_groups_its_rows_and_aligns_its_numbers():
     from backprop.cli.bench import render
 
     assert render(RENDER_REPORT).splitlines() == RENDERED
+
+
+# -- backprop bench: measuring ---------------------------------------------------------
+def test_timed_blocks_take_turns_and_count_seconds_per_step(monkeypatch):
+    from backprop.apps import bench
+
+    clock, calls = [0.0], []
+
+    class Trainer:  # each step costs ``cost`` seconds of a fake clock
+        def __init__(self, name: str, cost: float) -> None:
+            self.name, self.cost = name, cost
+
+        def run(self, spans):
+            calls.append(self.name)
+            clock[0] += self.cost * len(spans)
+            return len(calls)  # the loss: which call this was
+
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock[0])
+    times, last = bench._time_blocks([Trainer("a", 0.5), Trainer("b", 2.0), Trainer("c", 1.0)],
+                                     [(0, 4)] * 4, 3)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # who goes first rotates
+    assert times == [[0.5] * 3, [2.0] * 3, [1.0] * 3]
+    assert last == [8, 9, 7]
+
+
+def test_a_bench_row_is_the_median_step_and_what_follows_from_it():
+    from backends import get_backend
+    from backprop.apps import bench
+
+    size = bench.Size("custom", (4, 8, 3), 16, warmup=1, steps=4, repeats=3)
+    row = bench._row(bench.Settings(sizes=[size], devices=["cpu"]), size, get_backend("cpu"), 1e9, "torch",
+                     [3.0, 1.0, 2.0], 1234, 0.25)
+    flops = bench.flops_per_step([4, 8, 3], 16)
+    assert row == {"size": "custom", "layers": "4-8-3", "batch": 16, "device": "cpu", "impl": "torch",
+                   "dtype": "float32", "precision": "float32", "warmup": 1, "steps": 4, "repeats": 3,
+                   "step_s": 2.0, "step_s_min": 1.0, "step_s_max": 3.0, "samples_per_s": 8.0,
+                   "flops_per_step": flops, "tflops": flops / 2.0 / 1e12,
+                   "ceiling_fraction": flops / 2.0 / 1e9, "peak_memory_bytes": 1234, "loss": 0.25}
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(sizes=[], devices=["cpu"]), "no sizes to measure: pass --sizes or --layers"),
+    (dict(devices=["cpu"], sizes=["xor3"]), "size xor3 trains on XOR: it needs one output"),
+    (dict(devices=["cpu", "numpy"]), "--devices names a device twice: cpu,numpy"),
+    (dict(devices=["cpu"], dtype="float64", precision="tf32"), "--precision tf32 applies to float32"),
+])
+def test_bench_settings_that_cannot_be_measured_are_refused_first(settings, message, monkeypatch):
+    from backprop.apps import bench
+    from backprop.errors import ConfigError
+
+    monkeypatch.setattr(bench, "gemm_ceiling", lambda *a: pytest.fail("measured before refusing"))
+    xor3 = bench.Size("xor3", (2, 2, 3), 4, warmup=1, steps=1, repeats=1, data="xor")
+    sizes = [xor3 if s == "xor3" else s for s in settings.pop("sizes", [bench.SIZES["xor"]])]
+    with pytest.raises(ConfigError, match=message):
+        bench.run(bench.Settings(sizes=sizes, **settings))
