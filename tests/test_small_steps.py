@@ -242,3 +242,26 @@ def test_bench_settings_that_cannot_be_measured_are_refused_first(settings, mess
     sizes = [xor3 if s == "xor3" else s for s in settings.pop("sizes", [bench.SIZES["xor"]])]
     with pytest.raises(ConfigError, match=message):
         bench.run(bench.Settings(sizes=sizes, **settings))
+
+
+# -- backprop predict: the table -------------------------------------------------------
+def test_predictions_of_several_targets_are_named_and_keep_eight_digits(tmp_path, capsys):
+    from backprop.apps import runner
+    from conftest import run_cli
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 3))
+    Y = np.column_stack([1000 * X[:, 0] + 12345.678, X[:, 1] - X[:, 2]])
+    np.savez(tmp_path / "two.npz", X=X, y=Y)
+    np.savez(tmp_path / "in.npz", X=X[:5])
+    model = tmp_path / "two.safetensors"
+    argv = ["train", tmp_path / "two.npz", "--epochs", "2", "--save", model, "--quiet"]
+    code, _, err = run_cli(argv, capsys)
+    assert code == 0, err
+    code, out, err = run_cli(["predict", model, tmp_path / "in.npz"], capsys)
+    assert code == 0, err
+    net, transform, _, _ = runner.restore(str(model), "cpu")
+    expected = transform.outputs(np.asarray(net.predict(transform.inputs(X[:5]))))
+    assert out.splitlines() == ["prediction_0,prediction_1"] + [f"{a:.8g},{b:.8g}" for a, b in expected]
+    code, _, err = run_cli(["predict", model, tmp_path / "in.npz", "--proba"], capsys)
+    assert code == 2 and "--proba is for classifiers; this model is a regressor" in err
