@@ -192,6 +192,10 @@ def gemm_ceiling(backend: Any, dtype: str, widest: int = 1024) -> dict:
     return {"gemm": f"{n}x{n}x{n}", "flops_per_s": 2 * n**3 / seconds}
 
 
+CONTENDERS = ("torch", "numpy-reference")
+"""What ``--compare`` may name: PyTorch eager, and the hand-written NumPy (CuPy on a GPU) step."""
+
+
 @dataclass
 class Settings:
     """What ``backprop bench`` measures (see ``backprop bench --help``)."""
@@ -310,7 +314,7 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
     """Rows for one size on one device: ours and each contender, interleaved."""
     loss = "bce" if size.layers[-1] == 1 else "ce"
     optimizer = OPTIMIZER_SETTINGS[settings.optimizer]
-    itemsize = 8 if settings.dtype == "float64" else 4
+    itemsize = np.dtype(settings.dtype).itemsize
     n_batches = distinct_batches(size, itemsize)
     X, labels = synthetic_data(size, settings.seed, n_batches)
     warm = batch_spans(size, n_batches, size.warmup)

@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from backends.machine import limit_threads
 
     notes: list[str] = []
-    compare = _names(args.compare or "", ("torch", "numpy-reference"), "--compare choice")
+    compare = _names(args.compare or "", bench.CONTENDERS, "--compare choice")
     if args.plot:
         from ..edges.plots import require_matplotlib
 
@@ -234,7 +234,7 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch for --layers (128)")
     p.add_argument("--devices", default=None,
                    help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
-    p.add_argument("--compare", default=None, metavar="torch,numpy-reference",
+    p.add_argument("--compare", default=None, metavar=",".join(bench.CONTENDERS),
                    help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved")
     p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32")
     p.add_argument("--precision", choices=("default", "tf32"), default="default",
