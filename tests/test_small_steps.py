@@ -265,3 +265,22 @@ def test_predictions_of_several_targets_are_named_and_keep_eight_digits(tmp_path
     assert out.splitlines() == ["prediction_0,prediction_1"] + [f"{a:.8g},{b:.8g}" for a, b in expected]
     code, _, err = run_cli(["predict", model, tmp_path / "in.npz", "--proba"], capsys)
     assert code == 2 and "--proba is for classifiers; this model is a regressor" in err
+
+
+@pytest.mark.parametrize("dtype, itemsize", [("float32", 4), ("float64", 8)])
+def test_the_batches_a_bench_holds_are_counted_in_the_dtypes_bytes(dtype, itemsize, monkeypatch):
+    from backends import get_backend
+    from backprop.apps import bench
+
+    seen = []
+
+    def held(size, nbytes):
+        seen.append(nbytes)
+        raise StopIteration  # nothing else of the measurement is needed here
+
+    monkeypatch.setattr(bench, "distinct_batches", held)
+    size = bench.SIZES["xor"]
+    with pytest.raises(StopIteration):
+        bench._measure_size(bench.Settings(sizes=[size], devices=["cpu"], dtype=dtype), size,
+                            get_backend("cpu"), 1e9, lambda line: None)
+    assert seen == [itemsize]
