@@ -45,6 +45,12 @@ def _number_or_none(text: str) -> float | None:
         return None
 
 
+def _is_missing(text: str, number: float | None) -> bool:
+    """Whether a cell (its text, and its value where it is a number) holds no value: one of
+    the ``MISSING`` spellings, or NaN however it is spelled (+nan, -NaN)."""
+    return text.lower() in MISSING or (number is not None and number != number)
+
+
 def _regular_file(path: str) -> int:
     """The file's size; a device, pipe or socket is refused, since it may never end."""
     try:
@@ -315,7 +321,7 @@ def _cell_error(path: str, line: int, name: str, text: str) -> DataError:
     """Why a feature cell is not a finite number, as one line."""
     number = _number_or_none(text)
     where = f"{path} line {line}: column {name!r}"
-    if text.lower() in MISSING or (number is not None and number != number):  # NaN spelled +nan, -NaN
+    if _is_missing(text, number):
         return DataError(f"{where} has a missing value ({text!r}): drop or fill in those rows first")
     if number is not None and text.lower().lstrip("+-") in ("inf", "infinity"):
         return DataError(f"{where} holds infinity ({text!r}): drop or fix those rows")
@@ -375,7 +381,7 @@ def _target_cells(cells: list[list[str]], lines: list[int], t: int, name: str, p
     raw = [row[t] for row in cells]
     for line, text in zip(lines, raw):
         number = _number_or_none(text)
-        if text.lower() in MISSING or (number is not None and number != number):
+        if _is_missing(text, number):
             raise DataError(f"{path} line {line}: the target {name!r} is missing ({text!r}): drop those rows")
         if number is not None and not np.isfinite(number):
             raise DataError(f"{path} line {line}: the target {name!r} holds {text!r}, not a finite "
