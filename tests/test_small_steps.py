@@ -284,3 +284,28 @@ def test_the_batches_a_bench_holds_are_counted_in_the_dtypes_bytes(dtype, itemsi
         bench._measure_size(bench.Settings(sizes=[size], devices=["cpu"], dtype=dtype), size,
                             get_backend("cpu"), 1e9, lambda line: None)
     assert seen == [itemsize]
+
+
+def test_a_bench_report_names_each_device_with_its_ceiling(monkeypatch):
+    from backends import get_backend
+    from backprop.apps import bench
+
+    widest, measured, said = [], [], []
+    monkeypatch.setattr(bench, "gemm_ceiling", lambda b, dtype, w: widest.append((b.label, dtype, w))
+                        or {"gemm": "8x8x8", "flops_per_s": 2e12})
+    monkeypatch.setattr(bench, "_measure_size", lambda s, size, b, ceiling, p: measured.append(
+        (size.name, b.label, ceiling)) or ([], [f"note on {b.label}"]))
+    sizes = [bench.SIZES["xor"], bench.custom_size([3, 40, 2], 8)]
+    report = bench.run(bench.Settings(sizes=sizes, devices=["cpu", "strict"], seed=7), said.append)
+    assert widest == [("cpu", "float32", 40), ("strict:device1", "float32", 40)]
+    assert report["devices"] == [{"device": b.label, **b.describe(), "precision": "float32",
+                                  "ceiling_gemm": "8x8x8", "ceiling_tflops": 2.0}
+                                 for b in (get_backend("cpu"), get_backend("strict"))]
+    assert measured == [(s, d, 2e12) for s in ("xor", "custom") for d in ("cpu", "strict:device1")]
+    assert said == [f"measuring the matrix-multiply ceiling of {d}" for d in ("cpu", "strict:device1")]
+    assert report["settings"] == {"sizes": ["xor", "custom"], "devices": ["cpu", "strict:device1"],
+                                  "compare": [], "dtype": "float32", "precision": "default",
+                                  "optimizer": bench.OPTIMIZER_SETTINGS["momentum"], "activation": "relu",
+                                  "seed": 7}
+    assert report["notes"] == ["note on cpu", "note on strict:device1"]
+    assert (report["results"], report["speedups"], report["agreement"], report["ok"]) == ([], [], [], True)
