@@ -113,14 +113,23 @@ class Backend:
             The data is not numbers (strings, objects); the message says how to encode it.
         """
         if self.is_native(data):
-            if not self._is_numeric(data):
-                raise NotNumeric(_NOT_NUMBERS.format(dtype=data.dtype))
-            x = self._to_own_device(data)
-            if dtype is not None and x.dtype != self.dtype(dtype):
-                x = self.xp.astype(x, self.dtype(dtype))
-            if copy and x is data:
-                x = self.xp.asarray(x, copy=True)
-            return x
+            return self._native_asarray(data, dtype, copy)
+        return self._host_asarray(data, dtype, copy)
+
+    def _native_asarray(self, data: Any, dtype: Any, copy: bool) -> Any:
+        """An array of this library, moved to this device and cast there where asked."""
+        if not self._is_numeric(data):
+            raise NotNumeric(_NOT_NUMBERS.format(dtype=data.dtype))
+        x = self._to_own_device(data)
+        if dtype is not None and x.dtype != self.dtype(dtype):
+            x = self.xp.astype(x, self.dtype(dtype))
+        if copy and x is data:
+            x = self.xp.asarray(x, copy=True)
+        return x
+
+    def _host_asarray(self, data: Any, dtype: Any, copy: bool) -> Any:
+        """Anything else (NumPy, lists, scalars, another library's array) through a contiguous
+        host array of ``dtype``, cast on the host so that every backend gets the same bits."""
         foreign = not isinstance(data, np.ndarray) and is_array_api_obj(data)
         try:
             host = to_numpy_any(data) if foreign else np.asarray(data)

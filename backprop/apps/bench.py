@@ -192,6 +192,10 @@ def gemm_ceiling(backend: Any, dtype: str, widest: int = 1024) -> dict:
     return {"gemm": f"{n}x{n}x{n}", "flops_per_s": 2 * n**3 / seconds}
 
 
+CONTENDERS = ("torch", "numpy-reference")
+"""What ``--compare`` may name: PyTorch eager, and the hand-written NumPy (CuPy on a GPU) step."""
+
+
 @dataclass
 class Settings:
     """What ``backprop bench`` measures (see ``backprop bench --help``)."""
@@ -256,67 +260,79 @@ def _contenders(settings: Settings, backend: Any, weights: list, size: Size, los
     return made, notes
 
 
+def _build(holder: Any, factory: Callable[[], Any]) -> tuple[Any, int | None]:
+    """A trainer and the memory building it left on ``holder`` (weights, optimizer, data)."""
+    with holder.track_memory() as built:
+        trainer = factory()
+    return trainer, built.held
+
+
+def _warm_up(holder: Any, trainer: Any, spans: list[tuple[int, int]], held: int | None) -> int | None:
+    """Runs the untimed steps; the peak memory: what building left plus the most the warm-up
+    adds. Measured apart from building, so that the host copies of the starting weights,
+    taken in between for the contenders, count against no one."""
+    with holder.track_memory() as warmed:
+        trainer.run(spans)
+    if held is None or warmed.bytes is None:
+        return None
+    return held + warmed.bytes
+
+
+def _time_blocks(trainers: list, block: list[tuple[int, int]], repeats: int) -> tuple[list, list]:
+    """Seconds per step of each trainer in each of ``repeats`` blocks, taking turns, and the
+    loss each reached last: ([[s, ...] per trainer], [loss per trainer])."""
+    times: list[list[float]] = [[] for _ in trainers]
+    last_loss = [math.nan] * len(trainers)
+    for r in range(repeats):
+        # Who goes first rotates, so that no one always runs right after a warm cache.
+        for k in range(len(trainers)):
+            i = (k + r) % len(trainers)
+            started = time.perf_counter()
+            last_loss[i] = trainers[i].run(block)  # ends by reading the loss: the device is done
+            times[i].append((time.perf_counter() - started) / len(block))
+    return times, last_loss
+
+
+def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str, spent: list[float],
+         peak_bytes: int | None, final: float) -> dict:
+    """One row of the report: a trainer's median step on one size and device, and what follows."""
+    step = statistics.median(spent)
+    flops = flops_per_step(size.layers, size.batch)
+    return {
+        "size": size.name, "layers": size.label, "batch": size.batch, "device": backend.label,
+        "impl": impl, "dtype": settings.dtype, "precision": _precision(settings, backend),
+        "warmup": size.warmup, "steps": size.steps, "repeats": size.repeats,
+        "step_s": step, "step_s_min": min(spent), "step_s_max": max(spent),
+        "samples_per_s": size.batch / step, "flops_per_step": flops, "tflops": flops / step / 1e12,
+        "ceiling_fraction": flops / step / ceiling, "peak_memory_bytes": peak_bytes,
+        "loss": final,
+    }
+
+
 def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
                   progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
     """Rows for one size on one device: ours and each contender, interleaved."""
     loss = "bce" if size.layers[-1] == 1 else "ce"
     optimizer = OPTIMIZER_SETTINGS[settings.optimizer]
-    itemsize = 8 if settings.dtype == "float64" else 4
+    itemsize = np.dtype(settings.dtype).itemsize
     n_batches = distinct_batches(size, itemsize)
     X, labels = synthetic_data(size, settings.seed, n_batches)
     warm = batch_spans(size, n_batches, size.warmup)
     block = batch_spans(size, n_batches, size.steps)
 
-    def build(holder: Any, factory: Callable[[], Any]) -> tuple[Any, int | None]:
-        # Peak memory = what building leaves (weights, optimizer, data) + the most the
-        # warm-up steps add. Two blocks, so that the host copies of the starting
-        # weights, taken in between for the contenders, count against no one.
-        with holder.track_memory() as built:
-            trainer = factory()
-        nonlocal weights
-        if weights is None:
-            weights = trainer.initial_weights()
-        with holder.track_memory() as warmed:
-            trainer.run(warm)
-        if built.held is None or warmed.bytes is None:
-            return trainer, None
-        return trainer, built.held + warmed.bytes
-
-    weights = None
-    trainers, peaks = [], []
-    ours, peak = build(backend, lambda: BackpropTrainer(backend, size, settings.activation, loss, optimizer,
-                                                        settings.dtype, X, labels, settings.seed))
-    trainers.append(("backprop", ours))
-    peaks.append(peak)
+    ours, held = _build(backend, lambda: BackpropTrainer(backend, size, settings.activation, loss, optimizer,
+                                                         settings.dtype, X, labels, settings.seed))
+    weights = ours.initial_weights()  # the contenders start from ours, before the warm-up moves them
+    trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
     made, notes = _contenders(settings, backend, weights, size, loss, X, labels)
     for label, holder, factory in made:
-        trainer, peak = build(holder, factory)
+        trainer, held = _build(holder, factory)
         trainers.append((label, trainer))
-        peaks.append(peak)
+        peaks.append(_warm_up(holder, trainer, warm, held))
 
-    times: list[list[float]] = [[] for _ in trainers]
-    last_loss = [math.nan] * len(trainers)
-    for r in range(size.repeats):
-        # Who goes first rotates, so that no one always runs right after a warm cache.
-        for k in range(len(trainers)):
-            i = (k + r) % len(trainers)
-            started = time.perf_counter()
-            last_loss[i] = trainers[i][1].run(block)  # ends by reading the loss: the device is done
-            times[i].append((time.perf_counter() - started) / size.steps)
-
-    flops = flops_per_step(size.layers, size.batch)
-    rows = []
-    for (label, _), spent, peak_bytes, final in zip(trainers, times, peaks, last_loss):
-        step = statistics.median(spent)
-        rows.append({
-            "size": size.name, "layers": size.label, "batch": size.batch, "device": backend.label,
-            "impl": label, "dtype": settings.dtype, "precision": _precision(settings, backend),
-            "warmup": size.warmup, "steps": size.steps, "repeats": size.repeats,
-            "step_s": step, "step_s_min": min(spent), "step_s_max": max(spent),
-            "samples_per_s": size.batch / step, "flops_per_step": flops, "tflops": flops / step / 1e12,
-            "ceiling_fraction": flops / step / ceiling, "peak_memory_bytes": peak_bytes,
-            "loss": final,
-        })
+    times, last_loss = _time_blocks([trainer for _, trainer in trainers], block, size.repeats)
+    rows = [_row(settings, size, backend, ceiling, label, spent, peak_bytes, final)
+            for (label, _), spent, peak_bytes, final in zip(trainers, times, peaks, last_loss)]
     ours_step = rows[0]["step_s"]
     for row in rows:
         row["backprop_speedup"] = row["step_s"] / ours_step  # > 1: ours is faster
@@ -365,13 +381,8 @@ def _speedups(rows: list[dict]) -> list[dict]:
     return out
 
 
-def run(settings: Settings, progress: Callable[[str], None] = lambda line: None) -> dict:
-    """Measure every size on every device; the report that ``backprop bench`` prints.
-
-    Raises BackendUnavailable (a device cannot run here) or ConfigError (bad settings).
-    """
-    from backends.machine import describe_cpu
-
+def _check_settings(settings: Settings) -> None:
+    """Refuses settings that cannot be measured, before any device is touched."""
     if settings.precision == "tf32" and settings.dtype != "float32":
         raise ConfigError("--precision tf32 applies to float32: drop it or use --dtype float32")
     if not settings.sizes:
@@ -379,11 +390,22 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
     bad = [s.name for s in settings.sizes if s.data == "xor" and s.layers[-1] != 1]
     if bad:
         raise ConfigError(f"size {bad[0]} trains on XOR: it needs one output")
+
+
+def _backends(settings: Settings) -> list[Any]:
+    """One backend per device named, none twice (two names may mean one device)."""
     tf32 = settings.precision == "tf32"
     backends_ = [get_backend(spec, tf32=tf32) for spec in settings.devices]
     labels = [b.label for b in backends_]
     if len(set(labels)) != len(labels):
         raise ConfigError(f"--devices names a device twice: {','.join(settings.devices)}")
+    return backends_
+
+
+def _new_report(settings: Settings, labels: list[str]) -> dict[str, Any]:
+    """The report before any measurement: the settings and the machine."""
+    from backends.machine import describe_cpu
+
     report: dict[str, Any] = {
         "settings": {"sizes": [s.name for s in settings.sizes], "devices": labels,
                      "compare": settings.compare, "dtype": settings.dtype, "precision": settings.precision,
@@ -395,13 +417,26 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
         from backprop.contenders.torch_reference import torch_threads
 
         report["machine"]["torch_threads"] = torch_threads()
-    for backend in backends_:
-        progress(f"measuring the matrix-multiply ceiling of {backend.label}")
-        ceiling = gemm_ceiling(backend, settings.dtype, max(max(s.layers) for s in settings.sizes))
-        report["devices"].append({"device": backend.label, **backend.describe(),
-                                  "precision": _precision(settings, backend),
-                                  "ceiling_gemm": ceiling["gemm"],
-                                  "ceiling_tflops": ceiling["flops_per_s"] / 1e12})
+    return report
+
+
+def _describe_device(settings: Settings, backend: Any, progress: Callable[[str], None]) -> dict:
+    """A device's entry in the report, with its measured matrix-multiply ceiling."""
+    progress(f"measuring the matrix-multiply ceiling of {backend.label}")
+    ceiling = gemm_ceiling(backend, settings.dtype, max(max(s.layers) for s in settings.sizes))
+    return {"device": backend.label, **backend.describe(), "precision": _precision(settings, backend),
+            "ceiling_gemm": ceiling["gemm"], "ceiling_tflops": ceiling["flops_per_s"] / 1e12}
+
+
+def run(settings: Settings, progress: Callable[[str], None] = lambda line: None) -> dict:
+    """Measure every size on every device; the report that ``backprop bench`` prints.
+
+    Raises BackendUnavailable (a device cannot run here) or ConfigError (bad settings).
+    """
+    _check_settings(settings)
+    backends_ = _backends(settings)
+    report = _new_report(settings, [b.label for b in backends_])
+    report["devices"] = [_describe_device(settings, backend, progress) for backend in backends_]
     for size in settings.sizes:
         for backend, device in zip(backends_, report["devices"]):
             rows, notes = _measure_size(settings, size, backend, device["ceiling_tflops"] * 1e12, progress)

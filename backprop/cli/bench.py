@@ -52,6 +52,20 @@ def _cell(key: str, row: dict) -> str:
 
 def render(report: dict) -> str:
     """The human-readable report: settings, ceilings, the table, speedups, agreement."""
+    out = _header(report) + [""] + _aligned(_grid(report["results"])) + [""]
+    out += textwrap.wrap(
+        "step: median over the timed blocks, the device synchronised before the clock is read. "
+        "of peak: TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster "
+        "our fit loop runs than that row (below 1: slower), timed block by block in turn.", 100)
+    for sp in report["speedups"]:
+        out.append(f"speedup {sp['size']}: {sp['device']} is {sp['speedup']:.2f}x {sp['over']}")
+    out += [_agreement_line(a) for a in report["agreement"]]
+    out += [f"note: {n}" for n in report["notes"]]
+    return "\n".join(out)
+
+
+def _header(report: dict) -> list[str]:
+    """The lines above the table: the settings, the CPU and its threads, each device's ceiling."""
     s, m = report["settings"], report["machine"]
     opt = s["optimizer"]
     opt_text = ", ".join(f"{k} {v}" for k, v in opt.items() if k != "name")
@@ -63,8 +77,12 @@ def render(report: dict) -> str:
     for d in report["devices"]:
         out.append(f"{d['device']}: {d.get('device_name', '')}; matrix-multiply ceiling "
                    f"{d['ceiling_tflops']:.3g} TFLOP/s ({d['ceiling_gemm']} {d['precision']})")
-    out.append("")
-    rows = report["results"]
+    return out
+
+
+def _grid(rows: list[dict]) -> list[list[str]]:
+    """The table's cells, the header first: size, layers and batch once per group of rows
+    of a size, and the device once per run of rows on it within the group."""
     grid = [[h for h, _ in COLUMNS]]
     previous = None
     for row in rows:
@@ -75,25 +93,22 @@ def render(report: dict) -> str:
                 cells[3] = ""
         grid.append(cells)
         previous = row
+    return grid
+
+
+def _aligned(grid: list[list[str]]) -> list[str]:
+    """The grid as lines of padded columns: text (the first six) left-aligned, numbers right."""
     widths = [max(len(line[i]) for line in grid) for i in range(len(COLUMNS))]
-    for line in grid:  # text columns left-aligned, numbers right-aligned
-        out.append("  ".join(c.ljust(w) if i < 6 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(line, widths))).rstrip())
-    out.append("")
-    out += textwrap.wrap(
-        "step: median over the timed blocks, the device synchronised before the clock is read. "
-        "of peak: TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster "
-        "our fit loop runs than that row (below 1: slower), timed block by block in turn.", 100)
-    for sp in report["speedups"]:
-        out.append(f"speedup {sp['size']}: {sp['device']} is {sp['speedup']:.2f}x {sp['over']}")
-    for a in report["agreement"]:
-        verdict = {True: "ok", None: "not compared: a run diverged (lower the learning rate)"}.get(
-            a["ok"], f"DIFFERS (allowed {a['atol']:g} + {a['rtol']:g} x loss)")
-        out.append(f"loss after the timed steps, {a['size']}: {a['a']} {a['loss_a']:.6g}, {a['b']} "
-                   f"{a['loss_b']:.6g} (difference {a['abs_diff']:.2g}, relative {a['rel_diff']:.2g}): "
-                   f"{verdict}")
-    out += [f"note: {n}" for n in report["notes"]]
-    return "\n".join(out)
+    return ["  ".join(c.ljust(w) if i < 6 else c.rjust(w)
+                      for i, (c, w) in enumerate(zip(line, widths))).rstrip() for line in grid]
+
+
+def _agreement_line(a: dict) -> str:
+    """One comparison of two runs' losses after the timed steps, and its verdict."""
+    verdict = {True: "ok", None: "not compared: a run diverged (lower the learning rate)"}.get(
+        a["ok"], f"DIFFERS (allowed {a['atol']:g} + {a['rtol']:g} x loss)")
+    return (f"loss after the timed steps, {a['size']}: {a['a']} {a['loss_a']:.6g}, {a['b']} "
+            f"{a['loss_b']:.6g} (difference {a['abs_diff']:.2g}, relative {a['rel_diff']:.2g}): {verdict}")
 
 
 def _names(text: str, allowed: tuple[str, ...] | None, what: str) -> list[str]:
@@ -140,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
     from backends.machine import limit_threads
 
     notes: list[str] = []
-    compare = _names(args.compare or "", ("torch", "numpy-reference"), "--compare choice")
+    compare = _names(args.compare or "", bench.CONTENDERS, "--compare choice")
     if args.plot:
         from ..edges.plots import require_matplotlib
 
@@ -219,7 +234,7 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch for --layers (128)")
     p.add_argument("--devices", default=None,
                    help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
-    p.add_argument("--compare", default=None, metavar="torch,numpy-reference",
+    p.add_argument("--compare", default=None, metavar=",".join(bench.CONTENDERS),
                    help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved")
     p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32")
     p.add_argument("--precision", choices=("default", "tf32"), default="default",

@@ -67,31 +67,40 @@ def predict(args: argparse.Namespace) -> int:
                         inputs_only=True, feature_names=extra.get("feature_names"))
     X = dataset.X
     _check_width(model, transform, X, args.input)
-    Xn = transform.inputs(X)
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     if transform.task == "classification":
-        probs = head.class_scores(model, Xn)
-        labels = np.asarray(transform.classes)[np.argmax(probs, axis=1)]
-        if args.proba:
-            writer.writerow(["prediction"] + [f"p_{c}" for c in transform.classes])
-            writer.writerows([label, *(f"{p:.6g}" for p in row)] for label, row in zip(labels, probs))
-        else:
-            writer.writerow(["prediction"])
-            writer.writerows([label] for label in labels)
+        _write_classes(writer, head.class_scores(model, transform.inputs(X)), transform.classes, args.proba)
     else:
         if args.proba:
             raise DataError("--proba is for classifiers; this model is a regressor")
-        Y = transform.outputs(np.asarray(model.predict(Xn)))
-        names = ["prediction"] if Y.shape[1] == 1 else [f"prediction_{i}" for i in range(Y.shape[1])]
-        writer.writerow(names)
-        writer.writerows([f"{v:.8g}" for v in row] for row in Y)
+        _write_values(writer, transform.outputs(np.asarray(model.predict(transform.inputs(X)))))
     if args.out:
         checkpoint.write_atomic(args.out, out.getvalue().encode())
         print(f"wrote {len(X)} predictions to {args.out}", file=sys.stderr)
     else:
         sys.stdout.write(out.getvalue())
     return 0
+
+
+def _write_classes(writer, probs: np.ndarray, classes: list, proba: bool) -> None:
+    """The predicted class of each row of ``probs`` (N, K), and with ``proba`` its K
+    probabilities (six significant digits), under a header."""
+    labels = np.asarray(classes)[np.argmax(probs, axis=1)]
+    if proba:
+        writer.writerow(["prediction"] + [f"p_{c}" for c in classes])
+        writer.writerows([label, *(f"{p:.6g}" for p in row)] for label, row in zip(labels, probs))
+    else:
+        writer.writerow(["prediction"])
+        writer.writerows([label] for label in labels)
+
+
+def _write_values(writer, Y: np.ndarray) -> None:
+    """A regressor's outputs ``Y`` (N, T) in the data's units (eight significant digits) under
+    a header: ``prediction``, or ``prediction_<i>`` for each of several targets."""
+    names = ["prediction"] if Y.shape[1] == 1 else [f"prediction_{i}" for i in range(Y.shape[1])]
+    writer.writerow(names)
+    writer.writerows([f"{v:.8g}" for v in row] for row in Y)
 
 
 def _gradcheck_model(args: argparse.Namespace, spec) -> tuple:

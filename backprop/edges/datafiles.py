@@ -45,6 +45,12 @@ def _number_or_none(text: str) -> float | None:
         return None
 
 
+def _is_missing(text: str, number: float | None) -> bool:
+    """Whether a cell (its text, and its value where it is a number) holds no value: one of
+    the ``MISSING`` spellings, or NaN however it is spelled (+nan, -NaN)."""
+    return text.lower() in MISSING or (number is not None and number != number)
+
+
 def _regular_file(path: str) -> int:
     """The file's size; a device, pipe or socket is refused, since it may never end."""
     try:
@@ -256,13 +262,9 @@ def _take_columns(A: np.ndarray, columns: list[int]) -> np.ndarray:
     return flat[:n * k].reshape(n, k)
 
 
-def _read_numbers(path: str, dialect: Any, skip: int, width: int, columns: list[int],
-                  t: int | None) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """NumPy's C reader, for finite numbers and a target of numbers or class names: (X (N, F),
-    y (N,) or None); None when any cell needs the csv-module reader (missing values, blank or
-    ragged rows, escapes), which also says what is wrong."""
-    if dialect.escapechar is not None or dialect.quoting == csv.QUOTE_NONE:
-        return None
+def _loadtxt(path: str, dialect: Any, skip: int, t: int | None) -> tuple[np.ndarray, dict[str, int]] | None:
+    """NumPy's C reader over the whole file: (A (N, width) float64, class names of column
+    ``t`` as codes, empty when the target is numbers); None when it cannot read the file."""
     labels: dict[str, int] = {}  # class names as codes, in a second try when the target is text
 
     def code(text: str) -> float:
@@ -275,23 +277,43 @@ def _read_numbers(path: str, dialect: Any, skip: int, width: int, columns: list[
                 A = np.loadtxt(path, dtype=np.float64, delimiter=dialect.delimiter, comments=None,
                                quotechar=dialect.quotechar, skiprows=skip, ndmin=2, encoding="utf-8-sig",
                                converters=converters)
-            break
+            return A, labels
         except ValueError:
             continue
-    else:
+    return None
+
+
+def _decoded_target(codes: np.ndarray, labels: dict[str, int]) -> np.ndarray | None:
+    """The target (N,) from its class codes: numbers where every name is one, else the
+    names; None when a name is a missing value or not finite (the csv-module reader says which)."""
+    names = np.array(list(labels), dtype=str)
+    if any(name.lower() in MISSING or not np.isfinite(_number_or_none(name) or 0.0) for name in names):
         return None
+    y = names[codes.astype(np.intp)]
+    try:
+        return y.astype(np.float64)
+    except ValueError:
+        return y  # class names
+
+
+def _read_numbers(path: str, dialect: Any, skip: int, width: int, columns: list[int],
+                  t: int | None) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """NumPy's C reader, for finite numbers and a target of numbers or class names: (X (N, F),
+    y (N,) or None); None when any cell needs the csv-module reader (missing values, blank or
+    ragged rows, escapes), which also says what is wrong."""
+    if dialect.escapechar is not None or dialect.quoting == csv.QUOTE_NONE:
+        return None
+    read = _loadtxt(path, dialect, skip, t)
+    if read is None:
+        return None
+    A, labels = read
     if A.shape[1] != width or len(A) == 0 or not np.isfinite(A).all():
         return None
     y = None if t is None else A[:, t].copy()
     if labels:
-        names = np.array(list(labels), dtype=str)
-        if any(name.lower() in MISSING or not np.isfinite(_number_or_none(name) or 0.0) for name in names):
+        y = _decoded_target(y, labels)
+        if y is None:
             return None
-        y = names[y.astype(np.intp)]
-        try:
-            y = y.astype(np.float64)
-        except ValueError:
-            pass  # class names
     return _take_columns(A, columns), y
 
 
@@ -299,7 +321,7 @@ def _cell_error(path: str, line: int, name: str, text: str) -> DataError:
     """Why a feature cell is not a finite number, as one line."""
     number = _number_or_none(text)
     where = f"{path} line {line}: column {name!r}"
-    if text.lower() in MISSING or (number is not None and number != number):  # NaN spelled +nan, -NaN
+    if _is_missing(text, number):
         return DataError(f"{where} has a missing value ({text!r}): drop or fill in those rows first")
     if number is not None and text.lower().lstrip("+-") in ("inf", "infinity"):
         return DataError(f"{where} holds infinity ({text!r}): drop or fix those rows")
@@ -359,7 +381,7 @@ def _target_cells(cells: list[list[str]], lines: list[int], t: int, name: str, p
     raw = [row[t] for row in cells]
     for line, text in zip(lines, raw):
         number = _number_or_none(text)
-        if text.lower() in MISSING or (number is not None and number != number):
+        if _is_missing(text, number):
             raise DataError(f"{path} line {line}: the target {name!r} is missing ({text!r}): drop those rows")
         if number is not None and not np.isfinite(number):
             raise DataError(f"{path} line {line}: the target {name!r} holds {text!r}, not a finite "
@@ -395,6 +417,25 @@ def _read_cells(path: str, dialect: Any, header_line: int, names: list[str], col
         return X[:n], y  # class names
 
 
+def _csv_arrays(path: str, target: str | int | None, inputs_only: bool, feature_names: list[str] | None,
+                target_name: str | None) -> tuple[np.ndarray, np.ndarray | None, list[str], list[int],
+                                                   int | None]:
+    """(X (N, F), y (N,) or None, the file's column names, the feature columns, the target
+    column or None): the columns picked, the memory checked, then the fastest reader that can."""
+    rows = _count_lines(path)
+    dialect = _dialect(path)
+    names, header_line = _column_names(path, dialect)
+    header = names if header_line else None
+    if inputs_only:
+        columns, t = _input_columns(header, len(names), target, feature_names, path), None
+    else:
+        columns, t = _training_columns(header, names, target, target_name, feature_names, path)
+    _check_memory(path, rows, len(names))
+    read = _read_numbers(path, dialect, header_line, len(names), columns, t)
+    X, y = read or _read_cells(path, dialect, header_line, names, columns, t, rows)
+    return X, y, names, columns, t
+
+
 def read_csv(path: str, target: str | int | None = None, *, inputs_only: bool = False,
              feature_names: list[str] | None = None, target_name: str | None = None) -> Dataset:
     """A CSV file as a Dataset.
@@ -412,17 +453,7 @@ def read_csv(path: str, target: str | int | None = None, *, inputs_only: bool = 
     """
     _regular_file(path)
     try:
-        rows = _count_lines(path)
-        dialect = _dialect(path)
-        names, header_line = _column_names(path, dialect)
-        header = names if header_line else None
-        if inputs_only:
-            columns, t = _input_columns(header, len(names), target, feature_names, path), None
-        else:
-            columns, t = _training_columns(header, names, target, target_name, feature_names, path)
-        _check_memory(path, rows, len(names))
-        read = _read_numbers(path, dialect, header_line, len(names), columns, t)
-        X, y = read or _read_cells(path, dialect, header_line, names, columns, t, rows)
+        X, y, names, columns, t = _csv_arrays(path, target, inputs_only, feature_names, target_name)
     except TextFeature as exc:
         if inputs_only or target is not None or target_name is not None:
             raise
@@ -464,13 +495,12 @@ def _npz_targets(path: str, key: str, value: np.ndarray) -> np.ndarray:
     return value
 
 
-def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
-    """An NPZ file with arrays ``X``, ``y`` and optionally ``X_val``, ``y_val``,
-    ``X_test``, ``y_test`` (for prediction only ``X`` is needed)."""
+def _npz_arrays(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """The archive's arrays named in ``NPZ_KEYS`` and the names of all it holds; never
+    unpickles (a pickled array could run code)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
-            found = {k: archive[k] for k in archive.files if k in NPZ_KEYS}
-            names = list(archive.files)
+            return {k: archive[k] for k in archive.files if k in NPZ_KEYS}, list(archive.files)
     except ValueError as exc:
         if "pickle" in str(exc):
             raise DataError(f"{path} holds Python objects (pickled arrays), which are never loaded "
@@ -478,6 +508,10 @@ def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
         raise DataError(f"{path} is not a readable .npz file ({exc})") from None
     except (OSError, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npz file ({exc})") from None
+
+
+def _check_npz_keys(path: str, found: dict[str, np.ndarray], names: list[str], inputs_only: bool) -> None:
+    """Refuses an archive without ``X`` (and ``y`` for training), or with half a pair."""
     needed = ("X",) if inputs_only else ("X", "y")
     absent = [k for k in needed if k not in found]
     if absent:
@@ -486,20 +520,30 @@ def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
     for part in ("val", "test"):
         if (f"X_{part}" in found) != (f"y_{part}" in found):
             raise DataError(f"{path} has only one of X_{part} and y_{part}: give both or neither")
-    arrays = {key: _npz_inputs(path, key, value) if key.startswith("X") else _npz_targets(path, key, value)
-              for key, value in found.items()}
+
+
+def _check_npz_shapes(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Refuses a part whose inputs (N, F) and targets (N,) differ in rows, or whose F is not X's."""
     X = arrays["X"]
-    y = arrays.get("y", np.zeros(len(X)))
     for part in ("", "_val", "_test"):
         Xp, yp = arrays.get(f"X{part}"), arrays.get(f"y{part}")
         if Xp is not None and yp is not None and len(Xp) != len(yp):
-            raise DataError(f"{path}: X{part} has {len(arrays[f'X{part}'])} rows but y{part} has "
-                            f"{len(arrays[f'y{part}'])}: they must match")
-        if f"X{part}" in arrays and arrays[f"X{part}"].shape[1] != X.shape[1]:
-            raise DataError(f"{path}: X{part} has {arrays[f'X{part}'].shape[1]} columns but X has "
-                            f"{X.shape[1]}")
-    return Dataset(os.path.basename(path), X, y, arrays.get("X_val"), arrays.get("y_val"),
-                   arrays.get("X_test"), arrays.get("y_test"))
+            raise DataError(f"{path}: X{part} has {len(Xp)} rows but y{part} has {len(yp)}: they must match")
+        if Xp is not None and Xp.shape[1] != X.shape[1]:
+            raise DataError(f"{path}: X{part} has {Xp.shape[1]} columns but X has {X.shape[1]}")
+
+
+def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
+    """An NPZ file with arrays ``X``, ``y`` and optionally ``X_val``, ``y_val``,
+    ``X_test``, ``y_test`` (for prediction only ``X`` is needed)."""
+    found, names = _npz_arrays(path)
+    _check_npz_keys(path, found, names, inputs_only)
+    arrays = {key: _npz_inputs(path, key, value) if key.startswith("X") else _npz_targets(path, key, value)
+              for key, value in found.items()}
+    _check_npz_shapes(path, arrays)
+    X = arrays["X"]
+    return Dataset(os.path.basename(path), X, arrays.get("y", np.zeros(len(X))), arrays.get("X_val"),
+                   arrays.get("y_val"), arrays.get("X_test"), arrays.get("y_test"))
 
 
 def read_file(path: str, target: str | int | None = None, *, inputs_only: bool = False,

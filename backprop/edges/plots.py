@@ -55,25 +55,31 @@ def curves(records: list[dict], path: str, name: str = "") -> str:
     """Train/validation loss (and accuracy when recorded) per epoch, as a PNG titled
     after the data set ``name`` and the panels it has."""
     plt = _pyplot()
-    epochs = [r["epoch"] for r in records]
     has_acc = any("train_accuracy" in r for r in records)
     title = f"{name + ': ' if name else ''}loss{' and accuracy' if has_acc else ''} per epoch"
     fig, axes = plt.subplots(1, 2 if has_acc else 1, figsize=(11 if has_acc else 6, 4), squeeze=False)
     panels = [("loss", axes[0][0])] + ([("accuracy", axes[0][1])] if has_acc else [])
     for metric, ax in panels:
-        for part, style in (("train", "-"), ("val", "--")):
-            values = [r.get(f"{part}_{metric}") for r in records]
-            if any(v is not None for v in values):
-                ax.plot(epochs, [np.nan if v is None else v for v in values], style,
-                        label="training" if part == "train" else "validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        if metric == "loss" and all(r.get("train_loss", 0) > 0 for r in records):
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
+        _curve_panel(ax, records, metric)
     fig.suptitle(title)
     return _write(plt, fig, path)
+
+
+def _curve_panel(ax, records: list[dict], metric: str) -> None:
+    """One panel: ``metric`` per epoch for training and validation, where recorded (a gap
+    where an epoch lacks it); the loss on a log scale while every training loss is above 0."""
+    epochs = [r["epoch"] for r in records]
+    for part, style in (("train", "-"), ("val", "--")):
+        values = [r.get(f"{part}_{metric}") for r in records]
+        if any(v is not None for v in values):
+            ax.plot(epochs, [np.nan if v is None else v for v in values], style,
+                    label="training" if part == "train" else "validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    if metric == "loss" and all(r.get("train_loss", 0) > 0 for r in records):
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
 
 
 def decision_boundary(predict: Callable[[np.ndarray], np.ndarray], X: np.ndarray, labels: np.ndarray,
@@ -152,22 +158,35 @@ def bench_figure(report: dict, path: str) -> str:
     plt = _pyplot()
     rows = report["results"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    _step_time_panel(left, rows)
+    _speedup_panel(right, _speedup_lines(report), rows[0]["device"] if rows else "")
+    fig.suptitle(_bench_title(report))
+    return _write(plt, fig, path)
+
+
+def _step_time_panel(ax, rows: list[dict]) -> None:
+    """Median step time against FLOPs per step, one line per (device, implementation) in
+    the order the rows first name them; the sizes named once, along the first line."""
     series = dict.fromkeys((r["device"], r["impl"]) for r in rows)
     for n, (device, impl) in enumerate(series):
         mine = sorted((r for r in rows if r["device"] == device and r["impl"] == impl),
                       key=lambda r: r["flops_per_step"])
         style = "-" if impl == "backprop" else "--"
-        left.plot([r["flops_per_step"] for r in mine], [r["step_s"] for r in mine], style, marker="o",
-                  color=f"C{n % 10}", label=f"{impl} on {device}")
+        ax.plot([r["flops_per_step"] for r in mine], [r["step_s"] for r in mine], style, marker="o",
+                color=f"C{n % 10}", label=f"{impl} on {device}")
         for r in mine if n == 0 else ():  # size names once, on the first line
-            left.annotate(r["size"], (r["flops_per_step"], r["step_s"]), fontsize=7,
-                          textcoords="offset points", xytext=(4, -8))
-    left.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
-             ylabel="median step time (s)", title="step time")
-    left.grid(alpha=0.3, which="both")
-    left.legend(fontsize="small")
+            ax.annotate(r["size"], (r["flops_per_step"], r["step_s"]), fontsize=7,
+                        textcoords="offset points", xytext=(4, -8))
+    ax.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
+           ylabel="median step time (s)", title="step time")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="small")
 
-    first = rows[0]["device"] if rows else ""
+
+def _speedup_lines(report: dict) -> dict[str, list[tuple[float, float]]]:
+    """The speedup lines by label, each a list of (FLOPs per step, times faster): ours on
+    each device against ours on the first, then ours against each contender per device."""
+    rows = report["results"]
     lines: dict[str, list[tuple[float, float]]] = {}
     for s in report.get("speedups", []):
         flops = next(r["flops_per_step"] for r in rows if r["size"] == s["size"])
@@ -176,19 +195,27 @@ def bench_figure(report: dict, path: str) -> str:
         if r["impl"] != "backprop":
             lines.setdefault(f"ours vs {r['impl']} on {r['device']}", []).append(
                 (r["flops_per_step"], r["backprop_speedup"]))
+    return lines
+
+
+def _speedup_panel(ax, lines: dict[str, list[tuple[float, float]]], first: str) -> None:
+    """The speedup lines (devices solid, contenders dotted) around the break-even line at 1."""
     for n, (label, points) in enumerate(lines.items()):
         points.sort()
-        right.plot(*zip(*points), "-" if label.startswith("ours on") else ":", marker="s",
-                   color=f"C{(n + 3) % 10}", label=label)
-    right.axhline(1.0, color="k", linewidth=0.8)
-    right.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
-              ylabel="times faster (above 1: ours wins)",
-              title=f"speedup (devices against {first}; ours against the others)")
-    right.grid(alpha=0.3, which="both")
+        ax.plot(*zip(*points), "-" if label.startswith("ours on") else ":", marker="s",
+                color=f"C{(n + 3) % 10}", label=label)
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="FLOPs per training step (matrix products)",
+           ylabel="times faster (above 1: ours wins)",
+           title=f"speedup (devices against {first}; ours against the others)")
+    ax.grid(alpha=0.3, which="both")
     if lines:
-        right.legend(fontsize="small")
+        ax.legend(fontsize="small")
+
+
+def _bench_title(report: dict) -> str:
+    """The settings and the machine the numbers were measured with, GPU names included."""
     settings = report["settings"]
-    fig.suptitle(f"backprop bench: {settings['dtype']}, {settings['optimizer']['name']}, "
-                 f"{settings['activation']}; {report['machine']['cpu']} ({report['machine']['cores']} cores)"
-                 + "".join(f"; {d['device_name']}" for d in report["devices"] if d["device"] != "cpu"))
-    return _write(plt, fig, path)
+    return (f"backprop bench: {settings['dtype']}, {settings['optimizer']['name']}, "
+            f"{settings['activation']}; {report['machine']['cpu']} ({report['machine']['cores']} cores)"
+            + "".join(f"; {d['device_name']}" for d in report["devices"] if d["device"] != "cpu"))
