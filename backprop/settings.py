@@ -171,7 +171,7 @@ SETTINGS: dict[str, Setting] = _declare(
             "total epochs ({default}); with --resume, the total to reach, not extra ones", low=1,
             checked_here=True, total=True, fit_name="epochs", fit_default=10),
     Setting("batch_size", "batch", 32, (int, str), "an integer or 'full'", "N or full ({default})",
-            checked_here=True, fit_name="batch_size", fit_default=None),
+            low=1, checked_here=True, fit_name="batch_size", fit_default=None),
     Setting("init", "name", "auto", *_NAME, "weight initializer (auto: He before ReLU, Glorot otherwise)",
             choices=_inits, fixed=True, group="model"),
     Setting("seed", "integer", 0, (int,), "an integer", "seeds weights, shuffles and the split ({default})",
