@@ -70,8 +70,9 @@ class Setting:
         """``value`` as the command line writes it (one word)."""
         if self.kind == "widths":
             return ",".join(map(str, value)) or "0"
-        if isinstance(value, float):
-            return f"{value:g}"
+        if isinstance(value, float):  # short where that is exact, so the value reads back the same
+            text = f"{value:g}"
+            return text if float(text) == value else repr(value)
         if isinstance(value, list):
             return ",".join(map(str, value))
         return str(value)

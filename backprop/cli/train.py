@@ -46,8 +46,13 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings the command line gave (an option left out is not given: None)."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+
+
 def run(args: argparse.Namespace) -> int:
-    given = {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+    given = given_settings(args)
     job = Run(args.data, resume=args.resume, save=args.save, plot=args.plot,
               device=device_spec(args.device, args.backend), distributed=getattr(args, "distributed", False),
               **given)
