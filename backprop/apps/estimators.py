@@ -34,11 +34,12 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
-from backends import FLOAT_DTYPES, backend_for, get_backend, to_numpy_any
+from backends import backend_for, get_backend, to_numpy_any
 
 from .. import activations, optimizers
 from ..edges.heads import Head
 from ..model import Sequential, mlp
+from ..settings import SETTINGS
 from ..targets import as_inputs
 from ..training import EarlyStopping
 
@@ -66,6 +67,22 @@ def __getattr__(attr: str) -> Any:
 
 def _full_batch(solver: str) -> bool:
     return optimizers.class_of(solver).full_batch
+
+
+SKLEARN_NAMES: dict[str, str] = {
+    "hidden_layer_sizes": "hidden", "activation": "activation", "solver": "optimizer",
+    "alpha": "weight_decay", "batch_size": "batch_size", "learning_rate_init": "lr", "max_iter": "epochs",
+    "validation_fraction": "val_split", "n_iter_no_change": "early_stopping", "random_state": "seed",
+    "dtype": "dtype",
+}
+"""scikit-learn's parameter names (``MLPClassifier``'s) and the library setting each one gives
+(:data:`backprop.settings.SETTINGS`): the one place the two vocabularies meet. How a value
+translates is the estimator's: ``alpha`` is a penalty per batch sample count (the decay divides
+it by the batch), ``batch_size="auto"`` is min(200, N), ``max_iter`` counts this fit's epochs
+(a run's ``epochs`` count the total), ``n_iter_no_change`` is the patience of early stopping
+(with ``early_stopping=True``) or of scikit-learn's plateau rule (without), ``random_state``
+draws the seed. ``tol``, ``early_stopping``, ``warm_start``, ``device`` and ``class_weight``
+have no run setting."""
 
 
 def _is_device_array(x: Any) -> bool:
@@ -101,7 +118,7 @@ class _Backprop(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
         "activation": [_Registered(lambda: activations.names(hidden=True, aliases=True))],
-        "solver": [_Registered(lambda: optimizers.NAMES)],
+        "solver": [_Registered(SETTINGS["optimizer"].choices)],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
@@ -113,7 +130,7 @@ class _Backprop(BaseEstimator):
         "random_state": ["random_state"],
         "warm_start": ["boolean"],
         "device": [None, str],
-        "dtype": [None, StrOptions(set(FLOAT_DTYPES))],
+        "dtype": [None, StrOptions(set(SETTINGS["dtype"].choices()))],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
@@ -140,6 +157,10 @@ class _Backprop(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         return tags
+
+    def _settings(self) -> dict[str, Any]:
+        """This estimator's parameters under the library's names (:data:`SKLEARN_NAMES`), as given."""
+        return {name: getattr(self, param) for param, name in SKLEARN_NAMES.items()}
 
     # -- input -------------------------------------------------------------------------
     def _inputs(self, X: Any, y: Any = None, *, reset: bool, needs_y: bool = False) -> tuple[Any, Any]:
@@ -199,57 +220,76 @@ class _Backprop(BaseEstimator):
         # its weight sum, so that a weight of 2 is a repeated sample here too).
         # Our squared error is the mean of (z - t)^2, scikit-learn's half of it: the same
         # balance between data and penalty takes twice the decay.
-        decay = self._loss_scale * self.alpha / batch if batch > 0 else 0.0  # all-zero weights: fit says so
-        cls = optimizers.class_of(self.solver)
+        s = self._settings()
+        # all-zero weights (batch 0): fit says so
+        decay = self._loss_scale * s["weight_decay"] / batch if batch > 0 else 0.0
+        cls = optimizers.class_of(s["optimizer"])
         kwargs: dict[str, Any] = {"weight_decay": decay}
-        if "tol" in optimizers.settings(self.solver):  # a tolerance of its own (lbfgs): scikit-learn's tol
+        if "tol" in optimizers.settings(s["optimizer"]):  # a tolerance of its own (lbfgs): scikit-learn's tol
             kwargs["tol"] = self.tol * self._loss_scale
-        return optimizers.get(self.solver, self.learning_rate_init if cls.has_lr else None, **kwargs)
+        return optimizers.get(s["optimizer"], s["lr"] if cls.has_lr else None, **kwargs)
 
     def _batch(self, n: int) -> int:
-        if _full_batch(self.solver):
+        s = self._settings()
+        if _full_batch(s["optimizer"]):
             return n
-        return min(200, n) if self.batch_size == "auto" else min(self.batch_size, n)
+        return min(200, n) if s["batch_size"] == "auto" else min(s["batch_size"], n)
 
     def _build(self, X: Any, n_outputs: int, output: str | None, backend: Any, dtype: str) -> Sequential:
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        hidden = [self.hidden_layer_sizes] if isinstance(self.hidden_layer_sizes, numbers.Integral) \
-            else list(self.hidden_layer_sizes)
+        s = self._settings()
+        seed = int(check_random_state(s["seed"]).randint(np.iinfo(np.int32).max))
+        hidden = [s["hidden"]] if isinstance(s["hidden"], numbers.Integral) else list(s["hidden"])
         # Glorot-uniform weights for every activation, as MLPClassifier starts (He before a
         # ReLU, our own default, overshoots on unscaled inputs that scikit-learn users pass).
-        return mlp([X.shape[1], *hidden, n_outputs], activation=self.activation, output=output,
+        return mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
                    init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
 
     def _train(self, X: Any, T: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool,
                incremental: bool = False) -> None:
         """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes."""
-        model, n = self.model_, X.shape[0]
-        batch = self._batch(n)
+        model = self.model_
+        settings, callbacks = self._fit_settings(X, loss, sample_weight, epochs=epochs,
+                                                 new_optimizer=first or not incremental)
+        before = model.epoch
+        history = model.fit(X, T, callbacks=callbacks, **settings)
+        self._record(history, X, T, loss, trained=model.epoch - before, first=first)
+        stopped = (history.stopped_early or history.converged is not None
+                   or any(getattr(c, "stopped", False) for c in callbacks))
+        if epochs > 1 and not stopped:
+            warnings.warn(f"{type(self).__name__}: the {self.solver} solver reached max_iter="
+                          f"{self.max_iter} before the loss stopped improving; raise max_iter",
+                          ConvergenceWarning, stacklevel=3)
+
+    def _fit_settings(self, X: Any, loss: str, sample_weight: Any, *, epochs: int,
+                      new_optimizer: bool) -> tuple[dict[str, Any], list]:
+        """``model.fit``'s keywords for this call (``epochs``: this call's), and the plateau rule
+        as a callback where scikit-learn stops on the training loss."""
+        s, model = self._settings(), self.model_
+        full, batch = _full_batch(s["optimizer"]), self._batch(X.shape[0])
         # class_targets: LM's squared error on class indicators reports accuracy too, as the others do
         settings: dict[str, Any] = dict(loss=loss, epochs=epochs, batch_size=batch,
                                         sample_weight=sample_weight,
                                         class_targets=isinstance(self, ClassifierMixin))
         # A new optimizer on every fit (warm_start keeps the weights, as scikit-learn); partial_fit
         # continues its optimizer.
-        if first or not incremental or _full_batch(self.solver):
+        if new_optimizer or full:
             count = batch
-            if _full_batch(self.solver) and sample_weight is not None:
+            if full and sample_weight is not None:
                 count = float(to_numpy_any(model.xp.sum(sample_weight)))
             settings["optimizer"] = self._optimizer(count)
-        callbacks = []
         if self.early_stopping:
-            settings.update(validation_split=self.validation_fraction,
-                            early_stopping=EarlyStopping(self.n_iter_no_change,
-                                                         min_delta=self.tol * self._loss_scale))
-        elif not _full_batch(self.solver):
-            callbacks.append(_Plateau(self.tol, self.n_iter_no_change, 1.0 / self._loss_scale))
-        before = model.epoch
-        history = model.fit(X, T, callbacks=callbacks, **settings)
+            watch = EarlyStopping(s["early_stopping"], min_delta=self.tol * self._loss_scale)
+            settings.update(validation_split=s["val_split"], early_stopping=watch)
+            return settings, []
+        return settings, [] if full else [_Plateau(self.tol, s["early_stopping"], 1.0 / self._loss_scale)]
+
+    def _record(self, history: Any, X: Any, T: Any, loss: str, *, trained: int, first: bool) -> None:
+        """The fitted attributes scikit-learn's MLP has: n_iter_, the loss curve, the validation scores."""
         records = history.records
-        self.n_iter_ = (getattr(self, "n_iter_", 0) if not first else 0) + (model.epoch - before)
+        self.n_iter_ = (getattr(self, "n_iter_", 0) if not first else 0) + trained
         self.loss_curve_ = [r["train_loss"] for r in records]
         # An L-BFGS fit can converge before its first iteration: then the loss where it stands.
-        self.loss_ = self.loss_curve_[-1] if records else model.evaluate(X, T, loss=loss)["loss"]
+        self.loss_ = self.loss_curve_[-1] if records else self.model_.evaluate(X, T, loss=loss)["loss"]
         if records and "val_loss" in records[-1]:
             key = "val_accuracy" if "val_accuracy" in records[-1] else "val_loss"
             sign = 1.0 if key == "val_accuracy" else -1.0
@@ -259,12 +299,6 @@ class _Backprop(BaseEstimator):
         else:
             self.best_loss_ = min(self.loss_curve_, default=self.loss_)
             self.validation_scores_ = self.best_validation_score_ = None
-        stopped = (history.stopped_early or history.converged is not None
-                   or any(getattr(c, "stopped", False) for c in callbacks))
-        if epochs > 1 and not stopped:
-            warnings.warn(f"{type(self).__name__}: the {self.solver} solver reached max_iter="
-                          f"{self.max_iter} before the loss stopped improving; raise max_iter",
-                          ConvergenceWarning, stacklevel=3)
 
     def _reuse(self, n_inputs: int, n_outputs: int) -> bool:
         model = getattr(self, "model_", None)
@@ -409,26 +443,12 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     def _fit(self, X, y, sample_weight, *, classes, epochs: int, keep: bool, incremental: bool):
         first = not (keep and hasattr(self, "model_"))
         X, y = self._inputs(X, y, reset=first, needs_y=True)
-        backend, device_y = self._backend(X), _is_device_array(y)
-        y_host = np.asarray(to_numpy_any(y)) if device_y else np.asarray(y)
+        backend = self._backend(X)
+        y_host = np.asarray(to_numpy_any(y)) if _is_device_array(y) else np.asarray(y)
         check_classification_targets(y_host)
-        if first:
-            given = None if classes is None else np.asarray(to_numpy_any(classes))
-            found = unique_labels(y_host) if given is None else unique_labels(given)
-            self.classes_ = backend.xp.unique_values(y) if device_y and classes is None else found
-        known = np.asarray(to_numpy_any(self.classes_))
-        if len(known) < 2:
-            raise ValueError(f"Classifier can't train when only one class is present: y holds only "
-                             f"{known.tolist()}.")
-        if not np.all(np.isin(np.unique(y_host), known)):
-            raise ValueError(f"y holds labels not in classes_ {known.tolist()}")
+        known = self._known_classes(y, y_host, classes, backend, first)
         index = np.searchsorted(known, y_host)
-        weights = None
-        if self.class_weight is not None:
-            weights = compute_sample_weight(self.class_weight, y_host)
-        if sample_weight is not None:
-            host_w = _host_weights(sample_weight, len(y_host))
-            weights = host_w if weights is None else weights * host_w
+        weights = self._weights(y_host, sample_weight)
         # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
         # as MATLAB's trainlm; every other solver cross-entropy on the logits. Two classes: one
         # logistic output, as MLPClassifier. The head owns what each loss means for the outputs.
@@ -445,6 +465,32 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         self._train(X, backend.asarray(head.targets(index)), head.loss, weights,
                     epochs=epochs, first=first, incremental=incremental)
         return self
+
+    def _known_classes(self, y: Any, y_host: np.ndarray, classes: Any, backend: Any,
+                       first: bool) -> np.ndarray:
+        """``classes_`` (set on a first fit: the given classes, else y's), as a host array; refuses
+        one class, and labels outside them."""
+        if first:
+            given = None if classes is None else np.asarray(to_numpy_any(classes))
+            found = unique_labels(y_host) if given is None else unique_labels(given)
+            self.classes_ = backend.xp.unique_values(y) if _is_device_array(y) and classes is None else found
+        known = np.asarray(to_numpy_any(self.classes_))
+        if len(known) < 2:
+            raise ValueError(f"Classifier can't train when only one class is present: y holds only "
+                             f"{known.tolist()}.")
+        if not np.all(np.isin(np.unique(y_host), known)):
+            raise ValueError(f"y holds labels not in classes_ {known.tolist()}")
+        return known
+
+    def _weights(self, y_host: np.ndarray, sample_weight: Any) -> np.ndarray | None:
+        """Each sample's weight (N,) on the host: its class's (``class_weight``) times its own."""
+        weights = None
+        if self.class_weight is not None:
+            weights = compute_sample_weight(self.class_weight, y_host)
+        if sample_weight is not None:
+            host_w = _host_weights(sample_weight, len(y_host))
+            weights = host_w if weights is None else weights * host_w
+        return weights
 
     def _scores(self, X):
         check_is_fitted(self)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from backends import FLOAT_DTYPES, dtype_name, get_backend, is_out_of_memory
+from backends import dtype_name, get_backend, is_out_of_memory
 
 from .. import losses, optimizers
 from ..edges import checkpoint, datafiles, features
@@ -38,74 +38,41 @@ from ..edges.preprocessing import Transform, infer_task
 from ..errors import CheckpointError, ConfigError, DataError
 from ..host.distributed import check_same_data, join
 from ..model import Sequential, mlp
-from ..targets import check_fraction, positive_int
+from ..settings import SETTINGS, defaults, fixed_on_resume
 from ..training import TrainingDiverged, early_stopping_from, validation_order
 
-DEFAULTS: dict[str, Any] = {
-    "hidden": [64], "activation": "relu", "loss": "auto", "optimizer": "adam", "lr": None,
-    "momentum": None, "weight_decay": None, "schedule": "constant", "epochs": 100, "batch_size": 32,
-    "init": "auto", "seed": 0, "dtype": "float32", "val_split": 0.1, "early_stopping": 10,
-    "standardize": True, "task": None, "target": None, "features": None, "l1": None,
-}
-"""The settings a run is made of. Each comes from, in order of precedence: what
-was given, a resumed checkpoint, a built-in data set's own defaults, these."""
+DEFAULTS: dict[str, Any] = defaults()
+"""The settings a run is made of (declared in :data:`backprop.settings.SETTINGS`). Each comes
+from, in order of precedence: what was given, a resumed checkpoint, a built-in data set's own
+defaults, these."""
 
-ARCHITECTURE = ("hidden", "activation", "loss", "init", "seed", "standardize", "task", "target", "val_split",
-                "features")
+ARCHITECTURE = fixed_on_resume()
 """Fixed by the checkpoint when resuming: changing them would make another model (or, for
 ``val_split``, train and validate on other samples than early stopping's record refers to)."""
 
 SAVE_EVERY_S = 30.0
 """During a run with ``save``, the checkpoint is also refreshed this often (and at the end)."""
 
-KINDS: dict[str, tuple[tuple[type, ...], str]] = {
-    **dict.fromkeys(("activation", "loss", "optimizer", "schedule", "init", "dtype", "task"),
-                    ((str,), "a name")),
-    **dict.fromkeys(("lr", "momentum", "weight_decay", "l1", "val_split"), ((int, float), "a number")),
-    "hidden": ((int, list), "a width or a list of widths"), "epochs": ((int,), "an integer"),
-    "batch_size": ((int, str), "an integer or 'full'"), "seed": ((int,), "an integer"),
-    "early_stopping": ((bool, int), "a patience (an integer), True or False"),
-    "standardize": ((bool,), "True or False"), "target": ((str, int), "a column name or index"),
-    "features": ((str, list), "a list of feature expressions or one comma-separated string"),
-}
-"""The type each setting takes (True and False only where bool is named); the allowed values
-are checked by each setting's own owner (the optimizer, the registries...)."""
+KINDS: dict[str, tuple[tuple[type, ...], str]] = {name: (s.types, s.what) for name, s in SETTINGS.items()}
+"""The type each setting takes (True and False only where bool is named), from the schema; the
+allowed values of the others are checked by each setting's own owner (the optimizer, the registries...)."""
 
 Callback = Callable[[dict, Any], Any]
 
 
 def checked_settings(given: dict[str, Any]) -> dict[str, Any]:
-    """The given settings as plain JSON values (a checkpoint stores them), the simple ones checked."""
+    """The given settings as plain JSON values (a checkpoint stores them), each checked by its
+    declaration (:meth:`backprop.settings.Setting.check`); unknown names are kept (old files)."""
     def plain(value: Any) -> Any:
         if hasattr(value, "item") and hasattr(value, "dtype"):  # a NumPy scalar
             return value.item()
         raise ConfigError(f"settings must be numbers, strings, booleans or lists, got {type(value).__name__}")
 
     given = json.loads(json.dumps(given, default=plain))
-    for name, value in given.items():  # None: a checkpoint's "none" (no early stopping, no rate)
-        types, what = KINDS.get(name, (object, ""))  # unknown names: refused by Run, kept from old files
-        wrong = not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
-        if value is not None and wrong:
-            raise ConfigError(f"{name} must be {what}, got {value!r}")
-    if given.get("hidden") is not None:  # one width, or 0 for none, as on the command line
-        widths = given["hidden"]
-        widths = widths if isinstance(widths, list) else [widths] if widths else []
-        given["hidden"] = [positive_int(w, "each hidden width") for w in widths]
-    for name in ("epochs", "seed"):
-        if name in given:
-            minimum = 1 if name == "epochs" else 0
-            if isinstance(given[name], bool) or not isinstance(given[name], int) or given[name] < minimum:
-                raise ConfigError(f"{name} must be an integer >= {minimum}, got {given[name]!r}")
-    if "batch_size" in given and given["batch_size"] != "full":
-        positive_int(given["batch_size"], "batch_size")
-    if "val_split" in given:
-        check_fraction(given["val_split"], "val_split")
-    if "features" in given:
+    for name in [n for n in SETTINGS if n in given]:  # the schema's order: one error, the same each time
+        given[name] = SETTINGS[name].check(given[name])
+    if given.get("features") is not None:  # the features module owns their spelling
         given["features"] = features.check(given["features"])
-    if given.get("task") not in (None, "classification", "regression"):
-        raise ConfigError(f"task must be 'classification' or 'regression', got {given['task']!r}")
-    if given.get("dtype") not in (None, *FLOAT_DTYPES):
-        raise ConfigError(f"dtype must be 'float32' or 'float64', got {given['dtype']!r}")
     return given
 
 
@@ -170,6 +137,31 @@ def _full_batch_settings(s: dict[str, Any], given: dict[str, Any]) -> None:
             s[key] = value
 
 
+def _given(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings given (None: not given), known by name and checked."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(SETTINGS)}")
+    return checked_settings({k: v for k, v in settings.items() if v is not None})
+
+
+def _resumed_settings(ck: checkpoint.Checkpoint | None, resume: str | None, given: dict) -> dict | None:
+    """The resumed run's data and settings (None: no resume); refuses a model saved from Python
+    and a change of what the checkpoint fixes."""
+    if ck is None:
+        return None
+    saved = ck.extra.get("train")
+    if saved is None:
+        raise ConfigError(f"{resume} holds a model saved from Python, without the data settings a "
+                          "resumed run needs: continue it with model.fit()")
+    clash = [k for k in ARCHITECTURE if k in given and given[k] != saved["settings"].get(k)]
+    if clash:
+        flags = ", ".join(SETTINGS[k].flag for k in clash)
+        raise ConfigError(f"{flags} cannot change when resuming (the checkpoint fixes the model): "
+                          "drop them, or train a new model without resuming")
+    return saved
+
+
 def _prepare_plot_folder(plot: str) -> None:
     """Matplotlib present, the folder made and writable, no user's picture in the way: before
     training, not after it."""
@@ -217,25 +209,32 @@ class Run:
     def __init__(self, data: Any = None, *, resume: str | None = None, save: str | None = None,
                  plot: str | None = None, device: str = "cpu", distributed: Any = False,
                  **settings: Any) -> None:
-        unknown = sorted(set(settings) - set(DEFAULTS))
-        if unknown:
-            raise ConfigError(f"unknown setting(s) {', '.join(unknown)}: use some of {', '.join(DEFAULTS)}")
         self.started = time.perf_counter()
-        given = checked_settings({k: v for k, v in settings.items() if v is not None})
+        given = _given(settings)
         self.comm, notes = None, []
         if distributed:
             self.comm, device, notes = join(device, distributed)
         ck = checkpoint.load(resume, device=device) if resume else None
-        saved = ck.extra.get("train") if ck else None
-        if ck is not None and saved is None:
-            raise ConfigError(f"{resume} holds a model saved from Python, without the data settings a "
-                              "resumed run needs: continue it with model.fit()")
-        if saved is not None:
-            clash = [k for k in ARCHITECTURE if k in given and given[k] != saved["settings"].get(k)]
-            if clash:
-                flags = ", ".join("--" + k.replace("_", "-") for k in clash)
-                raise ConfigError(f"{flags} cannot change when resuming (the checkpoint fixes the model): "
-                                  "drop them, or train a new model without resuming")
+        saved = _resumed_settings(ck, resume, given)
+        self._load_data(data, given, saved, save)
+        s = _merged(given, saved, self.dataset.defaults)
+        self.settings, self.given, self.resumed = s, given, ck is not None
+        self.notes: list[str] = notes  # one-line remarks a client may show
+        if ck is not None:
+            self._check_resumable(ck, resume, save)
+            if self.data_ref != saved["data"]:
+                self.notes.append(f"continuing {resume}, trained on {saved['data']}, on "
+                                  f"{self.dataset.name}, with the checkpoint's standardization")
+        cls = optimizers.class_of(s["optimizer"])
+        if self.comm is not None and self.comm.size > 1 and cls.refusal("ranks", s["optimizer"]):
+            raise ConfigError(cls.refusal("ranks", s["optimizer"]))
+        self.notes.extend(cls.entry_notes(s))
+        self._plan_writes(ck, resume, save, plot)
+        self._prepare_data(ck)
+        self._prepare_model(ck, device, given)
+
+    def _load_data(self, data: Any, given: dict, saved: dict | None, save: str | None) -> None:
+        """The data set (given, else the resumed run's, else digits), the same on every rank."""
         target = given.get("target", (saved or {}).get("settings", {}).get("target"))
         if data is None:
             data = saved["data"] if saved else "digits"
@@ -248,18 +247,10 @@ class Run:
         if save and self.data_ref is None:
             raise ConfigError("a run on arrays cannot be saved for resuming: train it, then save the model "
                               "with backprop.checkpoint.save(run.model, path)")
-        s = _merged(given, saved, self.dataset.defaults)
-        self.settings, self.given, self.resumed = s, given, ck is not None
-        if ck is not None:
-            self._check_resumable(ck, resume, save)
-        self.notes: list[str] = notes  # one-line remarks a client may show
-        if ck is not None and self.data_ref != ck.extra["train"]["data"]:
-            self.notes.append(f"continuing {resume}, trained on {ck.extra['train']['data']}, on "
-                              f"{self.dataset.name}, with the checkpoint's standardization")
-        cls = optimizers.class_of(s["optimizer"])
-        if self.comm is not None and self.comm.size > 1 and cls.refusal("ranks", s["optimizer"]):
-            raise ConfigError(cls.refusal("ranks", s["optimizer"]))
-        self.notes.extend(cls.entry_notes(s))
+
+    def _plan_writes(self, ck: checkpoint.Checkpoint | None, resume: str | None, save: str | None,
+                     plot: str | None) -> None:
+        """Where the checkpoint and the plots go, checked writable before training."""
         self.save_path = save or (resume if ck else None)
         # What the save path holds: the epoch this run last saved, or the resumed file's epoch there.
         in_place = ck is not None and os.path.abspath(resume) == os.path.abspath(self.save_path)
@@ -269,8 +260,6 @@ class Run:
             _prepare_plot_folder(plot)
         if self.save_path and self.root:
             checkpoint.check_writable(self.save_path)
-        self._prepare_data(ck)
-        self._prepare_model(ck, device, given)
 
     # -- preparation ---------------------------------------------------------------
     def _task(self) -> str:
@@ -327,40 +316,49 @@ class Run:
 
     def _prepare_model(self, ck: checkpoint.Checkpoint | None, device: str, given: dict) -> None:
         s = self.settings
-        if ck is not None:
-            model = ck.model
-            if s["dtype"] != dtype_name(model.dtype):
-                model = model.to(dtype=s["dtype"])
-        else:
-            width = self.transform.n_inputs or self.train[0].shape[1]
-            sizes = [width, *s["hidden"], self.head.outputs]
-            model = mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
-                        device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
-        state = model.state
-        opt = optimizers.get(s["optimizer"], s["lr"], **self._optimizer_kwargs())
-        if ck is not None and state.optimizer is not None and state.optimizer.same_rule(opt):
-            # Continue with the saved moments; options given now still change the rate, decay, schedule.
-            opt = state.optimizer.update_settings(lr=given.get("lr"), weight_decay=given.get("weight_decay"),
-                                                  schedule=given.get("schedule"), l1=given.get("l1"))
-            horizon = getattr(opt.schedule, "epochs", None)
-            if horizon is not None and horizon < s["epochs"]:
-                # Resuming to a larger total stretches the schedule over the new total, rather
-                # than training the extra epochs at its final rate.
-                opt.schedule.epochs = s["epochs"]
+        model = self._model(ck, device)
+        opt = self._optimizer(ck, model, given)
         watch = early_stopping_from(s["early_stopping"])
-        if watch is not None and ck is not None and state.early_stopping is not None:
-            patience = watch.patience  # the patience asked for now, with the saved progress
-            watch = state.early_stopping
-            watch.patience = patience
+        saved_watch = model.state.early_stopping if ck is not None else None
+        if watch is not None and saved_watch is not None:
+            saved_watch.patience = watch.patience  # the patience asked for now, with the saved progress
+            watch = saved_watch
         if getattr(opt, "full_batch", False):  # refuse what it cannot train before anything runs
             opt.check(model, losses.get(self.head.loss), len(self.train[0]))
             if s["batch_size"] not in (None, "full") and s["batch_size"] < len(self.train[0]):
                 raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full')")
-        self.epochs_left = s["epochs"] - model.epoch
+        self.epochs_left = s["epochs"] - model.epoch  # epochs counts the run's total (SETTINGS: total)
         if self.epochs_left < 0 or (ck is not None and self.epochs_left == 0):
             raise ConfigError(f"the checkpoint has already trained {model.epoch} epochs; epochs counts the "
                               f"total, so ask for more than {model.epoch} to continue")
         self.model, self.optimizer, self.early_stopping = model, opt, watch
+
+    def _model(self, ck: checkpoint.Checkpoint | None, device: str) -> Sequential:
+        """The resumed model (in the dtype asked for), or a new one from the settings."""
+        s = self.settings
+        if ck is not None:
+            model = ck.model
+            return model if s["dtype"] == dtype_name(model.dtype) else model.to(dtype=s["dtype"])
+        width = self.transform.n_inputs or self.train[0].shape[1]
+        sizes = [width, *s["hidden"], self.head.outputs]
+        return mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
+                   device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
+
+    def _optimizer(self, ck: checkpoint.Checkpoint | None, model: Sequential, given: dict):
+        """A new optimizer from the settings; a resumed one of the same rule keeps its moments."""
+        s, state = self.settings, model.state
+        opt = optimizers.get(s["optimizer"], s["lr"], **self._optimizer_kwargs())
+        if ck is None or state.optimizer is None or not state.optimizer.same_rule(opt):
+            return opt
+        # Continue with the saved moments; options given now still change the rate, decay, schedule.
+        opt = state.optimizer.update_settings(lr=given.get("lr"), weight_decay=given.get("weight_decay"),
+                                              schedule=given.get("schedule"), l1=given.get("l1"))
+        horizon = getattr(opt.schedule, "epochs", None)
+        if horizon is not None and horizon < s["epochs"]:
+            # Resuming to a larger total stretches the schedule over the new total, rather
+            # than training the extra epochs at its final rate.
+            opt.schedule.epochs = s["epochs"]
+        return opt
 
     def _optimizer_kwargs(self) -> dict:
         s, kwargs = self.settings, {}
@@ -411,7 +409,33 @@ class Run:
         returns True stops the run after that epoch (status ``"interrupted"``). A
         diverged run returns status ``"diverged"`` with its ``error``.
         """
-        s, model, transform, head = self.settings, self.model, self.transform, self.head
+        model, first_epoch = self.model, self.model.epoch
+        fit_started = time.perf_counter()
+        history, failure, stopped = self._train(callbacks)
+        status = "diverged" if failure else "interrupted" if stopped else (
+            "early_stopping" if history.stopped_early else "converged" if history.converged else "completed")
+        fit_seconds = time.perf_counter() - fit_started
+        summary: dict[str, Any] = {"type": "summary", "status": status, "epochs": model.epoch}
+        self._score(summary)
+        trained, backend = model.epoch - first_epoch, model.backend
+        rate = (trained * len(self.train[0]) / fit_seconds) if fit_seconds > 0 and trained else None
+        summary.update(seconds=time.perf_counter() - self.started, train_seconds=fit_seconds,
+                       samples_per_s=rate, device=backend.label, backend=backend.name,
+                       dtype=dtype_name(model.dtype), n_params=model.n_params,
+                       best_epoch=model.history.best_epoch if model.history else None)
+        if self.comm is not None:
+            summary.update(ranks=self.comm.size, comm=self.comm.name)
+        self._write(summary, status)
+        if failure:
+            summary["error"] = failure
+        if status == "converged":
+            summary["reason"] = history.converged
+        return summary
+
+    def _train(self, callbacks: Sequence[Callback]) -> tuple[Any, str | None, bool]:
+        """``model.fit`` over the prepared data: ``(history, failure, stopped)``; saves every
+        :data:`SAVE_EVERY_S` on the way."""
+        model, transform, head = self.model, self.transform, self.head
         X, y = self.train
         with _size_noted(model, len(X)):  # (N, K) targets: the first large allocation with many classes
             Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
@@ -428,12 +452,11 @@ class Run:
                 last_save = time.perf_counter()
             return stopped
 
-        history, failure, reason = None, None, None
-        fit_started, first_epoch = time.perf_counter(), model.epoch
+        history, failure = None, None
         try:
             with _size_noted(model, len(Xn)):
                 history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer,
-                                    epochs=self.epochs_left, batch_size=s["batch_size"],
+                                    epochs=self.epochs_left, batch_size=self.settings["batch_size"],
                                     validation_data=val_n, early_stopping=self.early_stopping,
                                     callbacks=[between_epochs],
                                     comm=self.comm, class_targets=transform.task == "classification")
@@ -441,28 +464,21 @@ class Run:
             failure = str(exc)
         if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
             stopped = self.comm.any(stopped)
-        status = "diverged" if failure else "interrupted" if stopped else (
-            "early_stopping" if history.stopped_early else "converged" if history.converged else "completed")
-        if status == "converged":
-            reason = history.converged
-        fit_seconds = time.perf_counter() - fit_started
-        trained = model.epoch - first_epoch
-        summary: dict[str, Any] = {"type": "summary", "status": status, "epochs": model.epoch}
-        self.rows = {"train": scores(model, head, transform, X, y)}
+        return history, failure, stopped
+
+    def _score(self, summary: dict[str, Any]) -> None:
+        """Every part's metrics, into ``rows`` (the table) and ``summary`` (``{part}_{metric}``)."""
+        model, head, transform = self.model, self.head, self.transform
+        self.rows = {"train": scores(model, head, transform, *self.train)}
         if self.val is not None:
             self.rows["val"] = scores(model, head, transform, *self.val)
         if self.dataset.X_test is not None:
             self.rows["test"] = scores(model, head, transform, self.dataset.X_test, self.dataset.y_test)
         for part, values in self.rows.items():
             summary.update({f"{part}_{k}": v for k, v in values.items()})
-        backend, n_train = model.backend, len(X)
-        rate = (trained * n_train / fit_seconds) if fit_seconds > 0 and trained else None
-        summary.update(seconds=time.perf_counter() - self.started, train_seconds=fit_seconds,
-                       samples_per_s=rate, device=backend.label, backend=backend.name,
-                       dtype=dtype_name(model.dtype), n_params=model.n_params,
-                       best_epoch=model.history.best_epoch if model.history else None)
-        if self.comm is not None:
-            summary.update(ranks=self.comm.size, comm=self.comm.name)
+
+    def _write(self, summary: dict[str, Any], status: str) -> None:
+        """The checkpoint (rank 0, complete before any rank goes on) and the plots."""
         if self.save_path:
             if self.root:
                 self.save(status)
@@ -472,11 +488,6 @@ class Run:
         plots = self._plots() if self.plot else []
         if plots:
             summary["plots"] = plots
-        if failure:
-            summary["error"] = failure
-        if reason:
-            summary["reason"] = reason
-        return summary
 
     def _plots(self) -> list[str]:
         from ..edges import plots

@@ -16,12 +16,13 @@ import os
 import sys
 import traceback
 
-from backends import FLOAT_DTYPES, BackendError, is_out_of_memory
+from backends import BackendError, is_out_of_memory
 from backends.comm import end_job, world
 
-from .. import activations, initializers, losses, optimizers, schedules
+from .. import activations, losses
 from ..edges.datasets import DESCRIPTIONS
 from ..errors import BackpropError
+from ..settings import SETTINGS, Setting
 
 
 class Parser(argparse.ArgumentParser):
@@ -84,6 +85,27 @@ def _hidden(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected widths like 128,64, got {text!r}") from None
 
 
+def _option_type(setting: Setting):
+    """The argparse type that reads a setting's value within its declared bounds."""
+    if setting.kind in ("integer", "patience"):
+        what = "a positive integer" if setting.low >= 1 else "a non-negative integer"
+        return _int_from(int(setting.low), what)
+    if setting.kind == "number":
+        return _positive_float if setting.open_low else _range(setting.low, setting.high, setting.bounds)
+    return {"widths": _hidden, "batch": _batch_size}.get(setting.kind)
+
+
+def _add_setting(group, setting: Setting) -> None:
+    """One ``backprop train`` option from its declaration; left out, it is None (not given)."""
+    if setting.kind == "switch":
+        group.add_argument(setting.flag, dest=setting.name, action="store_false", default=None,
+                           help=setting.help_text())
+        return
+    choices = setting.choices() if setting.choices else None
+    group.add_argument(setting.flag, type=_option_type(setting), choices=choices, default=None,
+                       metavar=setting.metavar, help=setting.help_text())
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu (default), cuda or cuda:N")
     p.add_argument("--backend", choices=("numpy", "cupy", "torch"), default=None,
@@ -99,45 +121,13 @@ def _train_parser(commands) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="a built-in data set name or a .csv/.npz path (default: digits; with "
                         "--resume: the checkpoint's data)")
-    p.add_argument("--target", default=None, help="CSV target column, a name or index (default: the last)")
-    p.add_argument("--task", choices=("classification", "regression"), default=None,
-                   help="override the task inferred from the target")
-    p.add_argument("--no-standardize", dest="standardize", action="store_false", default=None,
-                   help="feed the inputs (and regression targets) as they are")
-    g = p.add_argument_group("model")
-    g.add_argument("--hidden", type=_hidden, default=None,
-                   help="hidden layer widths, e.g. 128,128; 0 for none (default 64)")
-    # every list of names below is its registry's, read when the parser is built
-    g.add_argument("--activation", choices=activations.HIDDEN, default=None, help="hidden activation (relu)")
-    g.add_argument("--loss", choices=("auto", *losses.names()), default=None,
-                   help="auto (default): cross-entropy for class labels, MSE for real targets")
-    g.add_argument("--features", default=None, metavar="LIST",
-                   help="inputs computed from the columns x1, x2...: e.g. x1,x2,x1^2,x1*x2,sin(x1) "
-                        "(default: the columns as they are)")
-    g.add_argument("--init", choices=sorted({"auto", *initializers.names(aliases=True)}), default=None,
-                   help="weight initializer (auto: He before ReLU, Glorot otherwise)")
-    g.add_argument("--dtype", choices=FLOAT_DTYPES, default=None, help="float32 (default)")
-    g.add_argument("--seed", type=_seed, default=None, help="seeds weights, shuffles and the split (0)")
-    g = p.add_argument_group("training")
-    full = optimizers.names(full_batch=True)  # the registry's, read when the parser is built
-    g.add_argument("--optimizer", choices=optimizers.NAMES, default=None,
-                   help="adam (default)" + (f"; {', '.join(full)}: full batch" if full else ""))
-    g.add_argument("--lr", type=_positive_float, default=None, help="learning rate (the optimizer's default)")
-    g.add_argument("--momentum", type=_range(0.0, 1.0, "in [0, 1)"), default=None,
-                   help="for sgd, momentum and nesterov (0.9 for the latter two)")
-    g.add_argument("--weight-decay", type=_range(0.0, float("inf"), ">= 0"), default=None,
-                   help="L2 penalty on weight matrices (decoupled for adamw)")
-    g.add_argument("--l1", type=_range(0.0, float("inf"), ">= 0"), default=None,
-                   help="L1 penalty on weight matrices (first-order optimizers)")
-    g.add_argument("--schedule", choices=schedules.names(), default=None, help="learning-rate schedule")
-    g.add_argument("--epochs", type=_positive_int, default=None,
-                   help="total epochs (100); with --resume, the total to reach, not extra ones")
-    g.add_argument("--batch-size", type=_batch_size, default=None, help="N or full (32)")
-    g.add_argument("--val-split", type=_range(0.0, 1.0, "a fraction in [0, 1)"), default=None,
-                   help="fraction held out for validation when the data has no validation part (0.1)")
-    g.add_argument("--early-stopping", type=_seed, default=None, metavar="PATIENCE",
-                   help="stop after PATIENCE epochs without a better validation loss and keep the best "
-                        "weights (default 10 when there is validation data; 0: never)")
+    groups = {"data": p, "model": p.add_argument_group("model"), "training": p.add_argument_group("training")}
+    # each option, its choices (the registries', read now), help and default: the schema's
+    for name, group in groups.items():
+        for setting in SETTINGS.values():
+            if setting.group == name:
+                _add_setting(group, setting)
+    g = groups["training"]
     _add_device(g)
     g.add_argument("--distributed", action="store_true", default=False,
                    help="data-parallel over the ranks of an MPI job: mpiexec -n N python -m mpi4py -m "

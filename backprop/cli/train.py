@@ -14,7 +14,8 @@ from typing import Any
 
 from backends import dtype_name
 
-from ..apps.runner import DEFAULTS, Run
+from ..apps.runner import Run
+from ..settings import SETTINGS
 from .common import device_spec
 from .report import Progress, counted, emit_json, table
 
@@ -45,21 +46,23 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.previous)
 
 
+def given_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run settings the command line gave (an option left out is not given: None)."""
+    return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
+
+
 def run(args: argparse.Namespace) -> int:
-    settings = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None}
+    given = given_settings(args)
     job = Run(args.data, resume=args.resume, save=args.save, plot=args.plot,
               device=device_spec(args.device, args.backend), distributed=getattr(args, "distributed", False),
-              **settings)
-    model, s = job.model, job.settings
-    mode = "json" if args.json else "quiet" if args.quiet else "bar" if _terminal_width() else "lines"
-    if not job.root:
-        mode = "quiet"  # rank 0 reports for the whole job
+              **given)
+    model, mode = job.model, _mode(args, job)
     if mode not in ("json", "quiet"):
         print(_banner(job), flush=True)
     if mode != "quiet":
         for note in job.notes:
             print(f"backprop: note: {note}", file=sys.stderr)
-    progress = Progress(mode, model.epoch, s["epochs"], model.backend.label, model.backend.name)
+    progress = Progress(mode, model.epoch, job.settings["epochs"], model.backend.label, model.backend.name)
     with _Interrupt() as interrupt:
         try:
             summary = job.fit(callbacks=[lambda record, _model: progress.epoch(record),
@@ -70,7 +73,27 @@ def run(args: argparse.Namespace) -> int:
             return 130
         finally:
             progress.close()
-    status, failure = summary["status"], summary.get("error")
+    _report(job, summary, mode)
+    if job.comm is not None:
+        # Under python -m mpi4py a rank's non-zero exit aborts the job: none leaves before rank 0
+        # has printed everything (and drawn its plots).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        job.comm.barrier()
+    return 1 if summary.get("error") else 130 if summary["status"] == "interrupted" else 0
+
+
+def _mode(args: argparse.Namespace, job: Run) -> str:
+    """How the run reports: JSON lines, nothing, a progress bar (a terminal) or plain lines;
+    rank 0 reports for the whole job."""
+    if not job.root:
+        return "quiet"
+    return "json" if args.json else "quiet" if args.quiet else "bar" if _terminal_width() else "lines"
+
+
+def _report(job: Run, summary: dict, mode: str) -> None:
+    """The summary: a JSON line, or the closing lines and the table; a failure's line on stderr."""
+    model, status, failure = job.model, summary["status"], summary.get("error")
     if mode == "json":
         emit_json(summary)
     elif mode != "quiet":
@@ -88,13 +111,6 @@ def run(args: argparse.Namespace) -> int:
     if failure:
         kept = f"; {job.save_path} holds epoch {model.epoch}" if job.save_path else ""
         print(f"backprop: error: {failure}{kept}", file=sys.stderr)
-    if job.comm is not None:
-        # Under python -m mpi4py a rank's non-zero exit aborts the job: none leaves before rank 0
-        # has printed everything (and drawn its plots).
-        sys.stdout.flush()
-        sys.stderr.flush()
-        job.comm.barrier()
-    return 1 if failure else 130 if status == "interrupted" else 0
 
 
 def _banner(job: Run) -> str:

@@ -24,14 +24,15 @@ from typing import Any
 
 import numpy as np
 
-from backends import FLOAT_DTYPES, available_backends
+from backends import available_backends
 
-from .. import activations, optimizers
+from .. import optimizers
 from ..apps.runner import Run
 from ..edges import datasets
 from ..edges.features import PLANE
 from ..edges.preprocessing import infer_task
 from ..errors import BackpropError, DataError
+from ..settings import SETTINGS
 from . import views
 
 LIMITS = {"layers": 6, "units": 16, "points": 5000, "grid": (10, 100), "unit_grid": (6, 32), "runs": 4,
@@ -167,6 +168,30 @@ def devices() -> list[dict]:
             for spec in ("cpu", "cuda") if spec in rows]
 
 
+RUN_SETTINGS: dict[str, tuple[str, float | None, str | None]] = {
+    "activation": ("activation", None, None), "optimizer": ("optimizer", None, None),
+    "lr": ("lr", None, "lr"), "batch_size": ("batch_size", None, "points"), "l1": ("l1", None, "penalty"),
+    "l2": ("weight_decay", None, "penalty"), "seed": ("seed", None, "seed"), "dtype": ("dtype", None, None),
+    "test": ("val_split", 0.1, None),
+}
+"""The page's keys for the run's settings (:data:`backprop.settings.SETTINGS`): the setting each
+one gives, and the page's narrower bounds: its low one (None: the setting's) and the
+:data:`LIMITS` key of its high one (None: ``test``'s 0.9; a name setting: its choices). A
+page's ``l2`` is the run's ``weight_decay``, its ``test`` share the run's ``val_split``."""
+
+
+def _run_value(payload: dict, key: str, default: Any) -> Any:
+    """The page's value for ``key`` of :data:`RUN_SETTINGS`, checked against the setting's type
+    and choices, or its bounds narrowed to the page's."""
+    name, low, limit = RUN_SETTINGS[key]
+    setting = SETTINGS[name]
+    if setting.kind == "name":
+        return _choice(payload, key, setting.choices(), default)
+    high = LIMITS[limit] if limit else 0.9
+    return _number(payload, key, setting.low if low is None else low, high, default,
+                   integer=setting.kind in ("integer", "batch"), open_low=setting.open_low)
+
+
 def check_settings(payload: Any, source: Source) -> dict:
     """A page's settings, every value checked and bounded; unknown keys refused."""
     if not isinstance(payload, dict):
@@ -175,54 +200,67 @@ def check_settings(payload: Any, source: Source) -> dict:
     if unknown:
         raise BadRequest(f"unknown setting(s) {', '.join(unknown)[:200]}: use some of {', '.join(DEFAULTS)}")
     s: dict[str, Any] = {"data": _choice(payload, "data", source.names(), DEFAULTS["data"])}
+    columns = _check_data(payload, s, source)
+    s["test"] = _run_value(payload, "test", DEFAULTS["test"])
+    _check_inputs(payload, s, columns)
+    s["hidden"] = _check_hidden(payload)
+    for key in RUN_SETTINGS:
+        if key != "test":
+            s[key] = _run_value(payload, key, DEFAULTS[key])
+    refusal = optimizers.class_of(s["optimizer"]).refusal
+    if s["l1"] and refusal("l1"):
+        raise BadRequest(refusal("l1"))
+    offered = {row["spec"]: row for row in devices()}
+    s["device"] = _choice(payload, "device", list(offered), DEFAULTS["device"])
+    if not offered[s["device"]]["usable"]:
+        raise BadRequest(f"{s['device']} is not usable here: {offered[s['device']]['reason']}")
+    s["grid"] = _number(payload, "grid", *LIMITS["grid"], DEFAULTS["grid"], integer=True)
+    s["unit_grid"] = _number(payload, "unit_grid", *LIMITS["unit_grid"], DEFAULTS["unit_grid"], integer=True)
+    return s
+
+
+def _check_data(payload: dict, s: dict, source: Source) -> int:
+    """A generated set's size, noise and seed into ``s``; the data's number of columns."""
     if s["data"] == "file":
-        columns = source.file.X.shape[1]
-    else:
-        gen = datasets.GENERATED[s["data"]]
-        columns = 1 if s["data"] in CURVE_SETS else 2
-        s["n"] = _number(payload, "n", 10, LIMITS["points"], DEFAULTS["n"], integer=True)
-        s["noise"] = _number(payload, "noise", 0.0, gen.max_noise, payload.get("noise", gen.noise))
-        s["data_seed"] = _number(payload, "data_seed", 0, LIMITS["seed"], DEFAULTS["data_seed"], integer=True)
-    s["test"] = _number(payload, "test", 0.1, 0.9, DEFAULTS["test"])
+        return source.file.X.shape[1]
+    gen = datasets.GENERATED[s["data"]]
+    s["n"] = _number(payload, "n", 10, LIMITS["points"], DEFAULTS["n"], integer=True)
+    s["noise"] = _number(payload, "noise", 0.0, gen.max_noise, payload.get("noise", gen.noise))
+    s["data_seed"] = _number(payload, "data_seed", 0, LIMITS["seed"], DEFAULTS["data_seed"], integer=True)
+    return 1 if s["data"] in CURVE_SETS else 2
+
+
+def _check_inputs(payload: dict, s: dict, columns: int) -> None:
+    """The features crossed from one or two columns, or the pair of a wider file's columns drawn."""
     crosses = PLANE if columns == 2 else LINE_FEATURES if columns == 1 else ()
     if crosses:
-        chosen = payload.get("features", DEFAULTS["features"] if columns == 2 else ["x1"])
-        if not isinstance(chosen, list) or not chosen or not all(isinstance(f, str) for f in chosen) \
-                or len(set(chosen)) != len(chosen) or not set(chosen) <= set(crosses):
-            raise BadRequest(f"features must be a non-empty list of distinct names from {', '.join(crosses)}")
-        s["features"] = [f for f in crosses if f in chosen]  # the page's order, always
+        s["features"] = _check_crosses(payload.get("features", DEFAULTS["features"] if columns == 2
+                                                   else ["x1"]), crosses)
         s["pair"] = [0, 1] if columns == 2 else [0]
-    else:
-        s["features"] = None
-        pair = payload.get("pair", DEFAULTS["pair"])
-        if not (isinstance(pair, list) and len(pair) == 2 and all(_index(i, columns) for i in pair)
-                and pair[0] != pair[1]):
-            raise BadRequest(f"pair must be two different column indices in [0, {columns - 1}]")
-        s["pair"] = pair
+        return
+    s["features"] = None
+    pair = payload.get("pair", DEFAULTS["pair"])
+    if not (isinstance(pair, list) and len(pair) == 2 and all(_index(i, columns) for i in pair)
+            and pair[0] != pair[1]):
+        raise BadRequest(f"pair must be two different column indices in [0, {columns - 1}]")
+    s["pair"] = pair
+
+
+def _check_crosses(chosen: Any, crosses: tuple[str, ...]) -> list[str]:
+    """The features chosen among ``crosses``, in the page's order."""
+    if not isinstance(chosen, list) or not chosen or not all(isinstance(f, str) for f in chosen) \
+            or len(set(chosen)) != len(chosen) or not set(chosen) <= set(crosses):
+        raise BadRequest(f"features must be a non-empty list of distinct names from {', '.join(crosses)}")
+    return [f for f in crosses if f in chosen]  # the page's order, always
+
+
+def _check_hidden(payload: dict) -> list[int]:
     hidden = payload.get("hidden", DEFAULTS["hidden"])
     if not (isinstance(hidden, list) and len(hidden) <= LIMITS["layers"]
             and all(_index(h, LIMITS["units"] + 1) and h >= 1 for h in hidden)):
         raise BadRequest(f"hidden must be a list of at most {LIMITS['layers']} layer widths, each 1 to "
                          f"{LIMITS['units']}")
-    s["hidden"] = hidden
-    s["activation"] = _choice(payload, "activation", activations.HIDDEN, DEFAULTS["activation"])
-    s["optimizer"] = _choice(payload, "optimizer", optimizers.NAMES, DEFAULTS["optimizer"])
-    s["lr"] = _number(payload, "lr", 0.0, LIMITS["lr"], DEFAULTS["lr"], open_low=True)
-    s["batch_size"] = _number(payload, "batch_size", 1, LIMITS["points"], DEFAULTS["batch_size"],
-                              integer=True)
-    s["l1"] = _number(payload, "l1", 0.0, LIMITS["penalty"], DEFAULTS["l1"])
-    s["l2"] = _number(payload, "l2", 0.0, LIMITS["penalty"], DEFAULTS["l2"])
-    if s["l1"] and optimizers.class_of(s["optimizer"]).refusal("l1"):
-        raise BadRequest(optimizers.class_of(s["optimizer"]).refusal("l1"))
-    s["seed"] = _number(payload, "seed", 0, LIMITS["seed"], DEFAULTS["seed"], integer=True)
-    offered = {row["spec"]: row for row in devices()}
-    s["device"] = _choice(payload, "device", list(offered), DEFAULTS["device"])
-    if not offered[s["device"]]["usable"]:
-        raise BadRequest(f"{s['device']} is not usable here: {offered[s['device']]['reason']}")
-    s["dtype"] = _choice(payload, "dtype", FLOAT_DTYPES, DEFAULTS["dtype"])
-    s["grid"] = _number(payload, "grid", *LIMITS["grid"], DEFAULTS["grid"], integer=True)
-    s["unit_grid"] = _number(payload, "unit_grid", *LIMITS["unit_grid"], DEFAULTS["unit_grid"], integer=True)
-    return s
+    return hidden
 
 
 def data_reference(s: dict, source: Source) -> str:
@@ -234,35 +272,26 @@ def data_reference(s: dict, source: Source) -> str:
 
 
 def run_settings(s: dict) -> dict:
-    """The library run's settings for a page's settings (see :data:`backprop.runner.DEFAULTS`)."""
+    """The library run's settings for a page's settings (see :data:`backprop.settings.SETTINGS`)."""
     cls = optimizers.class_of(s["optimizer"])
-    return {"hidden": s["hidden"], "activation": s["activation"], "features": s["features"],
-            "optimizer": s["optimizer"], "lr": s["lr"] if cls.has_lr else None,
-            "batch_size": "full" if cls.full_batch else s["batch_size"], "weight_decay": s["l2"],
-            "l1": s["l1"],
-            "seed": s["seed"], "dtype": s["dtype"], "val_split": s["test"], "early_stopping": 0,
-            "epochs": EPOCHS}
+    r = {"hidden": s["hidden"], "features": s["features"],
+         **{name: s[key] for key, (name, _, _) in RUN_SETTINGS.items()},
+         "early_stopping": 0, "epochs": EPOCHS}
+    r["lr"] = r["lr"] if cls.has_lr else None
+    r["batch_size"] = "full" if cls.full_batch else r["batch_size"]
+    return r
 
 
 def command_line(s: dict, source: Source, epochs: int) -> str:
-    """The ``backprop train`` command that trains these settings to ``epochs`` epochs."""
-    r = run_settings(s)
+    """The ``backprop train`` command that trains these settings to ``epochs`` epochs: each
+    setting spelled by its declaration, so the train command's parser reads back the same run."""
+    r = {**run_settings(s), "epochs": max(epochs, 1)}
     words = ["backprop", "train", data_reference(s, source)]
     if s["data"] == "file" and source.target is not None:
         words += ["--target", str(source.target)]
-    words += ["--hidden", ",".join(map(str, r["hidden"])) or "0", "--activation", r["activation"]]
-    if r["features"]:
-        words += ["--features", ",".join(r["features"])]
-    words += ["--optimizer", r["optimizer"]]
-    if r["lr"] is not None:
-        words += ["--lr", f"{r['lr']:g}"]
-    words += ["--batch-size", str(r["batch_size"])]
-    if r["weight_decay"]:
-        words += ["--weight-decay", f"{r['weight_decay']:g}"]
-    if r["l1"]:
-        words += ["--l1", f"{r['l1']:g}"]
-    words += ["--seed", str(r["seed"]), "--dtype", r["dtype"], "--val-split", f"{r['val_split']:g}",
-              "--early-stopping", "0", "--epochs", str(max(epochs, 1))]
+    for name, setting in SETTINGS.items():
+        if name in r:
+            words += setting.words(r[name])
     if s["device"] != "cpu":
         words += ["--device", s["device"]]
     return " ".join(shlex.quote(w) for w in words)
@@ -371,13 +400,11 @@ class Session:
             raise BadRequest("send a JSON object with some of lr, l1, l2")
         new = {}
         refusal = optimizers.class_of(self.settings["optimizer"]).refusal
-        if "lr" in payload:
-            if refusal("lr"):
-                raise BadRequest(refusal("lr"))
-            new["lr"] = _number(payload, "lr", 0.0, LIMITS["lr"], 0.0, open_low=True)
-        for key in ("l1", "l2"):
+        if "lr" in payload and refusal("lr"):
+            raise BadRequest(refusal("lr"))
+        for key in ("lr", "l1", "l2"):
             if key in payload:
-                new[key] = _number(payload, key, 0.0, LIMITS["penalty"], 0.0)
+                new[key] = _run_value(payload, key, 0.0)
         if new.get("l1") and refusal("l1"):
             raise BadRequest(refusal("l1"))
 
