@@ -161,7 +161,7 @@ class Damped(FullBatch):
                              for p in model.parameter_list()])
         before, g, solve = self.curvature(step, X, T, S, theta64, decayed)
         base = xp.astype(before, f64) + self._penalty(xp, theta64, decayed) if self.weight_decay else before
-        first = True
+        old = None
         while True:
             trial = theta + xp.astype(solve(self.mu), theta.dtype, copy=False)
             model.set_flat_parameters(trial)
@@ -169,17 +169,11 @@ class Damped(FullBatch):
             objective = after
             if self.weight_decay:
                 objective = xp.astype(after, f64) + self._penalty(xp, xp.astype(trial, f64), decayed)
-            if first:  # one read: the new objective, the old one and the gradient norm
-                values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
-                                   xp.linalg.vector_norm(g)])
-                new, old, grad_norm = (float(v) for v in _host(values))
-                if grad_norm < self.min_grad:
+            if old is None:
+                new, old, reason = self._first_trial(xp, f64, objective, base, g)
+                if reason is not None:
                     model.set_flat_parameters(theta)
-                    return before, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
-                if old <= self.goal:
-                    model.set_flat_parameters(theta)
-                    return before, f"the loss {old:.6g} reached the goal {self.goal:g}"
-                first = False
+                    return before, reason
             else:
                 new = float(objective)
             if new < old:
@@ -193,6 +187,20 @@ class Damped(FullBatch):
             if self.mu > self.mu_max:
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+    def _first_trial(self, xp: Any, f64: Any, objective: Array, base: Array,
+                     g: Array) -> tuple[float, float, str | None]:
+        """``(new, old, reason)`` after an iteration's first trial, in one read: the objective
+        there and before (0-d), and why the iteration stops before stepping (the gradient ``g``
+        (P,) below ``min_grad``, or the old loss at the goal), or None."""
+        values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
+                           xp.linalg.vector_norm(g)])
+        new, old, grad_norm = (float(v) for v in _host(values))
+        if grad_norm < self.min_grad:
+            return new, old, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
+        if old <= self.goal:
+            return new, old, f"the loss {old:.6g} reached the goal {self.goal:g}"
+        return new, old, None
 
 
 class LevenbergMarquardt(Damped):

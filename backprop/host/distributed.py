@@ -193,9 +193,9 @@ def replicate(comm: Communicator, model: Any, optimizer: Any, watch: Any) -> Non
 
     with backend.activate():
         model.set_flat_parameters(snapshot["params"])
+        optimizer.reset(keep_owner=True)  # the new state is checked against the parameters at the next step
         optimizer.t = snapshot["t"]
         optimizer.state = [dict(zip(s, device(list(s.values())))) for s in snapshot["slots"]]
-        optimizer._ids = ()  # the state is checked against the parameters at the next step
         state.shuffle_rng.set_state(snapshot["rng"])
         state.epoch, state.resume_params = snapshot["epoch"], device(snapshot["resume"])
         if watch is not None:
