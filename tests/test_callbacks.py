@@ -131,8 +131,9 @@ def test_early_stopping_keeps_its_best_and_where_training_reached(numpy_backend)
     assert model.state.resume_params is None  # its only epoch is its best
 
 
-def lbfgs_oracle(model, X, t, maxiter):
-    """SciPy's L-BFGS-B run directly on the model's mean squared error: its iterates."""
+def lbfgs_oracle(model, X, t, maxiter, maxfun=15000):
+    """SciPy's L-BFGS-B run directly on the model's mean squared error: its iterates, their
+    losses, and its result."""
     from scipy.optimize import minimize
 
     loss = bp.losses.get("mse")
@@ -150,16 +151,16 @@ def lbfgs_oracle(model, X, t, maxiter):
         iterates.append(intermediate_result.x.copy())
 
     theta0 = np.array(model.flat_parameters(), dtype=np.float64)
-    minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=record,
-             options={"maxiter": maxiter, "maxfun": 15000, "gtol": 1e-4, "maxcor": 10})
-    return iterates, [objective(x)[0] for x in iterates]
+    result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=record,
+                      options={"maxiter": maxiter, "maxfun": maxfun, "gtol": 1e-4, "maxcor": 10})
+    return iterates, [objective(x)[0] for x in iterates], result
 
 
 @pytest.mark.parametrize("stop_at", [None, 4])
 def test_an_lbfgs_fit_is_scipys_iterations_one_per_epoch(numpy_backend, stop_at):
     X, _, t = data()
     model = bp.mlp([3, 4, 1], activation="tanh", seed=0, dtype="float64")
-    iterates, losses = lbfgs_oracle(bp.mlp([3, 4, 1], activation="tanh", seed=0, dtype="float64"), X, t, 8)
+    iterates, losses, _ = lbfgs_oracle(bp.mlp([3, 4, 1], activation="tanh", seed=0, dtype="float64"), X, t, 8)
     stop = [] if stop_at is None else [lambda record, m: record["epoch"] == stop_at]
     history = model.fit(X, t, loss="mse", optimizer="lbfgs", epochs=8, callbacks=stop)
     epochs = 8 if stop_at is None else stop_at
@@ -167,6 +168,19 @@ def test_an_lbfgs_fit_is_scipys_iterations_one_per_epoch(numpy_backend, stop_at)
     assert model.flat_parameters().tobytes() == iterates[epochs - 1].tobytes()
     assert history["train_loss"] == pytest.approx(losses[:epochs], rel=1e-14, abs=0)
     assert model.optimizer.t == epochs
+
+
+def test_an_lbfgs_fit_out_of_evaluations_keeps_scipys_result_and_says_why(numpy_backend):
+    # SciPy stops before fit's epochs are over: the model holds its result, and why comes back.
+    X, _, t = data()
+    model = bp.mlp([3, 4, 1], activation="tanh", seed=0, dtype="float64")
+    oracle = bp.mlp([3, 4, 1], activation="tanh", seed=0, dtype="float64")
+    iterates, losses, result = lbfgs_oracle(oracle, X, t, 8, maxfun=6)
+    assert result.nit == 6 and "EVALUATIONS EXCEEDS LIMIT" in result.message
+    history = model.fit(X, t, loss="mse", optimizer="lbfgs", max_fun=6, epochs=8)
+    assert model.flat_parameters().tobytes() == result.x.tobytes()
+    assert history["train_loss"] == pytest.approx(losses, rel=1e-14, abs=0)
+    assert history.converged == f"L-BFGS: {result.message.lower()}"
 
 
 class Strict:
