@@ -240,3 +240,21 @@ def test_the_bookkeeping_and_the_context_take_no_new_attributes(numpy_backend):
     for name in ("safe", "weight_sum", "history"):
         with pytest.raises(AttributeError):
             setattr(epochs, name, None)
+
+
+def test_the_math_tier_imports_nothing_host_side():
+    # fit reaches data parallelism through the driver that backprop.host.distributed
+    # registers (drivers.register_ranks), so no module of the network math imports host-side
+    # code, at the top or inside a function (the package's own plumbing aside).
+    import pathlib
+    import re
+
+    root = pathlib.Path(bp.__file__).parent
+    tiers = "host|edges|apps|cli|playground|contenders"
+    host_side = re.compile(rf"^\s*(from|import)\s+(backprop\.|\.)({tiers})\b", re.M)
+    plumbing = {"__init__.py", "__main__.py", "_moved.py"}
+    math = [p for p in root.glob("*.py") if p.name not in plumbing]
+    assert {"training.py", "drivers.py", "callbacks.py"} <= {p.name for p in math}
+    assert [p.name for p in math if host_side.search(p.read_text())] == []
+    assert isinstance(drivers.ranks(Solo()), bp.distributed.Ranks)
+    assert isinstance(drivers.ranks(None), drivers.Alone)
