@@ -55,6 +55,7 @@ class Recorder(Callback):
 
     def on_end(self, fit):
         self.events.append(("end", fit.model.epoch))
+        self.weights["end"] = weights(fit.model)
 
 
 def test_a_callback_object_sees_begin_each_epoch_and_end_in_order(numpy_backend):
@@ -119,6 +120,7 @@ def test_early_stopping_keeps_its_best_and_where_training_reached(numpy_backend)
     val = model.history["val_loss"]
     assert watch.best_epoch == 1 + int(np.argmin(val)) < 8
     assert_same_bits(weights(model), seen.weights["end", watch.best_epoch])
+    assert_same_bits(seen.weights["end"], weights(model))  # the user's on_end runs after the restore
     assert_same_bits(watch.best_params, seen.weights["end", watch.best_epoch])
     assert_same_bits(model.state.resume_params, seen.weights["end", 8])
     model.fit(X, y, epochs=1, batch_size=8, validation_data=(Xv, yv), early_stopping=watch, callbacks=[seen])
