@@ -13,6 +13,7 @@ from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, 
 # The modules bp exposed before the tiers became folders stay attributes (bp.runner.DEFAULTS...).
 from .apps import runner as runner
 from .apps.runner import Run, run
+from .callbacks import Callback
 from .edges import checkpoint
 from .edges import datafiles as datafiles
 from .edges import datasets as datasets
@@ -35,7 +36,7 @@ from .training import EPOCH_KEYS, EarlyStopping, FitState, History, TrainingDive
 
 __all__ = [
     "EPOCH_KEYS", "SGD", "Adam", "AdamW", "BackendError", "BackendUnavailable", "BackpropError",
-    "BinaryCrossEntropy", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy",
+    "BinaryCrossEntropy", "Callback", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy",
     "DataError", "Dense", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult",
     "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton", "Identity", "Layer",
     "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Run", "Sequential", "Sigmoid", "Softmax",

@@ -1,8 +1,9 @@
 """Full-batch training: Levenberg–Marquardt and L-BFGS.
 
 These are optimizers that see the whole training set at once and drive their own
-iterations; ``fit`` runs one of their iterations per epoch and keeps its usual
-bookkeeping (records, validation, early stopping, callbacks, divergence).
+iterations: ``fit``'s full-batch driver hands :meth:`FullBatch.run` the data and its
+bookkeeping (``epochs.begin``/``epochs.end``: records, validation, early stopping,
+callbacks, divergence), one iteration per epoch; ``run`` returns why it stopped.
 
 Levenberg–Marquardt (MATLAB's ``trainlm``) minimizes a sum of squared residuals
 e (N·K,) with the Jacobian J (N·K, P) of the network's outputs:
@@ -39,7 +40,7 @@ from .optimizers import Optimizer, count, non_negative, positive, register
 class FullBatch(Optimizer):
     """Base of the optimizers that train on the whole batch and run their own iterations.
 
-    ``fit`` calls :meth:`iterate` once per epoch; it returns the epoch's loss
+    :meth:`run` calls :meth:`iterate` once per epoch; it returns the epoch's loss
     (summed like a batch loss), and None or a reason to stop.
     """
 
@@ -60,31 +61,32 @@ class FullBatch(Optimizer):
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         """Refuse a model, loss or data size this method cannot train; nothing is changed."""
 
-    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
-            S: Array | None = None) -> None:
-        """The epochs of ``span``, one :meth:`iterate` each, with ``fit``'s bookkeeping ``epochs``;
-        ``S`` (N,): sample weights scaled to mean 1, or None."""
-        step = epochs.step
+    def run(self, batch: Any, span: range, epochs: Any) -> str | None:
+        """The epochs of ``span``, one :meth:`iterate` each, calling ``epochs.begin(epoch)`` before
+        and ``epochs.end(total, correct, record) -> stop`` after each (``fit``'s bookkeeping).
+
+        ``batch`` (:class:`backprop.drivers.FullBatchData`): the Step, the training part
+        (sample weights ``S`` (N,) scaled to mean 1, or None) and the weights' sum. Returns
+        None, or why the method stopped by itself."""
+        step, data = batch.step, batch.data
         loss, xp = step.loss, step.model.xp
         if step.hooks and not self.hooks_apply:
             raise ConfigError(f"{self.name} forms its own step from the Jacobian or the Hessian: gradient "
                               "hooks do not apply to it; use lbfgs or a first-order optimizer")
         # The sum of the user's weights, before fit scaled them to mean 1: LM's JᵀJ is the
         # Gauss-Newton matrix of the raw weighted squares, so that a weight of 2 is a repeat.
-        self.weight_sum = getattr(epochs, "weight_sum", None)
+        self.weight_sum = batch.weight_sum
         for epoch in span:
             epochs.begin(epoch)
-            value, reason = self.iterate(step, X, T, S)
-            total = value * X.shape[0] if loss.reduction == "mean" else value
+            value, reason = self.iterate(step, data.X, data.T, data.S)
+            total = value * data.n if loss.reduction == "mean" else value
             correct = None
             if loss.classification:
-                correct = loss.correct(xp, step.model.forward(X, loss=loss)[0], T, labels)
+                correct = loss.correct(xp, step.model.forward(data.X, loss=loss)[0], data.T, data.labels)
             stop = epochs.end(total, correct, self.record())
-            if reason is not None:
-                epochs.history.converged = reason
-                return
-            if stop:
-                return
+            if reason is not None or stop:
+                return reason
+        return None
 
     def record(self) -> dict:
         """What this optimizer adds to an epoch record."""
@@ -159,7 +161,7 @@ class Damped(FullBatch):
                              for p in model.parameter_list()])
         before, g, solve = self.curvature(step, X, T, S, theta64, decayed)
         base = xp.astype(before, f64) + self._penalty(xp, theta64, decayed) if self.weight_decay else before
-        first = True
+        old = None
         while True:
             trial = theta + xp.astype(solve(self.mu), theta.dtype, copy=False)
             model.set_flat_parameters(trial)
@@ -167,17 +169,11 @@ class Damped(FullBatch):
             objective = after
             if self.weight_decay:
                 objective = xp.astype(after, f64) + self._penalty(xp, xp.astype(trial, f64), decayed)
-            if first:  # one read: the new objective, the old one and the gradient norm
-                values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
-                                   xp.linalg.vector_norm(g)])
-                new, old, grad_norm = (float(v) for v in _host(values))
-                if grad_norm < self.min_grad:
+            if old is None:
+                new, old, reason = self._first_trial(xp, f64, objective, base, g)
+                if reason is not None:
                     model.set_flat_parameters(theta)
-                    return before, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
-                if old <= self.goal:
-                    model.set_flat_parameters(theta)
-                    return before, f"the loss {old:.6g} reached the goal {self.goal:g}"
-                first = False
+                    return before, reason
             else:
                 new = float(objective)
             if new < old:
@@ -191,6 +187,20 @@ class Damped(FullBatch):
             if self.mu > self.mu_max:
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+    def _first_trial(self, xp: Any, f64: Any, objective: Array, base: Array,
+                     g: Array) -> tuple[float, float, str | None]:
+        """``(new, old, reason)`` after an iteration's first trial, in one read: the objective
+        there and before (0-d), and why the iteration stops before stepping (the gradient ``g``
+        (P,) below ``min_grad``, or the old loss at the goal), or None."""
+        values = xp.stack([xp.astype(objective, f64, copy=False), xp.astype(base, f64, copy=False),
+                           xp.linalg.vector_norm(g)])
+        new, old, grad_norm = (float(v) for v in _host(values))
+        if grad_norm < self.min_grad:
+            return new, old, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
+        if old <= self.goal:
+            return new, old, f"the loss {old:.6g} reached the goal {self.goal:g}"
+        return new, old, None
 
 
 class LevenbergMarquardt(Damped):

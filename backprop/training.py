@@ -7,6 +7,11 @@ batches from it: no per-step host copies. Each batch goes through one
 correct counts accumulate as 0-d device arrays; the loop synchronizes with the
 device once per epoch, when it reports.
 
+``fit`` prepares the inputs, then one driver (:mod:`backprop.drivers`: mini-batch,
+data-parallel or full-batch) runs the epochs, and the per-epoch services are
+callbacks (:mod:`backprop.callbacks`: divergence rollback, history, early stopping,
+the user's).
+
 Everything a fit carries to the next one (the epoch count, loss, optimizer and
 its state, history, shuffle RNG, early-stopping progress) is one
 :class:`FitState`, held by the model as ``model.state`` and saved by checkpoints.
@@ -17,22 +22,21 @@ from __future__ import annotations
 import contextlib
 import copy
 import inspect
-import math
 import numbers
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from backends import DeviceRNG, HostRNG, Stream, to_numpy_any
 
-from . import batching, losses, optimizers
+from . import drivers, losses, optimizers
 from ._typing import Array
+from .callbacks import Callback, EarlyStopping, FitContext, History, RollbackOnDivergence, as_callback
+from .callbacks import TrainingDiverged as TrainingDiverged  # its import path before callbacks had a module
 from .errors import ConfigError, DataError
-from .evaluation import evaluate_arrays, indicator_correct
-from .host import distributed
-from .step import GradientHook, Step, train_epoch
+from .evaluation import indicator_correct
+from .step import GradientHook, Step
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 
 EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "mu", "seconds",
@@ -42,76 +46,6 @@ EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy
 (with validation data), ``lr``, ``mu`` (Levenberg–Marquardt's damping after the
 epoch), ``seconds``, ``samples_per_s``. Every consumer
 (history, progress, JSON lines, the playground) reads this one schema."""
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; the model holds the last finite weights."""
-
-
-@dataclass
-class EarlyStopping:
-    """Stop when the validation loss has not improved for ``patience`` epochs.
-
-    The best weights are restored at the end of training (``restore_best``).
-    An improvement is a drop of more than ``min_delta``.
-    """
-
-    patience: int = 10
-    min_delta: float = 0.0
-    restore_best: bool = True
-    # Progress so far, kept on the object so that a checkpoint can carry it and a
-    # resumed run stops exactly where an uninterrupted one would.
-    best: float = math.inf
-    waited: int = 0
-    best_epoch: int | None = None
-    best_params: list | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 1:
-            raise ConfigError(f"early stopping patience must be a positive integer, got {self.patience!r}")
-
-    @property
-    def exhausted(self) -> bool:
-        """Patience has run out: training stops after this epoch."""
-        return self.waited >= self.patience
-
-    def observe(self, epoch: int, val_loss: float, params: list[Array], xp: Any) -> None:
-        """Record epoch ``epoch``'s validation loss; copy the weights when they are the best."""
-        if val_loss < self.best - self.min_delta:
-            self.best, self.waited, self.best_epoch = val_loss, 0, epoch
-            if self.restore_best:
-                self.best_params = [xp.asarray(p, copy=True) for p in params]
-        else:
-            self.waited += 1
-
-
-class History:
-    """Per-epoch records of a fit (see :data:`EPOCH_KEYS`).
-
-    ``history.records`` is a list of dicts; ``history["val_loss"]`` is one key's list.
-    """
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.stopped_early = False
-        self.best_epoch: int | None = None
-        self.converged: str | None = None  # why a full-batch optimizer stopped by itself
-
-    def __getitem__(self, key: str) -> list:
-        return [r.get(key) for r in self.records]
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    @property
-    def history(self) -> dict[str, list]:
-        """Keras-style dict of lists."""
-        keys = dict.fromkeys(k for r in self.records for k in r)
-        return {k: self[k] for k in keys}
-
-    def __repr__(self) -> str:
-        last = self.records[-1] if self.records else {}
-        return f"<History {len(self)} epochs, last={last}>"
 
 
 @dataclass
@@ -172,69 +106,6 @@ class FitState:
         if self.optimizer is not None:
             new.optimizer = self.optimizer.moved(move, owner)
         return new
-
-
-class _Epochs:
-    """What happens around every epoch, whoever drives the epochs (the mini-batch loop
-    below, or a full-batch optimizer's own iterations): the divergence backup, the
-    record, validation, early stopping and the callbacks."""
-
-    def __init__(self, model: Any, step: Step, history: History, watch: EarlyStopping | None, val: Any,
-                 callbacks: Sequence[Callable], n: int, T: Array, eval_batch: int, comm: Any = None) -> None:
-        self.model, self.step, self.history, self.watch, self.val = model, step, history, watch, val
-        self.callbacks, self.n, self.T, self.eval_batch = callbacks, n, T, eval_batch
-        self.comm = comm  # data-parallel: the totals are every rank's, and stopping is decided together
-        self.params = model.parameter_list()
-
-    def begin(self, epoch: int) -> None:
-        """Before epoch ``epoch`` (0-based): its rate, a copy of the weights, the clock."""
-        xp = self.model.xp
-        self.epoch, self.started = epoch, time.perf_counter()
-        self.lr = self.step.optimizer.set_epoch(epoch)
-        self.safe = [xp.asarray(p, copy=True) for p in self.params]
-
-    def end(self, total: Array, correct: Array | None, extra: dict | None = None) -> bool:
-        """After the epoch: its summed loss and right count (0-d device arrays) become the
-        record; returns True when training should stop."""
-        model, history, watch, loss = self.model, self.history, self.watch, self.step.loss
-        state = model.state
-        opt, epoch = self.step.optimizer, self.epoch
-        # The one synchronisation of the epoch.
-        record: dict[str, Any] = {"epoch": epoch + 1}
-        record["train_loss"], accuracy = batching.means(total, correct, self.n, self.T, loss)
-        if not math.isfinite(record["train_loss"]):
-            for p, keep in zip(self.params, self.safe):
-                p[...] = keep
-            opt.reset(keep_owner=True)  # its moments saw the divergent epoch
-            raise TrainingDiverged(
-                f"the training loss became {record['train_loss']} in epoch {epoch + 1}: lower "
-                f"the learning rate (now {self.lr:g}) or standardize the inputs; the model "
-                "keeps the weights from before that epoch and the optimizer starts afresh"
-            )
-        if accuracy is not None:
-            record["train_accuracy"] = accuracy
-        if self.val is not None:
-            if self.comm is None:
-                scores = evaluate_arrays(model, *self.val, loss, self.eval_batch)
-            else:
-                scores = distributed.evaluate(model, self.comm, *self.val, loss, self.eval_batch)
-            record["val_loss"] = scores["loss"]
-            if "accuracy" in scores:
-                record["val_accuracy"] = scores["accuracy"]
-        seconds = time.perf_counter() - self.started
-        record.update(lr=self.lr, seconds=seconds,
-                      samples_per_s=self.n / seconds if seconds > 0 else math.inf, **(extra or {}))
-        history.records.append(record)
-        state.epoch = epoch + 1
-        if watch is not None:
-            watch.observe(epoch + 1, record["val_loss"], self.params, model.xp)
-            history.best_epoch = watch.best_epoch
-            history.stopped_early = watch.exhausted
-        # After the early-stopping update, so that a callback saving a checkpoint saves it too.
-        answers = [callback(record, model) for callback in self.callbacks]  # every one runs
-        stop = history.stopped_early or any(answer is True for answer in answers)
-        # A callback may ask on one rank only (Ctrl-C): every rank stops after the same epoch.
-        return stop if self.comm is None else self.comm.any(stop)
 
 
 def _split(model: Any, X: Array, T: Array, labels: Array | None, fraction: float,
@@ -302,12 +173,7 @@ def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: 
         return optimizer
     continuing = optimizer is None and state.optimizer is not None
     name = state.optimizer.name if continuing else optimizer or "adam"
-    unknown = [k for k in extra if k not in optimizers.settings(state.optimizer if continuing else name)]
-    if unknown:
-        own = [k for k in inspect.signature(fit).parameters if k not in ("model", "X", "y", "settings")]
-        raise ConfigError(f"fit has no keyword {', '.join(map(repr, unknown))}: it takes {', '.join(own)}, "
-                          f"and the settings of its optimizer {name!r}: "
-                          f"{', '.join(optimizers.settings(state.optimizer if continuing else name))}")
+    _refuse_unknown(name, state.optimizer if continuing else name, extra)
     if continuing:
         fixed = [k for k in extra if k != "l1"]
         if fixed:
@@ -316,6 +182,16 @@ def _optimizer(state: FitState, optimizer: Any, lr: float | None, weight_decay: 
         # Continue with the model's optimizer and its state; new settings apply from now on.
         return state.optimizer.update_settings(**settings)
     return optimizers.get(name, **settings)
+
+
+def _refuse_unknown(name: str, optimizer: Any, extra: dict[str, Any]) -> None:
+    """Refuse a setting in ``extra`` that neither fit nor the optimizer (a name or an instance) takes."""
+    known = optimizers.settings(optimizer)
+    unknown = [k for k in extra if k not in known]
+    if unknown:
+        own = [k for k in inspect.signature(fit).parameters if k not in ("model", "X", "y", "settings")]
+        raise ConfigError(f"fit has no keyword {', '.join(map(repr, unknown))}: it takes {', '.join(own)}, "
+                          f"and the settings of its optimizer {name!r}: {', '.join(known)}")
 
 
 def _counting(loss: losses.Loss, class_targets: bool) -> losses.Loss:
@@ -367,7 +243,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         epochs: int = 10, batch_size: int | str | None = None, shuffle: bool = True,
         validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
         early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
-        schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any]] = (),
+        schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any] | Callback] = (),
         gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None,
         class_targets: bool = False, **settings: Any) -> History:
     """Train the model on inputs ``X`` (N, n_inputs) and targets ``y``; returns its History.
@@ -411,8 +287,9 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
         restores the best weights. An EarlyStopping object keeps its progress (best loss,
         epochs waited, best weights) between fits; passing ``model.state.early_stopping``
         continues the previous fit's, from the weights that fit had reached.
-    callbacks : callables ``f(record, model)``
-        Called after every epoch with that epoch's record; returning True stops.
+    callbacks : callables ``f(record, model)`` or :class:`~backprop.callbacks.Callback` objects
+        Called after every epoch with that epoch's record; returning True stops. A Callback
+        also sees the fit begin, each epoch begin, and the fit end.
     gradient_hooks : callables ``f(grads, step)``
         Run on every batch between the backward pass and the update (see :mod:`backprop.step`).
     sample_weight : array (N,) or number
@@ -439,110 +316,113 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
     -------
     History
     """
-    backend, xp, dtype, state = model.backend, model.xp, model.dtype, model.state
     epochs = 0 if epochs == 0 else positive_int(epochs, "epochs")
     validation_split = check_fraction(validation_split, "validation_split")
     watch = early_stopping_from(early_stopping)
     if watch is not None and not validation_split and validation_data is None:
         raise ConfigError(
             "early stopping watches the validation loss: pass validation_split or validation_data")
+    user = [as_callback(callback) for callback in callbacks]
+    backend, state = model.backend, model.state
 
-    # Overflow warnings are silenced: a diverging run is reported once, in one line, below.
+    # Overflow warnings are silenced: a diverging run is reported once, in one line (the rollback).
     with _one_fit(model), backend.activate(), backend.quiet_overflow():
-        Xd = as_inputs(backend, dtype, X, model.n_inputs)
-        y = upload(backend, y, "y")  # once: the loss choice and the targets both read it
-        if loss == "auto":
-            loss_obj = losses.auto(xp, y, model.n_outputs, model.layers[-1])
-        else:
-            loss_obj = losses.get(loss)
-        T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
-        S = None if sample_weight is None else _sample_weights(backend, dtype, sample_weight, Xd.shape[0])
-        if validation_data is not None:
-            if len(validation_data) != 2:
-                raise DataError("validation_data must be a pair (X_val, y_val)")
-            Xv = as_inputs(backend, dtype, validation_data[0], model.n_inputs, "X_val")
-            Tv, labels_v = as_targets(backend, dtype, validation_data[1], loss_obj, model.n_outputs,
-                                      Xv.shape[0], "y_val")
-            val = (Xv, Tv, labels_v)
-        elif validation_split:
-            ((Xd, T, labels), val), S = _split(model, Xd, T, labels, validation_split, S)
-        else:
-            val = None
-        weight_sum = None if S is None else float(xp.sum(S))  # read once: full-batch methods need it
-        if weight_sum is not None and weight_sum <= 0:
-            raise DataError("the training part's sample weights are all zero (the validation split took "
-                            "every weighted sample): give weight to more samples, or no validation split")
-        if loss_obj.reduction == "mean":  # a summed loss keeps the weights as given: 2 is a repeat
-            S = _mean_one(xp, S)
-
-        n = Xd.shape[0]
-        if batch_size not in (None, "full"):
-            positive_int(batch_size)  # before _optimizer, which may change the model's optimizer
-        opt = _optimizer(state, optimizer, lr, weight_decay, schedule, settings)
-        if batch_size is None:
-            batch_size = "full" if getattr(opt, "full_batch", False) else 32
-        batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
-        if comm is not None and comm.size > 1 and opt.refusal("ranks"):
-            raise ConfigError(opt.refusal("ranks"))
-        if opt.full_batch:
-            opt.check(model, loss_obj, n)
-            if batch_size < n:
-                raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
-                                  f"it got {batch_size} of {n} samples")
-        if comm is not None:  # before any collective: other data or settings would mix, hang or cut
-            distributed.check_same_data(comm, {
-                **{name: None if a is None else backend.to_numpy(a)
-                   for name, a in (("X", Xd), ("y", T), ("sample_weight", S))},
-                "the epochs": [epochs], "the batch size": [batch_size], "the optimizer": [repr(opt)]})
+        loss_obj, data, val, weight_sum = _inputs(model, X, y, loss, sample_weight, validation_data,
+                                                  validation_split)
+        opt, batch_size = _optimizer_for(model, loss_obj, data.n, batch_size, comm,
+                                         (optimizer, lr, weight_decay, schedule, settings))
+        group = drivers.ranks(comm)
+        # Before any collective: other data or settings would mix, hang or cut.
+        group.check_same(backend, {"X": data.X, "y": data.T, "sample_weight": data.S}, {
+            "the epochs": [epochs], "the batch size": [batch_size], "the optimizer": [repr(opt)]})
         # Last of the checks: nothing above changed the model or its optimizer.
         opt.bind(model.uid)
-        params = model.parameter_list()
-        if watch is not None and watch is state.early_stopping and state.resume_params is not None:
-            for p, keep in zip(params, state.resume_params):
-                p[...] = keep  # continue from where that fit stopped, not from its best weights
-        state.resume_params = None
-        state.optimizer, state.loss, state.early_stopping = opt, loss_obj, watch
-        history = state.history if state.history is not None else History()
-        # What this fit decides: an earlier fit's early stop must not end this one.
-        history.stopped_early, history.converged = False, None
-        if watch is None:
-            history.best_epoch = None
-        state.history = history
-        if comm is not None:
-            distributed.replicate(comm, model, opt, watch)
+        context, services = _begin(model, opt, loss_obj, watch, user)
+        group.replicate(model, opt, watch)
         step = Step(model, _counting(loss_obj, class_targets), opt, gradient_hooks)
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
-        epochs_run = _Epochs(model, step, history, watch, val, callbacks, n, T, max(batch_size, 1024), comm)
-        epochs_run.weight_sum = weight_sum
-        if getattr(opt, "full_batch", False):
-            opt.run(epochs_run, range(first_epoch, first_epoch + epochs), Xd, T, labels, S)
+        if opt.full_batch:
+            driver = drivers.FullBatch(opt, drivers.FullBatchData(step, data, weight_sum, comm))
         else:
-            spans = batching.spans(n, batch_size)
-            for epoch in range(first_epoch, first_epoch + epochs):
-                epochs_run.begin(epoch)
-                if comm is not None:  # this rank's part of every global batch, gathered once
-                    order = state.shuffle_rng.permutation(n) if shuffle and len(spans) > 1 else None
-                    part = distributed.plan(order, n, spans, comm.rank, comm.size, loss_obj)
-                    rows = backend.asarray(part.rows)
-                    Xe, Te = xp.take(Xd, rows, axis=0), xp.take(T, rows, axis=0)
-                    Le = None if labels is None else xp.take(labels, rows, axis=0)
-                    Se = None if S is None else xp.take(S, rows, axis=0)
-                    if epochs_run.end(*distributed.train_epoch(step, comm, Xe, Te, Le, Se, part)):
-                        break
-                    continue
-                if shuffle and len(spans) > 1:
-                    order = backend.asarray(state.shuffle_rng.permutation(n))
-                    Xe, Te = xp.take(Xd, order, axis=0), xp.take(T, order, axis=0)
-                    Le = None if labels is None else xp.take(labels, order, axis=0)
-                    Se = None if S is None else xp.take(S, order, axis=0)
-                else:
-                    Xe, Te, Le, Se = Xd, T, labels, S
-                if epochs_run.end(*train_epoch(step, Xe, Te, Le, spans, Se)):
-                    break
+            driver = group.mini_batch(step, data, batch_size, shuffle, state.shuffle_rng)
+        bookkeeping = drivers.Epochs(context, services, step.loss, val, group, data.T, max(batch_size, 1024))
+        context.history.converged = driver.run(range(first_epoch, first_epoch + epochs), bookkeeping)
+        for service in services:
+            service.on_end(context)
+    return context.history
 
-        if watch is not None and watch.best_params is not None and watch.best_epoch != state.epoch:
-            state.resume_params = [xp.asarray(p, copy=True) for p in params]
-            for p, keep in zip(params, watch.best_params):
-                p[...] = keep
-    return history
+
+def _inputs(model: Any, X: Any, y: Any, loss: Any, sample_weight: Any, validation_data: Any,
+            validation_split: float) -> tuple[losses.Loss, drivers.TrainingData, Any, float | None]:
+    """The fit's data uploaded and checked once: ``(loss, training part, validation part
+    (X, T, labels) or None, the sum of the training part's sample weights or None)``."""
+    backend, xp, dtype = model.backend, model.xp, model.dtype
+    Xd = as_inputs(backend, dtype, X, model.n_inputs)
+    y = upload(backend, y, "y")  # once: the loss choice and the targets both read it
+    loss_obj = losses.auto(xp, y, model.n_outputs, model.layers[-1]) if loss == "auto" else losses.get(loss)
+    T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
+    S = None if sample_weight is None else _sample_weights(backend, dtype, sample_weight, Xd.shape[0])
+    if validation_data is not None:
+        val = _validation_data(model, loss_obj, validation_data)
+    elif validation_split:
+        ((Xd, T, labels), val), S = _split(model, Xd, T, labels, validation_split, S)
+    else:
+        val = None
+    weight_sum = None if S is None else float(xp.sum(S))  # read once: full-batch methods need it
+    if weight_sum is not None and weight_sum <= 0:
+        raise DataError("the training part's sample weights are all zero (the validation split took "
+                        "every weighted sample): give weight to more samples, or no validation split")
+    if loss_obj.reduction == "mean":  # a summed loss keeps the weights as given: 2 is a repeat
+        S = _mean_one(xp, S)
+    return loss_obj, drivers.TrainingData(Xd, T, labels, S), val, weight_sum
+
+
+def _validation_data(model: Any, loss: losses.Loss, validation_data: Any) -> tuple[Array, Array, Any]:
+    """``(X_val, T_val, labels_val)`` on the device from the user's pair."""
+    if len(validation_data) != 2:
+        raise DataError("validation_data must be a pair (X_val, y_val)")
+    backend, dtype = model.backend, model.dtype
+    Xv = as_inputs(backend, dtype, validation_data[0], model.n_inputs, "X_val")
+    Tv, labels_v = as_targets(backend, dtype, validation_data[1], loss, model.n_outputs, Xv.shape[0], "y_val")
+    return Xv, Tv, labels_v
+
+
+def _optimizer_for(model: Any, loss: losses.Loss, n: int, batch_size: Any, comm: Any,
+                   asked: tuple) -> tuple[optimizers.Optimizer, int]:
+    """The fit's optimizer and its batch size in samples, checked against each other, the
+    model, the loss and the ranks; ``asked``: fit's (optimizer, lr, weight_decay, schedule,
+    settings)."""
+    if batch_size not in (None, "full"):
+        positive_int(batch_size)  # before _optimizer, which may change the model's optimizer
+    opt = _optimizer(model.state, *asked)
+    if batch_size is None:
+        batch_size = "full" if opt.full_batch else 32
+    batch_size = n if batch_size == "full" else min(positive_int(batch_size), n)
+    if comm is not None and comm.size > 1 and opt.refusal("ranks"):
+        raise ConfigError(opt.refusal("ranks"))
+    if opt.full_batch:
+        opt.check(model, loss, n)
+        if batch_size < n:
+            raise ConfigError(f"{opt.name} trains on the full batch: drop batch_size (or give 'full'); "
+                              f"it got {batch_size} of {n} samples")
+    return opt, batch_size
+
+
+def _begin(model: Any, opt: optimizers.Optimizer, loss: losses.Loss, watch: EarlyStopping | None,
+           user: list[Callback]) -> tuple[FitContext, list[Callback]]:
+    """The fit's context and its services in the order they run (the divergence rollback,
+    the history, early stopping, the user's), begun; then ``model.state`` becomes this fit's."""
+    state = model.state
+    history = state.history if state.history is not None else History()
+    # What this fit decides: an earlier fit's early stop must not end this one.
+    history.stopped_early, history.converged = False, None
+    if watch is None:
+        history.best_epoch = None
+    context = FitContext(model, state, history, opt)
+    services = [RollbackOnDivergence(), history, *([] if watch is None else [watch]), *user]
+    for service in services:  # while the state is the previous fit's: early stopping continues it
+        service.on_begin(context)
+    state.resume_params = None
+    state.optimizer, state.loss, state.early_stopping, state.history = opt, loss, watch, history
+    return context, services

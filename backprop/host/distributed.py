@@ -33,6 +33,7 @@ from backends.comm import LAUNCH_HINT, Communicator, connect, launched_by_mpi, n
 
 from .. import batching, flat
 from .._typing import Array
+from ..drivers import Alone, MiniBatch, TrainingData, register_ranks
 from ..errors import ConfigError, DataError
 from ..layers import chain
 from ..losses import Loss
@@ -192,9 +193,9 @@ def replicate(comm: Communicator, model: Any, optimizer: Any, watch: Any) -> Non
 
     with backend.activate():
         model.set_flat_parameters(snapshot["params"])
+        optimizer.reset(keep_owner=True)  # the new state is checked against the parameters at the next step
         optimizer.t = snapshot["t"]
         optimizer.state = [dict(zip(s, device(list(s.values())))) for s in snapshot["slots"]]
-        optimizer._ids = ()  # the state is checked against the parameters at the next step
         state.shuffle_rng.set_state(snapshot["rng"])
         state.epoch, state.resume_params = snapshot["epoch"], device(snapshot["resume"])
         if watch is not None:
@@ -224,6 +225,53 @@ def full_batch_gradients(step: Any, comm: Communicator, X: Array, T: Array, labe
     buffer = comm.allreduce(buffer)
     grads = flat.unflatten(xp, buffer[:P], [tuple(p.shape) for p in step.params])
     return buffer[P], grads, (buffer[P + 1] if buffer.shape[0] > P + 1 else None)
+
+
+class DataParallel(MiniBatch):
+    """The data-parallel driver: every rank draws the same permutation, takes its part of each
+    global batch (:func:`plan`, gathered once an epoch) and trains it with :func:`train_epoch`."""
+
+    def __init__(self, step: Any, data: TrainingData, batch_size: int, shuffle: bool, rng: Any,
+                 comm: Communicator) -> None:
+        super().__init__(step, data, batch_size, shuffle, rng)
+        self.comm = comm
+
+    def train(self, order: np.ndarray | None) -> tuple[float, float | None]:
+        d, model, comm = self.data, self.step.model, self.comm
+        part = plan(order, d.n, self.spans, comm.rank, comm.size, self.step.loss)
+        xp, rows = model.xp, model.backend.asarray(part.rows)
+        Xe, Te = xp.take(d.X, rows, axis=0), xp.take(d.T, rows, axis=0)
+        Le = None if d.labels is None else xp.take(d.labels, rows, axis=0)
+        Se = None if d.S is None else xp.take(d.S, rows, axis=0)
+        return train_epoch(self.step, comm, Xe, Te, Le, Se, part)
+
+
+class Ranks(Alone):
+    """The ranks of ``comm`` training one model together: what a fit asks of them (the same data,
+    rank 0's start, validation split over them, stopping together, the mini-batch driver)."""
+
+    def __init__(self, comm: Communicator) -> None:
+        self.comm = comm
+
+    def check_same(self, backend: Any, arrays: dict[str, Array | None], settings: dict[str, list]) -> None:
+        check_same_data(self.comm, {**{name: None if a is None else backend.to_numpy(a)
+                                       for name, a in arrays.items()}, **settings})
+
+    def replicate(self, model: Any, optimizer: Any, watch: Any) -> None:
+        replicate(self.comm, model, optimizer, watch)
+
+    def evaluate(self, model: Any, X: Array, T: Array, labels: Array | None, loss: Loss,
+                 batch_size: int) -> dict[str, float]:
+        return evaluate(model, self.comm, X, T, labels, loss, batch_size)
+
+    def agree(self, stop: bool) -> bool:
+        return self.comm.any(stop)
+
+    def mini_batch(self, *args: Any, **kwargs: Any) -> DataParallel:
+        return DataParallel(*args, comm=self.comm, **kwargs)
+
+
+register_ranks(Ranks)
 
 
 def fingerprint(parts: dict[str, Any]) -> list[tuple[str, Any, str]]:

@@ -8,17 +8,15 @@ well-kept line search and curvature updates that we do not rewrite.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
 
 from backends import to_numpy_any
 
-from .._typing import Array
+from ..callbacks import TrainingDiverged
 from ..optimizers import count, non_negative, register
 from ..second_order import FullBatch
-from ..training import TrainingDiverged
 from .distributed import full_batch_gradients
 
 
@@ -51,25 +49,81 @@ class LBFGS(FullBatch):
     def config(self) -> dict:
         return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}
 
-    def run(self, epochs: Any, span: range, X: Array, T: Array, labels: Array | None,
-            S: Array | None = None) -> None:
+    def run(self, batch: Any, span: range, epochs: Any) -> str | None:
+        """SciPy's minimize for the epochs of ``span``, one iteration each, calling ``epochs.begin``
+        and ``epochs.end(total, correct) -> stop`` (``fit``'s bookkeeping) around each.
+
+        ``batch`` (:class:`backprop.drivers.FullBatchData`): the Step, the training part and
+        the communicator. Returns None, or why L-BFGS stopped by itself."""
         from scipy.optimize import minimize  # here: SciPy's optimizer costs 0.2 s to import, for lbfgs only
 
-        step, model = epochs.step, epochs.step.model
-        xp, loss, backend = model.xp, step.loss, model.backend
-        f64 = backend.dtype("float64")
+        if len(span) == 0:
+            return None
+        model = batch.step.model
+        objective, last = self._objective(batch)
+        upcoming = iter(span)
+        # SciPy reports an iteration after computing it: each epoch begins (its clock, its
+        # divergence backup) at the end of the one before, the first before minimize.
+        current = {"epoch": next(upcoming), "stopped": False}
+        epochs.begin(current["epoch"])
+
+        def each_iteration(intermediate_result: Any) -> None:
+            if current["epoch"] is None:
+                raise StopIteration
+            theta = np.asarray(intermediate_result.x)
+            if "theta" not in last or not np.array_equal(last["theta"], theta):
+                objective(theta)  # the accepted point was not the last one evaluated
+            self.t += 1
+            stop = self._end(batch, last, epochs)
+            current["epoch"] = None if stop else next(upcoming, None)
+            if current["epoch"] is not None:
+                epochs.begin(current["epoch"])
+            if stop:
+                current["stopped"] = True
+                raise StopIteration
+
+        theta0 = np.asarray(to_numpy_any(model.flat_parameters()), dtype=np.float64)
+        result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=each_iteration,
+                          options={"maxiter": len(span), "maxfun": self.max_fun, "gtol": self.tol,
+                                   "maxcor": self.memory})
+        model.set_flat_parameters(np.asarray(result.x))
+        if current["stopped"]:
+            return None
+        if result.nit < len(span):
+            message = result.message if isinstance(result.message, str) else str(result.message)
+            return f"L-BFGS: {message.lower()}"
+        if result.nfev >= self.max_fun:
+            return f"L-BFGS used its max_fun of {self.max_fun} evaluations"
+        return None
+
+    def _end(self, batch: Any, last: dict[str, Any], epochs: Any) -> bool:
+        """The epoch's totals at the accepted point to ``epochs.end``; True: stop."""
+        model, loss = batch.step.model, batch.step.loss
+        xp, f64 = model.xp, model.backend.dtype("float64")
+        total = last["value"] * (batch.data.n if loss.reduction == "mean" else 1)
+        right = last["right"]
+        device = model.backend.device  # float64 given: torch would make a Python float float32
+        return epochs.end(xp.asarray(total, dtype=f64, device=device),
+                          None if right is None else xp.asarray(right, dtype=f64, device=device))
+
+    def _objective(self, batch: Any) -> tuple[Any, dict[str, Any]]:
+        """``(objective, last)``: ``objective(theta) -> (value, gradient)`` of the flat float64
+        parameters ``theta`` (P,) for SciPy, and the dict where it leaves the last point's
+        ``theta``, loss ``value`` and right count."""
+        step, data = batch.step, batch.data
+        model, loss = step.model, step.loss
+        xp, f64 = model.xp, model.backend.dtype("float64")
         decayed = [p.ndim >= 2 for p in model.parameter_list()]
+        comm = batch.comm if batch.comm is not None and batch.comm.size > 1 else None
         last: dict[str, Any] = {}
-        comm = getattr(epochs, "comm", None)
-        comm = comm if comm is not None and comm.size > 1 else None
 
         def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
             model.set_flat_parameters(theta)
             if comm is None:
-                value, Z, grads = step.gradients(X, T, S)
-                right = loss.correct(xp, Z, T, labels)
+                value, Z, grads = step.gradients(data.X, data.T, data.S)
+                right = loss.correct(xp, Z, data.T, data.labels)
             else:  # every rank its part, one all-reduce: the same value and gradient everywhere
-                value, grads, right = full_batch_gradients(step, comm, X, T, labels, S)
+                value, grads, right = full_batch_gradients(step, comm, data.X, data.T, data.labels, data.S)
             grads = step.hooked(grads)  # the seam, as in every step
             params = model.parameter_list()
             penalty = 0.0
@@ -82,58 +136,13 @@ class LBFGS(FullBatch):
             host = to_numpy_any(xp.stack(parts))  # one read: loss, objective (and right count)
             flat = xp.concat([xp.reshape(g, (-1,)) for g in grads])
             gradient = to_numpy_any(xp.astype(flat, f64, copy=False))
-            last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
-            if not np.isfinite(host[1]) and not done["first"]:
+            if not np.isfinite(host[1]) and "theta" not in last:
                 raise TrainingDiverged(f"the loss is {host[1]} at the starting weights: standardize the "
                                        "inputs, or start from other weights")
-            done["first"] = True
+            last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
             return float(host[1]), np.asarray(gradient, dtype=np.float64)
 
-        iterations = iter(span)
-        stopped = {"by": None}
-        done = {"first": False}
-        # SciPy reports an iteration after computing it: the epoch's clock and its
-        # divergence backup are taken at the end of the one before.
-        def snapshot() -> list:
-            return [xp.asarray(p, copy=True) for p in model.parameter_list()]
-
-        previous = {"at": time.perf_counter(), "params": snapshot()}
-
-        def each_iteration(intermediate_result: Any) -> None:
-            epoch = next(iterations, None)
-            if epoch is None:
-                raise StopIteration
-            epochs.begin(epoch)
-            epochs.started, epochs.safe = previous["at"], previous["params"]
-            theta = np.asarray(intermediate_result.x)
-            if "theta" not in last or not np.array_equal(last["theta"], theta):
-                objective(theta)  # the accepted point was not the last one evaluated
-            self.t += 1
-            n = X.shape[0]
-            total = last["value"] * (n if loss.reduction == "mean" else 1)
-            right = last["right"]
-            device = model.backend.device  # float64 given: torch would make a Python float float32
-            stop = epochs.end(xp.asarray(total, dtype=f64, device=device),
-                              None if right is None else xp.asarray(right, dtype=f64, device=device))
-            previous.update(at=time.perf_counter(), params=snapshot())
-            if stop:
-                stopped["by"] = "fit"
-                raise StopIteration
-
-        if len(span) == 0:
-            return
-        theta0 = np.asarray(to_numpy_any(model.flat_parameters()), dtype=np.float64)
-        result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=each_iteration,
-                          options={"maxiter": len(span), "maxfun": self.max_fun, "gtol": self.tol,
-                                   "maxcor": self.memory})
-        final = np.asarray(result.x)
-        model.set_flat_parameters(final)
-        if stopped["by"] is None and result.nit < len(span):
-            message = result.message if isinstance(result.message, str) else str(result.message)
-            epochs.history.converged = f"L-BFGS: {message.lower()}"
-        elif stopped["by"] is None and result.nfev >= self.max_fun:
-            epochs.history.converged = f"L-BFGS used its max_fun of {self.max_fun} evaluations"
-
+        return objective, last
 
 
 register("lbfgs", LBFGS, aliases=("l-bfgs", "l_bfgs"))
