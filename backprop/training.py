@@ -36,6 +36,7 @@ from .callbacks import Callback, EarlyStopping, FitContext, History, RollbackOnD
 from .callbacks import TrainingDiverged as TrainingDiverged  # its import path before callbacks had a module
 from .errors import ConfigError, DataError
 from .evaluation import indicator_correct
+from .settings import fit_defaults
 from .step import GradientHook, Step
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 
@@ -238,12 +239,19 @@ def early_stopping_from(value: Any) -> EarlyStopping | None:
     return EarlyStopping(patience=positive_int(value, "early_stopping"))
 
 
-def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = "auto",
-        optimizer: str | optimizers.Optimizer | None = None, lr: float | None = None,
-        epochs: int = 10, batch_size: int | str | None = None, shuffle: bool = True,
-        validation_split: float = 0.0, validation_data: tuple[Any, Any] | None = None,
-        early_stopping: int | bool | EarlyStopping | None = None, weight_decay: float | None = None,
-        schedule: Any = None, callbacks: Sequence[Callable[[dict, Any], Any] | Callback] = (),
+_FIT = fit_defaults()
+"""fit's keyword defaults, per call (the epochs this call runs; no split or early stopping unless
+asked), from the one settings schema (:func:`backprop.settings.fit_defaults`)."""
+
+
+def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
+        optimizer: str | optimizers.Optimizer | None = _FIT["optimizer"], lr: float | None = _FIT["lr"],
+        epochs: int = _FIT["epochs"], batch_size: int | str | None = _FIT["batch_size"],
+        shuffle: bool = True, validation_split: float = _FIT["validation_split"],
+        validation_data: tuple[Any, Any] | None = None,
+        early_stopping: int | bool | EarlyStopping | None = _FIT["early_stopping"],
+        weight_decay: float | None = _FIT["weight_decay"], schedule: Any = _FIT["schedule"],
+        callbacks: Sequence[Callable[[dict, Any], Any] | Callback] = (),
         gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None,
         class_targets: bool = False, **settings: Any) -> History:
     """Train the model on inputs ``X`` (N, n_inputs) and targets ``y``; returns its History.
