@@ -31,6 +31,7 @@ import numpy as np
 from backends import dtype_name, get_backend, is_out_of_memory
 
 from .. import losses, optimizers
+from ..callbacks import Callback as FitCallback
 from ..edges import checkpoint, datafiles, features
 from ..edges.datasets import Dataset
 from ..edges.heads import Head, scores
@@ -174,6 +175,21 @@ def _prepare_plot_folder(plot: str) -> None:
         raise ConfigError(f"cannot create the plot folder {plot} ({exc.strerror})") from None
     if not os.access(plot, os.W_OK):
         raise ConfigError(f"the plot folder {plot} is not writable: choose another")
+
+
+class PeriodicSave(FitCallback):
+    """During a run with ``save``, refresh the checkpoint every :data:`SAVE_EVERY_S` seconds
+    (status ``training``), after the epoch's other callbacks: a killed run loses at most that."""
+
+    def __init__(self, run: Run, every: float | None = None) -> None:
+        self.run, self.every = run, SAVE_EVERY_S if every is None else every
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, record: dict, fit: Any) -> None:
+        run = self.run
+        if run.save_path and run.root and time.perf_counter() - self.last >= self.every:
+            run.save("training")
+            self.last = time.perf_counter()
 
 
 class Run:
@@ -441,15 +457,12 @@ class Run:
             Xn, Tn = transform.inputs(X), head.targets(transform.targets(y))
             val_n = None if self.val is None else (transform.inputs(self.val[0]),
                                                    head.targets(transform.targets(self.val[1])))
-        last_save, stopped = time.perf_counter(), False
+        stopped = False
 
         def between_epochs(record: dict, _model) -> bool:
-            nonlocal last_save, stopped
+            nonlocal stopped
             answers = [callback(record, model) for callback in callbacks]
             stopped = stopped or any(answer is True for answer in answers)
-            if self.save_path and self.root and time.perf_counter() - last_save >= SAVE_EVERY_S:
-                self.save("training")
-                last_save = time.perf_counter()
             return stopped
 
         history, failure = None, None
@@ -458,7 +471,7 @@ class Run:
                 history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer,
                                     epochs=self.epochs_left, batch_size=self.settings["batch_size"],
                                     validation_data=val_n, early_stopping=self.early_stopping,
-                                    callbacks=[between_epochs],
+                                    callbacks=[between_epochs, PeriodicSave(self)],
                                     comm=self.comm, class_targets=transform.task == "classification")
         except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
             failure = str(exc)
