@@ -66,6 +66,12 @@ def test_backward_writes_into_the_views_and_the_buffer_stays_the_same_array():
     assert model.flat_gradients() is buffer
     assert all(layer.grads[k] is view for (layer, k), view in
                zip([(layer, k) for layer in model.layers for k in layer.params], views))
+    # Straight after a backward pass, before anything reads the gradients: written into the views.
+    Z, backward = model.forward(model.backend.asarray(X, model.dtype), train=True, loss=model.loss)
+    backward(model.loss.forward(Z, model.loss.targets(model.xp, model.dtype, model.backend.asarray(y),
+                                                      3, "y")[0])[1])
+    assert all(layer.grads[k] is view for (layer, k), view in
+               zip([(layer, k) for layer in model.layers for k in layer.params], views))
     value, grads = model.loss_and_gradients(X, y)
     assert grads["0.W"] is not model.layers[0].grads["W"]  # loss_and_gradients hands back copies
     np.testing.assert_array_equal(to_np(buffer), np.concatenate([to_np(g).ravel() for g in grads.values()]))
@@ -74,8 +80,10 @@ def test_backward_writes_into_the_views_and_the_buffer_stays_the_same_array():
 def test_a_layer_that_binds_new_arrays_lands_in_the_buffer_and_trains_the_same():
     X, y = _data()
     rebinding, writing = _model(Rebinding), _model()
-    rebinding.loss_and_gradients(X, y, loss="ce")
+    _, grads = rebinding.loss_and_gradients(X, y, loss="ce")
     assert rebinding.flat_gradients() is rebinding.flat_gradients()
+    np.testing.assert_array_equal(to_np(rebinding.flat_gradients()),
+                                  np.concatenate([to_np(g).ravel() for g in grads.values()]))
     assert rebinding.layers[0].grads["W"] is rebinding.gradient_list()[0]  # back to its view
     for m in (rebinding, writing):
         m.fit(X, y, loss="ce", optimizer="adam", lr=0.01, epochs=3, batch_size=8, validation_split=0.0)
