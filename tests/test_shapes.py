@@ -152,3 +152,16 @@ def test_a_model_pickled_before_shapes_loads_with_one_axis_shapes():
     old.__setstate__(state)
     assert (old.input_shape, old.output_shape, old.training) == ((3,), (2,), False)
     np.testing.assert_array_equal(old.predict(np.ones((2, 3))), model.predict(np.ones((2, 3))))
+
+
+def test_a_model_whose_layers_declare_no_input_saves_and_loads_its_input_shape(registered, tmp_path):
+    model = bp.Sequential([ChannelScale(2), MeanOverLength(), Dense(3)], input_shape=(2, 4), seed=2)
+    path = str(tmp_path / "shaped.safetensors")
+    checkpoint.save(model, path)
+    loaded = checkpoint.load(path).model
+    assert (loaded.input_shape, loaded.output_shape) == ((2, 4), (3,))
+    X = np.random.default_rng(1).normal(size=(3, 2, 4))
+    np.testing.assert_array_equal(loaded.predict(X, loss="mse"), model.predict(X, loss="mse"))
+    plain = str(tmp_path / "plain.safetensors")
+    checkpoint.save(bp.mlp([3, 2]), plain)
+    assert "input_shape" not in checkpoint.read_header(plain)  # as before: the first Dense declares it
