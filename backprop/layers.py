@@ -80,7 +80,7 @@ class Layer:
         """Assign the gradient of parameter ``name``: written into ``grads[name]`` when the layer
         holds one (a view of its model's flat gradient buffer), bound as ``value`` otherwise."""
         held = self.grads.get(name)
-        if held is None or tuple(held.shape) != tuple(value.shape):
+        if held is None:
             self.grads[name] = value
         else:
             held[...] = value
