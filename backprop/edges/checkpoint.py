@@ -345,9 +345,7 @@ def save(model: Sequential, path: str, *, extra: dict | None = None,
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "backprop_version": __version__,
         "layers": [_layer_spec(layer) for layer in model.layers],
-        # Only where no layer declares it (a model of layers that infer their shapes): older files
-        # keep their bytes.
-        **({} if model.input_shape == _declared(model.layers) else {"input_shape": list(model.input_shape)}),
+        **_input_shape_meta(model),
         "dtype": dtype_name(model.dtype), "seed": model.seed, "tf32": model.backend.tf32,
         "trained_on": model.backend.label, "epoch": state.epoch,
         "loss": None if state.loss is None else state.loss.name,
@@ -492,6 +490,12 @@ def _check_layers(specs: Any, data: dict[str, np.ndarray], input_shape: Any = No
         saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
         _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
     return built
+
+
+def _input_shape_meta(model: Sequential) -> dict:
+    """``{"input_shape": [...]}`` where no layer declares the model's input shape (a model of layers
+    that infer theirs), else nothing: the files of other models keep their bytes."""
+    return {} if model.input_shape == _declared(model.layers) else {"input_shape": list(model.input_shape)}
 
 
 def _declared(built: list[Layer]) -> tuple[int, ...] | None:
