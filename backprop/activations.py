@@ -51,7 +51,7 @@ class Activation(Layer):
     rectifier = False
     hidden = True
     output = True
-    second_order = True  # no parameters; Newton reads derivatives()
+    second_order = True  # no parameters (no Jacobian rows); the R-operator reads derivatives()
 
     def __init__(self) -> None:
         super().__init__()
@@ -60,6 +60,27 @@ class Activation(Layer):
         """f'(X) and f''(X), from the input ``X`` and output ``Y`` (same shape): what the
         exact Hessian (damped Newton) needs."""
         raise NotImplementedError(f"{self.name} has no second derivative here")
+
+    @property
+    def r_operator(self) -> bool:
+        """The R-operator pass below needs :meth:`derivatives`: whether this class has them."""
+        return type(self).derivatives is not Activation.derivatives
+
+    def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
+                  train: bool = False) -> tuple[Array, Array | None, Any]:
+        """R{Y} = f'(X) R{X}; X, Y (N, *shape), R{X}, R{Y} (P, N, *shape) or None."""
+        Y, _ = self.forward(X, train=train)
+        RY = None if RX is None else self.derivatives(self._ns(X), X, Y)[0] * RX
+        return Y, RY, (X, RX, Y)
+
+    def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
+        """R{dX} = R{dY} f'(X) + dY f''(X) R{X}; no parameters, so no pieces."""
+        X, RX, Y = tape
+        d1, d2 = self.derivatives(self._ns(X), X, Y)
+        RdX = RdY * d1
+        if RX is not None:
+            RdX = RdX + dY * d2 * RX
+        return dY * d1, RdX, []
 
 
 class Identity(Activation):

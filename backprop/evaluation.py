@@ -62,7 +62,7 @@ def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: 
     batches = batching.spans(n, batch_size)
     values, hits, outputs = [], [], []
     for start, stop in batches:
-        Z, _ = chain(layers, X[start:stop, ...], input_grad=False)
+        Z, _ = chain(layers, X[start:stop, ...], train=False, input_grad=False)  # scores: inference
         T_b = T[start:stop, ...]
         values.append(loss.forward(Z, T_b)[0])
         hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))

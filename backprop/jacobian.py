@@ -4,14 +4,13 @@ Levenberg–Marquardt needs, for every sample n and output k, the gradient of th
 output z_nk with respect to all P parameters: the (N·K, P) Jacobian J of the
 residuals e = z - t. Hagan & Menhaj (1994) compute it with one backward pass per
 output unit over the whole batch: the pass for output k starts from the unit
-vector e_k in every row (instead of the loss gradient), and at each Dense layer
-the per-sample rows of dz_nk/dW are the outer products of that layer's input
-x_n and the delta arriving at its output. No per-sample Python loop: each pass
-handles all N samples at once.
+vector e_k in every row (instead of the loss gradient), and each layer turns its
+input and the delta arriving at its output into its rows of J
+(:meth:`Layer.jacobian_rows`; a Dense layer's are the outer products of x_n and the
+delta). No per-sample Python loop: each pass handles all N samples at once.
 
 The layers' backward closures are replayed once per output (they are pure in
-their input; a Dense closure also assigns ``layer.grads``, which the caller
-ignores).
+their input; they also assign ``layer.grads``, which the caller ignores).
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._typing import Array
-from .layers import Dense, require_second_order
+from .layers import require_second_order
 from .namespace import device_of
 
 
@@ -38,31 +37,25 @@ def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
     """
     require_second_order(model.layers, "Levenberg–Marquardt's Jacobian")
     xp = model.xp
-    with model.backend.activate():
-        taps, closures = [], []
+    # Training mode: J differentiates the outputs the training objective reads.
+    with model.backend.activate(), model.mode(train=True):
+        inputs, closures = [], []
         H = X
         for i, layer in enumerate(model.layers):
-            if isinstance(layer, Dense):
-                taps.append((len(closures), H))  # the Dense layer's input, for its rows
-            H, backward = layer.forward(H, train=True, input_grad=i > 0)
+            inputs.append(H)  # the layer's input, for its rows
+            H, backward = layer.forward(H, train=model.training, input_grad=i > 0)
             closures.append(backward)
         Z = H
         n, k = Z.shape
-        dense_at = {index: Xin for index, Xin in taps}
         columns: list[Array] = []  # per output: (N, P)
         for out in range(k):
             seed = xp.astype(xp.arange(k, device=device_of(Z)) == out, Z.dtype)
             dY = xp.broadcast_to(seed[None, :], (n, k))
-            pieces: list[Array] = []
+            pieces: list[list[Array]] = []
             for index in range(len(closures) - 1, -1, -1):
-                if index in dense_at:
-                    Xin = dense_at[index]
-                    rows = Xin[:, :, None] * dY[:, None, :]  # (N, in, out): x_n outer delta_n
-                    pieces.append((xp.reshape(rows, (n, -1)), dY))
+                pieces.append(model.layers[index].jacobian_rows(inputs[index], dY))
                 dY = closures[index](dY)
-            # Backward visits layers last-first; parameters are ordered first-first, W before b.
-            flat_rows = [part for W_rows, b_rows in reversed(pieces) for part in (W_rows, b_rows)]
-            columns.append(xp.concat(flat_rows, axis=1))
+            # Backward visits layers last-first; parameters are ordered first-first.
+            columns.append(xp.concat([rows for own in reversed(pieces) for rows in own], axis=1))
         J = xp.stack(columns, axis=1)  # (N, K, P)
         return Z, xp.reshape(J, (n * k, J.shape[2]))
-

@@ -2,8 +2,19 @@
 
 A layer keeps no forward values on itself: the ``backward`` closure holds exactly
 what it needs (the Thinc pattern), so two forward passes never clobber each other.
-``backward`` *assigns* the layer's parameter gradients to ``layer.grads`` (no
-accumulation, hence no zero-grad step) and never mutates ``X`` or ``dY``.
+``backward`` *assigns* the layer's parameter gradients (no accumulation, hence no
+zero-grad step) through :meth:`Layer.set_grad`: into the views of the model's flat
+gradient buffer that ``layer.grads`` holds, or as new arrays where there are none. It
+never mutates ``X`` or ``dY``. ``train`` is the model's mode (training or inference),
+which the model sets once for a whole pass.
+
+A layer owns its shapes: :meth:`Layer.output_shape` maps a per-sample input shape (no
+batch axis: ``(features,)``, ``(channels, length)``, ``(channels, height, width)``) to its
+output's, and :attr:`Layer.input_shape` is the input a layer's settings fix (a
+``Dense(in, out)``'s ``(in,)``), from which a model learns its input. It owns what second-order
+methods need from it too: its rows of the per-sample Jacobian (:meth:`Layer.jacobian_rows`)
+and its R-operator pass (:meth:`Layer.r_forward`, :meth:`Layer.r_backward`), or
+``second_order = False``, and Levenberg–Marquardt and Newton refuse it.
 
 A layer owns its serialization: ``config()`` (its JSON-able constructor settings),
 ``param_shapes()`` and ``buffer_shapes()`` (its named parameters and non-trained state,
@@ -16,6 +27,7 @@ their own registry, which :func:`classes` reads too (one list per kind).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +43,9 @@ class Layer:
     """Base class. Subclasses with parameters fill ``params`` in :meth:`build`.
 
     Class attributes: ``name``, what checkpoints save the layer under (set by :func:`register`);
-    ``second_order``: Levenberg–Marquardt's Jacobian and Newton's Hessian cover the layer
-    (they refuse a model holding one that does not).
+    ``second_order``: the layer provides :meth:`jacobian_rows` (Levenberg–Marquardt's Jacobian)
+    and :meth:`r_forward`/:meth:`r_backward` (Newton's exact Hessian); they refuse a model
+    holding one that does not.
     """
 
     name = "?"
@@ -63,14 +76,79 @@ class Layer:
     def __call__(self, X: Array) -> Array:
         return self.forward(X, train=False)[0]
 
+    def set_grad(self, name: str, value: Array) -> None:
+        """Assign the gradient of parameter ``name``: written into ``grads[name]`` when the layer
+        holds one (a view of its model's flat gradient buffer), bound as ``value`` otherwise."""
+        held = self.grads.get(name)
+        if held is None:
+            self.grads[name] = value
+        else:
+            held[...] = value
+
+    # -- shapes (per sample: no batch axis) --------------------------------------------
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's shape for an input of ``input_shape``; raises ConfigError for an input the
+        layer cannot take. Default: the input's (elementwise layers), or what a layer written
+        against widths says through :meth:`output_width`."""
+        if type(self).output_width is not Layer.output_width:  # an older layer that speaks widths
+            if len(input_shape) != 1:
+                raise ConfigError(f"{type(self).__name__} takes (features,) inputs, got {tuple(input_shape)}")
+            return (self.output_width(input_shape[0]),)
+        return tuple(input_shape)
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The input shape the layer's settings fix (None: it takes any)."""
+        if type(self).input_width.fget is not Layer.input_width.fget:  # an older layer that speaks widths
+            width = self.input_width
+            return None if width is None else (width,)
+        return None
+
+    def infer(self, input_shape: tuple[int, ...]) -> None:
+        """Fix the settings that follow from the input shape, before :meth:`build` (``Dense(out)``
+        learns its input width here). Default: none."""
+
     def output_width(self, input_width: int) -> int:
-        """Number of output features for ``input_width`` input features."""
-        return input_width
+        """Compatibility: the number of output entries per sample for ``input_width`` input features."""
+        return math.prod(self.output_shape((input_width,)))
 
     @property
     def input_width(self) -> int | None:
-        """The input features the layer requires, when its settings fix them (None: any)."""
-        return None
+        """Compatibility: the number of input entries :attr:`input_shape` fixes (None: any)."""
+        shape = self.input_shape
+        return None if shape is None else math.prod(shape)
+
+    # -- second order (see backprop.jacobian and backprop.hessian) ----------------------
+    def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
+        """This layer's rows of the per-sample Jacobian, one (N, size) array per parameter in
+        :meth:`param_shapes` order: row n is d(the output unit whose delta is ``dY``)/d(parameter)
+        for sample n, given the layer's input ``X`` (N, *in) and the delta ``dY`` (N, *out)
+        arriving at its output. A layer without parameters has none."""
+        if self.param_shapes():
+            raise NotImplementedError(f"{type(self).__name__} gives no Jacobian rows: "
+                                      "set second_order = False")
+        return []
+
+    def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
+                  train: bool = False) -> tuple[Array, Array | None, Any]:
+        """The forward pass and its R-operator (Pearlmutter) along P directions at once.
+
+        ``X`` (N, *in); ``RX`` (P, N, *in), the input's directional derivatives, or None where
+        the input does not depend on the parameters; ``V``: each parameter's P directions by
+        name, (P, *shape). Returns ``(Y (N, *out), RY (P, N, *out) or None, tape)``, ``tape``
+        being what :meth:`r_backward` needs."""
+        raise NotImplementedError(f"{type(self).__name__} has no R-operator: set second_order = False")
+
+    def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
+        """The backward pass and its R-operator: from ``dY`` (N, *out) and ``RdY`` (P, N, *out),
+        ``(dX, RdX, pieces)`` with one ``(gradient (size,), Hessian rows (P, size))`` per parameter
+        in :meth:`param_shapes` order."""
+        raise NotImplementedError(f"{type(self).__name__} has no R-operator: set second_order = False")
+
+    @property
+    def r_operator(self) -> bool:
+        """Whether :meth:`r_forward`/:meth:`r_backward` work here (the exact Hessian asks)."""
+        return type(self).r_forward is not Layer.r_forward
 
     def config(self) -> dict:
         """The constructor arguments, for saving the architecture (JSON-able)."""
@@ -115,7 +193,8 @@ class Dense(Layer):
     Parameters
     ----------
     in_features, out_features : int
-        Widths of the input and output.
+        Widths of the input and output. ``Dense(out)`` leaves the input width to the model,
+        which infers it from the layer before (then ``config()`` holds both).
     init : str or callable
         Weight initializer (see :mod:`backprop.initializers`); ``"auto"`` picks He
         for a following ReLU-family activation and Glorot otherwise.
@@ -131,10 +210,14 @@ class Dense(Layer):
 
     second_order = True
 
-    def __init__(self, in_features: int, out_features: int, *, init: str | Callable = "auto",
-                 bias: float | str = 0.0) -> None:
+    def __init__(self, in_features: int | None = None, out_features: int | None = None, *,
+                 init: str | Callable = "auto", bias: float | str = 0.0) -> None:
         super().__init__()
+        if out_features is None:  # Dense(out): the input width comes from the model
+            in_features, out_features = None, in_features
         for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if value is None and name == "in_features":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"Dense {name} must be a positive integer, got {value!r}")
         self.in_features = in_features
@@ -153,8 +236,8 @@ class Dense(Layer):
                 "init": init, "bias": self.bias}
 
     @property
-    def input_width(self) -> int:
-        return self.in_features
+    def input_shape(self) -> tuple[int, ...] | None:
+        return None if self.in_features is None else (self.in_features,)
 
     @classmethod
     def from_config(cls, config: dict) -> Dense:
@@ -165,18 +248,30 @@ class Dense(Layer):
         return cls(**config)
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        if self.in_features is None:
+            raise ConfigError(f"Dense({self.out_features}) does not know its input width before a model "
+                              "builds it: give Dense(in_features, out_features)")
         return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
 
-    def output_width(self, input_width: int) -> int:
-        if input_width != self.in_features:
+    def infer(self, input_shape: tuple[int, ...]) -> None:
+        if self.in_features is None and len(input_shape) == 1:
+            self.in_features = int(input_shape[0])
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 1:
+            raise ConfigError(f"a Dense layer takes (features,) inputs, got {tuple(input_shape)}: flatten "
+                              "the input before it")
+        width = input_shape[0]
+        if self.in_features is not None and width != self.in_features:
             raise ConfigError(
                 f"a Dense layer expecting {self.in_features} inputs follows one giving "
-                f"{input_width}: make each layer's in_features equal the previous out_features"
+                f"{width}: make each layer's in_features equal the previous out_features"
             )
-        return self.out_features
+        return (self.out_features,)
 
     def build(self, backend: Any, dtype: Any, rng: Any, *, next_layer: Layer | None = None) -> None:
         super().build(backend, dtype, rng)
+        self.param_shapes()  # a Dense(out) built outside a model: say how to fix it
         init = self.init
         if init == "auto":
             init = "he_uniform" if getattr(next_layer, "rectifier", False) else "glorot_uniform"
@@ -199,11 +294,42 @@ class Dense(Layer):
         Y += b  # in place on the fresh product: no second (N, out) array
 
         def backward(dY: Array) -> Array:
-            self.grads["W"] = X.T @ dY
-            self.grads["b"] = xp.sum(dY, axis=0)
+            self.set_grad("W", X.T @ dY)
+            self.set_grad("b", xp.sum(dY, axis=0))
             return dY @ W.T if input_grad else None
 
         return Y, backward
+
+    def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
+        """dz/dW for sample n is the outer product of x_n (in,) and the delta dY_n (out,), flattened
+        row-major as W: (N, in·out); dz/db is the delta itself: (N, out)."""
+        xp = self._ns(X)
+        rows = X[:, :, None] * dY[:, None, :]  # (N, in, out)
+        return [xp.reshape(rows, (X.shape[0], -1)), dY]
+
+    def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
+                  train: bool = False) -> tuple[Array, Array | None, Any]:
+        """R{Y} = R{X} W + X V_W + V_b; with V_W (P, in, out), V_b (P, out)."""
+        W, b = self.params["W"], self.params["b"]
+        VW, Vb = V["W"], V["b"]
+        Y = X @ W + b
+        RY = X @ VW + Vb[:, None, :]
+        if RX is not None:
+            RY = RY + RX @ W
+        return Y, RY, (X, RX, VW)
+
+    def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
+        """R{dW} = R{X}ᵀ dY + Xᵀ R{dY}, R{db} = Σ_n R{dY}, R{dX} = R{dY} Wᵀ + dY V_Wᵀ."""
+        X, RX, VW = tape
+        xp = self._ns(X)
+        W = self.params["W"]
+        P = RdY.shape[0]
+        RdW = xp.matmul(xp.permute_dims(X, (1, 0)), RdY)
+        if RX is not None:
+            RdW = RdW + xp.matmul(xp.permute_dims(RX, (0, 2, 1)), dY)
+        pieces = [(xp.reshape(X.T @ dY, (-1,)), xp.reshape(RdW, (P, -1))),
+                  (xp.sum(dY, axis=0), xp.sum(RdY, axis=1))]
+        return dY @ W.T, RdY @ W.T + dY @ xp.permute_dims(VW, (0, 2, 1)), pieces
 
 
 def chain(layers: list[Layer], X: Array, *, train: bool = False,

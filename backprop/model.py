@@ -10,10 +10,12 @@ checkpoints save; the training step and loop are :mod:`backprop.step` and
 
 from __future__ import annotations
 
+import contextlib
+import math
 import numbers
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from backends import FLOAT_DTYPES, Backend, BackendError, Stream, dtype_name, get_backend
@@ -33,8 +35,12 @@ class Sequential:
     Parameters
     ----------
     layers : sequence of Layer or str
-        ``Dense`` layers and activations; a string such as ``"relu"`` stands for
-        that activation layer.
+        Layers applied in order (``Dense`` layers, activations, registered layers of your
+        own); a string such as ``"relu"`` stands for that activation layer.
+    input_shape : int or tuple of int, optional
+        The shape of one sample, without the batch axis: ``(features,)``,
+        ``(channels, length)``, ``(channels, height, width)``. Default: the input a layer
+        declares (the first ``Dense(in, out)``'s ``(in,)``).
     device : str or Backend
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"torch"``, ``"strict"``... (see
         :func:`backends.get_backend`).
@@ -46,14 +52,18 @@ class Sequential:
     tf32 : bool
         Let float32 matrix products use TF32 tensor cores (GPU only).
 
+    The model's mode (``training``: False, inference, until :meth:`train` or :meth:`mode`
+    says otherwise) is what a pass that does not choose runs in.
+
     Examples
     --------
     >>> model = Sequential([Dense(2, 4), "tanh", Dense(4, 1), "sigmoid"], seed=0)
     >>> model.fit(X, y, loss="mse", optimizer="gd", lr=0.5, epochs=100)  # doctest: +SKIP
     """
 
-    def __init__(self, layers: Sequence[Layer | str], *, device: str | Backend = "cpu",
-                 dtype: str = "float32", seed: int = 0, tf32: bool = False) -> None:
+    def __init__(self, layers: Sequence[Layer | str], *, input_shape: int | Sequence[int] | None = None,
+                 device: str | Backend = "cpu", dtype: str = "float32", seed: int = 0,
+                 tf32: bool = False) -> None:
         self.backend = get_backend(device, tf32=tf32)
         self.dtype = _float_dtype(self.backend, dtype)
         if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
@@ -68,14 +78,15 @@ class Sequential:
                     f"{layer!r} already holds the weights of another model: create new layers "
                     "(or copy a model with model.to())"
                 )
-        if not any(isinstance(layer, Dense) for layer in self.layers):
-            raise ConfigError("a model needs at least one Dense layer")
-        first = next(layer for layer in self.layers if isinstance(layer, Dense))
-        self.n_inputs = first.in_features
-        width = self.n_inputs
+        self.input_shape = _input_shape(self.layers, input_shape)
+        shape = self.input_shape
         for layer in self.layers:
-            width = layer.output_width(width)
-        self.n_outputs = width
+            layer.infer(shape)
+            shape = tuple(layer.output_shape(shape))
+        self.output_shape = shape
+        # Compatibility: the entries per sample (a 1-D shape's features).
+        self.n_inputs, self.n_outputs = math.prod(self.input_shape), math.prod(self.output_shape)
+        self.training = False
         rng = self.backend.rng(seed, stream=Stream.WEIGHTS)
         with self.backend.activate():
             for i, layer in enumerate(self.layers):
@@ -84,6 +95,35 @@ class Sequential:
         self._pack()
         self.uid = uuid.uuid4().hex  # who an optimizer belongs to (see Optimizer.bind)
         self.state = FitState.new(seed)
+
+    # -- the mode: training or inference, for a whole pass -------------------------
+    def train(self, mode: bool = True) -> Sequential:
+        """Put the model in training mode (``mode=False``: inference); returns the model."""
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Sequential:
+        """Put the model in inference mode; returns the model."""
+        return self.train(False)
+
+    @contextlib.contextmanager
+    def mode(self, *, train: bool) -> Iterator[Sequential]:
+        """``with model.mode(train=True):`` the passes inside run in that mode; the mode before
+        comes back afterwards, also after an exception."""
+        before = self.training
+        self.training = bool(train)
+        try:
+            yield self
+        finally:
+            self.training = before
+
+    def layer_shapes(self) -> list[tuple[int, ...]]:
+        """Each layer's output shape per sample (no batch axis), in layer order."""
+        shapes, shape = [], self.input_shape
+        for layer in self.layers:
+            shape = tuple(layer.output_shape(shape))
+            shapes.append(shape)
+        return shapes
 
     @property
     def xp(self) -> Any:
@@ -149,17 +189,31 @@ class Sequential:
         return [v for layer in self.layers for v in layer.params.values()]
 
     def gradients(self) -> dict[str, Array]:
-        """The gradients from the last backward pass, named as in :meth:`parameters`."""
+        """The gradients from the last backward pass, named as in :meth:`parameters`: the views of
+        the flat gradient buffer (see :meth:`flat_gradients`), which the next backward pass
+        overwrites."""
+        self._gather_gradients()
         return {f"{i}.{k}": layer.grads[k] for i, layer in enumerate(self.layers)
                 for k in layer.params if k in layer.grads}
 
     def gradient_list(self) -> list[Array]:
         """The last backward pass's gradients, in the order of :meth:`parameter_list`."""
+        self._gather_gradients()
         try:
             return [layer.grads[k] for layer in self.layers for k in layer.params]
         except KeyError:
             raise ConfigError("no gradients yet: run a backward pass first (loss_and_gradients, "
                               "or forward(..., train=True) and its backward)") from None
+
+    def _gather_gradients(self) -> None:
+        """Bring a gradient that a layer *bound* as a new array (``self.grads[k] = g``, as layers
+        written before the flat buffer do) into its view of the buffer. An identity check per
+        parameter: nothing is copied for layers that write into their views."""
+        for (layer, k), view in zip(self._grad_slots, self._grad_views):
+            held = layer.grads.get(k)
+            if held is not view and held is not None:
+                view[...] = held
+                layer.grads[k] = view
 
     def set_parameters(self, values: dict[str, Any]) -> None:
         """Overwrite parameters in place from arrays (host or device) named as in :meth:`parameters`.
@@ -188,15 +242,24 @@ class Sequential:
 
     # -- flat views ----------------------------------------------------------------
     def _pack(self) -> None:
-        """Lay the parameters out in one buffer (see :mod:`backprop.flat`)."""
+        """Lay the parameters out in one buffer, and their gradients in another, the layers
+        holding views of both (see :mod:`backprop.flat`)."""
         params = [(layer, k) for layer in self.layers for k in layer.params]
         with self.backend.activate():
             packed = flat.pack(self.xp, [layer.params[k] for layer, k in params])
-        self._flat = None
-        if packed is not None:
+            self._flat = self._grad_flat = None
+            self._grad_slots, self._grad_views = [], []
+            if packed is None:
+                return  # slices are not views here: layers keep their own arrays (see flat)
             self._flat, views = packed
             for (layer, k), view in zip(params, views):
                 layer.params[k] = view
+            grads = flat.pack(self.xp, [self.xp.zeros_like(view) for view in views])
+            if grads is not None:
+                self._grad_flat, self._grad_views = grads
+                self._grad_slots = params
+                for (layer, k), view in zip(params, self._grad_views):
+                    layer.grads[k] = view
 
     def flat_parameters(self) -> Array:
         """Every parameter as one vector (P,) on the model's device, in :meth:`parameters` order.
@@ -225,7 +288,15 @@ class Sequential:
                 p[...] = piece
 
     def flat_gradients(self) -> Array:
-        """The last backward pass's gradients as one new vector (P,), in :meth:`parameters` order."""
+        """The last backward pass's gradients as one vector (P,), in :meth:`parameters` order.
+
+        Where the backend's slices are views this is the model's own gradient buffer, not a
+        copy: the layers' ``grads`` are pieces of it, each backward pass writes into it, and
+        writing into it changes what the update reads. Otherwise it is a new vector.
+        """
+        if self._grad_flat is not None:
+            self._gather_gradients()
+            return self._grad_flat
         return flat.flatten(self.xp, self.gradient_list())
 
     # -- forward and backward ----------------------------------------------------
@@ -237,17 +308,20 @@ class Sequential:
             return self.layers[:-1]
         return self.layers
 
-    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True,
+    def forward(self, X: Array, *, train: bool | None = None, input_grad: bool = True,
                 loss: losses.Loss | None = None) -> tuple[Array, Backward]:
-        """The whole chain as one layer: device array (N, n_inputs) -> (N, n_outputs).
+        """The whole chain as one layer: device array (N, *input_shape) -> (N, *output_shape).
 
-        With ``loss``, the output is what that loss reads (see :meth:`trunk`).
+        ``train``: the mode of this pass (None: the model's, :attr:`training`). With ``loss``,
+        the output is what that loss reads (see :meth:`trunk`).
         """
         with self.backend.activate():
-            return chain(self.trunk(loss), X, train=train, input_grad=input_grad)
+            return chain(self.trunk(loss), X, train=self.training if train is None else train,
+                         input_grad=input_grad)
 
     def __call__(self, X: Array) -> Array:
-        """The network's output (N, n_outputs) for a device array ``X`` (N, n_inputs)."""
+        """The network's output (N, n_outputs) for a device array ``X`` (N, *input_shape), in the
+        model's mode."""
         return self.forward(X)[0]
 
     def output_loss(self) -> losses.Loss:
@@ -261,18 +335,19 @@ class Sequential:
 
         Parameters
         ----------
-        X : array (N, n_inputs)
+        X : array (N, *input_shape)
         y : array (N,) or (N, n_outputs); class labels for ``"ce"``
         loss : loss name or object (default: the one the model was fit with)
         """
         loss = self._resolve_loss(loss)
         with self.backend.activate():
-            Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
+            Xd = as_inputs(self.backend, self.dtype, X, self.input_shape)
             T, _ = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
-            Z, backward = self.forward(Xd, train=True, input_grad=False, loss=loss)
+            Z, backward = self.forward(Xd, train=True, input_grad=False, loss=loss)  # the training objective
             value, dZ = loss.forward(Z, T)
             backward(dZ)
-            return float(value), self.gradients()
+            # Copies: the views of the gradient buffer change with the next backward pass.
+            return float(value), {k: self.xp.asarray(g, copy=True) for k, g in self.gradients().items()}
 
     def _resolve_loss(self, loss: str | losses.Loss | None) -> losses.Loss:
         if loss is not None:
@@ -293,10 +368,11 @@ class Sequential:
         loss = self.output_loss() if loss is None else self._resolve_loss(loss)
         native = self.backend.is_native(X)
         with self.backend.activate():
-            Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
+            Xd = as_inputs(self.backend, self.dtype, X, self.input_shape)
             n = Xd.shape[0]
             step = n if batch_size is None else positive_int(batch_size)
-            parts = [fn(loss, self.forward(Xd[i:min(i + step, n), ...], loss=loss)[0])
+            # Inference mode, whatever the model's: predictions never train.
+            parts = [fn(loss, self.forward(Xd[i:min(i + step, n), ...], train=False, loss=loss)[0])
                      for i in range(0, n, step)]
             out = parts[0] if len(parts) == 1 else xp.concat(parts, axis=0)
             # NumPy in, NumPy out, whatever the device: device arrays in, device arrays out.
@@ -337,7 +413,7 @@ class Sequential:
         loss = self._resolve_loss(loss)
         batch_size = positive_int(batch_size)
         with self.backend.activate():
-            Xd = as_inputs(self.backend, self.dtype, X, self.n_inputs)
+            Xd = as_inputs(self.backend, self.dtype, X, self.input_shape)
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
             return evaluate_arrays(self, Xd, T, labels, loss, batch_size, regression_metrics=True)
 
@@ -365,7 +441,8 @@ class Sequential:
         state["dtype"] = dtype_name(self.dtype)
         state["layers"] = [layer.cast(None, None) for layer in self.layers]
         state["state"] = self.state.moved(None, None, owner=None)
-        state["_flat"] = None
+        for key in ("_flat", "_grad_flat", "_grad_slots", "_grad_views"):
+            state.pop(key, None)  # rebuilt by _pack on loading
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -376,12 +453,31 @@ class Sequential:
             warnings.warn(f"this model was saved on {spec}, which is not usable here ({exc}); it is "
                           "loaded on the CPU instead", RuntimeWarning, stacklevel=2)
             backend = get_backend("cpu")
+        # A model pickled before shapes and the mode: its widths are 1-D shapes, and it infers.
+        state.setdefault("input_shape", (state["n_inputs"],))
+        state.setdefault("output_shape", (state["n_outputs"],))
+        state.setdefault("training", False)
         self.__dict__.update(state)
         self.backend, self.dtype, self.uid = backend, _float_dtype(backend, state["dtype"]), uuid.uuid4().hex
         with backend.activate():
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
         self.state = state["state"].moved(backend, self.dtype, owner=self.uid)
+
+
+def _input_shape(layers: list[Layer], given: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The model's input shape per sample: ``given`` (an int is one axis), or the first one a
+    layer declares (the layers before it keep the shape, or their own checks say so)."""
+    if given is None:
+        given = next((layer.input_shape for layer in layers if layer.input_shape is not None), None)
+        if given is None:
+            raise ConfigError("the model's input shape is unknown: pass input_shape=(features,) to "
+                              "Sequential, or start with a layer that declares it, such as Dense(in, out)")
+    shape = (given,) if isinstance(given, numbers.Integral) else tuple(given)
+    if not shape or any(isinstance(d, bool) or not isinstance(d, numbers.Integral) or d < 1 for d in shape):
+        raise ConfigError(f"input_shape must be positive integers, such as (features,) or (channels, "
+                          f"length), got {given!r}")
+    return tuple(int(d) for d in shape)
 
 
 def _bytes(n: float) -> str:

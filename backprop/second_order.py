@@ -29,10 +29,10 @@ import math
 from typing import Any
 
 from ._typing import Array
-from .activations import Activation
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
+from .layers import require_second_order
 from .namespace import device_of
 from .optimizers import Optimizer, count, non_negative, positive, register
 
@@ -225,6 +225,7 @@ class LevenbergMarquardt(Damped):
 
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         super().check(model, loss, n_samples)
+        require_second_order(model.layers, "Levenberg–Marquardt's Jacobian")  # before anything changes
         if not loss.squared_residuals:
             raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
                               "use lbfgs for other losses")
@@ -301,20 +302,23 @@ class Newton(Damped):
 
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         super().check(model, loss, n_samples)
+        require_second_order(model.layers, "Newton's exact Hessian")  # before anything changes
         if model.n_params > self.max_params:
             size = model.n_params
             raise ConfigError(f"Newton's method builds the exact {size} x {size} Hessian; "
                               f"it is for networks of at most {self.max_params} parameters: use lm "
                               "(squared errors) or lbfgs")
-        # The R-pass keeps, per layer, its input and output directions: (P, N, width) each.
-        widths = sum(layer.out_features for layer in model.trunk(loss) if hasattr(layer, "out_features"))
+        # The R-pass keeps, per layer, its input and output directions: (P, N, width) each, the
+        # widths being those of the outputs of the layers with parameters (and their activations').
+        trunk = model.trunk(loss)
+        widths = sum(math.prod(shape) for layer, shape in zip(model.layers, model.layer_shapes())
+                     if layer in trunk and layer.param_shapes())
         need = 2 * model.n_params * n_samples * (model.n_inputs + 2 * widths) * 8
         if need > self.max_bytes:
             raise ConfigError(f"Newton's method would need about {need / 2**20:,.0f} MiB for its exact "
                               f"Hessian over {n_samples:,} samples (limit {self.max_bytes / 2**20:,.0f} "
                               "MiB): use lm or lbfgs, or fewer samples")
-        unsupported = [layer.name for layer in model.trunk(loss) if isinstance(layer, Activation)
-                       and type(layer).derivatives is Activation.derivatives]
+        unsupported = [layer.name for layer in trunk if not layer.r_operator]
         if unsupported:
             raise ConfigError(f"Newton's method needs second derivatives, which {unsupported[0]} has not "
                               "here: use lm or lbfgs")

@@ -61,6 +61,8 @@ class Step:
         (B, K) and the gradients in parameter order. Nothing changes the parameters.
         Call it inside ``model.backend.activate()`` (``fit`` does).
         """
+        # Training mode, whatever the model's: this is the step that trains (chain directly, as
+        # model.forward(train=True) would: no per-step lookups).
         Z, backward = chain(self.layers, X, train=True, input_grad=False)
         value, dZ = self.loss.forward(Z, T, S)
         backward(dZ)

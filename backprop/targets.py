@@ -36,21 +36,31 @@ def positive_int(value: Any, name: str = "batch_size") -> int:
     return size
 
 
-def as_inputs(backend: Any, dtype: Any, X: Any, n_inputs: int, what: str = "X") -> Array:
-    """``X`` as an (N, n_inputs) array on the device in the model's dtype."""
+def as_inputs(backend: Any, dtype: Any, X: Any, n_inputs: int | tuple[int, ...], what: str = "X") -> Array:
+    """``X`` as an (N, *shape) array on the device in the model's dtype.
+
+    ``n_inputs``: the model's input shape per sample (``model.input_shape``), or its number of
+    features (an int, the same as a 1-D shape): ``X`` is then (N, n_inputs), or (N,) for one.
+    """
+    shape = tuple(n_inputs) if isinstance(n_inputs, (tuple, list)) else (operator.index(n_inputs),)
     xp = backend.xp
     X = upload(backend, X, what, dtype)
-    if X.ndim == 1 and n_inputs == 1:
-        X = xp.reshape(X, (X.shape[0], 1))
-    if X.ndim != 2:
-        raise DataError(
-            f"{what} must be 2-D (samples, features), got shape {tuple(X.shape)}: "
-            "reshape it, e.g. X.reshape(len(X), -1)"
-        )
-    if X.shape[1] != n_inputs:
-        raise DataError(
-            f"{what} has {X.shape[1]} features but the model's first layer expects {n_inputs}"
-        )
+    if len(shape) > 1:
+        if tuple(X.shape[1:]) != shape:
+            raise DataError(f"{what} has shape {tuple(X.shape)} but the model takes samples of shape "
+                            f"{shape}: give an array of shape (samples, {', '.join(map(str, shape))})")
+    else:
+        if X.ndim == 1 and shape[0] == 1:
+            X = xp.reshape(X, (X.shape[0], 1))
+        if X.ndim != 2:
+            raise DataError(
+                f"{what} must be 2-D (samples, features), got shape {tuple(X.shape)}: "
+                "reshape it, e.g. X.reshape(len(X), -1)"
+            )
+        if X.shape[1] != shape[0]:
+            raise DataError(
+                f"{what} has {X.shape[1]} features but the model's first layer expects {shape[0]}"
+            )
     if X.shape[0] == 0:
         raise DataError(f"{what} has no samples")
     if not bool(xp.all(xp.isfinite(X))):

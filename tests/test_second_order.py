@@ -292,7 +292,7 @@ def test_the_hessian_agrees_with_differences_of_the_gradient(spec, activation, o
             bumped[p] += sign * 1e-5
             model.set_flat_parameters(bumped)
             model.loss_and_gradients(X, y, loss=loss)
-            columns.append(to_np(model.flat_gradients()))
+            columns.append(to_np(model.flat_gradients()).copy())  # the live buffer: the next pass rewrites it
         numeric[:, p] = (columns[0] - columns[1]) / 2e-5
     model.set_flat_parameters(theta)
     assert np.max(np.abs(H - numeric)) <= 1e-7 * np.max(np.abs(H))

@@ -38,6 +38,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -374,6 +375,7 @@ def _header(model: Sequential, extra: dict | None) -> dict:
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "backprop_version": __version__,
         "layers": [_layer_spec(layer) for layer in model.layers],
+        **_input_shape_meta(model),
         "dtype": dtype_name(model.dtype), "seed": model.seed, "tf32": model.backend.tf32,
         "trained_on": model.backend.label, "epoch": state.epoch,
         "loss": None if state.loss is None else state.loss.name,
@@ -484,7 +486,7 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> list[Layer]:
     _need(_count(meta["seed"]) and _count(meta["epoch"]), "seed/epoch")
     _need(meta.get("loss") is None or _named(meta["loss"], losses.classes()), f"loss {meta.get('loss')!r}")
     _need(isinstance(meta.get("extra", {}), dict), "extra")
-    built = _check_layers(meta["layers"], data)
+    built = _check_layers(meta["layers"], data, meta.get("input_shape"))
     _check_optimizer(meta.get("optimizer"), data, _names(built))
     try:  # the generator itself says whether the state is one of its own
         HostRNG(meta["seed"], stream=Stream.SHUFFLE).set_state(meta["shuffle_rng"])
@@ -501,7 +503,7 @@ def _check(meta: dict, data: dict[str, np.ndarray]) -> list[Layer]:
     return built
 
 
-def _check_layers(specs: Any, data: dict[str, np.ndarray]) -> list[Layer]:
+def _check_layers(specs: Any, data: dict[str, np.ndarray], input_shape: Any = None) -> list[Layer]:
     """Every layer registered and made from its settings (nothing allocated yet), every parameter
     and buffer tensor the file holds of the shape those settings give (so building the model
     allocates no more than the file holds), each layer taking the previous one's width.
@@ -510,7 +512,7 @@ def _check_layers(specs: Any, data: dict[str, np.ndarray]) -> list[Layer]:
         isinstance(s, dict) and isinstance(s.get("type"), str) and isinstance(s.get("config", {}), dict)
         for s in specs), "layers")
     built = [_check_layer(i, spec, data) for i, spec in enumerate(specs)]
-    _widths(built)
+    _widths(built, input_shape)
     for prefix in ("param", "buffer"):
         saved = {k[len(prefix) + 1:] for k in data if k.startswith(prefix + ".")}
         _need(saved == set(_names(built, prefix)), f"{prefix} tensors")
@@ -534,18 +536,31 @@ def _check_layer(i: int, spec: dict, data: dict[str, np.ndarray]) -> Layer:
     return layer
 
 
-def _widths(built: list[Layer]) -> tuple[int, int]:
-    """The input and output widths of unbuilt layers (as :class:`Sequential` finds them), each
-    layer taking the previous one's output."""
-    width = next((layer.input_width for layer in built if layer.input_width is not None), None)
-    _need(width is not None, "no layer that fixes the input width, such as a Dense")
-    n_in = width
+def _input_shape_meta(model: Sequential) -> dict:
+    """``{"input_shape": [...]}`` where no layer declares the model's input shape (a model of layers
+    that infer theirs), else nothing: the files of other models keep their bytes."""
+    return {} if model.input_shape == _declared(model.layers) else {"input_shape": list(model.input_shape)}
+
+
+def _declared(built: list[Layer]) -> tuple[int, ...] | None:
+    """The input shape the first layer that declares one declares (as :class:`Sequential` reads it)."""
+    return next((layer.input_shape for layer in built if layer.input_shape is not None), None)
+
+
+def _widths(built: list[Layer], input_shape: Any = None) -> tuple[int, int]:
+    """The input and output widths (entries per sample) of unbuilt layers (as :class:`Sequential`
+    finds them), each layer taking the previous one's output; ``input_shape``: the saved one."""
+    _need(input_shape is None or (isinstance(input_shape, list) and input_shape
+                                  and all(_count(d, 1) for d in input_shape)), "input_shape")
+    shape = _declared(built) if input_shape is None else tuple(input_shape)
+    _need(shape is not None, "no layer that fixes the input width, such as a Dense")
+    n_in = math.prod(shape)
     for i, layer in enumerate(built):
         try:
-            width = layer.output_width(width)
+            shape = layer.output_shape(shape)
         except ConfigError as exc:
             _need(False, f"layer {i}: {exc}")
-    return n_in, width
+    return n_in, math.prod(shape)
 
 
 def _shapes(shapes: dict[str, Any]) -> str:
@@ -601,7 +616,7 @@ def _check_run(meta: dict, data: dict[str, np.ndarray], built: list[Layer]) -> N
     extra = meta.get("extra", {})
     if not any(key in extra for key in RUN_KEYS):
         return  # a model saved from Python with its own extras, or none
-    n_in, n_out = _widths(built)
+    n_in, n_out = _widths(built, meta.get("input_shape"))
     transform, head = extra.get("transform"), extra.get("head")
     _need(isinstance(transform, dict) and transform.get("task") in ("classification", "regression"),
           "the data transform")
@@ -705,7 +720,7 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
         raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
     model = Sequential(built, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
-                       tf32=bool(meta.get("tf32", False)))
+                       tf32=bool(meta.get("tf32", False)), input_shape=meta.get("input_shape"))
     names = list(model.parameters())
     try:
         model.set_parameters({name: data[f"param.{name}"] for name in names})

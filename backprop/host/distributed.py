@@ -112,8 +112,8 @@ def train_epoch(step: Any, comm: Communicator, X: Array, T: Array, labels: Array
                     if (hi - lo, share) not in weights:
                         weights[hi - lo, share] = xp.full((hi - lo,), share, dtype=dtype, device=device)
                     S_b = weights[hi - lo, share]
-            value, Z, grads = step.gradients(X[lo:hi, ...], T_b, S_b)
-            buffer = flat.flatten(xp, grads)
+            value, Z, _ = step.gradients(X[lo:hi, ...], T_b, S_b)
+            buffer = model.flat_gradients()  # the model's own gradient buffer: reduced in place
             values.append(value)
             counts.append(float(size) if loss.reduction == "mean" else 1.0)
             hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[lo:hi]))
@@ -214,9 +214,9 @@ def full_batch_gradients(step: Any, comm: Communicator, X: Array, T: Array, labe
     lo, hi = part(n, comm.rank, comm.size)
     share = (hi - lo) / n if loss.reduction == "mean" else 1.0
     if hi > lo:
-        value, Z, grads = step.gradients(X[lo:hi, ...], T[lo:hi, ...], None if S is None else S[lo:hi])
+        value, Z, _ = step.gradients(X[lo:hi, ...], T[lo:hi, ...], None if S is None else S[lo:hi])
         right = loss.correct(xp, Z, T[lo:hi, ...], None if labels is None else labels[lo:hi])
-        pieces = [flat.flatten(xp, grads) * share, xp.reshape(value * share, (1,))]
+        pieces = [model.flat_gradients() * share, xp.reshape(value * share, (1,))]
         if right is not None:
             pieces.append(xp.reshape(xp.astype(right, dtype), (1,)))
         buffer = xp.concat(pieces)

@@ -273,7 +273,9 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         backend = target.backend
         model = target.to(dtype="float64")
         loss_obj = model._resolve_loss(loss)
-        with backend.activate():
+        # Training mode for the differences and the backward pass alike: the gradient checked is
+        # that of the objective training minimizes.
+        with backend.activate(), model.mode(train=True):
             X64 = backend.asarray(X, "float64", copy=True)
             T, _ = as_targets(backend, model.dtype, y, loss_obj, model.n_outputs, X64.shape[0])
             params = model.parameters()
@@ -281,7 +283,7 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
             def f() -> float:
                 return float(loss_obj.forward(model.forward(X64, loss=loss_obj)[0], T)[0])
 
-            Z, backward = model.forward(X64, train=True, loss=loss_obj)
+            Z, backward = model.forward(X64, loss=loss_obj)
             dX = backward(loss_obj.forward(Z, T)[1])
             analytic = {"X": dX, **model.gradients()}
             return _compare(backend, f, {"X": X64, **params}, analytic, eps, tolerance,
@@ -307,7 +309,7 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
             layer.build(backend, f64, backend.rng(seed))
         else:
             layer = target.cast(backend, f64)
-        Y, backward = layer.forward(X64, train=True)
+        Y, backward = layer.forward(X64, train=True)  # a layer alone: the training pass, as above
         probe = backend.rng(seed, stream=Stream.LAYER_PROBE)
         R = backend.asarray(probe.normal(1.0, tuple(Y.shape)), "float64")
 

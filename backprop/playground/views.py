@@ -18,8 +18,6 @@ import numpy as np
 
 from backends import to_numpy_any
 
-from ..layers import Dense
-
 CLASS_COLOURS = ("#f59322", "#0877bd", "#2ca02c", "#9467bd", "#d62728", "#8c564b", "#e377c2", "#7f7f7f",
                  "#bcbd22", "#17becf")
 """The page's colour of each class (the first two: TensorFlow Playground's orange and blue):
@@ -88,25 +86,26 @@ def hidden_outputs(model, Xn) -> tuple[list[np.ndarray], object]:
     """Every hidden unit's output and the network's output for network inputs ``Xn`` (N, I).
 
     Returns ``([(N, units) per hidden layer], device output (N, outputs))``: a hidden
-    layer's output is what the next Dense layer reads.
+    layer's output is what the next layer with parameters (a Dense) reads.
     """
     H = model.backend.asarray(Xn, model.dtype)
     seen: list[np.ndarray] = []
-    dense_seen = 0
+    weighted_seen = 0
     with model.backend.activate():
         for layer in model.layers:
-            if isinstance(layer, Dense):
-                if dense_seen:
+            if layer.param_shapes():
+                if weighted_seen:
                     seen.append(np.asarray(to_numpy_any(H), dtype=np.float64))
-                dense_seen += 1
-            H = layer(H)
+                weighted_seen += 1
+            H = layer(H)  # inference
     return seen, H
 
 
 def weights(model) -> list[list[list[float]]]:
-    """Each Dense layer's weights (inputs, outputs), rounded for the page's link widths."""
+    """Each weight matrix (inputs, outputs) of the layers that link units, rounded for the page's
+    link widths."""
     return [np.round(np.asarray(to_numpy_any(layer.params["W"]), dtype=np.float64), 4).tolist()
-            for layer in model.layers if isinstance(layer, Dense)]
+            for layer in model.layers if layer.params.get("W") is not None and layer.params["W"].ndim == 2]
 
 
 def snapshot(model, transform, head, plane: Plane, size: int, unit_size: int,
