@@ -94,7 +94,7 @@ class Sequential:
                 layer.build(self.backend, self.dtype, rng, next_layer=following)
         self._pack()
         self.uid = uuid.uuid4().hex  # who an optimizer belongs to (see Optimizer.bind)
-        self.state = FitState.new(seed)
+        self.state = FitState.new(seed, self.backend)
 
     # -- the mode: training or inference, for a whole pass -------------------------
     def train(self, mode: bool = True) -> Sequential:

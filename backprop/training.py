@@ -366,7 +366,7 @@ def _inputs(model: Any, X: Any, y: Any, loss: Any, sample_weight: Any, validatio
     """The fit's data uploaded and checked once: ``(loss, training part, validation part
     (X, T, labels) or None, the sum of the training part's sample weights or None)``."""
     backend, xp, dtype = model.backend, model.xp, model.dtype
-    Xd = as_inputs(backend, dtype, X, model.n_inputs)
+    Xd = as_inputs(backend, dtype, X, model.input_shape)
     y = upload(backend, y, "y")  # once: the loss choice and the targets both read it
     loss_obj = losses.auto(xp, y, model.n_outputs, model.layers[-1]) if loss == "auto" else losses.get(loss)
     T, labels = as_targets(backend, dtype, y, loss_obj, model.n_outputs, Xd.shape[0])
@@ -391,7 +391,7 @@ def _validation_data(model: Any, loss: losses.Loss, validation_data: Any) -> tup
     if len(validation_data) != 2:
         raise DataError("validation_data must be a pair (X_val, y_val)")
     backend, dtype = model.backend, model.dtype
-    Xv = as_inputs(backend, dtype, validation_data[0], model.n_inputs, "X_val")
+    Xv = as_inputs(backend, dtype, validation_data[0], model.input_shape, "X_val")
     Tv, labels_v = as_targets(backend, dtype, validation_data[1], loss, model.n_outputs, Xv.shape[0], "y_val")
     return Xv, Tv, labels_v
 

@@ -88,6 +88,7 @@ def equivalence(out: str) -> None:
     model = mlp([FEATURES, 6, 3], output="softmax", dtype="float64", seed=3 + comm.rank)
     model.fit(X, y, optimizer="adam", epochs=3, batch_size=4, comm=comm)
     seeded = comm.comm.gather(np.asarray(model.flat_parameters()).copy(), root=0)
+    device_rngs = comm.comm.gather(model.state.device_rng.get_state(), root=0)  # seeded 3 + rank
     # A callback asking to stop on the last rank alone stops every rank after that epoch.
     model = mlp([FEATURES, 6, 3], output="softmax", dtype="float64", seed=3)
     history = model.fit(X, y, optimizer="adam", epochs=5, batch_size=4, comm=comm,
@@ -98,6 +99,7 @@ def equivalence(out: str) -> None:
         reference.fit(X, y, optimizer="adam", epochs=3, batch_size=4)
         results["replicated"] = max(relative(p, np.asarray(reference.flat_parameters())) for p in seeded)
         results["callback_stop_epochs"] = stopped_at
+        results["device_rng_seeds"] = sorted({state["seed"] for state in device_rngs})
     # A distributed run saved after 2 epochs and resumed to 4 (optimizer moments, shuffle
     # stream and early-stopping progress from the checkpoint) matches 4 epochs in one process.
     from backprop.runner import Run

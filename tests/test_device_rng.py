@@ -256,3 +256,11 @@ def test_a_forged_generator_state_is_refused(state, tmp_path):
     _resign(path, forged, lambda meta: meta.update(device_rng=state))
     with pytest.raises(CheckpointError, match=r"its header is inconsistent \(device_rng\)"):
         checkpoint.load(forged)
+
+
+def test_a_new_models_generator_draws_on_the_models_device():
+    """Sequential hands its backend to the fit state's generator: a Dropout layer draws on the
+    model's device (array-api-strict's second device here) with no backend passed."""
+    model = bp.mlp([2, 1], device="strict", seed=4)
+    draw = model.state.device_rng.uniform((3,))
+    assert draw.device == model.backend.device

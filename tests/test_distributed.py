@@ -227,6 +227,7 @@ def test_ranks_give_the_weights_of_one_process(ranks, tmp_path):
         ("X", "the epochs", "the batch size", "the optimizer")]
     assert result["replicated"] < 1e-10  # rank 0's starting weights and shuffle stream everywhere
     assert result["callback_stop_epochs"] == [2] * ranks  # one rank's stop stops all
+    assert result["device_rng_seeds"] == [3]  # rank 0's device generator (dropout masks) everywhere
     assert result["resumed"] < 1e-10  # --resume: saved state reaches every rank
 
 

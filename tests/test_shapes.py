@@ -165,3 +165,17 @@ def test_a_model_whose_layers_declare_no_input_saves_and_loads_its_input_shape(r
     plain = str(tmp_path / "plain.safetensors")
     checkpoint.save(bp.mlp([3, 2]), plain)
     assert "input_shape" not in checkpoint.read_header(plain)  # as before: the first Dense declares it
+
+
+def test_fit_trains_samples_of_several_axes_with_validation_data(registered):
+    """fit takes (N, 2, 6) inputs for a model whose input shape is (2, 6), and its validation data
+    too; a (N, 12) array, the same numbers flattened, is refused in one line."""
+    model = bp.Sequential([ChannelScale(2), MeanOverLength(), Dense(4), "tanh", Dense(1)],
+                          input_shape=(2, 6), dtype="float64", seed=0)
+    rng = np.random.default_rng(1)
+    X, Xv = rng.normal(size=(16, 2, 6)), rng.normal(size=(8, 2, 6))
+    y, yv = X.mean(axis=(1, 2)), Xv.mean(axis=(1, 2))
+    history = model.fit(X, y, loss="mse", optimizer="sgd", lr=0.1, epochs=3, validation_data=(Xv, yv))
+    assert len(history) == 3 and history["val_loss"][-1] == pytest.approx(model.evaluate(Xv, yv)["loss"])
+    with pytest.raises(DataError, match=r"X has shape \(16, 12\) but the model takes samples of shape"):
+        model.fit(X.reshape(16, 12), y, loss="mse", epochs=1)

@@ -7,6 +7,7 @@ settings, and prints the banner, the progress and the summary (or JSON lines).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -117,8 +118,8 @@ def _banner(job: Run) -> str:
     """One line: backend, device, dtype, data shape, architecture, parameters, training plan."""
     model, dataset, transform, s = job.model, job.dataset, job.transform, job.settings
     backend = model.backend
-    widths = [str(model.n_inputs)] + [str(layer.out_features) for layer in model.layers
-                                      if hasattr(layer, "out_features")]
+    widths = [str(model.n_inputs)] + [str(math.prod(shape)) for layer, shape in
+                                      zip(model.layers, model.layer_shapes()) if layer.param_shapes()]
     parts = f"{len(job.train[0])} train" + (f" / {len(job.val[0])} val" if job.val else "") + (
         f" / {len(dataset.X_test)} test" if dataset.X_test is not None else "")
     k = transform.n_targets

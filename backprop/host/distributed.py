@@ -160,7 +160,8 @@ def evaluate(model: Any, comm: Communicator, X: Array, T: Array, labels: Array |
 
 
 def replicate(comm: Communicator, model: Any, optimizer: Any, watch: Any) -> None:
-    """Make every rank's model, optimizer state, shuffle RNG and early-stopping progress rank 0's.
+    """Make every rank's model, optimizer state, shuffle and device RNGs and early-stopping progress
+    rank 0's.
 
     Every rank builds them the same way from the seed (or the same checkpoint), so this
     is a guarantee rather than a necessity: one broadcast before training, in host form.
@@ -179,6 +180,7 @@ def replicate(comm: Communicator, model: Any, optimizer: Any, watch: Any) -> Non
             "t": optimizer.t,
             "slots": [{k: to_numpy_any(v).copy() for k, v in slots.items()} for slots in optimizer.state],
             "rng": state.shuffle_rng.get_state(), "epoch": state.epoch,
+            "device_rng": None if state.device_rng is None else state.device_rng.get_state(),
             "resume": host(state.resume_params),
             "watch": None if watch is None else (watch.best, watch.waited, watch.best_epoch,
                                                  host(watch.best_params)),
@@ -197,6 +199,8 @@ def replicate(comm: Communicator, model: Any, optimizer: Any, watch: Any) -> Non
         optimizer.t = snapshot["t"]
         optimizer.state = [dict(zip(s, device(list(s.values())))) for s in snapshot["slots"]]
         state.shuffle_rng.set_state(snapshot["rng"])
+        if snapshot["device_rng"] is not None:  # one mask stream: each rank keeps its rows of it
+            state.device_rng.set_state(snapshot["device_rng"])
         state.epoch, state.resume_params = snapshot["epoch"], device(snapshot["resume"])
         if watch is not None:
             watch.best, watch.waited, watch.best_epoch, best = snapshot["watch"]
