@@ -37,6 +37,7 @@ from . import initializers
 from ._typing import Array, Backward
 from .errors import ConfigError
 from .namespace import namespace_of
+from .registry import Registry
 
 
 class Layer:
@@ -349,22 +350,22 @@ def chain(layers: list[Layer], X: Array, *, train: bool = False,
 
 
 # -- the registry --------------------------------------------------------------------
-_REGISTRY: dict[str, type[Layer]] = {}
 _FAMILIES: list[Callable[[], dict[str, type[Layer]]]] = []
 
 
-def register(name: str, cls: type[Layer]) -> None:
+def _included() -> list[str]:
+    """The names the included registries (the activations') save their classes under."""
+    return [name for family in _FAMILIES for name in family()]
+
+
+REGISTRY = Registry("layer", Layer, "backprop.layers.register", also_taken=_included)
+
+
+def register(name: str, cls: type[Layer], *, aliases: tuple[str, ...] = ()) -> None:
     """Make ``cls`` (a subclass of :class:`Layer`) the layer checkpoints save and load as ``name``
     (its ``config()``, parameters and buffers). A class that does not set its own ``name`` gets
     ``name``. Activations register in :mod:`backprop.activations` instead."""
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise ConfigError(f"layer {name!r} must be a subclass of backprop.layers.Layer, got {cls!r}")
-    key = str(name).lower()
-    if "name" not in vars(cls):
-        cls.name = key
-    if classes().get(cls.name, cls) is not cls or classes().get(key, cls) is not cls:
-        raise ConfigError(f"layer name {key!r} is taken by another class: give yours another name")
-    _REGISTRY[key] = cls
+    REGISTRY.register(name, cls, aliases=aliases)
 
 
 def include(family: Callable[[], dict[str, type[Layer]]]) -> None:
@@ -376,12 +377,12 @@ def include(family: Callable[[], dict[str, type[Layer]]]) -> None:
 def names() -> tuple[str, ...]:
     """The names registered here (``"dense"``, yours), in registration order; the activations'
     are ``backprop.activations.names()``."""
-    return tuple(_REGISTRY)
+    return REGISTRY.names()
 
 
 def classes() -> dict[str, type[Layer]]:
     """Every layer class by the name a checkpoint saves it under, the activations' included."""
-    found = {cls.name: cls for cls in _REGISTRY.values()}
+    found = REGISTRY.classes()
     for family in _FAMILIES:
         found.update(family())
     return found

@@ -65,11 +65,9 @@ class Scale(Layer):
 @pytest.fixture
 def scale():
     """Scale registered as "scale", for one test."""
-    before = dict(layers._REGISTRY)
-    layers.register("scale", Scale)
-    yield Scale
-    layers._REGISTRY.clear()
-    layers._REGISTRY.update(before)
+    with layers.REGISTRY.restoring():
+        layers.register("scale", Scale)
+        yield Scale
 
 
 def _data(n: int = 40):
@@ -251,9 +249,8 @@ class Tracked(Scale):
 
 
 def test_buffers_are_saved_loaded_and_pickled_beside_the_parameters(tmp_path):
-    before = dict(layers._REGISTRY)
-    layers.register("tracked", Tracked)
-    try:
+    with layers.REGISTRY.restoring():
+        layers.register("tracked", Tracked)
         X, y = _data()
         model = bp.Sequential([Dense(2, 3), Tracked(3), Dense(3, 1)], dtype="float64", seed=0)
         model.fit(X, y, loss="mse", epochs=2, batch_size=10)
@@ -272,9 +269,6 @@ def test_buffers_are_saved_loaded_and_pickled_beside_the_parameters(tmp_path):
         save_file(tensors, str(tmp_path / "f.st"), metadata={"backprop": json.dumps(meta)})
         with pytest.raises(CheckpointError, match=r"needs mean \(3,\) but its buffer tensors are mean None"):
             checkpoint.load(str(tmp_path / "f.st"))
-    finally:
-        layers._REGISTRY.clear()
-        layers._REGISTRY.update(before)
 
 
 def test_a_dense_with_an_initializer_of_its_own_loads(tmp_path):

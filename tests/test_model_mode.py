@@ -41,12 +41,10 @@ class Doubler(Layer):
 
 @pytest.fixture
 def model():
-    before = dict(layers._REGISTRY)
-    layers.register("doubler", Doubler)
-    SEEN.clear()
-    yield bp.Sequential([Dense(2, 3), "tanh", Doubler(), Dense(3, 1)], dtype="float64", seed=0)
-    layers._REGISTRY.clear()
-    layers._REGISTRY.update(before)
+    with layers.REGISTRY.restoring():
+        layers.register("doubler", Doubler)
+        SEEN.clear()
+        yield bp.Sequential([Dense(2, 3), "tanh", Doubler(), Dense(3, 1)], dtype="float64", seed=0)
 
 
 def _data():

@@ -260,3 +260,16 @@ def test_a_registration_inside_restoring_is_gone_after_it(module):
     assert module.REGISTRY.names(aliases=True) == before
     with pytest.raises(ConfigError, match="unknown .*'own_one'"):
         module.class_of("own_one")
+
+
+def test_a_layer_registered_inside_restoring_is_gone_after_it():
+    own = type("Own", (bp.layers.Layer,), {})
+    before = bp.layers.names()
+    with bp.layers.REGISTRY.restoring():
+        bp.layers.register("own_layer", own)
+        assert bp.layers.class_of("own_layer") is own
+        with pytest.raises(ConfigError, match="'relu' is taken"):  # an activation's saved name
+            bp.layers.register("relu", type("Other", (bp.layers.Layer,), {}))
+    assert bp.layers.names() == before
+    with pytest.raises(ConfigError, match="unknown layer type 'own_layer'"):
+        bp.layers.class_of("own_layer")

@@ -86,12 +86,10 @@ class Opaque(Layer):
 
 @pytest.fixture
 def registered():
-    before = dict(layers._REGISTRY)
-    layers.register("scale2", Scale)
-    layers.register("opaque", Opaque)
-    yield
-    layers._REGISTRY.clear()
-    layers._REGISTRY.update(before)
+    with layers.REGISTRY.restoring():
+        layers.register("scale2", Scale)
+        layers.register("opaque", Opaque)
+        yield
 
 
 def _setup():

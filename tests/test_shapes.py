@@ -61,12 +61,10 @@ class MeanOverLength(Layer):
 
 @pytest.fixture
 def registered():
-    before = dict(layers._REGISTRY)
-    layers.register("channel_scale", ChannelScale)
-    layers.register("mean_over_length", MeanOverLength)
-    yield
-    layers._REGISTRY.clear()
-    layers._REGISTRY.update(before)
+    with layers.REGISTRY.restoring():
+        layers.register("channel_scale", ChannelScale)
+        layers.register("mean_over_length", MeanOverLength)
+        yield
 
 
 def test_dense_out_infers_its_input_width_and_trains_the_weights_of_dense_in_out(tmp_path):
