@@ -452,3 +452,58 @@ def _gpu_or_skip(spec, **kwargs):
         return get_backend(spec, **kwargs)
     except BackendUnavailable as exc:
         pytest.skip(f"{spec}: {exc}")
+
+
+# Which tier may import which, at module level: each folder only from the ones below it. The
+# package's face (__init__, __main__, the old paths in _moved) gathers every tier and is left out.
+MAY_IMPORT = {
+    "math": {"math"},
+    "host": {"math", "host"},
+    "edges": {"math", "host", "edges"},
+    "apps": {"math", "host", "edges", "apps"},
+    "playground": {"math", "host", "edges", "apps", "playground"},
+    "cli": {"math", "host", "edges", "apps", "playground", "cli", "contenders"},
+    "contenders": set(),
+}
+FACE = {"__init__.py", "__main__.py", "_moved.py"}
+
+
+def _tier(root: pathlib.Path, path: pathlib.Path) -> str:
+    parts = path.relative_to(root).parts
+    return parts[0] if len(parts) > 1 else "math"
+
+
+def _imported_tiers(root: pathlib.Path, path: pathlib.Path) -> set[str]:
+    """The tiers of the backprop modules ``path`` imports at module level (relative or absolute)."""
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if not isinstance(node, ast.ImportFrom):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            found |= {_tier(root, root / n.split(".")[1]) if "." in n else "math"
+                      for n in names if n.startswith("backprop.")}
+            continue
+        if node.level == 0:
+            if not (node.module or "").startswith("backprop."):
+                continue
+            parts = node.module.split(".")[1:]
+        else:
+            here = list(path.relative_to(root).parts[:-1])
+            parts = here[:len(here) - (node.level - 1)] + (node.module.split(".") if node.module else [])
+        heads = parts[:1] or [a.name for a in node.names]  # "from . import x": x is the module
+        found |= {head if (root / head).is_dir() else "math" for head in heads}
+    return found
+
+
+def test_each_tier_imports_only_the_tiers_below_it():
+    """The folders are the tiers (ARCHITECTURE.md's table): the math imports no host-side edge or
+    application, the host side no application, and so on; read from every module-level import."""
+    root = pathlib.Path(__file__).resolve().parents[1] / "backprop"
+    wrong = []
+    for path in sorted(root.rglob("*.py")):
+        if path.name in FACE and path.parent == root:
+            continue
+        tier = _tier(root, path)
+        wrong += [f"{path.relative_to(root)} imports {other}"
+                  for other in sorted(_imported_tiers(root, path) - MAY_IMPORT[tier])]
+    assert wrong == []
+    assert {_tier(root, p) for p in root.rglob("*.py")} == set(MAY_IMPORT)  # every folder has its rule
