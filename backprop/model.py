@@ -96,6 +96,21 @@ class Sequential:
         self.uid = uuid.uuid4().hex  # who an optimizer belongs to (see Optimizer.bind)
         self.state = FitState.new(seed, self.backend)
 
+    # -- what a fit carries, and the layers that draw from it --------------------------
+    @property
+    def state(self) -> FitState:
+        """What a fit carries to the next (:class:`~backprop.training.FitState`)."""
+        return self._state
+
+    @state.setter
+    def state(self, state: FitState) -> None:
+        # Layers that draw in training (dropout) draw from the state's device generator, so its
+        # draws move, pickle, save and resume with the state: relinked whenever the state changes.
+        self._state = state
+        for layer in self.layers:
+            if type(layer).draws:
+                layer.rng = state.device_rng
+
     # -- the mode: training or inference, for a whole pass -------------------------
     def train(self, mode: bool = True) -> Sequential:
         """Put the model in training mode (``mode=False``: inference); returns the model."""
@@ -440,7 +455,7 @@ class Sequential:
         state["backend"] = (self.backend.spec, self.backend.tf32)
         state["dtype"] = dtype_name(self.dtype)
         state["layers"] = [layer.cast(None, None) for layer in self.layers]
-        state["state"] = self.state.moved(None, None, owner=None)
+        state["_state"] = self.state.moved(None, None, owner=None)
         for key in ("_flat", "_grad_flat", "_grad_slots", "_grad_views"):
             state.pop(key, None)  # rebuilt by _pack on loading
         return state
@@ -457,12 +472,13 @@ class Sequential:
         state.setdefault("input_shape", (state["n_inputs"],))
         state.setdefault("output_shape", (state["n_outputs"],))
         state.setdefault("training", False)
+        fit_state = state.pop("_state", None) or state.pop("state")  # "state": pickled before its setter
         self.__dict__.update(state)
         self.backend, self.dtype, self.uid = backend, _float_dtype(backend, state["dtype"]), uuid.uuid4().hex
         with backend.activate():
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
-        self.state = state["state"].moved(backend, self.dtype, owner=self.uid)
+        self.state = fit_state.moved(backend, self.dtype, owner=self.uid)
 
 
 def _input_shape(layers: list[Layer], given: int | Sequence[int] | None) -> tuple[int, ...]:

@@ -755,6 +755,7 @@ def _restore_state(model: Sequential, meta: dict, data: dict[str, np.ndarray], n
     state.device_rng = model.backend.device_rng(meta["seed"], Stream.DROPOUT)
     if meta.get("device_rng") is not None:
         state.device_rng.set_state(meta["device_rng"])
+    model.state = state  # relinks the layers that draw (dropout) to the restored generator
     if meta.get("history"):
         history = History()
         history.records = meta["history"]["records"]
