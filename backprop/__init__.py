@@ -14,6 +14,7 @@ from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, 
 from .apps import runner as runner
 from .apps.runner import Run, run
 from .callbacks import Callback
+from .dropout import Dropout
 from .edges import checkpoint
 from .edges import datafiles as datafiles
 from .edges import datasets as datasets
@@ -29,6 +30,7 @@ from .layers import Dense, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, SquaredError
 from .model import Sequential, mlp
 from .optimizers import SGD, Adam, AdamW, GradientDescent, RMSprop
+from .reshape import Flatten, Reshape
 from .schedules import Constant, Cosine, ExponentialDecay, StepDecay
 from .second_order import LevenbergMarquardt, Newton
 from .step import Step
@@ -37,9 +39,9 @@ from .training import EPOCH_KEYS, EarlyStopping, FitState, History, TrainingDive
 __all__ = [
     "EPOCH_KEYS", "SGD", "Adam", "AdamW", "BackendError", "BackendUnavailable", "BackpropError",
     "BinaryCrossEntropy", "Callback", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy",
-    "DataError", "Dense", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult",
-    "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton", "Identity", "Layer",
-    "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Run", "Sequential", "Sigmoid", "Softmax",
+    "DataError", "Dense", "Dropout", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult",
+    "Flatten", "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton", "Identity", "Layer",
+    "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Reshape", "Run", "Sequential", "Sigmoid", "Softmax",
     "Softplus", "SquaredError", "Step", "StepDecay", "Tanh", "TrainingDiverged", "__version__",
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",

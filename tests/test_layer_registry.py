@@ -133,10 +133,10 @@ def test_an_unregistered_layer_is_not_saved_as_its_parent(tmp_path):
     assert not (tmp_path / "w.st").exists()
 
 
-def test_the_registry_knows_dense_and_every_activation():
-    assert layers.names() == ("dense",)
+def test_the_registry_knows_every_layer_family_and_every_activation():
+    assert layers.names() == ("dense", "dropout", "flatten", "reshape")  # their modules register them
     known = layers.classes()
-    assert known["dense"] is Dense and known["relu"] is ReLU
+    assert known["dense"] is Dense and known["relu"] is ReLU and known["dropout"] is bp.Dropout
     assert set(activations.classes()) <= set(known)  # read from the activations' own registry
     assert layers.class_of("leaky_relu") is activations.LeakyReLU
     with pytest.raises(ConfigError, match="unknown layer type 'conv'"):

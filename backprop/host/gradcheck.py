@@ -279,10 +279,13 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
             X64 = backend.asarray(X, "float64", copy=True)
             T, _ = as_targets(backend, model.dtype, y, loss_obj, model.n_outputs, X64.shape[0])
             params = model.parameters()
+            same_draws = _same_draws(model.state.device_rng)
 
             def f() -> float:
+                same_draws()
                 return float(loss_obj.forward(model.forward(X64, loss=loss_obj)[0], T)[0])
 
+            same_draws()
             Z, backward = model.forward(X64, loss=loss_obj)
             dX = backward(loss_obj.forward(Z, T)[1])
             analytic = {"X": dX, **model.gradients()}
@@ -309,17 +312,31 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
             layer.build(backend, f64, backend.rng(seed))
         else:
             layer = target.cast(backend, f64)
+        if type(layer).draws:  # a layer alone that draws (dropout): a generator of its own, from the seed
+            layer.rng = backend.device_rng(seed, Stream.DROPOUT)
+        same_draws = _same_draws(getattr(layer, "rng", None))
         Y, backward = layer.forward(X64, train=True)  # a layer alone: the training pass, as above
         probe = backend.rng(seed, stream=Stream.LAYER_PROBE)
         R = backend.asarray(probe.normal(1.0, tuple(Y.shape)), "float64")
 
         def f() -> float:
+            same_draws()
             return float(backend.xp.sum(layer.forward(X64, train=True)[0] * R))
 
         dX = backward(R)
         arrays = {"X": X64, **layer.params}
         analytic = {"X": dX, **layer.grads}
         return _compare(backend, f, arrays, analytic, eps, tolerance, max_entries, seed, wrt_input)
+
+
+def _same_draws(rng: Any) -> Callable[[], None]:
+    """A function that puts ``rng`` (a device generator, or None) back to its state now: called
+    before every pass, so that a layer that draws (dropout) draws the same masks in each, and the
+    differences see one function, the one the backward pass differentiates."""
+    if rng is None:
+        return lambda: None
+    state = rng.get_state()
+    return lambda: rng.set_state(state)
 
 
 def _compare(backend: Backend, f: Callable[[], float], arrays: dict[str, Array],
