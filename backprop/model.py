@@ -22,6 +22,7 @@ from backends import FLOAT_DTYPES, Backend, BackendError, Stream, dtype_name, ge
 
 from . import activations, flat, losses
 from ._typing import Array, Backward
+from .dropout import Dropout
 from .errors import ConfigError, DataError
 from .evaluation import evaluate_arrays
 from .layers import Dense, Layer, chain
@@ -521,7 +522,8 @@ def _output_layer(output: str | Layer) -> bool:
 
 
 def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = None,
-        init: str = "auto", bias: float = 0.0, **model_kwargs: Any) -> Sequential:
+        init: str = "auto", bias: float = 0.0, dropout: float | None = None,
+        **model_kwargs: Any) -> Sequential:
     """A multi-layer perceptron: ``Dense`` layers of ``sizes`` with ``activation`` between them.
 
     Parameters
@@ -533,6 +535,9 @@ def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = 
     output : str or None
         Output activation: ``"softmax"`` (classes), ``"sigmoid"`` (yes/no labels)
         or None (a linear output, for regression or logits).
+    dropout : float or None
+        A :class:`~backprop.dropout.Dropout` of this rate after each hidden activation (None or 0:
+        none).
     init : str
         Weight initializer for every Dense layer (``"auto"``: He before ReLU-family
         activations, Glorot otherwise).
@@ -547,6 +552,8 @@ def mlp(sizes: Sequence[int], *, activation: str = "relu", output: str | None = 
         layers.append(Dense(a, b, init=init, bias=bias))
         if i < len(sizes) - 2:
             layers.append(activation)
+            if dropout:
+                layers.append(Dropout(dropout))
     if output is not None and _output_layer(output):
         layers.append(output)
     return Sequential(layers, **model_kwargs)

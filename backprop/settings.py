@@ -109,6 +109,16 @@ def _check_widths(setting: Setting, value: Any) -> list[int]:
     return [positive_int(w, "each hidden width") for w in widths]
 
 
+def _check_shape(setting: Setting, value: Any) -> list[int]:
+    # per-sample sizes, channels first: "1,64" or [1, 8, 8]
+    parts = value.split(",") if isinstance(value, str) else value
+    sizes = [int(p) if isinstance(p, str) and p.strip().isdigit() else p for p in parts]
+    if not 1 <= len(sizes) <= 3 or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in sizes):
+        raise ConfigError(f"{setting.name} must be one to three positive sizes, such as 1,64 or 1,8,8, "
+                          f"got {value!r}")
+    return sizes
+
+
 def _check_integer(setting: Setting, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < setting.low:
         raise ConfigError(f"{setting.name} must be an integer >= {setting.low:g}, got {value!r}")
@@ -134,7 +144,7 @@ def _check_name(setting: Setting, value: Any) -> str:
 
 _CHECKS: dict[str, Callable[[Setting, Any], Any]] = {
     "widths": _check_widths, "integer": _check_integer, "batch": _check_batch, "number": _check_number,
-    "name": _check_name}
+    "name": _check_name, "shape": _check_shape}
 
 
 def _inits() -> tuple[str, ...]:
@@ -200,6 +210,17 @@ SETTINGS: dict[str, Setting] = _declare(
             "(default: the columns as they are)", fixed=True, metavar="LIST", group="model"),
     Setting("l1", "number", None, *_NUMBER, "L1 penalty on weight matrices (first-order optimizers)",
             low=0.0, bounds=">= 0"),
+    Setting("layers", "text", None, (str,), "a list of layers as text",
+            "the network, e.g. \"conv1d(16, 5, stride=2), relu, flatten, dense(10)\": registered layer "
+            "and activation names with literal arguments; the output layer's width must fit the data "
+            "(default: an MLP of --hidden and --activation)", fixed=True, metavar="LIST", group="model"),
+    Setting("input_shape", "shape", None, (str, list), "sizes such as 1,64 or [1, 8, 8]",
+            "each sample's shape, channels first, e.g. 1,64 or 1,8,8: the columns of a row are reshaped "
+            "to it (C order) for --layers that take maps (default: the columns as they are)",
+            checked_here=True, fixed=True, metavar="C,L|C,H,W", group="data"),
+    Setting("dropout", "number", None, *_NUMBER, "dropout rate after each hidden layer of the default MLP "
+            "(none)", low=0.0, high=1.0, bounds="a rate in [0, 1)", checked_here=True, fixed=True,
+            group="model"),
 )
 """Every setting of a run, in the order the README lists them."""
 

@@ -12,6 +12,7 @@ sign) are accepted: nothing is evaluated.
 from __future__ import annotations
 
 import ast
+import math
 from typing import Any
 
 from . import activations, layers
@@ -113,3 +114,19 @@ def _text(value: Any) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(_text(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     return repr(value)
+
+
+def outline(model: Any) -> str:
+    """The model in one short line for a banner: the input shape, then each layer's name with
+    its output shape where it changes and its parameter count where it has any:
+    ``1×8×8 → flatten 64 → dense 32 (2,080) → relu → dense 10 (330) → softmax``."""
+    def shape_text(shape: tuple[int, ...]) -> str:
+        return "×".join(map(str, shape))
+
+    parts, shape = [shape_text(model.input_shape)], tuple(model.input_shape)
+    for layer, out in zip(model.layers, model.layer_shapes()):
+        text = type(layer).name + ("" if tuple(out) == shape else f" {shape_text(out)}")
+        count = sum(math.prod(s) for s in layer.param_shapes().values())
+        parts.append(text + (f" ({count:,})" if count else ""))
+        shape = tuple(out)
+    return " → ".join(parts)

@@ -40,7 +40,8 @@ def test_every_setting_is_one_train_option_with_the_schemas_choices_and_default(
     ("lr", 0.0123456789), ("momentum", 0.5), ("weight_decay", 0.0), ("schedule", "cosine"),
     ("epochs", 7), ("batch_size", "full"), ("batch_size", 5), ("init", "he_normal"), ("seed", 3),
     ("dtype", "float64"), ("val_split", 0.25), ("early_stopping", 0), ("standardize", False),
-    ("task", "regression"), ("target", "label"), ("features", "x1,x1^2"), ("l1", 1e-05)])
+    ("task", "regression"), ("target", "label"), ("features", "x1,x1^2"), ("l1", 1e-05),
+    ("layers", "conv1d(4, 3), relu, flatten, dense(2)"), ("input_shape", [1, 8, 8]), ("dropout", 0.25)])
 def test_each_settings_words_parse_back_to_its_value(name, value):
     words = SETTINGS[name].words(value)
     assert given_settings(build_parser().parse_args(["train", *words])) == {name: value}
@@ -75,7 +76,7 @@ def test_runs_tables_are_the_schemas():
     assert runner.DEFAULTS == settings.defaults() and list(runner.DEFAULTS) == list(SETTINGS)
     assert runner.KINDS == {n: (s.types, s.what) for n, s in SETTINGS.items()}
     assert set(runner.ARCHITECTURE) == {"hidden", "activation", "loss", "init", "seed", "standardize", "task",
-                                        "target", "val_split", "features"}
+                                        "target", "val_split", "features", "layers", "input_shape", "dropout"}
     assert [n for n, s in SETTINGS.items() if s.total] == ["epochs"]
 
 

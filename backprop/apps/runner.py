@@ -30,7 +30,7 @@ import numpy as np
 
 from backends import dtype_name, get_backend, is_out_of_memory
 
-from .. import losses, optimizers
+from .. import activations, losses, optimizers, spec
 from ..callbacks import Callback as FitCallback
 from ..edges import checkpoint, datafiles, features
 from ..edges.datasets import Dataset
@@ -321,7 +321,7 @@ class Run:
             self.transform = Transform.from_json(ck.extra["transform"], ck.arrays)
         else:  # statistics of the training part only: the validation part stays unseen
             self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y,
-                                           features=s["features"])
+                                           features=s["features"], input_shape=s["input_shape"])
         if val is None and "early_stopping" not in self.given:
             s["early_stopping"] = None  # the default patience needs validation data; none here
         if s["early_stopping"] and val is None:
@@ -356,9 +356,28 @@ class Run:
             model = ck.model
             return model if s["dtype"] == dtype_name(model.dtype) else model.to(dtype=s["dtype"])
         width = self.transform.n_inputs or self.train[0].shape[1]
+        kwargs = {"device": get_backend(device), "dtype": s["dtype"], "seed": s["seed"]}
+        if s["layers"] is not None:
+            return self._layered(self.transform.input_shape or (width,), kwargs)
         sizes = [width, *s["hidden"], self.head.outputs]
         return mlp(sizes, activation=s["activation"], output=self.head.activation, init=s["init"],
-                   device=get_backend(device), dtype=s["dtype"], seed=s["seed"])
+                   dropout=s["dropout"], **kwargs)
+
+    def _layered(self, input_shape: tuple[int, ...], kwargs: dict) -> Sequential:
+        """The network ``--layers`` describes (:mod:`backprop.spec`), ending in the head's output
+        activation (added when the text leaves it out), its outputs checked against the data."""
+        mlp_only = [SETTINGS[n].flag for n in ("hidden", "activation", "dropout") if n in self.given]
+        if mlp_only:
+            raise ConfigError(f"--layers gives the whole network: drop {', '.join(mlp_only)}")
+        layers = spec.parse(self.settings["layers"])
+        link = self.head.activation
+        if link is not None and not isinstance(layers[-1], activations.class_of(link)):
+            layers.append(activations.get(link))
+        model = Sequential(layers, input_shape=input_shape, **kwargs)
+        if model.n_outputs != self.head.outputs:
+            raise ConfigError(f"the layers end in {model.n_outputs} outputs but the data needs "
+                              f"{self.head.outputs}: end --layers with dense({self.head.outputs})")
+        return model
 
     def _optimizer(self, ck: checkpoint.Checkpoint | None, model: Sequential, given: dict):
         """A new optimizer from the settings; a resumed one of the same rule keeps its moments."""

@@ -85,6 +85,13 @@ def _hidden(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected widths like 128,64, got {text!r}") from None
 
 
+def _shape(text: str) -> list[int]:
+    try:
+        return SETTINGS["input_shape"].check(text)
+    except BackpropError:
+        raise argparse.ArgumentTypeError(f"expected sizes like 1,64 or 1,8,8, got {text!r}") from None
+
+
 def _option_type(setting: Setting):
     """The argparse type that reads a setting's value within its declared bounds."""
     if setting.kind in ("integer", "patience"):
@@ -92,7 +99,7 @@ def _option_type(setting: Setting):
         return _int_from(int(setting.low), what)
     if setting.kind == "number":
         return _positive_float if setting.open_low else _range(setting.low, setting.high, setting.bounds)
-    return {"widths": _hidden, "batch": _batch_size}.get(setting.kind)
+    return {"widths": _hidden, "batch": _batch_size, "shape": _shape}.get(setting.kind)
 
 
 def _add_setting(group, setting: Setting) -> None:

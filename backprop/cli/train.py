@@ -15,6 +15,7 @@ from typing import Any
 
 from backends import dtype_name
 
+from .. import spec
 from ..apps.runner import Run
 from ..settings import SETTINGS
 from .common import device_spec
@@ -129,11 +130,19 @@ def _banner(job: Run) -> str:
     ranks = f" × {counted(job.comm.size, 'rank')} ({job.comm.name})" if job.comm is not None else ""
     return (f"backprop · {backend.name} on {backend.label}{ranks} · {dtype_name(model.dtype)} · "
             f"{dataset.name}: {parts}, {counted(model.n_inputs, 'feature')}, {kind} · "
-            f"{'-'.join(widths)} {s['activation']}, {counted(model.n_params, 'parameter')} · "
+            f"{_architecture(job, widths)}, {counted(model.n_params, 'parameter')} · "
             f"{job.head.loss} loss, {s['optimizer']}"
             + ("" if not job.optimizer.has_lr else f" lr {job.optimizer.base_lr:g}")
             + f", batch {s['batch_size']}, "
             f"{epochs}")
+
+
+def _architecture(job: Run, widths: list[str]) -> str:
+    """The network in the banner: ``64-32-10 relu`` for the default MLP, each layer with its output
+    shape and parameters for one given by ``--layers``."""
+    if job.settings["layers"] is None:
+        return f"{'-'.join(widths)} {job.settings['activation']}"
+    return spec.outline(job.model)
 
 
 def _terminal_width() -> int:

@@ -659,6 +659,9 @@ def _check_inputs(transform: dict, data: dict[str, np.ndarray], n_in: int) -> in
     of raw columns the data file has."""
     from . import features
 
+    shape = transform.get("input_shape")
+    sizes_ok = isinstance(shape, list) and 1 <= len(shape) <= 3 and all(_count(d, 1) for d in shape)
+    _need(shape is None or (sizes_ok and math.prod(shape) == n_in), "the input shape")
     names, n_columns = transform.get("features"), transform.get("n_columns")
     if names is None:
         _need(n_columns is None, "raw columns without features")

@@ -8,6 +8,7 @@ target units. Host NumPy throughout.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -82,26 +83,36 @@ class Transform:
         None: the raw columns are the inputs.
     n_columns : int or None
         Raw columns the features were computed from (checked on every call).
+    input_shape : tuple of int or None
+        Each sample's shape, channels first ((C, L) or (C, H, W)): the standardized columns of a
+        row are reshaped to it (C order) for a network that takes maps; None: rows as they are.
     """
 
     def __init__(self, task: str, classes: list[str] | None = None, x_mean=None, x_std=None,
                  y_mean=None, y_std=None, *, features: list[str] | None = None,
-                 n_columns: int | None = None) -> None:
+                 n_columns: int | None = None, input_shape: Any = None) -> None:
         self.task = task
         self.classes = classes
         self.x_mean, self.x_std, self.y_mean, self.y_std = x_mean, x_std, y_mean, y_std
         self.features, self.n_columns = features, n_columns
+        self.input_shape = None if input_shape is None else tuple(int(d) for d in input_shape)
 
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True,
-            labels: np.ndarray | None = None, features: list[str] | None = None) -> Transform:
+            labels: np.ndarray | None = None, features: list[str] | None = None,
+            input_shape: Any = None) -> Transform:
         """Statistics from the training part ``X`` (N, F), ``y``; class names from ``labels``
         (every label the data has, so that a class only the validation part holds is known),
-        or from ``y``; the inputs are ``features`` of X's columns when given."""
+        or from ``y``; the inputs are ``features`` of X's columns when given, reshaped to
+        ``input_shape`` per sample when given."""
         n_columns = None
         if features is not None:
             features, n_columns = feature_terms.check(features, X.shape[1]), X.shape[1]
             X = feature_terms.expand(X, features)
+        if input_shape is not None and math.prod(input_shape) != X.shape[1]:
+            raise DataError(f"an input shape of {','.join(map(str, input_shape))} holds "
+                            f"{math.prod(input_shape)} entries but each row has {X.shape[1]} inputs: give "
+                            "sizes whose product is the number of inputs")
         classes = None
         x_mean = x_std = y_mean = y_std = None
         if task == "classification":
@@ -119,7 +130,8 @@ class Transform:
             x_mean, x_std = moments(X)
             if task == "regression":
                 y_mean, y_std = moments(y.reshape(len(y), -1))
-        return cls(task, classes, x_mean, x_std, y_mean, y_std, features=features, n_columns=n_columns)
+        return cls(task, classes, x_mean, x_std, y_mean, y_std, features=features, n_columns=n_columns,
+                   input_shape=input_shape)
 
     @property
     def n_inputs(self) -> int | None:
@@ -134,7 +146,12 @@ class Transform:
             1 if self.y_mean is None else len(self.y_mean))
 
     def inputs(self, X: np.ndarray) -> np.ndarray:
-        """Raw inputs (N, F) -> what the network sees (N, n_inputs)."""
+        """Raw inputs (N, F) -> what the network sees: (N, n_inputs), or (N, *input_shape)."""
+        X = self._columns(X)
+        return X if self.input_shape is None else X.reshape(len(X), *self.input_shape)
+
+    def _columns(self, X: np.ndarray) -> np.ndarray:
+        """Raw inputs (N, F) -> the network's inputs as columns (N, n_inputs): features, standardized."""
         if self.features is not None:
             if X.shape[1] != self.n_columns:
                 raise DataError(f"the data has {X.shape[1]} features but the model was trained on "
@@ -175,6 +192,8 @@ class Transform:
         meta = {"task": self.task, "classes": self.classes}
         if self.features is not None:
             meta.update(features=self.features, n_columns=self.n_columns)
+        if self.input_shape is not None:
+            meta["input_shape"] = list(self.input_shape)
         return meta, arrays
 
     @classmethod
@@ -183,4 +202,4 @@ class Transform:
         return cls(meta["task"], meta.get("classes"),
                    *(arrays.get(k) for k in ("x_mean", "x_std", "y_mean", "y_std")),
                    features=None if features is None else feature_terms.check(features),
-                   n_columns=meta.get("n_columns"))
+                   n_columns=meta.get("n_columns"), input_shape=meta.get("input_shape"))

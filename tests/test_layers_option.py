@@ -1,0 +1,83 @@
+"""A training run with the network given as text (``--layers``), its rows reshaped to samples of
+several axes (``--input-shape``), or dropout in the default MLP (``--dropout``): trained, saved,
+resumed, evaluated and predicted like any run; bad settings refused in one line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import backprop as bp
+from backprop.cli import main
+from backprop.errors import CheckpointError, ConfigError, DataError
+
+LAYERS = "reshape((4, 16)), flatten, dense(24), relu, dropout(0.1), dense(10)"
+
+
+def test_a_run_of_given_layers_saves_resumes_and_predicts(tmp_path):
+    path = str(tmp_path / "m.safetensors")
+    summary = bp.run("digits", layers=LAYERS, input_shape=[1, 8, 8], epochs=2, seed=1, save=path)
+    assert summary["status"] == "completed"
+    loaded = bp.checkpoint.load(path)
+    assert [type(layer).name for layer in loaded.model.layers] == ["reshape", "flatten", "dense", "relu",
+                                                                    "dropout", "dense"]
+    assert loaded.model.input_shape == (1, 8, 8) and loaded.extra["transform"]["input_shape"] == [1, 8, 8]
+    resumed = bp.run(resume=path, epochs=4)
+    assert resumed["epochs"] == 4 and resumed["test_accuracy"] > 0.5
+    # the saved transform reshapes rows for the model: (N, 64) columns -> (N, 1, 8, 8) samples
+    job = bp.Run(resume=path, epochs=5)
+    X = job.dataset.X_test
+    seen = job.transform.inputs(X)
+    assert seen.shape == (len(X), 1, 8, 8)
+    np.testing.assert_array_equal(seen.reshape(len(X), 64), (X - job.transform.x_mean) / job.transform.x_std)
+
+
+def test_dropout_goes_after_each_hidden_activation_of_the_default_mlp():
+    job = bp.Run("xor", hidden=[4, 3], activation="relu", dropout=0.2, epochs=1)
+    assert [type(layer).name for layer in job.model.layers] == ["dense", "relu", "dropout", "dense", "relu",
+                                                                "dropout", "dense"]
+    assert all(layer.rate == 0.2 for layer in job.model.layers if type(layer).name == "dropout")
+
+
+@pytest.mark.parametrize("settings, error, message", [
+    ({"layers": "dense(16), relu, dense(7)"}, ConfigError,
+     r"the layers end in 7 outputs but the data needs 10: end --layers with dense\(10\)"),
+    ({"layers": "dense(16), relu, dense(10)", "hidden": [5]}, ConfigError,
+     r"--layers gives the whole network: drop --hidden"),
+    ({"layers": "dense(10)", "input_shape": [1, 8, 9]}, DataError,
+     r"an input shape of 1,8,9 holds 72 entries but each row has 64 inputs"),
+    ({"layers": "conv9d(3), dense(10)"}, ConfigError, r"layer 1: unknown layer 'conv9d'"),
+    ({"input_shape": [0, 64]}, ConfigError, r"input_shape must be one to three positive sizes"),
+    ({"dropout": 1.0}, ConfigError, r"dropout must be a rate in \[0, 1\)"),
+])
+def test_bad_settings_are_refused_in_one_line(settings, error, message):
+    with pytest.raises(error, match=message):
+        bp.Run("digits", epochs=1, **settings)
+
+
+def test_the_command_line_trains_it_and_the_banner_shows_each_layer(tmp_path, capsys):
+    path = str(tmp_path / "c.safetensors")
+    layers = "flatten, dense(32), relu, dense(10)"
+    code = main(["train", "digits", "--input-shape", "1,8,8", "--layers", layers, "--epochs", "1",
+                 "--save", path])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1×8×8 → flatten 64 → dense 32 (2,080) → relu → dense 10 (330), 2,410 parameters" in out
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "digits", "--input-shape", "8,x", "--epochs", "1"])
+    assert stop.value.code == 2 and "expected sizes like 1,64 or 1,8,8, got '8,x'" in capsys.readouterr().err
+
+
+def test_a_forged_input_shape_in_a_checkpoint_is_refused(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    path = str(tmp_path / "m.safetensors")
+    bp.run("digits", layers="flatten, dense(10)", input_shape=[1, 8, 8], epochs=1, save=path)
+    tensors, meta = load_file(path), bp.checkpoint.read_header(path)
+    meta["extra"]["transform"]["input_shape"] = [1, 8, 9]
+    meta["sha256"] = bp.checkpoint._digest(tensors, meta)
+    save_file(tensors, str(tmp_path / "f.safetensors"), metadata={"backprop": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="the input shape"):
+        bp.checkpoint.load(str(tmp_path / "f.safetensors"))
