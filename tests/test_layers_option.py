@@ -81,3 +81,22 @@ def test_a_forged_input_shape_in_a_checkpoint_is_refused(tmp_path):
     save_file(tensors, str(tmp_path / "f.safetensors"), metadata={"backprop": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="the input shape"):
         bp.checkpoint.load(str(tmp_path / "f.safetensors"))
+
+
+class Halving(bp.Layer):
+    """y = x / 2 with a backward that forgets the 1/2: the gradient checker must catch it."""
+
+    def forward(self, X, *, train=False, input_grad=True):
+        return X * 0.5, lambda dY: dY if input_grad else None
+
+
+def test_gradcheck_takes_any_network_as_text(capsys):
+    layers = "flatten, dense(4), tanh, dropout(0.5), dense(3)"
+    assert main(["gradcheck", "--layers", layers, "--input-shape", "2,3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("gradient check of 2×3 → flatten 6 → dense 4 (28) → tanh → dropout → dense 3 (15), "
+                          "ce loss on cpu") and out.rstrip().endswith("ok (tolerance 1e-06)")
+    with bp.layers.REGISTRY.restoring():
+        bp.layers.register("halving", Halving)
+        assert main(["gradcheck", "--layers", "dense(4), halving, dense(2)", "--inputs", "3"]) == 1
+    assert "X " in capsys.readouterr().out

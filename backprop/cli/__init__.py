@@ -168,6 +168,10 @@ def _gradcheck_parser(commands, command) -> None:
     p.add_argument("--hidden", type=_hidden, default=[8, 8], help="its hidden widths, e.g. 8,8 (default); "
                    "0 for none")
     p.add_argument("--outputs", type=_positive_int, default=3, help="its outputs (3)")
+    p.add_argument("--layers", default=None, metavar="LIST",
+                   help=f"any network instead, as for train: {SETTINGS['layers'].help.split(': ')[0]}")
+    p.add_argument("--input-shape", type=_shape, default=None, metavar="C,L|C,H,W",
+                   help="each random sample's shape for --layers (default: --inputs features)")
     p.add_argument("--activation", choices=activations.HIDDEN, default="tanh",
                    help="its hidden activation (tanh)")
     p.add_argument("--loss", choices=("auto", *losses.names()), default="auto",

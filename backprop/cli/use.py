@@ -6,17 +6,19 @@ import argparse
 import csv
 import io
 import sys
+from typing import Any
 
 import numpy as np
 
 from .. import losses
+from .. import spec as text_spec
 from ..apps import runner
 from ..edges import checkpoint, datafiles
 from ..edges.datafiles import read_file
 from ..edges.heads import scores
 from ..errors import DataError
 from ..host.gradcheck import check_budget, gradcheck, jacobian_check
-from ..model import mlp
+from ..model import Sequential, mlp
 from .common import device_spec
 from .report import emit_json, table
 
@@ -111,12 +113,26 @@ def _gradcheck_model(args: argparse.Namespace, spec) -> tuple:
         check_budget([tuple(p.shape) for p in model.parameter_list()], model.n_inputs, args.samples,
                      args.max_params)
         return model, head.loss, args.model
+    if args.layers is not None:
+        return _gradcheck_layers(args, spec)
     loss = args.loss if args.loss != "auto" else ("ce" if args.outputs > 1 else "mse")
     sizes = [args.inputs, *args.hidden, args.outputs]
     check_budget([s for a, b in zip(sizes, sizes[1:]) for s in ((a, b), (b,))], args.inputs, args.samples,
                  args.max_params)
     model = mlp(sizes, activation=args.activation, output=None, device=spec, dtype="float64", seed=args.seed)
     return model, loss, f"{'-'.join(map(str, sizes))} {args.activation} network, {loss} loss"
+
+
+def _gradcheck_layers(args: argparse.Namespace, device: Any) -> tuple:
+    """The network ``--layers`` describes on ``--input-shape`` samples (float64), its loss and a
+    description; bounded by the budget once its shapes are known."""
+    shape = tuple(args.input_shape) if args.input_shape else (args.inputs,)
+    model = Sequential(text_spec.parse(args.layers), input_shape=shape, device=device, dtype="float64",
+                       seed=args.seed)
+    check_budget([tuple(p.shape) for p in model.parameter_list()], model.n_inputs, args.samples,
+                 args.max_params)
+    loss = args.loss if args.loss != "auto" else ("ce" if model.n_outputs > 1 else "mse")
+    return model, loss, f"{text_spec.outline(model)}, {loss} loss"
 
 
 def gradcheck_command(args: argparse.Namespace) -> int:
@@ -126,7 +142,7 @@ def gradcheck_command(args: argparse.Namespace) -> int:
     task = losses.get(loss).task
     if task == "multiclass" and model.n_outputs < 2:
         raise DataError(f"--loss {loss} needs at least 2 outputs")
-    X = rng.normal(size=(args.samples, model.n_inputs))
+    X = rng.normal(size=(args.samples, *model.input_shape))
     if task == "multiclass":
         y = rng.integers(0, model.n_outputs, size=args.samples)
     elif task == "binary":
