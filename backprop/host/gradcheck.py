@@ -267,7 +267,7 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         ``.floor``; ``print()`` shows a table.
     """
     from ..model import Sequential
-    from ..targets import as_targets
+    from ..targets import as_inputs, as_targets
 
     if isinstance(target, Sequential):
         backend = target.backend
@@ -276,7 +276,8 @@ def gradcheck(target: Layer | losses_mod.Loss | Any, X: Any, y: Any = None, *,
         # Training mode for the differences and the backward pass alike: the gradient checked is
         # that of the objective training minimizes.
         with backend.activate(), model.mode(train=True):
-            X64 = backend.asarray(X, "float64", copy=True)
+            # a copy (its entries are perturbed), of the model's sample shape
+            X64 = as_inputs(backend, model.dtype, backend.asarray(X, "float64", copy=True), model.input_shape)
             T, _ = as_targets(backend, model.dtype, y, loss_obj, model.n_outputs, X64.shape[0])
             params = model.parameters()
             same_draws = _same_draws(model.state.device_rng)
