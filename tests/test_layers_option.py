@@ -42,11 +42,11 @@ def test_dropout_goes_after_each_hidden_activation_of_the_default_mlp():
 
 
 @pytest.mark.parametrize("settings, error, message", [
-    ({"layers": "dense(16), relu, dense(7)"}, ConfigError,
+    ({"layers": "flatten, dense(16), relu, dense(7)"}, ConfigError,
      r"the layers end in 7 outputs but the data needs 10: end --layers with dense\(10\)"),
     ({"layers": "dense(16), relu, dense(10)", "hidden": [5]}, ConfigError,
      r"--layers gives the whole network: drop --hidden"),
-    ({"layers": "dense(10)", "input_shape": [1, 8, 9]}, DataError,
+    ({"layers": "flatten, dense(10)", "input_shape": [1, 8, 9]}, DataError,
      r"an input shape of 1,8,9 holds 72 entries but each row has 64 inputs"),
     ({"layers": "conv9d(3), dense(10)"}, ConfigError, r"layer 1: unknown layer 'conv9d'"),
     ({"input_shape": [0, 64]}, ConfigError, r"input_shape must be one to three positive sizes"),
@@ -100,3 +100,21 @@ def test_gradcheck_takes_any_network_as_text(capsys):
         bp.layers.register("halving", Halving)
         assert main(["gradcheck", "--layers", "dense(4), halving, dense(2)", "--inputs", "3"]) == 1
     assert "X " in capsys.readouterr().out
+
+
+def test_an_npz_of_maps_needs_no_input_shape_and_digits_are_images(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2, 3, 4))
+    y = (X[:, 0].sum(axis=(1, 2)) > 0).astype(int)
+    path = str(tmp_path / "maps.npz")
+    np.savez(path, X=X, y=y)
+    job = bp.Run(path, layers="flatten, dense(8), tanh, dense(2)", epochs=1)
+    assert job.model.input_shape == (2, 3, 4) and job.transform.input_shape == (2, 3, 4)
+    rows = X[:3].reshape(3, 24)  # the rows the file's maps were read as (C order)
+    np.testing.assert_array_equal(job.transform.inputs(rows), ((rows - job.transform.x_mean) /
+                                                               job.transform.x_std).reshape(3, 2, 3, 4))
+    assert bp.Run(path, hidden=[4], epochs=1).model.input_shape == (24,)  # the default MLP reads rows
+    assert bp.Run("digits", layers="flatten, dense(10)", epochs=1).model.input_shape == (1, 8, 8)
+    np.savez(path, X=X, y=y, X_val=X[:, :1], y_val=y)
+    with pytest.raises(DataError, match=r"X_val has \(1, 3, 4\) as its sample shape but X has \(2, 3, 4\)"):
+        bp.Run(path, layers="flatten, dense(2)", epochs=1)

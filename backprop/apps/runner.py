@@ -321,7 +321,7 @@ class Run:
             self.transform = Transform.from_json(ck.extra["transform"], ck.arrays)
         else:  # statistics of the training part only: the validation part stays unseen
             self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y,
-                                           features=s["features"], input_shape=s["input_shape"])
+                                           features=s["features"], input_shape=self._input_shape())
         if val is None and "early_stopping" not in self.given:
             s["early_stopping"] = None  # the default patience needs validation data; none here
         if s["early_stopping"] and val is None:
@@ -348,6 +348,14 @@ class Run:
             raise ConfigError(f"the checkpoint has already trained {model.epoch} epochs; epochs counts the "
                               f"total, so ask for more than {model.epoch} to continue")
         self.model, self.optimizer, self.early_stopping = model, opt, watch
+
+    def _input_shape(self) -> Any:
+        """Each sample's shape: the one given, else, for a network given as layers, the data's own
+        (digits' 1×8×8, an NPZ of maps); the default MLP reads rows of features."""
+        s = self.settings
+        if s["input_shape"] is not None or s["layers"] is None:
+            return s["input_shape"]
+        return self.dataset.input_shape
 
     def _model(self, ck: checkpoint.Checkpoint | None, device: str) -> Sequential:
         """The resumed model (in the dtype asked for), or a new one from the settings."""

@@ -473,12 +473,13 @@ NPZ_KEYS = ("X", "y", "X_val", "y_val", "X_test", "y_test")
 
 
 def _npz_inputs(path: str, key: str, value: np.ndarray) -> np.ndarray:
-    """An NPZ input array as float64 (N, F) (a 1-D one is one column), or a DataError line."""
+    """An NPZ input array as float64: (N, F) (a 1-D one is one column), or samples of several axes
+    (N, C, L) / (N, C, H, W) as they are (flattened later, their shape kept); or a DataError line."""
     if value.ndim == 1:
         value = value[:, None]
-    if value.ndim != 2 or not np.issubdtype(value.dtype, np.number) or value.dtype.kind == "c":
-        raise DataError(f"{path}: {key} must be a 2-D array of real numbers, got "
-                        f"{value.dtype} of shape {value.shape}")
+    if not 2 <= value.ndim <= 4 or not np.issubdtype(value.dtype, np.number) or value.dtype.kind == "c":
+        raise DataError(f"{path}: {key} must be a 2-D array of real numbers (or (N, C, L), (N, C, H, W) "
+                        f"for maps), got {value.dtype} of shape {value.shape}")
     value = value.astype(np.float64)
     if not np.isfinite(value).all():
         raise DataError(f"{path}: {key} contains NaN or infinity: drop or impute those values")
@@ -529,8 +530,14 @@ def _check_npz_shapes(path: str, arrays: dict[str, np.ndarray]) -> None:
         Xp, yp = arrays.get(f"X{part}"), arrays.get(f"y{part}")
         if Xp is not None and yp is not None and len(Xp) != len(yp):
             raise DataError(f"{path}: X{part} has {len(Xp)} rows but y{part} has {len(yp)}: they must match")
-        if Xp is not None and Xp.shape[1] != X.shape[1]:
-            raise DataError(f"{path}: X{part} has {Xp.shape[1]} columns but X has {X.shape[1]}")
+        if Xp is not None and Xp.shape[1:] != X.shape[1:]:
+            what = "columns" if X.ndim == 2 else "as its sample shape"
+            raise DataError(f"{path}: X{part} has {_sample(Xp)} {what} but X has {_sample(X)}")
+
+
+def _sample(X: np.ndarray) -> str:
+    """A sample's size as a message says it: columns (5), or a shape (1, 8, 8)."""
+    return str(X.shape[1]) if X.ndim == 2 else str(tuple(X.shape[1:]))
 
 
 def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
@@ -541,9 +548,11 @@ def read_npz(path: str, *, inputs_only: bool = False) -> Dataset:
     arrays = {key: _npz_inputs(path, key, value) if key.startswith("X") else _npz_targets(path, key, value)
               for key, value in found.items()}
     _check_npz_shapes(path, arrays)
-    X = arrays["X"]
-    return Dataset(os.path.basename(path), X, arrays.get("y", np.zeros(len(X))), arrays.get("X_val"),
-                   arrays.get("y_val"), arrays.get("X_test"), arrays.get("y_test"))
+    shape = tuple(arrays["X"].shape[1:]) if arrays["X"].ndim > 2 else None
+    flat = {k: v.reshape(len(v), -1) if k.startswith("X") else v for k, v in arrays.items()}  # rows, C order
+    X = flat["X"]
+    return Dataset(os.path.basename(path), X, flat.get("y", np.zeros(len(X))), flat.get("X_val"),
+                   flat.get("y_val"), flat.get("X_test"), flat.get("y_test"), input_shape=shape)
 
 
 def read_file(path: str, target: str | int | None = None, *, inputs_only: bool = False,

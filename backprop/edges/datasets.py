@@ -29,6 +29,9 @@ class Dataset:
     ``X`` (N, F) float64; ``y`` (N,) labels of any type (strings welcome) or real
     targets, (N, T) for several real targets. ``defaults`` holds training settings
     that suit the set (keys as the ``train`` options: hidden, epochs, lr...).
+    ``input_shape``: each row's shape as a sample of several axes, channels first (digits:
+    (1, 8, 8); an NPZ whose X is (N, C, L) or (N, C, H, W)), which a network given as layers
+    reads; None: rows of features.
     """
 
     name: str
@@ -42,6 +45,7 @@ class Dataset:
     target_name: str | None = None
     task: str | None = None  # "classification" / "regression" when the set knows; else inferred
     defaults: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.feature_names:
@@ -187,7 +191,8 @@ def _digits() -> Dataset:
     return Dataset("digits", X[~test], y[~test], X_test=X[test], y_test=y[test],
                    feature_names=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
                    target_name="digit", task="classification",
-                   defaults={"hidden": [256], "epochs": 60, "batch_size": 32, "lr": 1e-3})
+                   defaults={"hidden": [256], "epochs": 60, "batch_size": 32, "lr": 1e-3},
+                   input_shape=(1, 8, 8))
 
 
 _TWO_D = {"hidden": [32, 32], "epochs": 200, "batch_size": 64, "lr": 0.01}
