@@ -125,6 +125,8 @@ def test_a_changed_setting_takes_effect(page, url):
     assert "hidden=4%2C2%2C2" in page.url or "hidden=4,2,2" in page.url  # the address keeps the set-up
     page.select_option("#activation", "relu")
     page.wait_for_function("document.getElementById('command').textContent.includes('--activation relu')")
+    page.select_option("#dropout", "0.2")  # a new run, with dropout after each hidden layer
+    page.wait_for_function("document.getElementById('command').textContent.includes('--dropout 0.2')")
     page.click("[data-feature='x1^2']")
     page.wait_for_function("document.getElementById('command').textContent.includes('x1^2')")
     page.select_option("#lr", "0.3")  # a live change: the run goes on, the command follows
@@ -136,6 +138,7 @@ def test_a_changed_setting_takes_effect(page, url):
     again.goto(page.url)
     again.wait_for_function("document.getElementById('status').textContent.includes('press play')")
     assert again.input_value("#activation") == "relu" and "--hidden 4,2,2" in again.text_content("#command")
+    assert again.input_value("#dropout") == "0.2"
     again.close()
     assert page.problems == []
 

@@ -36,7 +36,8 @@ from ..settings import SETTINGS
 from . import views
 
 LIMITS = {"layers": 6, "units": 16, "points": 5000, "grid": (10, 100), "unit_grid": (6, 32), "runs": 4,
-          "lr": 10.0, "penalty": 1.0, "seed": 2**31 - 1, "rows": 100_000, "classes": len(views.CLASS_COLOURS)}
+          "lr": 10.0, "penalty": 1.0, "dropout": 0.9, "seed": 2**31 - 1, "rows": 100_000,
+          "classes": len(views.CLASS_COLOURS)}
 """Bounds on what a page may ask for, and on the data file it is offered (rows; classes: as
 many as the pictures colour apart)."""
 
@@ -155,7 +156,8 @@ def _choice(payload: dict, key: str, allowed: Any, default: Any) -> Any:
 DEFAULTS: dict[str, Any] = {
     "data": "circle", "n": 500, "noise": 0.0, "test": 0.5, "data_seed": 1, "features": ["x1", "x2"],
     "hidden": [4, 2], "activation": "tanh", "optimizer": "sgd", "lr": 0.03, "batch_size": 10, "l1": 0.0,
-    "l2": 0.0, "seed": 0, "device": "cpu", "dtype": "float32", "grid": 80, "unit_grid": 16, "pair": [0, 1],
+    "l2": 0.0, "dropout": 0.0, "seed": 0, "device": "cpu", "dtype": "float32", "grid": 80, "unit_grid": 16,
+    "pair": [0, 1],
 }
 """TensorFlow Playground's start (circle, 4-2 tanh units, rate 0.03, batch 10, half the points
 for testing), on plain SGD as it trains."""
@@ -171,7 +173,8 @@ def devices() -> list[dict]:
 RUN_SETTINGS: dict[str, tuple[str, float | None, str | None]] = {
     "activation": ("activation", None, None), "optimizer": ("optimizer", None, None),
     "lr": ("lr", None, "lr"), "batch_size": ("batch_size", None, "points"), "l1": ("l1", None, "penalty"),
-    "l2": ("weight_decay", None, "penalty"), "seed": ("seed", None, "seed"), "dtype": ("dtype", None, None),
+    "l2": ("weight_decay", None, "penalty"), "dropout": ("dropout", None, "dropout"),
+    "seed": ("seed", None, "seed"), "dtype": ("dtype", None, None),
     "test": ("val_split", 0.1, None),
 }
 """The page's keys for the run's settings (:data:`backprop.settings.SETTINGS`): the setting each

@@ -8,6 +8,7 @@
 const $ = (id) => document.getElementById(id);
 const RATES = [0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10];
 const PENALTIES = [0, 0.00001, 0.0001, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1];
+const DROPOUTS = [0, 0.1, 0.2, 0.3, 0.5]; // after each hidden layer, in training only
 const PLANE = ["x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)"];
 const LINE = ["x1", "x1^2", "sin(x1)"];
 const LIVE = ["lr", "l1", "l2"]; // changed while training; everything else starts a new run
@@ -86,6 +87,7 @@ function buildControls() {
   fillSelect($("lr"), RATES);
   fillSelect($("l1"), PENALTIES);
   fillSelect($("l2"), PENALTIES);
+  fillSelect($("dropout"), DROPOUTS);
   fillSelect($("device"), info.devices.map((d) => d.spec), (spec) => {
     const d = info.devices.find((row) => row.spec === spec);
     return d.usable ? spec : `${spec} (unusable)`;
@@ -121,8 +123,8 @@ function showSettings() {
   const s = page.settings, info = page.info;
   const full = info.full_batch.includes(s.optimizer);
   for (const key of ["optimizer", "activation", "device", "dtype"]) $(key).value = s[key];
-  for (const key of ["lr", "l1", "l2"]) {
-    const values = key === "lr" ? RATES : PENALTIES;
+  for (const key of ["lr", "l1", "l2", "dropout"]) {
+    const values = key === "lr" ? RATES : key === "dropout" ? DROPOUTS : PENALTIES;
     if (!values.includes(s[key])) fillSelect($(key), [...values, s[key]].sort((a, b) => a - b));
     $(key).value = String(s[key]);
   }
@@ -226,7 +228,9 @@ function wire() {
   for (const key of ["optimizer", "activation", "device", "dtype"]) {
     $(key).addEventListener("change", () => change(key, $(key).value));
   }
-  for (const key of ["lr", "l1", "l2"]) $(key).addEventListener("change", () => change(key, Number($(key).value)));
+  for (const key of ["lr", "l1", "l2", "dropout"]) {
+    $(key).addEventListener("change", () => change(key, Number($(key).value)));
+  }
   for (const key of ["batch_size", "seed"]) {
     $(key).addEventListener("change", () => {
       const value = Math.round(Number($(key).value));
