@@ -118,3 +118,21 @@ def test_an_npz_of_maps_needs_no_input_shape_and_digits_are_images(tmp_path, cap
     np.savez(path, X=X, y=y, X_val=X[:, :1], y_val=y)
     with pytest.raises(DataError, match=r"X_val has \(1, 3, 4\) as its sample shape but X has \(2, 3, 4\)"):
         bp.Run(path, layers="flatten, dense(2)", epochs=1)
+
+
+def test_motifs_are_one_short_shape_somewhere_in_noise():
+    """The 1-D signal set: without noise each row is zero but for 12 samples holding its class's
+    motif (scaled by 2) at some place; the set is seeded and its samples are (1, 64) for --layers."""
+    from backprop.edges import datasets
+
+    X, y = datasets._motifs(np.random.default_rng(0), 300, noise=0.0)
+    assert X.shape == (300, 64) and set(np.unique(y)) == {0, 1, 2}
+    t = np.linspace(0.0, 1.0, 12)
+    shapes = [np.sin(np.pi * t), np.where((t > 0.2) & (t < 0.8), 1.0, 0.0), -np.sin(2 * np.pi * t)]
+    for row, label in zip(X, y):
+        placed = [start for start in range(64 - 12 + 1)
+                  if np.array_equal(row, np.pad(2.0 * shapes[label], (start, 64 - 12 - start)))]
+        assert len(placed) >= 1  # the row is its motif at some place, zero elsewhere
+    data = bp.datasets.load_builtin("motifs")
+    assert data.input_shape == (1, 64) and len(data.X) == 2400 and len(data.X_test) == 600
+    np.testing.assert_array_equal(data.X, bp.datasets.load_builtin("motifs").X)  # seeded

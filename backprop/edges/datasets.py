@@ -80,6 +80,25 @@ def _sine(rng: np.random.Generator, n: int, noise: float = 0.1):
     return x[:, None], y
 
 
+MOTIF_LENGTH, SIGNAL_LENGTH = 12, 64
+
+
+def _motifs(rng: np.random.Generator, n: int, noise: float = 0.6):
+    """Signals of 64 samples holding one short motif at a random place in Gaussian noise; the class
+    is which motif: 0 a bump (half a sine), 1 a step up and back down (a square pulse), 2 a
+    down-then-up swing (one period of -sin). What tells the classes apart is a local shape found
+    anywhere: the translation invariance a convolution has and a dense layer must learn place by
+    place. Returns X (n, 64) (one channel: its samples are (1, 64)) and labels (n,)."""
+    t = np.linspace(0.0, 1.0, MOTIF_LENGTH)
+    shapes = np.stack([np.sin(np.pi * t), np.where((t > 0.2) & (t < 0.8), 1.0, 0.0), -np.sin(2 * np.pi * t)])
+    y = rng.integers(0, 3, size=n)
+    start = rng.integers(0, SIGNAL_LENGTH - MOTIF_LENGTH + 1, size=n)
+    X = rng.normal(0.0, noise, size=(n, SIGNAL_LENGTH))
+    rows = np.arange(n)[:, None]
+    X[rows, start[:, None] + np.arange(MOTIF_LENGTH)] += 2.0 * shapes[y]
+    return X, y
+
+
 @dataclass(frozen=True)
 class Generated:
     """A data set drawn at random: ``draw(rng, n, noise) -> (X, y)``.
@@ -96,6 +115,7 @@ class Generated:
     max_noise: float
     defaults: dict
     test: float = 0.2
+    input_shape: tuple[int, ...] | None = None  # each row as a sample of several axes (signals)
 
 
 def _generated(name: str, options: dict[str, Any] | None = None) -> Dataset:
@@ -107,7 +127,8 @@ def _generated(name: str, options: dict[str, Any] | None = None) -> Dataset:
     n_test = int(round(len(X) * o["test"]))
     n_train = len(X) - n_test
     return Dataset(name, X[:n_train], y[:n_train], X_test=X[n_train:] if n_test else None,
-                   y_test=y[n_train:] if n_test else None, task=gen.task, defaults=gen.defaults)
+                   y_test=y[n_train:] if n_test else None, task=gen.task, defaults=gen.defaults,
+                   input_shape=gen.input_shape)
 
 
 def _sklearn(name: str):
@@ -215,6 +236,9 @@ GENERATED: dict[str, Generated] = {
     "sine": Generated(_sine, "regression", 500, 0.1, 2.0,
                       {"hidden": [32, 32], "activation": "tanh", "epochs": 500, "batch_size": 32,
                        "lr": 0.01}),
+    "motifs": Generated(_motifs, "classification", 3000, 0.6, 3.0,
+                        {"hidden": [128, 64], "epochs": 60, "batch_size": 32, "lr": 1e-3},
+                        input_shape=(1, SIGNAL_LENGTH)),
 }
 
 BUILTIN: dict[str, Any] = {
@@ -234,6 +258,8 @@ DESCRIPTIONS = {
     "gauss": "TensorFlow Playground's two Gaussian clouds, 2-D, 2 classes",
     "spiral": "TensorFlow Playground's two spiral arms, 2-D, 2 classes",
     "sine": "a noisy curve y = sin(2x) + x/2, 1-D regression",
+    "motifs": "signals of 64 samples, one of three short motifs somewhere in noise, 3 classes (1x64 for "
+              "--layers)",
     "digits": "scikit-learn's bundled 8x8 handwritten digits, 64 pixels, 10 classes",
 }
 
