@@ -137,6 +137,24 @@ def test_the_newton_curvature_agrees_with_differences_of_the_gradient(backend):
         np.testing.assert_array_equal(H, H.T)
 
 
+@pytest.mark.parametrize("optimizer", ["gd", "newton"])
+def test_a_weight_of_two_is_a_repeated_sample_and_zero_a_dropped_one(optimizer):
+    X, y, _ = log_linear(12, seed=6)
+    w = np.ones(len(X))
+    w[[1, 4]] = [2.0, 0.0]  # still summing to N: the same total as the repeated data
+    repeat = np.r_[np.arange(len(X)), 1]
+    keep = repeat[repeat != 4]
+    settings = dict(loss="poisson", optimizer=optimizer, epochs=4, batch_size="full",
+                    **({"lr": 0.05} if optimizer == "gd" else {}))
+    weighted = bp.mlp([2, 3, 1], activation="tanh", output="exp", dtype="float64", seed=0)
+    weighted.fit(X, y, sample_weight=w, **settings)
+    repeated = bp.mlp([2, 3, 1], activation="tanh", output="exp", dtype="float64", seed=0)
+    repeated.fit(X[keep], y[keep], **settings)
+    np.testing.assert_allclose(weighted.history["train_loss"], repeated.history["train_loss"], rtol=1e-9)
+    for name, value in weighted.parameters().items():
+        np.testing.assert_allclose(value, repeated.parameters()[name], rtol=1e-7, atol=1e-10)
+
+
 def test_targets_must_be_counts_or_rates(numpy_backend):
     with pytest.raises(DataError, match="negative values: the Poisson loss needs counts or rates") as info:
         bp.mlp([2, 1], output="exp").fit(np.zeros((3, 2)), np.array([1.0, -0.5, 2.0]), loss="poisson")
