@@ -1,4 +1,5 @@
-"""Activation layers, each stable for |x| up to 1e4 (no overflow, no NaN).
+"""Activation layers, each stable for |x| up to 1e4 (no overflow, no NaN), but ``exp``, exact up to
+the dtype's largest exponent (709.78 in float64) and +inf, never NaN, beyond.
 
 Every activation is a parameter-free :class:`~backprop.layers.Layer`; its
 ``backward`` multiplies the incoming gradient by the derivative, using the saved

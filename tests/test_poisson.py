@@ -12,7 +12,7 @@ from backprop.cli import main
 from backprop.errors import ConfigError, DataError
 from backprop.hessian import hessian
 from backprop.targets import as_targets
-from conftest import load, to_np
+from conftest import assert_belongs, load, to_np
 
 
 def counts(shape, seed=0):
@@ -61,6 +61,18 @@ def test_exp_is_exact_up_to_the_float_maximum_and_never_nan(numpy_backend):
     np.testing.assert_array_equal(Y[0, :5], np.exp(X[0, :5]))  # finite up to log(float max) = 709.78
     assert Y[0, 0] == 0.0 and Y[0, -1] == np.inf and not np.isnan(dX).any()
     np.testing.assert_array_equal(dX, Y)
+
+
+@pytest.mark.parametrize("dtype,edge", [("float64", 700.0), ("float32", 88.0)])
+def test_exp_and_the_loss_stay_in_dtype_and_on_the_device_and_finite_to_the_edge(backend, dtype, edge):
+    X = backend.asarray(np.array([[-edge, -1.0, 0.0], [1.0, 50.0, edge]]), dtype)
+    T = backend.asarray(np.array([[0.0, 2.0, 1.0], [3.0, 0.0, 5.0]]), dtype)
+    Y, backward = activations.get("exp").forward(X, train=True)
+    value, dZ = losses.get("poisson").forward(X, T)
+    dX = backward(backend.asarray(np.ones((2, 3)), dtype))
+    for out, shape in ((Y, (2, 3)), (dX, (2, 3)), (value, ()), (dZ, (2, 3))):
+        assert_belongs(out, backend, dtype, shape)
+        assert np.all(np.isfinite(to_np(out)))
 
 
 # -- the loss -----------------------------------------------------------------------
