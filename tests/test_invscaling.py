@@ -111,3 +111,19 @@ def test_a_forged_checkpoint_setting_is_a_checkpoint_error(tmp_path):
     _write_signed(forged, meta, dict(load_file(str(path))))
     with pytest.raises(CheckpointError, match="samples_per_epoch"):
         checkpoint.load(str(forged))
+
+
+def test_the_command_line_schedules_and_resumes_it(tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+
+    path = tmp_path / "inv.st"
+    rates = []
+    for argv in (["train", "sine", "--optimizer", "sgd", "--lr", "0.1", "--schedule", "invscaling",
+                  "--epochs", "3", "--early-stopping", "0", "--save", path, "--json"],
+                 ["train", "--resume", path, "--epochs", "5", "--json"]):
+        code, out, err = run_cli(argv, capsys)
+        assert code == 0, err
+        rates += [r["lr"] for r in map(json.loads, out.splitlines()) if r["type"] == "epoch"]
+    assert rates == sklearn_rates(0.1, 0.5, 360, 5)  # sine: 400 training samples, 40 of them held out
