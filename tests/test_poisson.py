@@ -210,6 +210,18 @@ def test_a_model_ending_in_exp_trains_on_the_log_means_and_predicts_their_exp():
     np.testing.assert_array_equal(model.predict(X), to_np(model(X))[:, 0])  # the same as the layer's
 
 
+def test_evaluate_scores_the_predicted_means():
+    X, y, _ = log_linear(200, seed=7)
+    model = bp.mlp([2, 4, 1], activation="tanh", output="exp", dtype="float64", seed=0)
+    model.fit(X, y, loss="poisson", epochs=3)
+    mean = model.predict(X)
+    scores = model.evaluate(X, y)
+    assert scores["mae"] == pytest.approx(np.mean(np.abs(mean - y)), rel=1e-12)
+    r2 = 1.0 - np.sum((mean - y) ** 2) / np.sum((y - y.mean()) ** 2)
+    assert scores["r2"] == pytest.approx(r2, rel=1e-12)
+    assert scores["loss"] == pytest.approx(value(np.log(mean)[:, None], y[:, None]), rel=1e-12)
+
+
 def test_a_model_without_exp_is_read_as_log_means_as_cross_entropy_reads_logits():
     """The rule of ce for a model without softmax: the outputs are what the loss reads (here the
     log-mean), and predict is the loss's meaning of them (here exp)."""
