@@ -106,6 +106,23 @@ def test_the_value_is_scikit_learns_poisson_loss_constant_included():
                                                             rel=1e-12)  # 0 where t = exp(z) > 0
 
 
+def test_value_gradient_and_curvature_are_scikit_learns_half_poisson_loss():
+    """Per sample and output: HalfPoissonLoss (exp(z) - t z) plus its constant_to_optimal_zero
+    (t log t - t) is the value, its gradient and hessian over N ours."""
+    pytest.importorskip("sklearn")
+    from sklearn._loss import HalfPoissonLoss
+
+    half = HalfPoissonLoss()
+    Z, T = counts((30, 1), seed=8)
+    z, t = Z[:, 0], T[:, 0]
+    expected = np.mean(half.loss(y_true=t, raw_prediction=z) + half.constant_to_optimal_zero(t))
+    assert value(Z, T) == pytest.approx(expected, rel=1e-12)
+    gradient, curvature = half.gradient_hessian(y_true=t, raw_prediction=z)
+    loss, xp = losses.get("poisson"), bp.get_backend("cpu").xp
+    np.testing.assert_allclose(loss.forward(xp.asarray(Z), xp.asarray(T))[1][:, 0], gradient / 30, rtol=1e-13)
+    np.testing.assert_allclose(loss.curvature(xp, Z, T, np.ones_like(Z))[:, 0], curvature / 30, rtol=1e-13)
+
+
 def test_the_value_is_pytorchs_poisson_nll_plus_the_constant():
     torch = pytest.importorskip("torch")
     Z, T = counts((40, 3), seed=6)
