@@ -14,6 +14,7 @@ depend on how a run is split into ``fit`` calls: ``Cosine(epochs=4)`` over
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .errors import ConfigError
@@ -127,15 +128,16 @@ class InverseScaling(Schedule):
     name = "invscaling"
 
     def __init__(self, power_t: float = 0.5, samples_per_epoch: int | None = None) -> None:
-        real = isinstance(power_t, (int, float)) and not isinstance(power_t, bool)
+        real = isinstance(power_t, numbers.Real) and not isinstance(power_t, bool)
         if not real or not 0.0 <= power_t < math.inf:
             raise ConfigError(f"InverseScaling needs a power_t >= 0 (got {power_t!r})")
-        counted = samples_per_epoch is None or (isinstance(samples_per_epoch, int)
+        counted = samples_per_epoch is None or (isinstance(samples_per_epoch, numbers.Integral)
                                                 and not isinstance(samples_per_epoch, bool))
         if not counted or (samples_per_epoch is not None and samples_per_epoch < 1):
             raise ConfigError("InverseScaling needs samples_per_epoch >= 1 (or None: the first fit's "
                               f"training samples), got {samples_per_epoch!r}")
-        self.power_t, self.samples_per_epoch = float(power_t), samples_per_epoch
+        self.power_t = float(power_t)
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)  # JSON-able
 
     def config(self) -> dict:
         return {"power_t": self.power_t, "samples_per_epoch": self.samples_per_epoch}

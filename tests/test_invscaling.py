@@ -46,6 +46,9 @@ def test_it_is_registered_and_refuses_bad_settings():
                 {"samples_per_epoch": 0}, {"samples_per_epoch": 2.5}, {"samples_per_epoch": True}):
         with pytest.raises(ConfigError, match="InverseScaling needs"):
             schedules.InverseScaling(**bad)
+    numpy_numbers = schedules.InverseScaling(np.float32(0.25), np.int64(7))  # as a NumPy script gives them
+    assert numpy_numbers.config() == {"power_t": 0.25, "samples_per_epoch": 7}
+    assert type(numpy_numbers.config()["samples_per_epoch"]) is int
     with pytest.raises(ConfigError, match="does not know the epoch's size yet"):
         schedules.InverseScaling()(0.1, 0)
 
