@@ -1,4 +1,5 @@
-"""Activation layers, each stable for |x| up to 1e4 (no overflow, no NaN).
+"""Activation layers, each stable for |x| up to 1e4 (no overflow, no NaN), but ``exp``, exact up to
+the dtype's largest exponent (709.78 in float64) and +inf, never NaN, beyond.
 
 Every activation is a parameter-free :class:`~backprop.layers.Layer`; its
 ``backward`` multiplies the incoming gradient by the derivative, using the saved
@@ -203,6 +204,28 @@ class Softmax(Activation):
         return Y, lambda dY: Y * (dY - xp.sum(dY * Y, axis=1, keepdims=True))
 
 
+class Exp(Activation):
+    """y = exp(x), the output of a count or rate model (the mean of a Poisson); dy/dx = y.
+
+    With the Poisson deviance the model skips this layer and the loss reads the log-mean
+    ``x`` (see :class:`~backprop.losses.PoissonDeviance`); this backward serves other losses.
+    Exact, no clipping, as scikit-learn's ``"exp"`` output: finite for x up to log of the
+    dtype's largest value (709.78 in float64, 88.72 in float32), +inf above it (never NaN:
+    a fit sees a non-finite loss and rolls back), and 0 below about -745 (float64).
+    Shapes: (N, K) -> (N, K).
+    """
+
+    name = "exp"
+    hidden = False  # unbounded growth: an output, not offered between hidden layers
+
+    def derivatives(self, xp: Any, X: Array, Y: Array) -> tuple[Array, Array]:
+        return Y, Y  # every derivative of exp is exp
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        Y = self._ns(X).exp(X)
+        return Y, lambda dY: dY * Y
+
+
 REGISTRY = Registry("activation", Activation, "backprop.activations.register", also_taken=layers.names)
 
 
@@ -249,6 +272,7 @@ register("leaky_relu", LeakyReLU, aliases=("leakyrelu",))
 register("softplus", Softplus)
 register("identity", Identity, aliases=("linear",))
 register("softmax", Softmax)
+register("exp", Exp)
 
 
 def get(name: str | Activation) -> Activation:

@@ -67,7 +67,7 @@ def evaluate_arrays(model: Any, X: Array, T: Array, labels: Array | None, loss: 
         values.append(loss.forward(Z, T_b)[0])
         hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[start:stop]))
         if regression_metrics and not loss.classification:
-            outputs.append(Z)
+            outputs.append(loss.predict(xp, Z))  # what the loss reads the logits as (poisson: exp)
     value, accuracy = batching.means(*batching.totals(xp, values, hits, batches, loss), n, T, loss)
     out = {"loss": value}
     if accuracy is not None:

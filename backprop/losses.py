@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._typing import Array
-from .activations import Activation, Sigmoid, Softmax, log_softmax, sigmoid, softmax
+from .activations import Activation, Exp, Sigmoid, Softmax, log_softmax, sigmoid, softmax
 from .errors import DataError
 from .namespace import device_of, namespace_of
 from .registry import Registry
@@ -265,6 +265,47 @@ class CrossEntropy(Loss):
         return xp.argmax(Z, axis=1)
 
 
+class PoissonDeviance(Loss):
+    """Exp + half the Poisson deviance on the log-mean ``z``, for counts and rates: mean over
+    samples, summed over outputs, as scikit-learn's ``MLPRegressor(loss="poisson")`` reports
+    its ``loss_`` (``sklearn.neural_network._base.poisson_loss``), constant included.
+
+    L = (1/N) sum_nk [exp(z) - t z + t log t - t]  (t log t = 0 at t = 0; mean 0 at a perfect fit)
+    dL/dz = (exp(z) - t) / N;  d2L/dz2 = exp(z) / N.
+    Without the constant t log t - t, per output this is PyTorch's ``PoissonNLLLoss(log_input=True)``
+    and scikit-learn's ``HalfPoissonLoss``. Targets are counts or rates >= 0. Large |z| is
+    exact: exp(z) is 0 well below the data's z and +inf only beyond log of the float maximum
+    (709.78 in float64), where the loss is +inf, never NaN, and a fit rolls back.
+    """
+
+    name = "poisson"
+    link = Exp
+
+    def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
+        xp = namespace_of(Z)
+        mean = xp.exp(Z)
+        inv = 1.0 / Z.shape[0]
+        # t (log t - z) - t + exp(z): scikit-learn's xlogy(t, t / mu) - t + mu, term by term
+        positive = T > 0
+        log_t = xp.log(xp.where(positive, T, 1.0))
+        per_unit = xp.where(positive, T * (log_t - Z), 0.0) - T + mean
+        return xp.sum(_weigh(per_unit, S)) * inv, _weigh(mean - T, S) * inv
+
+    def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
+                what: str = "y") -> tuple[Array, Array | None]:
+        T, _ = super().targets(xp, dtype, y, n_outputs, what)
+        if not bool(xp.all(T >= 0)):
+            raise DataError(f"{what} holds negative values: the Poisson loss needs counts or rates >= 0 "
+                            "(unstandardized targets), or use loss='mse'")
+        return T, None
+
+    def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
+        return _weigh(RZ * xp.exp(Z), S) / Z.shape[0]
+
+    def predict(self, xp: Any, Z: Array) -> Array:
+        return xp.exp(Z)  # the mean, from the log-mean the loss reads
+
+
 def _weigh(A: Array, S: Array | None) -> Array:
     """Rows of ``A`` (..., N, K) times the sample weights ``S`` (N,); ``A`` itself without."""
     return A if S is None else A * S[:, None]
@@ -308,6 +349,7 @@ register("mse", MeanSquaredError, aliases=("mean_squared_error",))
 register("sse", SquaredError, aliases=("squared_error",))
 register("bce", BinaryCrossEntropy, aliases=("binary_cross_entropy",))
 register("ce", CrossEntropy, aliases=("cross_entropy", "categorical_cross_entropy"))
+register("poisson", PoissonDeviance, aliases=("poisson_deviance",))
 
 
 def get(loss: str | Loss) -> Loss:
@@ -318,11 +360,13 @@ def get(loss: str | Loss) -> Loss:
 
 
 def for_output(last_layer: Any) -> Loss:
-    """The loss a model ending in ``last_layer`` is read with before any fit:
-    cross-entropy after a softmax, BCE after a sigmoid, MSE otherwise."""
-    if isinstance(last_layer, Softmax):
-        return CrossEntropy()
-    return BinaryCrossEntropy() if isinstance(last_layer, Sigmoid) else MeanSquaredError()
+    """The loss a model ending in ``last_layer`` is read with before any fit: the first
+    registered loss fused with that layer (cross-entropy after a softmax, BCE after a sigmoid,
+    Poisson after an exp), MSE otherwise."""
+    for cls in classes().values():
+        if cls.link is not None and isinstance(last_layer, cls.link):
+            return cls()
+    return MeanSquaredError()
 
 
 def auto(xp: Any, y: Array, n_outputs: int, last_layer: Any) -> Loss:

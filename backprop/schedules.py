@@ -14,6 +14,7 @@ depend on how a run is split into ``fit`` calls: ``Cosine(epochs=4)`` over
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from .errors import ConfigError
@@ -29,6 +30,10 @@ class Schedule:
     def plan(self, epochs: int) -> None:
         """Called by each fit with the epoch it will end at; only a schedule with an
         unset horizon takes it (once)."""
+
+    def sized(self, samples: int) -> None:
+        """Called by each fit with the number of training samples in one epoch; only a
+        schedule that counts samples and has no count yet takes it (once)."""
 
     def config(self) -> dict:
         return {}
@@ -110,6 +115,45 @@ class Cosine(Schedule):
         return self.min_lr + 0.5 * (base_lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+class InverseScaling(Schedule):
+    """scikit-learn's ``learning_rate="invscaling"``: ``base_lr / (t + 1) ** power_t``, where t
+    counts the training samples seen before the epoch (``epoch * samples_per_epoch``), so the
+    first epoch runs at the base rate, exactly as ``SGDOptimizer.iteration_ends(t)`` sets it.
+
+    ``samples_per_epoch``: given, or else the first fit's number of training samples (after a
+    validation split), then fixed, so continued fits keep counting at that size (scikit-learn
+    adds each ``partial_fit`` chunk's own size).
+    """
+
+    name = "invscaling"
+
+    def __init__(self, power_t: float = 0.5, samples_per_epoch: int | None = None) -> None:
+        real = isinstance(power_t, numbers.Real) and not isinstance(power_t, bool)
+        if not real or not 0.0 <= power_t < math.inf:
+            raise ConfigError(f"InverseScaling needs a power_t >= 0 (got {power_t!r})")
+        counted = samples_per_epoch is None or (isinstance(samples_per_epoch, numbers.Integral)
+                                                and not isinstance(samples_per_epoch, bool))
+        if not counted or (samples_per_epoch is not None and samples_per_epoch < 1):
+            raise ConfigError("InverseScaling needs samples_per_epoch >= 1 (or None: the first fit's "
+                              f"training samples), got {samples_per_epoch!r}")
+        self.power_t = float(power_t)
+        self.samples_per_epoch = None if samples_per_epoch is None else int(samples_per_epoch)  # JSON-able
+
+    def config(self) -> dict:
+        return {"power_t": self.power_t, "samples_per_epoch": self.samples_per_epoch}
+
+    def sized(self, samples: int) -> None:
+        if self.samples_per_epoch is None and samples >= 1:
+            self.samples_per_epoch = int(samples)
+
+    def __call__(self, base_lr: float, epoch: int) -> float:
+        if self.samples_per_epoch is None:
+            raise ConfigError("this InverseScaling schedule does not know the epoch's size yet: give "
+                              "InverseScaling(samples_per_epoch=N) or fit first")
+        # int ** float, as scikit-learn: the same bits
+        return float(base_lr) / (epoch * self.samples_per_epoch + 1) ** self.power_t
+
+
 REGISTRY = Registry("schedule", Schedule, "backprop.schedules.register")
 
 
@@ -142,7 +186,7 @@ def __getattr__(attr: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
 
 
-for _cls in (Constant, StepDecay, ExponentialDecay, Cosine):
+for _cls in (Constant, StepDecay, ExponentialDecay, Cosine, InverseScaling):
     register(_cls.name, _cls)
 
 

@@ -350,6 +350,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
         step = Step(model, _counting(loss_obj, class_targets), opt, gradient_hooks)
         first_epoch = state.epoch
         opt.schedule.plan(first_epoch + epochs)
+        if epochs:  # as plan: a fit of 0 epochs sizes nothing
+            opt.schedule.sized(data.n)
         if opt.full_batch:
             driver = drivers.FullBatch(opt, drivers.FullBatchData(step, data, weight_sum, comm))
         else:

@@ -49,6 +49,9 @@ class Head:
                 return cls("ce", k, None, "index")
             if chosen.task == "binary":
                 return cls(chosen.name, 1, None, "binary") if k == 2 else cls(chosen.name, k, None, "onehot")
+            if chosen.link is not None:  # it reads its own link's inputs (poisson: log-means), not classes
+                raise ConfigError(f"loss {chosen.name} needs real-valued targets but the target was read as "
+                                  "class labels: give task regression (--task regression)")
             # Squared error on classes, the textbook way: sigmoid outputs against 0/1 targets.
             return (cls(chosen.name, 1, "sigmoid", "binary") if k == 2
                     else cls(chosen.name, k, "sigmoid", "onehot"))
