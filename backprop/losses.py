@@ -41,6 +41,9 @@ class Loss:
         ``"mean"`` (per sample) or ``"sum"``: how batch losses combine into an epoch's.
     squared_residuals : bool
         The loss is a scaled sum of squared output residuals (Levenberg–Marquardt's kind).
+    centred_targets : bool
+        Real targets may be shifted to mean 0 when a run standardizes them; False where the
+        targets must keep their sign (counts for ``poisson``: only scaled).
     """
 
     name = "?"
@@ -48,6 +51,7 @@ class Loss:
     task = "regression"
     reduction = "mean"
     squared_residuals = False  # the loss is a scaled sum of (z - t)^2: what Levenberg–Marquardt needs
+    centred_targets = True
 
     @property
     def classification(self) -> bool:
@@ -280,6 +284,7 @@ class PoissonDeviance(Loss):
 
     name = "poisson"
     link = Exp
+    centred_targets = False  # counts: scaled by a standardization, never shifted below zero
 
     def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
         xp = namespace_of(Z)

@@ -282,3 +282,23 @@ def test_the_loss_is_the_same_number_on_other_backends(spec):
     Z, T = counts((9, 2), seed=7)
     got = float(to_np(losses.get("poisson").forward(backend.asarray(Z), backend.asarray(T))[0]))
     assert got == pytest.approx(value(Z, T), rel=1e-14)
+
+
+def test_a_standardized_run_only_scales_counts_and_gradcheck_draws_counts(tmp_path, capsys):
+    """poisson's targets keep their sign (Loss.centred_targets False): a run standardizes them by
+    their deviation alone, and the gradient checker draws non-negative targets for it."""
+    from backprop.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 3))
+    y = rng.poisson(np.exp(0.6 * X[:, 0] + 0.3)).astype(float)
+    path = str(tmp_path / "counts.npz")
+    np.savez(path, X=X, y=y)
+    job = bp.Run(path, loss="poisson", task="regression", epochs=30, seed=1)
+    assert float(job.transform.y_mean[0]) == 0.0
+    assert job.transform.y_std[0] == pytest.approx(np.std(job.train[1]), rel=1e-12)
+    summary = job.fit()
+    assert summary["val_r2"] > 0.4  # the noise leaves about 0.5 to explain
+    assert bp.Run(path, loss="mse", task="regression", epochs=1).transform.y_mean[0] != 0.0
+    assert main(["gradcheck", "--loss", "poisson", "--outputs", "2"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("ok (tolerance 1e-06)")

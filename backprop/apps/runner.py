@@ -320,8 +320,11 @@ class Run:
         if ck is not None:
             self.transform = Transform.from_json(ck.extra["transform"], ck.arrays)
         else:  # statistics of the training part only: the validation part stays unseen
+            # counts (poisson) keep their sign: only scaled
+            centred = s["loss"] == "auto" or losses.class_of(s["loss"]).centred_targets
             self.transform = Transform.fit(X, y, task, standardize=s["standardize"], labels=dataset.y,
-                                           features=s["features"], input_shape=self._input_shape())
+                                           features=s["features"], input_shape=self._input_shape(),
+                                           center_targets=centred)
         if val is None and "early_stopping" not in self.given:
             s["early_stopping"] = None  # the default patience needs validation data; none here
         if s["early_stopping"] and val is None:

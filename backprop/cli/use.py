@@ -149,6 +149,8 @@ def gradcheck_command(args: argparse.Namespace) -> int:
         y = rng.integers(0, 2, size=(args.samples, model.n_outputs))
     else:
         y = rng.normal(size=(args.samples, model.n_outputs))
+        if not losses.get(loss).centred_targets:  # counts (poisson): the same draws, kept >= 0
+            y = np.abs(y)
     if args.jacobian:
         result = jacobian_check(model, X, tolerance=args.tolerance or 1e-7, max_entries=args.max_params,
                                 seed=args.seed)

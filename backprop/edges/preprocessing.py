@@ -100,11 +100,12 @@ class Transform:
     @classmethod
     def fit(cls, X: np.ndarray, y: np.ndarray, task: str, standardize: bool = True,
             labels: np.ndarray | None = None, features: list[str] | None = None,
-            input_shape: Any = None) -> Transform:
+            input_shape: Any = None, center_targets: bool = True) -> Transform:
         """Statistics from the training part ``X`` (N, F), ``y``; class names from ``labels``
         (every label the data has, so that a class only the validation part holds is known),
         or from ``y``; the inputs are ``features`` of X's columns when given, reshaped to
-        ``input_shape`` per sample when given."""
+        ``input_shape`` per sample when given. ``center_targets=False``: real targets are only
+        scaled (mean 0 kept as the shift), for losses whose targets keep their sign."""
         n_columns = None
         if features is not None:
             features, n_columns = feature_terms.check(features, X.shape[1]), X.shape[1]
@@ -130,6 +131,8 @@ class Transform:
             x_mean, x_std = moments(X)
             if task == "regression":
                 y_mean, y_std = moments(y.reshape(len(y), -1))
+                if not center_targets:
+                    y_mean = np.zeros_like(y_mean)
         return cls(task, classes, x_mean, x_std, y_mean, y_std, features=features, n_columns=n_columns,
                    input_shape=input_shape)
 
