@@ -58,6 +58,12 @@ def _padded(xp: Any, X: Array, pads: tuple[int, ...], fill: float) -> Array:
     return out
 
 
+def _wrong_axes(layer: Layer, input_shape: tuple[int, ...]) -> ConfigError:
+    """The refusal of a per-sample shape with the wrong number of axes for ``layer``."""
+    return ConfigError(f"{type(layer).__name__} takes {_FORMS[layer.dims]} inputs, got {tuple(input_shape)}: "
+                       "give the model that input_shape or put a Reshape before it")
+
+
 class _WindowPool(Layer):
     """Base of the window pools: settings, shapes, and the window slices of one input shape.
 
@@ -83,7 +89,8 @@ class _WindowPool(Layer):
     def config(self) -> dict:
         def plain(values: tuple[int, ...]) -> int | list[int]:
             return values[0] if len(set(values)) == 1 else list(values)
-        return {"pool_size": plain(self.pool_size), "stride": plain(self.stride), "padding": plain(self.padding)}
+        return {"pool_size": plain(self.pool_size), "stride": plain(self.stride),
+                "padding": plain(self.padding)}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self._plan(tuple(input_shape))["out"]
@@ -94,8 +101,7 @@ class _WindowPool(Layer):
         that offset of every window from the padded map), ``inner`` (the map inside the
         padding) and ``overlap`` (whether windows share entries)."""
         if len(input_shape) != self.dims + 1:
-            raise ConfigError(f"{type(self).__name__} takes {_FORMS[self.dims]} inputs, got {input_shape}: "
-                              "give the model that input_shape or put a Reshape before it")
+            raise _wrong_axes(self, input_shape)
         spatial = input_shape[1:]
         settings = list(zip(spatial, self.pool_size, self.stride, self.padding))
         if any(n + 2 * p < k for n, k, _, p in settings):
@@ -232,8 +238,7 @@ class _GlobalAvgPool(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != self.dims + 1:
-            raise ConfigError(f"{type(self).__name__} takes {_FORMS[self.dims]} inputs, got "
-                              f"{tuple(input_shape)}: give the model that input_shape or put a Reshape before it")
+            raise _wrong_axes(self, input_shape)
         return (input_shape[0],)
 
     def _mean(self, xp: Any, X: Array) -> Array:
