@@ -9,7 +9,8 @@ a last window that would run past the padded map is dropped).
 - Max pooling pads with -inf, so padding never wins a window. Ties: the gradient goes to ONE
   entry, the first in the window in C order (row after row), as if the window's entries were
   read in that order and a later one had to be strictly larger to take over. PyTorch also
-  picks one entry but does not document which.
+  picks one entry but does not document which. A NaN in a window makes its maximum NaN and
+  sends its gradient nowhere (the loss is NaN by then: a fit rolls that epoch back).
 - Average pooling pads with zeros and divides by the whole window, padding included:
   PyTorch's default ``count_include_pad=True``.
 
@@ -20,7 +21,7 @@ writes each offset's share into a zero gradient map through the same strided sli
 assignment where windows do not overlap (stride >= pool size), since then each entry is written
 once. The layers have no parameters and are piecewise linear in their input, so the
 R-operator (Newton's exact Hessian) is the same pooling of R{X} and the same backward of
-R{dY}; max pooling keeps its argmax, fixed near a point without ties.
+R{dY}; max pooling keeps its choice of entry, fixed near a point without ties.
 """
 
 from __future__ import annotations
