@@ -10,7 +10,7 @@ a last window that would run past the padded map is dropped).
   entry, the first in the window in C order (row after row), as if the window's entries were
   read in that order and a later one had to be strictly larger to take over. PyTorch also
   picks one entry but does not document which. A NaN in a window makes its maximum NaN and
-  sends its gradient nowhere (the loss is NaN by then: a fit rolls that epoch back).
+  sends its gradient nowhere (the loss is NaN by then, which stops a fit).
 - Average pooling pads with zeros and divides by the whole window, padding included:
   PyTorch's default ``count_include_pad=True``.
 
