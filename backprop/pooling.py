@@ -95,26 +95,31 @@ class _WindowPool(Layer):
                 "padding": plain(self.padding)}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return self._plan(tuple(input_shape))["out"]
+        out = self._sizes(tuple(input_shape))  # refuses a shape without channels first
+        return (input_shape[0], *out)
 
-    def _plan(self, input_shape: tuple[int, ...]) -> dict:
-        """For per-sample ``input_shape`` (C, *spatial): ``out`` (C, *out), ``padded`` (the padded
-        spatial sizes), ``windows`` (one slice tuple per pool offset, in C order, each picking
-        that offset of every window from the padded map), ``inner`` (the map inside the
-        padding) and ``overlap`` (whether windows share entries)."""
+    def _sizes(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The output's spatial sizes for per-sample ``input_shape`` (C, *spatial) (floor mode), or
+        a ConfigError for a shape the layer cannot take; no window is made (a loaded checkpoint
+        asks this before anything is allocated)."""
         if len(input_shape) != self.dims + 1:
             raise _wrong_axes(self, input_shape)
-        spatial = input_shape[1:]
-        settings = list(zip(spatial, self.pool_size, self.stride, self.padding))
+        settings = list(zip(input_shape[1:], self.pool_size, self.stride, self.padding))
         if any(n + 2 * p < k for n, k, _, p in settings):
             raise ConfigError(f"{self!r} cannot take samples of shape {input_shape}: each spatial size "
                               "plus twice the padding must be at least the pool size")
-        out = tuple((n + 2 * p - k) // s + 1 for n, k, s, p in settings)
+        return tuple((n + 2 * p - k) // s + 1 for n, k, s, p in settings)
+
+    def _plan(self, input_shape: tuple[int, ...]) -> dict:
+        """For per-sample ``input_shape`` (C, *spatial): ``padded`` (the padded spatial sizes),
+        ``windows`` (one slice tuple per pool offset, in C order, each picking that offset of
+        every window from the padded map), ``inner`` (the map inside the padding) and
+        ``overlap`` (whether windows share entries)."""
+        out, spatial = self._sizes(input_shape), input_shape[1:]
         windows = [(..., *(slice(o, o + s * (m - 1) + 1, s) for o, s, m in zip(offset, self.stride, out)))
                    for offset in itertools.product(*(range(k) for k in self.pool_size))]
-        return {"out": (input_shape[0], *out), "windows": windows,
-                "padded": tuple(n + 2 * p for n, _, _, p in settings),
-                "inner": (..., *(slice(p, p + n) for n, _, _, p in settings)),
+        return {"windows": windows, "padded": tuple(n + 2 * p for n, p in zip(spatial, self.padding)),
+                "inner": (..., *(slice(p, p + n) for n, p in zip(spatial, self.padding))),
                 "overlap": any(s < k for k, s in zip(self.pool_size, self.stride))}
 
     def _scatter(self, xp: Any, shares: Any, like: Array, plan: dict) -> Array:
