@@ -30,6 +30,7 @@ from .layers import Dense, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, SquaredError
 from .model import Sequential, mlp
 from .optimizers import SGD, Adam, AdamW, GradientDescent, RMSprop
+from .pooling import AvgPool1D, AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from .reshape import Flatten, Reshape
 from .schedules import Constant, Cosine, ExponentialDecay, StepDecay
 from .second_order import LevenbergMarquardt, Newton
@@ -45,6 +46,7 @@ __all__ = [
     "Softplus", "SquaredError", "Step", "StepDecay", "Tanh", "TrainingDiverged", "__version__",
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
+    "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "MaxPool1D", "MaxPool2D",
 ]
 
 _moved.install()  # the import paths modules had before the tiers became folders
