@@ -29,8 +29,10 @@ from .host.lbfgs import LBFGS
 from .layers import Dense, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, SquaredError
 from .model import Sequential, mlp
+from .normalization import BatchNorm, LayerNorm
 from .optimizers import SGD, Adam, AdamW, GradientDescent, RMSprop
 from .reshape import Flatten, Reshape
+from .residual import Residual
 from .schedules import Constant, Cosine, ExponentialDecay, StepDecay
 from .second_order import LevenbergMarquardt, Newton
 from .step import Step
@@ -45,6 +47,7 @@ __all__ = [
     "Softplus", "SquaredError", "Step", "StepDecay", "Tanh", "TrainingDiverged", "__version__",
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
+    "BatchNorm", "LayerNorm", "Residual",
 ]
 
 _moved.install()  # the import paths modules had before the tiers became folders

@@ -401,6 +401,21 @@ def class_of(name: str) -> type[Layer]:
     return known[name]
 
 
+def spec(layer: Layer) -> dict:
+    """How a checkpoint (and a layer holding layers) saves ``layer``: ``{"type": its registered
+    name, "config": its config()}``; an unregistered class is refused (it would load as another)."""
+    cls = type(layer)
+    if classes().get(cls.name) is not cls:
+        raise ConfigError(f"cannot save a {cls.__name__} layer: register it first "
+                          f"(backprop.layers.register(name, {cls.__name__}))")
+    return {"type": cls.name, "config": layer.config()}
+
+
+def from_spec(saved: dict) -> Layer:
+    """The (unbuilt) layer a :func:`spec` describes."""
+    return class_of(saved["type"]).from_config(dict(saved.get("config", {})))
+
+
 def require_second_order(layers: list[Layer], method: str) -> None:
     """Refuse, in one line, a model holding a layer ``method`` does not cover (``second_order``
     False): its parameters would otherwise be silently left out."""
