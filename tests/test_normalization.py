@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import backprop as bp
+from backends.comm import Communicator
 from backprop.errors import ConfigError, DataError
 from tests.conftest import assert_belongs
 
@@ -279,3 +280,28 @@ def test_second_order_methods_refuse_batchnorm_in_one_line():
     with pytest.raises(ConfigError, match="does not cover the BatchNorm layer"):
         model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
     model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)  # L-BFGS takes any network
+
+
+class _Mirrored(Communicator):
+    """Rank 0 of 2 whose peer holds the same part: the all-reduce doubles."""
+
+    size = 2
+
+    def allreduce(self, buffer):
+        buffer *= 2.0
+        return buffer
+
+    def allreduce_host(self, values):
+        return 2.0 * np.asarray(values, dtype=np.float64)
+
+
+def test_data_parallel_statistics_are_each_ranks_own_part_of_the_batch():
+    """Batch 4 over 2 ranks: rank 0 normalizes by, and moves its running statistics towards, its own
+    2 rows' statistics (PyTorch's BatchNorm without SyncBatchNorm), not the global batch's."""
+    X = np.random.default_rng(8).normal(size=(4, 3))
+    model = bp.Sequential([bp.BatchNorm()], input_shape=(3,), dtype="float64")
+    model.fit(X, np.zeros((4, 3)), loss="mse", optimizer="sgd", lr=1e-9, epochs=1, batch_size=4,
+              shuffle=False, validation_split=0.0, comm=_Mirrored())
+    buffers = model.layers[0].buffers
+    np.testing.assert_allclose(buffers["running_mean"], 0.1 * X[:2].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(buffers["running_var"], 0.9 + 0.1 * X[:2].var(axis=0, ddof=1), rtol=1e-12)
