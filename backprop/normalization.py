@@ -114,20 +114,29 @@ class BatchNorm(Layer):
             inv = xp.reshape(1.0 / xp.sqrt(self.buffers["running_var"] + self.eps), per_channel)
             mean = xp.reshape(self.buffers["running_mean"], per_channel)
             scale = gamma * inv  # an affine map: Y = X · scale + shift
-            xhat = (X - mean) * inv
+            xhat = X - mean
+            xhat *= inv  # in place on the fresh difference: one (N, C, *space) array fewer
         else:
             xhat, inv = self._batch_statistics(xp, X, axes)
-        Y = xhat * gamma + beta
+        Y = xhat * gamma
+        Y += beta
         count = math.prod(X.shape[a] for a in axes)
 
         def backward(dY: Array) -> Array:
-            self.set_grad("gamma", xp.sum(dY * xhat, axis=axes))
-            self.set_grad("beta", xp.sum(dY, axis=axes))
+            dgamma, dbeta = xp.sum(dY * xhat, axis=axes), xp.sum(dY, axis=axes)
+            self.set_grad("gamma", dgamma)
+            self.set_grad("beta", dbeta)
             if not input_grad:
                 return None
             if not train:
                 return dY * scale
-            return _through_statistics(xp, dY * gamma, xhat, inv, axes, count)
+            # Through the statistics (see _through_statistics), their two sums per channel being the
+            # parameters' gradients already taken: Σ dx̂ = γ · dβ and Σ dx̂ · x̂ = γ · dγ.
+            dX = dY * gamma
+            dX -= (gamma / count) * xp.reshape(dbeta, per_channel)
+            dX -= xhat * ((gamma / count) * xp.reshape(dgamma, per_channel))
+            dX *= inv
+            return dX
 
         return Y, backward
 
@@ -139,15 +148,16 @@ class BatchNorm(Layer):
             raise DataError("BatchNorm needs more than one value per channel in training (a batch of one "
                             "sample of (features,)): use batches of at least 2 samples")
         mean = xp.mean(X, axis=axes, keepdims=True)
-        centered = X - mean
-        var = xp.sum(centered * centered, axis=axes, keepdims=True) / count  # biased: normalizes
+        xhat = X - mean
+        var = xp.sum(xhat * xhat, axis=axes, keepdims=True) / count  # biased: normalizes
         inv = 1.0 / xp.sqrt(var + self.eps)
         m, c = self.momentum, (X.shape[1],)
         # New arrays bound (not written in place): a pass never changes an array someone holds.
         self.buffers["running_mean"] = (1.0 - m) * self.buffers["running_mean"] + m * xp.reshape(mean, c)
         unbiased = xp.reshape(var, c) * (count / (count - 1))
         self.buffers["running_var"] = (1.0 - m) * self.buffers["running_var"] + m * unbiased
-        return centered * inv, inv
+        xhat *= inv  # in place on the fresh difference
+        return xhat, inv
 
 
 class LayerNorm(Layer):
@@ -206,10 +216,10 @@ class LayerNorm(Layer):
         axes = tuple(range(1, X.ndim))  # every entry of a sample
         count = math.prod(X.shape[1:])
         mean = xp.mean(X, axis=axes, keepdims=True)
-        centered = X - mean
-        var = xp.sum(centered * centered, axis=axes, keepdims=True) / count  # biased, as PyTorch
+        xhat = X - mean
+        var = xp.sum(xhat * xhat, axis=axes, keepdims=True) / count  # biased, as PyTorch
         inv = 1.0 / xp.sqrt(var + self.eps)  # (N, 1, ...)
-        xhat = centered * inv
+        xhat *= inv  # in place on the fresh difference
         gamma = self.params["gamma"]
         Y = xhat * gamma + self.params["beta"]
 
