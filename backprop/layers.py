@@ -420,7 +420,7 @@ def require_second_order(layers: list[Layer], method: str) -> None:
     """Refuse, in one line, a model holding a layer ``method`` does not cover (``second_order``
     False): its parameters would otherwise be silently left out."""
     for i, layer in enumerate(layers):
-        if not type(layer).second_order:
+        if not layer.second_order:  # read on the instance: a Residual's depends on its inner layers
             raise ConfigError(f"{method} does not cover the {type(layer).__name__} layer (layer {i}): "
                               "train this model with a first-order optimizer (adam, sgd...)")
 

@@ -82,7 +82,9 @@ class Residual(Layer):
     Parameters, gradients and buffers are the inner layers', named ``"{index}.{name}"``. The
     mode of a pass reaches the inner layers; so does the model's device generator: a Residual
     counts as a layer that draws (``draws``), and passes ``rng`` on to its inner layers that
-    draw (Dropout). ``second_order`` is False (Levenberg–Marquardt and Newton refuse it).
+    draw (Dropout). ``second_order`` when every inner layer is (read on the instance): the block
+    gives its inner layers' Jacobian rows and R-operator, so Levenberg–Marquardt and Newton
+    take a block of Dense layers and activations, and refuse one holding Dropout or BatchNorm.
 
     Shapes: ``X`` (N, *shape) -> ``Y`` (N, *shape).
     """
@@ -183,6 +185,48 @@ class Residual(Layer):
             return dY + dX if input_grad else None
 
         return Y, backward
+
+    # -- second order: the inner layers' pieces, the skip adding the identity -----------
+    @property
+    def second_order(self) -> bool:  # type: ignore[override]
+        """Levenberg–Marquardt and Newton cover the block when they cover every inner layer."""
+        return all(layer.second_order for layer in self.block)
+
+    def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
+        """The inner layers' rows, in parameter order: each layer's input from a forward pass through
+        the block, and the delta at its output from the block's backward closures (``dY`` (N, *shape)
+        arrives at the block's output: the skip adds nothing to the parameters' rows)."""
+        inputs, closures, H = [], [], X
+        for layer in self.block:
+            inputs.append(H)
+            H, backward = layer.forward(H, train=True)  # the Jacobian's mode (deterministic layers)
+            closures.append(backward)
+        rows: list[list[Array]] = []
+        for layer, H, backward in zip(reversed(self.block), reversed(inputs), reversed(closures)):
+            rows.append(layer.jacobian_rows(H, dY))
+            dY = backward(dY)
+        return [r for own in reversed(rows) for r in own]
+
+    def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
+                  train: bool = False) -> tuple[Array, Array | None, Any]:
+        """Y = X + block(X), R{Y} = R{X} + R{block(X)}: X (N, *shape), R{X} (P, N, *shape) or None;
+        ``V`` by prefixed name, handed to each inner layer under its own names."""
+        tapes, H, RH = [], X, RX
+        for i, layer in enumerate(self.block):
+            own = {name: V[f"{i}.{name}"] for name in layer.param_shapes()}
+            H, RH, tape = layer.r_forward(H, RH, own, train=train)
+            tapes.append(tape)
+        RY = RH if RX is None else (RX if RH is None else RX + RH)
+        return X + H, RY, tapes
+
+    def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
+        """dX = dY + d(block), R{dX} = R{dY} + R{d(block)}; the inner layers' pieces in parameter order."""
+        pieces: list[list[tuple[Array, Array]]] = []
+        dH, RdH = dY, RdY
+        for layer, own in zip(reversed(self.block), reversed(tape)):
+            dH, RdH, piece = layer.r_backward(own, dH, RdH)
+            pieces.append(piece)
+        return dY + dH, RdY + RdH, [p for piece in reversed(pieces) for p in piece]
 
     def __repr__(self) -> str:
         return f"Residual([{', '.join(repr(layer) for layer in self.block)}])"

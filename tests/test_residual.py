@@ -1,6 +1,7 @@
 """Residual: Y = X + block(X), the block's layers holding the model's views of its flat buffers
 (parameters and gradients), their specs in checkpoints, the mode and the device generator
-passed down; a residual MLP gradchecked on every backend and trained as a torch twin."""
+passed down; a residual MLP gradchecked on every backend and trained as a torch twin; its
+Jacobian rows and R-operator (Levenberg–Marquardt, Newton) against differences."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import backprop as bp
 from backends import DeviceRNG, Stream
 from backprop.errors import ConfigError
+from backprop.host.gradcheck import jacobian_check
 
 
 def _host(backend, a):
@@ -165,9 +167,58 @@ def test_a_residual_holding_a_dropout_gradchecks_with_its_masks_held_fixed():
     assert result.ok and result.floored == [] and result.worst < 1e-6
 
 
-def test_second_order_methods_refuse_a_residual_in_one_line():
-    X, y = np.random.default_rng(7).normal(size=(10, 3)), np.zeros(10)
-    model = _residual_mlp()
-    with pytest.raises(ConfigError, match="does not cover the Residual layer"):
-        model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
-    model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)  # L-BFGS takes any network
+def _second_order_net():
+    """A residual block nested in another, the outer one first (its input's R{X} is None)."""
+    inner = bp.Residual([bp.Dense(4), "sigmoid"])
+    return bp.Sequential([bp.Residual([bp.Dense(4), "tanh", inner, bp.Dense(4)]), "tanh", bp.Dense(2)],
+                         input_shape=(4,), dtype="float64", seed=4)
+
+
+def test_the_jacobian_and_the_hessian_cover_a_residual_as_differences_say():
+    from backprop.hessian import hessian
+
+    rng = np.random.default_rng(8)
+    X, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    model = _second_order_net()
+    assert model.layers[0].second_order and not bp.Residual([bp.Dropout(0.1)]).second_order
+    result = jacobian_check(model, X)
+    assert result.ok and result.worst < 1e-7
+    _, g, H = hessian(model, bp.losses.get("mse"), X, y)
+    theta = np.asarray(model.flat_parameters()).copy()
+    numeric = np.zeros_like(H)
+    for p in range(theta.size):
+        grads = []
+        for sign in (1.0, -1.0):
+            bumped = theta.copy()
+            bumped[p] += sign * 1e-5
+            model.set_flat_parameters(bumped)
+            model.loss_and_gradients(X, y, loss="mse")
+            grads.append(np.asarray(model.flat_gradients()).copy())
+        numeric[:, p] = (grads[0] - grads[1]) / 2e-5
+    model.set_flat_parameters(theta)
+    np.testing.assert_allclose(H, numeric, atol=1e-7)
+    model.loss_and_gradients(X, y, loss="mse")
+    np.testing.assert_allclose(g, model.flat_gradients(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "newton"])
+def test_levenberg_marquardt_and_newton_train_a_residual_network(optimizer):
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(20, 4))
+    y = np.stack([np.sin(X[:, 0]) + X[:, 1], X[:, 2] * X[:, 3]], axis=1)
+    model = _second_order_net()
+    model.fit(X, y, loss="mse", optimizer=optimizer, epochs=5)
+    losses = model.history["train_loss"]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_second_order_methods_refuse_a_residual_holding_a_stochastic_layer_in_one_line():
+    X, y = np.random.default_rng(7).normal(size=(10, 4)), np.zeros(10)
+    for inner in (bp.BatchNorm(), bp.Dropout(0.2)):
+        model = bp.Sequential([bp.Dense(4), bp.Residual([bp.Dense(4), inner]), bp.Dense(1)], input_shape=(4,),
+                              dtype="float64")
+        before = np.asarray(model.flat_parameters()).copy()
+        with pytest.raises(ConfigError, match=r"does not cover the Residual layer \(layer 1\)"):
+            model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
+        np.testing.assert_array_equal(model.flat_parameters(), before)
+        model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)  # L-BFGS takes any network
