@@ -164,7 +164,8 @@ class LayerNorm(Layer):
     """Layer normalization (Ba et al. 2016) over every entry of a sample, as
     ``torch.nn.LayerNorm(normalized_shape=sample shape)`` with its elementwise affine:
     ``gamma`` (ones) and ``beta`` (zeros) of the sample's shape. The same in training and
-    inference (no running statistics).
+    inference (no running statistics), so Levenberg–Marquardt and Newton cover it (its Jacobian
+    rows and R-operator).
 
     ``normalized_shape``: the sample shape, learnt from the input by ``infer`` (then
     ``config()`` holds it).
@@ -211,15 +212,19 @@ class LayerNorm(Layer):
                        "beta": backend.xp.zeros(shape, dtype=dtype, device=backend.device)}
         self.grads = {}
 
-    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
-        xp = self._ns(X)
+    def _normalized(self, xp: Any, X: Array) -> tuple[Array, Array, tuple[int, ...], int]:
+        """``(x̂ (N, *shape), inv (N, 1, ...), the sample axes, entries per sample)`` of ``X``."""
         axes = tuple(range(1, X.ndim))  # every entry of a sample
         count = math.prod(X.shape[1:])
-        mean = xp.mean(X, axis=axes, keepdims=True)
-        xhat = X - mean
+        xhat = X - xp.mean(X, axis=axes, keepdims=True)
         var = xp.sum(xhat * xhat, axis=axes, keepdims=True) / count  # biased, as PyTorch
-        inv = 1.0 / xp.sqrt(var + self.eps)  # (N, 1, ...)
+        inv = 1.0 / xp.sqrt(var + self.eps)
         xhat *= inv  # in place on the fresh difference
+        return xhat, inv, axes, count
+
+    def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
+        xp = self._ns(X)
+        xhat, inv, axes, count = self._normalized(xp, X)
         gamma = self.params["gamma"]
         Y = xhat * gamma + self.params["beta"]
 
@@ -229,6 +234,54 @@ class LayerNorm(Layer):
             return _through_statistics(xp, dY * gamma, xhat, inv, axes, count) if input_grad else None
 
         return Y, backward
+
+    # -- second order: deterministic, so Levenberg–Marquardt and Newton cover it ------------
+    second_order = True
+
+    def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
+        """dz/dgamma for sample n is dY_n · x̂_n, dz/dbeta is dY_n: (N, size) each."""
+        xp = self._ns(X)
+        xhat = self._normalized(xp, X)[0]
+        n = X.shape[0]
+        return [xp.reshape(dY * xhat, (n, -1)), xp.reshape(dY, (n, -1))]
+
+    def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
+                  train: bool = False) -> tuple[Array, Array | None, Any]:
+        """R{Y} = R{x̂} · gamma + x̂ · V_gamma + V_beta, with R{x̂} = J R{X}, J the normalization's
+        Jacobian per sample (symmetric: the backward formula). X (N, *shape); R{X} (P, N, *shape)
+        or None; V_gamma, V_beta (P, *shape)."""
+        xp = self._ns(X)
+        xhat, inv, axes, count = self._normalized(xp, X)
+        gamma = self.params["gamma"]
+        VG, VB = xp.expand_dims(V["gamma"], axis=1), xp.expand_dims(V["beta"], axis=1)  # (P, 1, *shape)
+        RY = xhat * VG + VB
+        Rxhat = None
+        if RX is not None:
+            Rxhat = _through_statistics(xp, RX, xhat, inv, tuple(a + 1 for a in axes), count)
+            RY = RY + Rxhat * gamma
+        return xhat * gamma + self.params["beta"], RY, (xhat, inv, axes, count, RX, Rxhat, VG)
+
+    def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
+        """dX = J (dY · gamma); R{dX} = J R{dY · gamma} + R{J} (dY · gamma), where R{J} v =
+        (R{inv} / inv) J v - inv (R{x̂} mean(x̂ v) + x̂ mean(R{x̂} v)) and R{inv} = -inv² mean(x̂ R{X})."""
+        xhat, inv, axes, count, RX, Rxhat, VG = tape
+        xp = self._ns(dY)
+        gamma = self.params["gamma"]
+        wide = tuple(a + 1 for a in axes)  # the sample axes of (P, N, *shape) arrays
+        dxhat = dY * gamma
+        dX = _through_statistics(xp, dxhat, xhat, inv, axes, count)
+        RdX = _through_statistics(xp, RdY * gamma + dY * VG, xhat, inv, wide, count)
+        Rgamma = RdY * xhat
+        if RX is not None:
+            Rinv_over_inv = -inv * xp.mean(xhat * RX, axis=wide, keepdims=True)
+            mean_xv = xp.mean(xhat * dxhat, axis=axes, keepdims=True)
+            mean_rv = xp.mean(Rxhat * dxhat, axis=wide, keepdims=True)
+            RdX = RdX + Rinv_over_inv * dX - inv * (Rxhat * mean_xv + xhat * mean_rv)
+            Rgamma = Rgamma + dY * Rxhat
+        P = RdY.shape[0]
+        pieces = [(xp.reshape(xp.sum(dY * xhat, axis=0), (-1,)), xp.reshape(xp.sum(Rgamma, axis=1), (P, -1))),
+                  (xp.reshape(xp.sum(dY, axis=0), (-1,)), xp.reshape(xp.sum(RdY, axis=1), (P, -1)))]
+        return dX, RdX, pieces
 
 
 register("batchnorm", BatchNorm)

@@ -274,6 +274,53 @@ def test_a_training_batch_of_one_value_per_channel_is_refused():
     model.forward(np.ones((1, 3)), train=False)  # inference takes one sample
 
 
+def _layernorm_nets():
+    """LayerNorm first (R{X} None), and after layers with parameters, over (features,) and maps."""
+    first = [bp.LayerNorm(), bp.Dense(3), "tanh", bp.Reshape((3, 1)), bp.LayerNorm(), bp.Flatten(),
+             bp.Dense(2)]
+    maps = [bp.Dense(6), bp.Reshape((2, 3)), bp.LayerNorm(), bp.Flatten(), "tanh", bp.Dense(2)]
+    return [bp.Sequential(layers, input_shape=(4,), dtype="float64", seed=1) for layers in (first, maps)]
+
+
+def test_layernorms_jacobian_rows_and_r_operator_agree_with_differences():
+    from backprop.hessian import hessian
+    from backprop.host.gradcheck import jacobian_check
+
+    rng = np.random.default_rng(9)
+    X, y = rng.normal(size=(6, 4)), rng.normal(size=(6, 2))
+    for model in _layernorm_nets():
+        model.set_parameters({k: rng.normal(size=v.shape) for k, v in model.parameters().items()})
+        result = jacobian_check(model, X)
+        assert result.ok and result.worst < 1e-8
+        _, g, H = hessian(model, bp.losses.get("mse"), X, y)
+        theta = np.asarray(model.flat_parameters()).copy()
+        numeric = np.zeros_like(H)
+        for p in range(theta.size):
+            grads = []
+            for sign in (1.0, -1.0):
+                bumped = theta.copy()
+                bumped[p] += sign * 1e-5
+                model.set_flat_parameters(bumped)
+                model.loss_and_gradients(X, y, loss="mse")
+                grads.append(np.asarray(model.flat_gradients()).copy())
+            numeric[:, p] = (grads[0] - grads[1]) / 2e-5
+        model.set_flat_parameters(theta)
+        # The differences' truncation error (shrinks as the step squared) is ~1e-9 of the largest entry.
+        assert np.abs(H - numeric).max() < 1e-8 * np.abs(H).max()
+        model.loss_and_gradients(X, y, loss="mse")
+        np.testing.assert_allclose(g, model.flat_gradients(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["lm", "newton"])
+def test_levenberg_marquardt_and_newton_train_through_layernorm(optimizer):
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(20, 4))
+    y = np.stack([np.tanh(X[:, 0] - X[:, 1]), X[:, 2] * X[:, 3]], axis=1)
+    model = _layernorm_nets()[1]
+    model.fit(X, y, loss="mse", optimizer=optimizer, epochs=5)
+    assert model.history["train_loss"][-1] < 0.75 * model.history["train_loss"][0]
+
+
 def test_second_order_methods_refuse_batchnorm_in_one_line():
     X, y = np.random.default_rng(7).normal(size=(10, 2)), np.zeros(10)
     model = bp.Sequential([bp.Dense(2, 3), bp.BatchNorm(), "tanh", bp.Dense(3, 1)], dtype="float64")
@@ -305,3 +352,17 @@ def test_data_parallel_statistics_are_each_ranks_own_part_of_the_batch():
     buffers = model.layers[0].buffers
     np.testing.assert_allclose(buffers["running_mean"], 0.1 * X[:2].mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(buffers["running_var"], 0.9 + 0.1 * X[:2].var(axis=0, ddof=1), rtol=1e-12)
+
+
+def test_second_order_training_through_layernorm_and_a_residual_is_the_same_on_every_backend(other_backend):
+    rng = np.random.default_rng(11)
+    X, y = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    found = []
+    for device in ("cpu", other_backend):
+        model = bp.Sequential([bp.Residual([bp.Dense(4), "tanh"]), bp.Reshape((2, 2)), bp.LayerNorm(),
+                               bp.Flatten(), bp.Dense(2)], input_shape=(4,), dtype="float64", seed=1,
+                              device=device)
+        model.fit(X, y, loss="mse", optimizer="newton", epochs=2)
+        model.fit(X, y, loss="mse", optimizer="lm", epochs=2)
+        found.append(model.history["train_loss"])
+    np.testing.assert_allclose(found[1], found[0], rtol=1e-10)
