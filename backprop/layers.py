@@ -46,7 +46,8 @@ class Layer:
     Class attributes: ``name``, what checkpoints save the layer under (set by :func:`register`);
     ``second_order``: the layer provides :meth:`jacobian_rows` (Levenberg–Marquardt's Jacobian)
     and :meth:`r_forward`/:meth:`r_backward` (Newton's exact Hessian); they refuse a model
-    holding one that does not. ``draws``: the layer draws random numbers in training (dropout)
+    holding one that does not (read on the instance: a layer holding layers, as ``Residual``, makes it a
+    property). ``draws``: the layer draws random numbers in training (dropout)
     from ``self.rng``, which the model sets to its fit state's device generator
     (``model.state.device_rng``, a :class:`backends.DeviceRNG`), so the draws are the same on
     every backend and resume exactly from a checkpoint.

@@ -3,7 +3,8 @@
 Both compute ``x̂ = (x - mean) / sqrt(var + eps)`` with the biased variance and return
 ``gamma * x̂ + beta``; they differ in which entries share a mean and a variance. Their
 backward pass goes through the statistics (the mean and the variance depend on every entry
-they are taken over), with the same formula for both (:func:`_through_statistics`).
+they are taken over): :func:`_through_statistics` (BatchNorm takes its two sums from its
+parameters' gradients instead of summing again).
 """
 
 from __future__ import annotations
