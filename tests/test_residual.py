@@ -222,3 +222,35 @@ def test_second_order_methods_refuse_a_residual_holding_a_stochastic_layer_in_on
             model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
         np.testing.assert_array_equal(model.flat_parameters(), before)
         model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)  # L-BFGS takes any network
+
+
+HOSTILE = [None, 0, -1, 1.5, "x", True, [], {}, [None], [{"type": "residual", "config": {}}],
+           [{"type": "dense", "config": {"out_features": 3}}], [{"config": {}}], {"layers": "relu"}]
+
+
+def test_a_forged_residual_spec_ends_in_a_checkpoint_error(tmp_path):
+    """Each part of a saved Residual's spec set to each hostile value: loaded as it says, or refused
+    with a CheckpointError (never another exception)."""
+    from tests.test_hostile_checkpoints import forge
+
+    model = _with_batchnorm_and_dropout()
+    src, dst = tmp_path / "r.safetensors", tmp_path / "forged.safetensors"
+    bp.checkpoint.save(model, str(src))
+    places = [("config",), ("config", "layers"), ("config", "layers", 0), ("config", "layers", 0, "type"),
+              ("config", "layers", 1, "config"), ("config", "layers", 1, "config", "num_features"),
+              ("config", "layers", 3, "config", "rate")]
+    refused = 0
+    for place in places:
+        for value in HOSTILE:
+            def edit(meta, place=place, value=value):
+                target = meta["layers"][1]
+                for key in place[:-1]:
+                    target = target[key]
+                target[place[-1]] = value
+
+            forge(src, dst, edit_meta=edit)
+            try:
+                bp.checkpoint.load(str(dst))
+            except bp.CheckpointError:
+                refused += 1
+    assert refused > 0.8 * len(places) * len(HOSTILE)
