@@ -29,9 +29,11 @@ from .host.lbfgs import LBFGS
 from .layers import Dense, Layer
 from .losses import BinaryCrossEntropy, CrossEntropy, MeanSquaredError, SquaredError
 from .model import Sequential, mlp
+from .normalization import BatchNorm, LayerNorm
 from .optimizers import SGD, Adam, AdamW, GradientDescent, RMSprop
 from .pooling import AvgPool1D, AvgPool2D, GlobalAvgPool1D, GlobalAvgPool2D, MaxPool1D, MaxPool2D
 from .reshape import Flatten, Reshape
+from .residual import Residual
 from .schedules import Constant, Cosine, ExponentialDecay, StepDecay
 from .second_order import LevenbergMarquardt, Newton
 from .step import Step
@@ -47,6 +49,7 @@ __all__ = [
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
     "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "MaxPool1D", "MaxPool2D",
+    "BatchNorm", "LayerNorm", "Residual",
 ]
 
 _moved.install()  # the import paths modules had before the tiers became folders

@@ -46,7 +46,8 @@ class Layer:
     Class attributes: ``name``, what checkpoints save the layer under (set by :func:`register`);
     ``second_order``: the layer provides :meth:`jacobian_rows` (Levenberg–Marquardt's Jacobian)
     and :meth:`r_forward`/:meth:`r_backward` (Newton's exact Hessian); they refuse a model
-    holding one that does not. ``draws``: the layer draws random numbers in training (dropout)
+    holding one that does not (read on the instance: a layer holding layers, as ``Residual``, makes it a
+    property). ``draws``: the layer draws random numbers in training (dropout)
     from ``self.rng``, which the model sets to its fit state's device generator
     (``model.state.device_rng``, a :class:`backends.DeviceRNG`), so the draws are the same on
     every backend and resume exactly from a checkpoint.
@@ -401,11 +402,26 @@ def class_of(name: str) -> type[Layer]:
     return known[name]
 
 
+def spec(layer: Layer) -> dict:
+    """How a checkpoint (and a layer holding layers) saves ``layer``: ``{"type": its registered
+    name, "config": its config()}``; an unregistered class is refused (it would load as another)."""
+    cls = type(layer)
+    if classes().get(cls.name) is not cls:
+        raise ConfigError(f"cannot save a {cls.__name__} layer: register it first "
+                          f"(backprop.layers.register(name, {cls.__name__}))")
+    return {"type": cls.name, "config": layer.config()}
+
+
+def from_spec(saved: dict) -> Layer:
+    """The (unbuilt) layer a :func:`spec` describes."""
+    return class_of(saved["type"]).from_config(dict(saved.get("config", {})))
+
+
 def require_second_order(layers: list[Layer], method: str) -> None:
     """Refuse, in one line, a model holding a layer ``method`` does not cover (``second_order``
     False): its parameters would otherwise be silently left out."""
     for i, layer in enumerate(layers):
-        if not type(layer).second_order:
+        if not layer.second_order:  # read on the instance: a Residual's depends on its inner layers
             raise ConfigError(f"{method} does not cover the {type(layer).__name__} layer (layer {i}): "
                               "train this model with a first-order optimizer (adam, sgd...)")
 

@@ -74,15 +74,14 @@ class Checkpoint:
 
 # -- architecture ----------------------------------------------------------------
 def _layer_spec(layer: Layer) -> dict:
-    cls = type(layer)
-    if layers.classes().get(cls.name) is not cls:  # an unregistered subclass would load as its parent
-        raise CheckpointError(f"cannot save a {cls.__name__} layer: register it first "
-                              f"(backprop.layers.register(name, {cls.__name__}))")
-    return {"type": cls.name, "config": layer.config()}
+    try:
+        return layers.spec(layer)  # an unregistered subclass would load as its parent: refused
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def _layer_from_spec(spec: dict) -> Layer:
-    return layers.class_of(spec["type"]).from_config(dict(spec.get("config", {})))
+    return layers.from_spec(spec)
 
 
 def __getattr__(attr: str) -> Any:
