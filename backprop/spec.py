@@ -97,18 +97,22 @@ def describe(model_layers: list[layers.Layer]) -> str:
 
 
 def _item(layer: layers.Layer) -> str:
-    config = layer.config()
-    name = type(layer).name
+    return _call(type(layer).name, layer.config())
+
+
+def _call(name: str, config: dict) -> str:
+    """``name(key=value, ...)``, or the bare name without settings."""
     if not config:
         return name
-    args = ", ".join(f"{k}={_text(v)}" for k, v in config.items())
-    return f"{name}({args})"
+    return f"{name}(" + ", ".join(f"{k}={_text(v)}" for k, v in config.items()) + ")"
 
 
 def _text(value: Any) -> str:
     """A setting as parse reads it: layers inside a block as items, the rest as literals."""
     if isinstance(value, layers.Layer):
         return _item(value)
+    if isinstance(value, dict) and set(value) == {"type", "config"}:  # a saved layer (a block's)
+        return _call(value["type"], value["config"])
     if isinstance(value, list):
         return "[" + ", ".join(_text(v) for v in value) + "]"
     if isinstance(value, tuple):

@@ -29,6 +29,17 @@ def test_a_description_reads_back_to_the_same_layers():
     np.testing.assert_array_equal(np.asarray(again.flat_parameters()), np.asarray(model.flat_parameters()))
 
 
+def test_a_block_of_layers_reads_and_reads_back():
+    text = "dense(4, 8), residual([dense(8), relu, dropout(0.1), dense(8)]), layernorm, dense(1)"
+    model = bp.Sequential(spec.parse(text), seed=0)
+    block = model.layers[1]
+    assert isinstance(block, bp.Residual) and [type(layer).name for layer in block.block] == \
+        ["dense", "relu", "dropout", "dense"]
+    again = bp.Sequential(spec.parse(spec.describe(model.layers)), seed=0)
+    assert spec.describe(again.layers) == spec.describe(model.layers)
+    np.testing.assert_array_equal(np.asarray(again.flat_parameters()), np.asarray(model.flat_parameters()))
+
+
 @pytest.mark.parametrize("text, message", [
     ("dense(4), reluu", r"layer 2: unknown layer 'reluu': use one of dense, "),
     ("dense(4, __import__('os').system('true'))", r"layer 1 \(.*\) is not a name or a name\(arguments\)"),
