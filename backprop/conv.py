@@ -250,7 +250,7 @@ class _Conv(Layer):
         N = X.shape[0]
         cols, _ = self._im2col(X)
         cols = xp.reshape(cols, (N, -1, cols.shape[1]))  # (N, L, K·C)
-        dY2 = self._flat_delta(dY)  # (N, L, out)
+        dY2 = xp.reshape(self._flat_delta(dY), (N, -1, self.out_channels))  # (N, L, out)
         rows = self._as_weights(xp.permute_dims(dY2, (0, 2, 1)) @ cols)  # (N, out, C, *kernel)
         return [xp.reshape(rows, (N, -1)), xp.sum(dY2, axis=1)]
 
