@@ -255,3 +255,13 @@ def test_bad_settings_are_refused_in_one_line(make, message):
 def test_an_input_the_layer_cannot_take_is_refused_when_the_model_is_built(layer, shape, message):
     with pytest.raises(ConfigError, match=message):
         bp.Sequential([layer, bp.Flatten(), bp.Dense(1)], input_shape=shape)
+
+
+@pytest.mark.parametrize("following, limit", [("relu", np.sqrt(6 / 150)), ("tanh", np.sqrt(6 / (150 + 400)))])
+def test_auto_init_counts_every_kernel_entry_in_the_fans(following, limit):
+    """He before a rectifier (fan in = 6·5·5), Glorot otherwise (fan out = 16·5·5), as PyTorch's."""
+    model = bp.Sequential([bp.Conv2D(16, 5), following, bp.Flatten(), bp.Dense(2)], input_shape=(6, 14, 14),
+                          dtype="float64", seed=0)
+    W = np.asarray(model.parameters()["0.W"])
+    assert W.shape == (16, 6, 5, 5)
+    assert 0.99 * limit < np.abs(W).max() <= limit
