@@ -1,22 +1,23 @@
 """Convolutions: ``Conv1D`` and ``Conv2D`` (cross-correlation, as PyTorch's ``nn.Conv1d/2d``).
 
 One code path serves both (``_Conv``, with ``spatial`` = 1 or 2 axes). The forward pass is
-im2col and one matrix product: the input is padded into a channels-last copy (N, *S_pad, C),
+im2col and one matrix product: the input is padded into a channels-major copy (C, N, *S_pad),
 one strided slice per kernel offset picks the entries that offset meets at every output
-position (N, *O, C), and the slices stacked give the columns (N·L, K·C) (L output
-positions, K kernel entries), so ``Y = cols @ W2ᵀ`` with ``W2`` the weights as (out, K·C).
-The backward pass is the transpose: ``dW2 = dY2ᵀ @ cols`` (one matrix product) and
-``dcols = dY2 @ W2``, which col2im adds back onto the input. The standard has no
-scatter-add, so col2im is a sum of shifted slices: for each kernel offset, the strided slice
-of the padded gradient that offset read in the forward pass gets that offset's columns added
-(``dXp[slice] += dcols[..., k, :]``); within one offset the slice meets each entry at most
-once, so the add is exact, and overlapping windows (stride below the dilated kernel) add up
-over the offsets, while entries no window reads (stride above it) stay zero.
+position (C, N, *O), and the slices stacked give the columns (C·K, N·L) (K kernel entries, L
+output positions), so ``Y = W2 @ cols`` with ``W2`` the weights (out, C, *kernel) reshaped to
+(out, C·K), no copy. The backward pass is the transpose: ``dW2 = dY2 @ colsᵀ`` (one matrix
+product) and ``dcols = W2ᵀ @ dY2``, which col2im adds back onto the input. The standard has no
+scatter-add, so col2im is a sum of shifted slices: for each kernel offset, the strided slice of
+the padded gradient that offset read in the forward pass gets that offset's columns added
+(``dXp[slice] += dcols[:, k]``); within one offset the slice meets each entry at most once, so
+the add is exact, and overlapping windows (stride below the dilated kernel) add up over the
+offsets, while entries no window reads (stride above it) stay zero.
 
-Weights are ``W`` (out, in, *kernel) and ``b`` (out,), as PyTorch's; only the columns are laid
-out channels-last, so that each matrix product is one contiguous one. The second-order pieces
-follow from linearity: the Jacobian rows of ``W`` are per-sample ``dY_nᵀ @ cols_n``, and the
-R-operator convolves the directions (``R{Y} = conv(R{X}, W) + conv(X, V_W) + V_b``).
+Channels-major columns keep each slice's runs as long as an output row and each matrix product
+one contiguous product; the output (N, out, *O) is a view of the product (out, N·L), which the
+next convolution reads back without a copy. The second-order pieces follow from linearity: the
+Jacobian rows of ``W`` are per-sample ``dY_n @ cols_nᵀ``, and the R-operator convolves the
+directions (``R{Y} = conv(R{X}, W) + conv(X, V_W) + V_b``).
 """
 
 from __future__ import annotations
@@ -155,71 +156,58 @@ class _Conv(Layer):
 
     # -- im2col and col2im ----------------------------------------------------------------
     def _offset_slices(self, out: tuple[int, ...]) -> list[tuple[slice, ...]]:
-        """Per kernel offset (row-major over the kernel), the index of the padded channels-last
-        input (B, *S_pad, C) it meets at every output position: (B, *O, C)."""
+        """Per kernel offset (row-major over the kernel), the index of the padded channels-major
+        input (C, B, *S_pad) it meets at every output position: (C, B, *O)."""
         found = []
         for offset in itertools.product(*(range(k) for k in self.kernel_size)):
             axes = tuple(slice(i * d, i * d + st * (o - 1) + 1, st)
                          for i, d, st, o in zip(offset, self.dilation, self.stride, out))
-            found.append((slice(None), *axes, slice(None)))
+            found.append((slice(None), slice(None), *axes))
         return found
 
+    def _inner(self, sizes: tuple[int, ...]) -> tuple[slice, ...]:
+        """The index of the unpadded input inside the padded (C, B, *S_pad)."""
+        return (slice(None), slice(None), *(slice(lo, lo + s) for s, (lo, _) in zip(sizes, self._pads())))
+
     def _im2col(self, X: Array) -> tuple[Array, tuple[int, ...]]:
-        """X (B, C, *S) -> (cols (B·L, K·C), O): row (b, position) holds the window's entries,
-        kernel offset major, channel minor."""
-        xp, n = self._ns(X), self.spatial
+        """X (B, C, *S) -> (cols (C·K, B·L), O): column (b, position) holds the window's entries,
+        channel major and kernel offset minor, as ``W`` (out, C, *kernel) reshaped to (out, C·K)."""
+        xp = self._ns(X)
         B, C, sizes = X.shape[0], X.shape[1], tuple(X.shape[2:])
         out = self._out_sizes(sizes)
-        last = xp.permute_dims(X, (0, *range(2, n + 2), 1))  # (B, *S, C)
-        pads = self._pads()
-        if any(lo or hi for lo, hi in pads):
-            padded = [s + lo + hi for s, (lo, hi) in zip(sizes, pads)]
-            Xp = xp.zeros((B, *padded, C), dtype=X.dtype, device=device_of(X))
-            Xp[(slice(None), *(slice(lo, lo + s) for s, (lo, _) in zip(sizes, pads)), slice(None))] = last
+        major = xp.permute_dims(X, (1, 0, *range(2, X.ndim)))  # (C, B, *S): each channel's block contiguous
+        if any(lo or hi for lo, hi in self._pads()):
+            padded = [s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())]
+            Xp = xp.zeros((C, B, *padded), dtype=X.dtype, device=device_of(X))
+            Xp[self._inner(sizes)] = major
         else:
-            Xp = last
-        cols = xp.stack([Xp[index] for index in self._offset_slices(out)], axis=n + 1)  # (B, *O, K, C)
-        return xp.reshape(cols, (B * math.prod(out), -1)), out
+            Xp = major
+        cols = xp.stack([Xp[index] for index in self._offset_slices(out)], axis=1)  # (C, K, B, *O)
+        return xp.reshape(cols, (-1, B * math.prod(out))), out
 
     def _col2im(self, dcols: Array, B: int, C: int, sizes: tuple[int, ...]) -> Array:
-        """The transpose of :meth:`_im2col`: dcols (B·L, K·C) -> dX (B, C, *S). No scatter-add in
+        """The transpose of :meth:`_im2col`: dcols (C·K, B·L) -> dX (B, C, *S). No scatter-add in
         the standard: each offset's columns are added onto the strided slice it was read from."""
-        xp, n = self._ns(dcols), self.spatial
+        xp = self._ns(dcols)
         out = self._out_sizes(sizes)
-        pads = self._pads()
-        padded = [s + lo + hi for s, (lo, hi) in zip(sizes, pads)]
-        pieces = xp.reshape(dcols, (B, *out, -1, C))  # (B, *O, K, C)
-        dXp = xp.zeros((B, *padded, C), dtype=dcols.dtype, device=device_of(dcols))
+        padded = [s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())]
+        pieces = xp.reshape(dcols, (C, -1, B, *out))  # (C, K, B, *O)
+        dXp = xp.zeros((C, B, *padded), dtype=dcols.dtype, device=device_of(dcols))
         for k, index in enumerate(self._offset_slices(out)):
-            dXp[index] += pieces[(..., k, slice(None))]
-        dX = dXp[(slice(None), *(slice(lo, lo + s) for s, (lo, _) in zip(sizes, pads)), slice(None))]
-        return xp.permute_dims(dX, (0, n + 1, *range(1, n + 1)))  # (B, C, *S)
-
-    def _as_matrix(self, W: Array) -> Array:
-        """W (..., out, C, *kernel) -> (..., out, K·C), the columns' order (offset major)."""
-        xp, lead = self._ns(W), W.ndim - self.spatial - 2
-        order = (*range(lead + 1), *range(lead + 2, W.ndim), lead + 1)
-        return xp.reshape(xp.permute_dims(W, order), (*W.shape[:lead + 1], -1))
-
-    def _as_weights(self, M: Array) -> Array:
-        """The inverse of :meth:`_as_matrix`: (..., out, K·C) -> (..., out, C, *kernel)."""
-        xp, lead = self._ns(M), M.ndim - 2
-        shaped = xp.reshape(M, (*M.shape[:-1], *self.kernel_size, self.in_channels))
-        last = shaped.ndim - 1
-        return xp.permute_dims(shaped, (*range(lead + 1), last, *range(lead + 1, last)))
+            dXp[index] += pieces[:, k, ...]
+        return xp.permute_dims(dXp[self._inner(sizes)], (1, 0, *range(2, len(sizes) + 2)))  # (B, C, *S)
 
     def _rows(self, Y2: Array, B: int, out: tuple[int, ...]) -> Array:
-        """(..., B·L, out) products -> (..., B, out, *O) outputs."""
+        """(..., out, B·L) products -> (..., B, out, *O) outputs (a view: no copy)."""
         xp, lead = self._ns(Y2), Y2.ndim - 2
-        shaped = xp.reshape(Y2, (*Y2.shape[:-2], B, *out, self.out_channels))
-        last = shaped.ndim - 1
-        return xp.permute_dims(shaped, (*range(lead + 1), last, *range(lead + 1, last)))
+        shaped = xp.reshape(Y2, (*Y2.shape[:-2], self.out_channels, B, *out))
+        return xp.permute_dims(shaped, (*range(lead), lead + 1, lead, *range(lead + 2, shaped.ndim)))
 
     def _flat_delta(self, dY: Array) -> Array:
-        """dY (..., B, out, *O) -> (..., B·L, out), the layout of the products."""
+        """dY (..., B, out, *O) -> (..., out, B·L), the layout of the products."""
         xp, lead = self._ns(dY), dY.ndim - self.spatial - 2
-        order = (*range(lead + 1), *range(lead + 2, dY.ndim), lead + 1)
-        return xp.reshape(xp.permute_dims(dY, order), (*dY.shape[:lead], -1, self.out_channels))
+        swapped = xp.permute_dims(dY, (*range(lead), lead + 1, lead, *range(lead + 2, dY.ndim)))
+        return xp.reshape(swapped, (*dY.shape[:lead], self.out_channels, -1))
 
     # -- the passes -------------------------------------------------------------------------
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
@@ -230,29 +218,27 @@ class _Conv(Layer):
         xp = self._ns(X)
         B, C, sizes = X.shape[0], X.shape[1], tuple(X.shape[2:])
         cols, out = self._im2col(X)
-        W2 = self._as_matrix(W)  # (out, K·C)
-        Y2 = cols @ W2.T  # the layer's one matrix product: (B·L, K·C) @ (K·C, out)
-        Y2 += b
-        Y = self._rows(Y2, B, out)
+        W2 = xp.reshape(W, (self.out_channels, -1))  # (out, C·K)
+        Y2 = W2 @ cols  # the layer's one matrix product: (out, C·K) @ (C·K, B·L)
+        Y2 += b[:, None]
 
         def backward(dY: Array) -> Array:
-            dY2 = self._flat_delta(dY)  # (B·L, out)
-            self.set_grad("W", self._as_weights(dY2.T @ cols))
-            self.set_grad("b", xp.sum(dY2, axis=0))
-            return self._col2im(dY2 @ W2, B, C, sizes) if input_grad else None
+            dY2 = self._flat_delta(dY)  # (out, B·L)
+            self.set_grad("W", xp.reshape(dY2 @ cols.T, W.shape))
+            self.set_grad("b", xp.sum(dY2, axis=1))
+            return self._col2im(W2.T @ dY2, B, C, sizes) if input_grad else None
 
-        return Y, backward
+        return self._rows(Y2, B, out), backward
 
     def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
-        """Per sample n, dz/dW = dY_nᵀ @ cols_n (the columns times the delta, summed over output
+        """Per sample n, dz/dW = dY_n @ cols_nᵀ (the columns times the delta, summed over output
         positions), laid out as W: (N, out·in·K); dz/db = the delta summed over positions: (N, out)."""
         xp = self._ns(X)
         N = X.shape[0]
         cols, _ = self._im2col(X)
-        cols = xp.reshape(cols, (N, -1, cols.shape[1]))  # (N, L, K·C)
-        dY2 = xp.reshape(self._flat_delta(dY), (N, -1, self.out_channels))  # (N, L, out)
-        rows = self._as_weights(xp.permute_dims(dY2, (0, 2, 1)) @ cols)  # (N, out, C, *kernel)
-        return [xp.reshape(rows, (N, -1)), xp.sum(dY2, axis=1)]
+        cols = xp.permute_dims(xp.reshape(cols, (cols.shape[0], N, -1)), (1, 2, 0))  # (N, L, C·K)
+        dY2 = xp.permute_dims(xp.reshape(self._flat_delta(dY), (self.out_channels, N, -1)), (1, 0, 2))
+        return [xp.reshape(dY2 @ cols, (N, -1)), xp.sum(dY2, axis=2)]  # dY2 (N, out, L)
 
     def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
                   train: bool = False) -> tuple[Array, Array | None, Any]:
@@ -261,35 +247,34 @@ class _Conv(Layer):
         xp = self._ns(X)
         W, b = self.params["W"], self.params["b"]
         B = X.shape[0]
-        cols, out = self._im2col(X)  # (B·L, K·C)
-        W2, VW2 = self._as_matrix(W), self._as_matrix(V["W"])  # (out, K·C), (P, out, K·C)
-        Y2 = cols @ W2.T + b
-        RY2 = cols @ xp.permute_dims(VW2, (0, 2, 1)) + V["b"][:, None, :]  # (P, B·L, out)
+        cols, out = self._im2col(X)  # (C·K, B·L)
+        P = V["W"].shape[0]
+        W2, VW2 = xp.reshape(W, (self.out_channels, -1)), xp.reshape(V["W"], (P, self.out_channels, -1))
+        RY2 = VW2 @ cols + V["b"][:, :, None]  # (P, out, B·L)
         Rcols = None
         if RX is not None:
-            P = RX.shape[0]
-            Rcols, _ = self._im2col(xp.reshape(RX, (P * B, *RX.shape[2:])))
-            Rcols = xp.reshape(Rcols, (P, B * math.prod(out), -1))  # (P, B·L, K·C)
-            RY2 = RY2 + Rcols @ W2.T
+            Rcols, _ = self._im2col(xp.reshape(RX, (P * B, *RX.shape[2:])))  # (C·K, P·B·L)
+            Rcols = xp.permute_dims(xp.reshape(Rcols, (Rcols.shape[0], P, -1)), (1, 0, 2))  # (P, C·K, B·L)
+            RY2 = RY2 + W2 @ Rcols
         tape = (cols, Rcols, W2, VW2, B, tuple(X.shape[1:]))
-        return self._rows(Y2, B, out), self._rows(RY2, B, out), tape
+        return self._rows(W2 @ cols + b[:, None], B, out), self._rows(RY2, B, out), tape
 
     def r_backward(self, tape: Any, dY: Array, RdY: Array) -> tuple[Array, Array, list[tuple[Array, Array]]]:
-        """R{dW2} = R{dY2}ᵀ cols + dY2ᵀ R{cols}, R{db} = Σ R{dY}, R{dcols} = R{dY2} W2 + dY2 V_W2; dX
+        """R{dW2} = R{dY2} colsᵀ + dY2 R{cols}ᵀ, R{db} = Σ R{dY}, R{dcols} = W2ᵀ R{dY2} + V_W2ᵀ dY2; dX
         and R{dX} by col2im."""
         cols, Rcols, W2, VW2, B, (C, *sizes) = tape
         xp = self._ns(dY)
         P = RdY.shape[0]
-        dY2, RdY2 = self._flat_delta(dY), self._flat_delta(RdY)  # (B·L, out), (P, B·L, out)
-        RdW2 = xp.permute_dims(RdY2, (0, 2, 1)) @ cols  # (P, out, K·C)
+        dY2, RdY2 = self._flat_delta(dY), self._flat_delta(RdY)  # (out, B·L), (P, out, B·L)
+        RdW2 = RdY2 @ cols.T  # (P, out, C·K)
         if Rcols is not None:
-            RdW2 = RdW2 + dY2.T @ Rcols
-        Rdcols = RdY2 @ W2 + dY2 @ VW2  # (P, B·L, K·C)
-        RdX = self._col2im(xp.reshape(Rdcols, (-1, Rdcols.shape[2])), P * B, C, tuple(sizes))
-        pieces = [(xp.reshape(self._as_weights(dY2.T @ cols), (-1,)),
-                   xp.reshape(self._as_weights(RdW2), (P, -1))),
-                  (xp.sum(dY2, axis=0), xp.sum(RdY2, axis=1))]
-        dX = self._col2im(dY2 @ W2, B, C, tuple(sizes))
+            RdW2 = RdW2 + dY2 @ xp.permute_dims(Rcols, (0, 2, 1))
+        Rdcols = W2.T @ RdY2 + xp.permute_dims(VW2, (0, 2, 1)) @ dY2  # (P, C·K, B·L)
+        Rdcols = xp.reshape(xp.permute_dims(Rdcols, (1, 0, 2)), (Rdcols.shape[1], -1))  # (C·K, P·B·L)
+        RdX = self._col2im(Rdcols, P * B, C, tuple(sizes))
+        pieces = [(xp.reshape(dY2 @ cols.T, (-1,)), xp.reshape(RdW2, (P, -1))),
+                  (xp.sum(dY2, axis=1), xp.sum(RdY2, axis=2))]
+        dX = self._col2im(W2.T @ dY2, B, C, tuple(sizes))
         return dX, xp.reshape(RdX, (P, B, C, *sizes)), pieces
 
 
