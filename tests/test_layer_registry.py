@@ -134,7 +134,7 @@ def test_an_unregistered_layer_is_not_saved_as_its_parent(tmp_path):
 
 
 def test_the_registry_knows_every_layer_family_and_every_activation():
-    assert layers.names() == ("dense", "dropout", "flatten", "reshape")  # their modules register them
+    assert layers.names() == ("dense", "conv1d", "conv2d", "dropout", "flatten", "reshape")  # by module
     known = layers.classes()
     assert known["dense"] is Dense and known["relu"] is ReLU and known["dropout"] is bp.Dropout
     assert set(activations.classes()) <= set(known)  # read from the activations' own registry
