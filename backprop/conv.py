@@ -2,14 +2,16 @@
 
 One code path serves both (``_Conv``, with ``spatial`` = 1 or 2 axes). The forward pass is
 im2col and one matrix product: the input is padded into a channels-major copy (C, N, *S_pad),
-one strided slice per kernel offset picks the entries that offset meets at every output
-position (C, N, *O), and the slices stacked give the columns (C·K, N·L) (K kernel entries, L
-output positions), so ``Y = W2 @ cols`` with ``W2`` the weights (out, C, *kernel) reshaped to
-(out, C·K), no copy. The backward pass is the transpose: ``dW2 = dY2 @ colsᵀ`` (one matrix
-product) and ``dcols = W2ᵀ @ dY2``, which col2im adds back onto the input. The standard has no
-scatter-add, so col2im is a sum of shifted slices: for each kernel offset, the strided slice of
-the padded gradient that offset read in the forward pass gets that offset's columns added
-(``dXp[slice] += dcols[:, k]``); within one offset the slice meets each entry at most once, so
+and strided slices pick the entries each kernel offset meets at every output position, stacked
+into the columns (C·K, N·L) (K kernel entries, L output positions), so ``Y = W2 @ cols`` with
+``W2`` the weights (out, C, *kernel) reshaped to (out, C·K), no copy. The slices go one spatial
+axis at a time (a 5×5 kernel: 5 slices along the width stacked, then 5 along the height of
+that), which gives the same columns as one slice per kernel entry with longer runs to copy. The
+backward pass is the transpose: ``dW2 = dY2 @ colsᵀ`` (one matrix product) and
+``dcols = W2ᵀ @ dY2``, which col2im adds back onto the input, axis by axis in reverse. The
+standard has no scatter-add, so col2im is a sum of shifted slices: for each offset, the strided
+slice of the padded gradient that offset read in the forward pass gets that offset's columns
+added (``dXp[slice] += D[:, i]``); within one offset the slice meets each entry at most once, so
 the add is exact, and overlapping windows (stride below the dilated kernel) add up over the
 offsets, while entries no window reads (stride above it) stay zero.
 
@@ -22,7 +24,6 @@ directions (``R{Y} = conv(R{X}, W) + conv(X, V_W) + V_b``).
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from collections.abc import Callable
@@ -155,15 +156,15 @@ class _Conv(Layer):
         self.grads = {}
 
     # -- im2col and col2im ----------------------------------------------------------------
-    def _offset_slices(self, out: tuple[int, ...]) -> list[tuple[slice, ...]]:
-        """Per kernel offset (row-major over the kernel), the index of the padded channels-major
-        input (C, B, *S_pad) it meets at every output position: (C, B, *O)."""
-        found = []
-        for offset in itertools.product(*(range(k) for k in self.kernel_size)):
-            axes = tuple(slice(i * d, i * d + st * (o - 1) + 1, st)
-                         for i, d, st, o in zip(offset, self.dilation, self.stride, out))
-            found.append((slice(None), slice(None), *axes))
-        return found
+    def _offset_slices(self, axis: int, out: tuple[int, ...]) -> list[tuple[slice, ...]]:
+        """Per offset of the kernel along spatial ``axis``, the index that picks the entries it meets
+        at every output position along that axis. Both :meth:`_im2col` and :meth:`_col2im` go one
+        spatial axis at a time, and in each of their stages that axis sits at position
+        ``spatial + 1`` (see there), so the index is the same."""
+        d, st, o = self.dilation[axis], self.stride[axis], out[axis]
+        lead = (slice(None),) * (self.spatial + 1)
+        return [(*lead, slice(i * d, i * d + st * (o - 1) + 1, st), ...)  # the axes after it kept whole
+                for i in range(self.kernel_size[axis])]
 
     def _inner(self, sizes: tuple[int, ...]) -> tuple[slice, ...]:
         """The index of the unpadded input inside the padded (C, B, *S_pad)."""
@@ -182,8 +183,14 @@ class _Conv(Layer):
             Xp[self._inner(sizes)] = major
         else:
             Xp = major
-        cols = xp.stack([Xp[index] for index in self._offset_slices(out)], axis=1)  # (C, K, B, *O)
-        return xp.reshape(cols, (-1, B * math.prod(out))), out
+        # One axis at a time, the last first, each stage's offsets stacked at axis 1: before the stage
+        # of axis a, A is (C, k_a+1.., B, S_0..S_a, O_a+1..) (axis a at position spatial + 1), after
+        # it (C, k_a.., B, S_0..S_a-1, O_a..). Stacking per axis copies longer runs than one slice
+        # per kernel entry would.
+        A = Xp
+        for axis in reversed(range(self.spatial)):
+            A = xp.stack([A[index] for index in self._offset_slices(axis, out)], axis=1)
+        return xp.reshape(A, (-1, B * math.prod(out))), out  # (C, *kernel, B, *O) -> (C·K, B·L)
 
     def _col2im(self, dcols: Array, B: int, C: int, sizes: tuple[int, ...]) -> Array:
         """The transpose of :meth:`_im2col`: dcols (C·K, B·L) -> dX (B, C, *S). No scatter-add in
@@ -191,10 +198,16 @@ class _Conv(Layer):
         xp = self._ns(dcols)
         out = self._out_sizes(sizes)
         padded = [s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())]
-        pieces = xp.reshape(dcols, (C, -1, B, *out))  # (C, K, B, *O)
-        dXp = xp.zeros((C, B, *padded), dtype=dcols.dtype, device=device_of(dcols))
-        for k, index in enumerate(self._offset_slices(out)):
-            dXp[index] += pieces[:, k, ...]
+        D = xp.reshape(dcols, (C, *self.kernel_size, B, *out))
+        # The stages of _im2col in reverse: axis a's offsets are added onto the strided slices they
+        # were read from, (C, k_a.., B, S_0..S_a-1, O_a..) -> (C, k_a+1.., B, S_0..S_a, O_a+1..).
+        for axis in range(self.spatial):
+            shape = list(D.shape[:1] + D.shape[2:])
+            shape[self.spatial + 1] = padded[axis]
+            dXp = xp.zeros(tuple(shape), dtype=dcols.dtype, device=device_of(dcols))
+            for i, index in enumerate(self._offset_slices(axis, out)):
+                dXp[index] += D[:, i, ...]
+            D = dXp
         return xp.permute_dims(dXp[self._inner(sizes)], (1, 0, *range(2, len(sizes) + 2)))  # (B, C, *S)
 
     def _rows(self, Y2: Array, B: int, out: tuple[int, ...]) -> Array:
