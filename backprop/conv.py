@@ -16,10 +16,12 @@ the add is exact, and overlapping windows (stride below the dilated kernel) add 
 offsets, while entries no window reads (stride above it) stay zero.
 
 Channels-major columns keep each slice's runs as long as an output row and each matrix product
-one contiguous product; the output (N, out, *O) is a view of the product (out, N·L), which the
-next convolution reads back without a copy. The second-order pieces follow from linearity: the
-Jacobian rows of ``W`` are per-sample ``dY_n @ cols_nᵀ``, and the R-operator convolves the
-directions (``R{Y} = conv(R{X}, W) + conv(X, V_W) + V_b``).
+one contiguous product; the output (N, out, *O) is a view of the product (out, N·L), which a
+next convolution without padding reads back channels-major without a copy.
+
+The second-order pieces follow from linearity: the Jacobian rows of ``W`` are per-sample
+``dY_n @ cols_nᵀ``, and the R-operator convolves the directions
+(``R{Y} = conv(R{X}, W) + conv(X, V_W) + V_b``).
 """
 
 from __future__ import annotations
