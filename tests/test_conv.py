@@ -89,6 +89,9 @@ def test_a_three_by_three_image_worked_by_hand():
     np.testing.assert_array_equal(dX, [[[[1, 3, 2], [4, 10, 6], [3, 7, 4]]]])
     np.testing.assert_array_equal(layer.grads["W"], [[[[12, 16], [24, 28]]]])
     np.testing.assert_array_equal(layer.grads["b"], [4])
+    layer.grads = {}
+    assert layer.forward(X, input_grad=False)[1](np.ones((1, 1, 2, 2))) is None  # a first layer: no dX
+    np.testing.assert_array_equal(layer.grads["W"], [[[[12, 16], [24, 28]]]])
     strided = bp.Conv2D(1, 2, stride=2, padding=1, in_channels=1)
     strided.build(backend, backend.dtype("float64"), backend.rng(0))
     strided.params = layer.params
