@@ -14,6 +14,7 @@ from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, 
 from .apps import runner as runner
 from .apps.runner import Run, run
 from .callbacks import Callback
+from .conv import Conv1D, Conv2D
 from .dropout import Dropout
 from .edges import checkpoint
 from .edges import datafiles as datafiles
@@ -42,6 +43,7 @@ from .training import EPOCH_KEYS, EarlyStopping, FitState, History, TrainingDive
 __all__ = [
     "EPOCH_KEYS", "SGD", "Adam", "AdamW", "BackendError", "BackendUnavailable", "BackpropError",
     "BinaryCrossEntropy", "Callback", "CheckpointError", "ConfigError", "Constant", "Cosine", "CrossEntropy",
+    "Conv1D", "Conv2D",
     "DataError", "Dense", "Dropout", "EarlyStopping", "ExponentialDecay", "FitState", "GradcheckResult",
     "Flatten", "GradientDescent", "History", "LBFGS", "LevenbergMarquardt", "Newton", "Identity", "Layer",
     "LeakyReLU", "MeanSquaredError", "RMSprop", "ReLU", "Reshape", "Run", "Sequential", "Sigmoid", "Softmax",

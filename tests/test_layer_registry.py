@@ -134,9 +134,9 @@ def test_an_unregistered_layer_is_not_saved_as_its_parent(tmp_path):
 
 
 def test_the_registry_knows_every_layer_family_and_every_activation():
-    assert set(layers.names()) == {"dense", "dropout", "batchnorm", "layernorm", "maxpool1d", "maxpool2d",
-                                   "avgpool1d", "avgpool2d", "globalavgpool1d", "globalavgpool2d", "flatten",
-                                   "reshape", "residual"}  # their modules register them
+    assert set(layers.names()) == {"dense", "conv1d", "conv2d", "dropout", "batchnorm", "layernorm",
+                                   "maxpool1d", "maxpool2d", "avgpool1d", "avgpool2d", "globalavgpool1d",
+                                   "globalavgpool2d", "flatten", "reshape", "residual"}
     known = layers.classes()
     assert known["dense"] is Dense and known["relu"] is ReLU and known["dropout"] is bp.Dropout
     assert set(activations.classes()) <= set(known)  # read from the activations' own registry
