@@ -140,7 +140,7 @@ def test_every_list_of_names_is_the_registry(registered):
     from backprop.playground.session import run_settings
     assert run_settings({"hidden": [2], "activation": "tanh", "features": None, "optimizer": "ownfull",
                          "lr": 0.03, "batch_size": 10, "l2": 0.0, "l1": 0.0, "seed": 0, "dtype": "float64",
-                         "test": 0.2})["batch_size"] == "full"
+                         "test": 0.2, "dropout": 0.0})["batch_size"] == "full"
 
 
 def _names_in(node: ast.AST, known: set[str]) -> list[str]:
