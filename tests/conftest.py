@@ -68,3 +68,21 @@ def run_cli(argv, capsys):
         code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
+
+
+def hessian_by_differences(model, X, y, loss: str = "mse", step: float = 1e-5) -> np.ndarray:
+    """The (P, P) Hessian of ``loss`` at the model's parameters, column p the central difference of
+    the gradient along parameter p (step ``step``); the parameters are put back afterwards."""
+    theta = np.asarray(model.backend.to_numpy(model.flat_parameters())).copy()
+    numeric = np.zeros((theta.size, theta.size))
+    for p in range(theta.size):
+        grads = []
+        for sign in (1.0, -1.0):
+            bumped = theta.copy()
+            bumped[p] += sign * step
+            model.set_flat_parameters(bumped)
+            model.loss_and_gradients(X, y, loss=loss)
+            grads.append(np.asarray(model.backend.to_numpy(model.flat_gradients())).copy())
+        numeric[:, p] = (grads[0] - grads[1]) / (2 * step)
+    model.set_flat_parameters(theta)
+    return numeric

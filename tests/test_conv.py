@@ -17,7 +17,7 @@ from backprop import layers, losses
 from backprop.errors import ConfigError
 from backprop.hessian import hessian
 from backprop.host.gradcheck import jacobian_check
-from conftest import to_np
+from conftest import hessian_by_differences, to_np
 
 # (class, sample shape, settings): odd sizes where the windows overlap (kernel 3 stride 2), skip
 # entries (kernel 5 stride 3 dilation 2: the dilated kernel has holes), pad more after ("same"
@@ -195,18 +195,7 @@ def test_the_jacobian_rows_and_the_hessian_agree_with_differences():
     assert jacobian_check(model, X).ok
     Xd, T = model.backend.asarray(X, "float64"), model.backend.asarray(y, "float64")
     _, g, H = hessian(model, losses.get("mse"), Xd, T)
-    theta = to_np(model.flat_parameters()).copy()
-    numeric = np.zeros_like(to_np(H))
-    for p in range(theta.size):
-        grads = []
-        for sign in (1.0, -1.0):
-            bumped = theta.copy()
-            bumped[p] += sign * 1e-5
-            model.set_flat_parameters(bumped)
-            model.loss_and_gradients(X, y, loss="mse")
-            grads.append(to_np(model.flat_gradients()).copy())
-        numeric[:, p] = (grads[0] - grads[1]) / 2e-5
-    model.set_flat_parameters(theta)
+    numeric = hessian_by_differences(model, X, y)
     np.testing.assert_allclose(to_np(H), numeric, atol=1e-7)
     model.loss_and_gradients(X, y, loss="mse")
     np.testing.assert_allclose(to_np(g), to_np(model.flat_gradients()), rtol=1e-12)

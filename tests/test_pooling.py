@@ -19,7 +19,7 @@ from backprop import losses
 from backprop.errors import ConfigError
 from backprop.hessian import hessian
 from backprop.host.gradcheck import jacobian_check
-from conftest import to_np
+from conftest import hessian_by_differences, to_np
 
 
 def _run(layer, X, dY, backend=None):
@@ -277,18 +277,7 @@ def test_newtons_hessian_and_levenberg_marquardts_jacobian_cover_them(name):
     assert jacobian_check(model, X).ok
     Xd, T = model.backend.asarray(X, "float64"), model.backend.asarray(y, "float64")
     _, g, H = hessian(model, losses.get("mse"), Xd, T)
-    theta = to_np(model.flat_parameters()).copy()
-    numeric = np.zeros((theta.size, theta.size))
-    for p in range(theta.size):
-        grads = []
-        for sign in (1.0, -1.0):
-            bumped = theta.copy()
-            bumped[p] += sign * 1e-5
-            model.set_flat_parameters(bumped)
-            model.loss_and_gradients(X, y, loss="mse")
-            grads.append(to_np(model.flat_gradients()).copy())
-        numeric[:, p] = (grads[0] - grads[1]) / 2e-5
-    model.set_flat_parameters(theta)
+    numeric = hessian_by_differences(model, X, y)
     np.testing.assert_allclose(to_np(H), numeric, atol=1e-7)
     model.loss_and_gradients(X, y, loss="mse")
     np.testing.assert_allclose(to_np(g), to_np(model.flat_gradients()), rtol=1e-12)

@@ -15,6 +15,7 @@ import backprop as bp
 from backends import DeviceRNG, Stream
 from backprop.errors import ConfigError
 from backprop.host.gradcheck import jacobian_check
+from conftest import hessian_by_differences
 
 
 def _host(backend, a):
@@ -184,18 +185,7 @@ def test_the_jacobian_and_the_hessian_cover_a_residual_as_differences_say():
     result = jacobian_check(model, X)
     assert result.ok and result.worst < 1e-7
     _, g, H = hessian(model, bp.losses.get("mse"), X, y)
-    theta = np.asarray(model.flat_parameters()).copy()
-    numeric = np.zeros_like(H)
-    for p in range(theta.size):
-        grads = []
-        for sign in (1.0, -1.0):
-            bumped = theta.copy()
-            bumped[p] += sign * 1e-5
-            model.set_flat_parameters(bumped)
-            model.loss_and_gradients(X, y, loss="mse")
-            grads.append(np.asarray(model.flat_gradients()).copy())
-        numeric[:, p] = (grads[0] - grads[1]) / 2e-5
-    model.set_flat_parameters(theta)
+    numeric = hessian_by_differences(model, X, y)
     np.testing.assert_allclose(H, numeric, atol=1e-7)
     model.loss_and_gradients(X, y, loss="mse")
     np.testing.assert_allclose(g, model.flat_gradients(), rtol=1e-12)

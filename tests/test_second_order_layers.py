@@ -14,7 +14,7 @@ from backprop.errors import ConfigError
 from backprop.hessian import hessian
 from backprop.jacobian import jacobian
 from backprop.layers import Dense, Layer
-from conftest import to_np
+from conftest import hessian_by_differences, to_np
 
 
 class Scale(Layer):
@@ -122,18 +122,7 @@ def test_a_registered_layer_is_in_the_hessian_as_differences_say(registered):
     model, X, y = _setup()
     Xd, T = model.backend.asarray(X, model.dtype), model.backend.asarray(y, model.dtype)
     _, g, H = hessian(model, losses.get("mse"), Xd, T)
-    theta = to_np(model.flat_parameters()).copy()
-    numeric = np.zeros_like(to_np(H))
-    for p in range(theta.size):
-        grads = []
-        for sign in (1.0, -1.0):
-            bumped = theta.copy()
-            bumped[p] += sign * 1e-5
-            model.set_flat_parameters(bumped)
-            model.loss_and_gradients(X, y, loss="mse")
-            grads.append(to_np(model.flat_gradients()).copy())
-        numeric[:, p] = (grads[0] - grads[1]) / 2e-5
-    model.set_flat_parameters(theta)
+    numeric = hessian_by_differences(model, X, y)
     np.testing.assert_allclose(to_np(H), numeric, atol=1e-7)
     model.loss_and_gradients(X, y, loss="mse")
     np.testing.assert_allclose(to_np(g), to_np(model.flat_gradients()), rtol=1e-12)
