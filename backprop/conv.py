@@ -90,7 +90,7 @@ class _Conv(Layer):
 
     # -- settings and shapes -------------------------------------------------------------
     def config(self) -> dict:
-        init = self.init if isinstance(self.init, str) else getattr(self.init, "__name__", "custom")
+        init = initializers.saved_name(self.init)
         padding = self.padding if isinstance(self.padding, str) else _compact(self.padding)
         return {"out_channels": self.out_channels, "kernel_size": _compact(self.kernel_size),
                 "stride": _compact(self.stride), "padding": padding, "dilation": _compact(self.dilation),
@@ -98,11 +98,7 @@ class _Conv(Layer):
 
     @classmethod
     def from_config(cls, config: dict) -> _Conv:
-        config = dict(config)
-        known = {*initializers.names(aliases=True), "auto"}
-        if not isinstance(config.get("init"), str) or config["init"] not in known:
-            config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
-        return cls(**config)
+        return cls(**{**config, "init": initializers.loadable(config.get("init"))})
 
     def _pads(self) -> list[tuple[int, int]]:
         """(before, after) zeros per spatial axis; "same" pads d·(k - 1) in all, the odd one after

@@ -75,6 +75,17 @@ register("lecun_normal", lecun_normal)
 register("uniform", textbook_uniform, aliases=("textbook",))
 
 
+def saved_name(init: str | Callable) -> str:
+    """What a layer's ``config()`` saves for its initializer: the name, or a function's own name."""
+    return init if isinstance(init, str) else getattr(init, "__name__", "custom")
+
+
+def loadable(name: Any) -> str:
+    """The initializer a saved config builds with: its name where registered (or ``"auto"``), else
+    Glorot (a custom initializer: the saved weights replace what it would draw anyway)."""
+    return name if isinstance(name, str) and name in {*names(aliases=True), "auto"} else "glorot_uniform"
+
+
 def class_of(name: str) -> Callable:
     """The initializer function called ``name`` (or an alias)."""
     return REGISTRY.class_of(name)

@@ -237,7 +237,7 @@ class Dense(Layer):
             self.bias = float(bias)
 
     def config(self) -> dict:
-        init = self.init if isinstance(self.init, str) else getattr(self.init, "__name__", "custom")
+        init = initializers.saved_name(self.init)
         return {"in_features": self.in_features, "out_features": self.out_features,
                 "init": init, "bias": self.bias}
 
@@ -247,11 +247,7 @@ class Dense(Layer):
 
     @classmethod
     def from_config(cls, config: dict) -> Dense:
-        config = dict(config)
-        known = {*initializers.names(aliases=True), "auto"}
-        if not isinstance(config.get("init"), str) or config["init"] not in known:
-            config["init"] = "glorot_uniform"  # a custom initializer: the saved weights replace it anyway
-        return cls(**config)
+        return cls(**{**config, "init": initializers.loadable(config.get("init"))})
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.in_features is None:
