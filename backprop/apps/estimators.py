@@ -322,7 +322,12 @@ class _Backprop(BaseEstimator):
         schedule = self._schedule(s, samples)
         if schedule is not None:
             kwargs["schedule"] = schedule
-        return optimizers.get(s["optimizer"], s["lr"] if cls.has_lr else None, **kwargs)
+        lr = s["lr"]
+        if issubclass(cls, (optimizers.SGD, optimizers.GradientDescent)):
+            # a step in proportion to the gradient: scikit-learn's rate on its loss is ours over
+            # the units (Adam and RMSprop steps do not change with the loss's scale)
+            lr = lr / self._loss_scale
+        return optimizers.get(s["optimizer"], lr if cls.has_lr else None, **kwargs)
 
     def _solver_keywords(self, s: dict[str, Any]) -> dict[str, Any]:
         """scikit-learn's solver parameters that the solver's constructor takes. A name that
@@ -360,14 +365,31 @@ class _Backprop(BaseEstimator):
         s = self._settings()
         seed = int(check_random_state(s["seed"]).randint(np.iinfo(np.int32).max))
         hidden = [s["hidden"]] if isinstance(s["hidden"], numbers.Integral) else list(s["hidden"])
-        # Glorot-uniform weights for every activation, as MLPClassifier starts (He before a
-        # ReLU, our own default, overshoots on unscaled inputs that scikit-learn users pass).
+        # The seed: shuffles and the device generator; the weights are scikit-learn's own draws.
         model = mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
                     init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
+        model.set_flat_parameters(self._initial_weights(model))
         self.n_layers_, self.n_outputs_ = len(hidden) + 2, n_outputs
         self.t_ = 0
         self._stopping = _Stopping()  # scikit-learn's rule: its state lasts while the weights do
         return model
+
+    def _initial_weights(self, model: Sequential) -> np.ndarray:
+        """scikit-learn's initial weights (``_init_coef``), flat (P,): per layer W (in, out), then
+        b (out,), uniform in +-sqrt(f / (in + out)) with f = 2 for logistic hidden units, else 6
+        (Glorot), drawn from ``random_state``: for an int, the very weights ``MLPClassifier``
+        starts from (He before a ReLU, our own default, would overshoot on the unscaled inputs
+        scikit-learn users pass)."""
+        rng = check_random_state(self.random_state)
+        factor = 2.0 if self._settings()["activation"] == "sigmoid" else 6.0
+        pieces = []
+        for layer in model.layers:
+            if "W" in layer.params:
+                fan_in, fan_out = layer.params["W"].shape
+                bound = math.sqrt(factor / (fan_in + fan_out))
+                pieces += [rng.uniform(-bound, bound, (fan_in, fan_out)).ravel(),
+                           rng.uniform(-bound, bound, fan_out)]
+        return np.concatenate(pieces)
 
     def _train(self, X: Any, T: Any, y_host: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool,
                incremental: bool = False) -> None:
@@ -739,7 +761,12 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     """
 
     _numeric_y = False
-    _loss_scale = 1.0  # cross-entropy: the same units as scikit-learn's log-loss
+
+    @property
+    def _loss_scale(self) -> float:
+        """Our loss units per scikit-learn's: cross-entropy is its log-loss; for multilabel
+        targets our BCE is the mean over the K labels, scikit-learn's their sum."""
+        return 1.0 / self.n_outputs_ if self.__dict__.get("_multilabel_") else 1.0
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
                  batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5,
