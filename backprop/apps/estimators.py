@@ -940,7 +940,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         xp = np if is_numpy_array(P) else self.model_.xp
         if self.__dict__.get("_multilabel_"):
             return xp.astype(P > 0.5, xp.int64) if xp is not np else (P > 0.5).astype(np.int64)
-        P = P[:, :len(self.classes_)]  # one class: it is every prediction
+        P = P[:, :int(self.classes_.shape[0])]  # one class: it is every prediction
         if is_numpy_array(P):
             return np.asarray(to_numpy_any(self.classes_))[np.argmax(P, axis=1)]
         if not _is_device_array(self.classes_) and np.asarray(self.classes_).dtype.kind in "USO":
