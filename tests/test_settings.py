@@ -164,6 +164,7 @@ def test_scikit_learns_names_are_translated_in_one_table():
                                        max_iter=3, validation_fraction=0.2, n_iter_no_change=4,
                                        random_state=1, batch_size=16, dtype="float64", momentum=0.5)
     assert est._settings() == {"hidden": (7,), "activation": "sigmoid", "optimizer": "sgd",
-                               "weight_decay": 0.5, "batch_size": 16, "lr": 0.02, "epochs": 3, "val_split": 0.2,
+                               "weight_decay": 0.5, "batch_size": 16, "lr": 0.02, "epochs": 3,
+                               "val_split": 0.2,
                                "early_stopping": 4, "seed": 1, "dtype": "float64", "momentum": 0.5,
                                "schedule": "constant", "loss": "mse"}
