@@ -322,12 +322,15 @@ class _Backprop(BaseEstimator):
         schedule = self._schedule(s, samples)
         if schedule is not None:
             kwargs["schedule"] = schedule
-        lr = s["lr"]
-        if issubclass(cls, (optimizers.SGD, optimizers.GradientDescent)):
-            # a step in proportion to the gradient: scikit-learn's rate on its loss is ours over
-            # the units (Adam and RMSprop steps do not change with the loss's scale)
-            lr = lr / self._loss_scale
+        lr = s["lr"] / self._rate_units(s["optimizer"])
         return optimizers.get(s["optimizer"], lr if cls.has_lr else None, **kwargs)
+
+    def _rate_units(self, solver: str) -> float:
+        """scikit-learn's rate per our rate: a solver whose step is in proportion to the gradient
+        (the SGD family) takes scikit-learn's rate over our loss units to make the same step;
+        Adam's and RMSprop's steps do not change with the loss's scale."""
+        proportional = issubclass(optimizers.class_of(solver), (optimizers.SGD, optimizers.GradientDescent))
+        return self._loss_scale if proportional else 1.0
 
     def _solver_keywords(self, s: dict[str, Any]) -> dict[str, Any]:
         """scikit-learn's solver parameters that the solver's constructor takes. A name that
@@ -409,7 +412,7 @@ class _Backprop(BaseEstimator):
         adaptive = self.learning_rate == "adaptive" and issubclass(optimizers.class_of(self.solver),
                                                                    optimizers.SGD)
         stopping.configure(tol=self.tol, patience=self.n_iter_no_change, adaptive=adaptive,
-                           scale=1.0 / self._loss_scale, score=score)
+                           scale=1.0 / self._loss_scale, score=score, rate=self._rate_units(self.solver))
         settings = self._fit_settings(X, loss, sample_weight, epochs=epochs,
                                       new_optimizer=first or not incremental)
         callbacks: list[Callback] = [_Verbose(1.0 / self._loss_scale)] if self.verbose else []
@@ -572,13 +575,15 @@ class _Stopping(Callback):
         self.count, self.best, self.scores = 0, -math.inf, []
         self.best_params: np.ndarray | None = None
         self.stopped, self.tol, self.patience, self.adaptive, self.scale = False, 0.0, math.inf, False, 1.0
+        self.rate = 1.0
         self.score: Callable[[], float] | None = None
 
     def configure(self, *, tol: float, patience: float, adaptive: bool, scale: float,
-                  score: Callable[[], float] | None) -> None:
+                  score: Callable[[], float] | None, rate: float = 1.0) -> None:
         """This fit's rule; ``scale``: our loss to scikit-learn's units; ``score``: the validation
-        score, or None to watch the training loss."""
+        score, or None to watch the training loss; ``rate``: our rate to scikit-learn's."""
         self.tol, self.patience, self.adaptive, self.scale, self.score = tol, patience, adaptive, scale, score
+        self.rate = rate
 
     def on_begin(self, fit: Any) -> None:
         self.stopped = False
@@ -594,7 +599,7 @@ class _Stopping(Callback):
             if self.score is not None:
                 self.best_params = np.array(to_numpy_any(fit.model.flat_parameters()), copy=True)
         if self.count > self.patience:
-            if self.adaptive and fit.optimizer.base_lr > 1e-6:
+            if self.adaptive and fit.optimizer.base_lr * self.rate > 1e-6:  # scikit-learn's floor
                 fit.optimizer.update_settings(lr=fit.optimizer.base_lr / 5.0)
                 self.count = 0
             else:
@@ -884,13 +889,13 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         return known
 
     def _stratify(self, y: np.ndarray) -> Any:
-        """What scikit-learn stratifies the early-stopping split by: the binarized labels (a
-        column for two classes, one-hot for more); nothing for multilabel targets."""
-        if self._multilabel_:
-            return None
+        """What scikit-learn stratifies the early-stopping split by: the binarized labels of a
+        network with one output (two classes, or one), a column of booleans; nothing for more
+        outputs (more classes, multilabel targets), as scikit-learn's ``n_outputs_ == 1`` rule."""
         known = np.asarray(to_numpy_any(self.classes_))
-        index = np.searchsorted(known, y)
-        return (index == 1)[:, None] if len(known) <= 2 else np.eye(len(known), dtype=bool)[index]
+        if self._multilabel_ or len(known) > 2:
+            return None
+        return (np.searchsorted(known, y) == 1)[:, None]
 
     def _weights(self, y_host: np.ndarray, sample_weight: Any) -> np.ndarray | None:
         """Each sample's weight (N,) on the host: its class's (``class_weight``) times its own."""
