@@ -35,6 +35,7 @@ RULES = {
     "adaptive": {"learning_rate": "adaptive", "momentum": 0, "tol": 0.01, "n_iter_no_change": 2,
                  "learning_rate_init": 0.5},
     "early stopping": {"early_stopping": True, "validation_fraction": 0.2},
+    "logistic units (their own initial bound)": {"activation": "logistic", "max_iter": 5},
 }
 
 
