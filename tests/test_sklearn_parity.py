@@ -134,6 +134,7 @@ def test_poisson_loss_is_scikit_learns():
         warnings.simplefilter("ignore", ConvergenceWarning)
         theirs, ours = MLPRegressor(**params).fit(X, y), BackpropRegressor(**params).fit(X, y)
     assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert isinstance(ours.model_.layers[-1], losses.get("poisson").link)  # the model says what it outputs
     # the same start, objective (half the Poisson deviance) and L-BFGS: the same iterates
     assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-8)
     np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-6)
