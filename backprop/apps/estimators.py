@@ -262,17 +262,7 @@ class _Backprop(BaseEstimator):
         if y is None and needs_y:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         if _is_device_array(X):
-            backend = backend_for(X)
-            if reset:
-                self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-            width = X.shape[1] if X.ndim == 2 else -1
-            if not reset and width != self.n_features_in_:
-                raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input.")
-            X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
-            return X, None if y is None else self._device_targets(backend, X, y)
+            return self._device_inputs(X, y, reset=reset)
         kwargs = dict(dtype=[np.float64, np.float32], reset=reset, accept_sparse=["csr", "csc"])
         if y is None:
             return _dense(validate_data(self, X, **kwargs)), None
@@ -280,6 +270,20 @@ class _Backprop(BaseEstimator):
         if not self._numeric_y and not _multilabel(y):
             y = column_or_1d(y, warn=True)  # a column of labels is accepted, with a warning
         return _dense(X), y
+
+    def _device_inputs(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, Any]:
+        """A device ``X`` (N, F) checked on its device, with scikit-learn's messages, and ``y``."""
+        backend = backend_for(X)
+        if reset:
+            self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        width = X.shape[1] if X.ndim == 2 else -1
+        if not reset and width != self.n_features_in_:
+            raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
+        return X, None if y is None else self._device_targets(backend, X, y)
 
     def _device_targets(self, backend: Any, X: Any, y: Any) -> Any:
         """``y`` beside a device ``X`` (N, F), whatever it came as (NumPy, a list, any device's
