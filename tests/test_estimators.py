@@ -35,7 +35,9 @@ ESTIMATORS = [
     BackpropRegressor(solver="lbfgs", hidden_layer_sizes=(10,), random_state=0),
     BackpropRegressor(solver="lm", hidden_layer_sizes=(5,), random_state=0),
     BackpropClassifier(hidden_layer_sizes=(10,), random_state=0),
-    BackpropRegressor(hidden_layer_sizes=(10,), random_state=0),
+    # a rate of 0.01: from scikit-learn's initial weights the default 1e-3 leaves R^2 at 0.46 after
+    # 200 epochs on check_regressors_train's data, as MLPRegressor((10,), random_state=0) itself
+    BackpropRegressor(hidden_layer_sizes=(10,), random_state=0, learning_rate_init=0.01),
 ]
 
 
