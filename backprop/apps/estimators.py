@@ -416,7 +416,8 @@ class _Backprop(BaseEstimator):
         adaptive = self.learning_rate == "adaptive" and issubclass(optimizers.class_of(self.solver),
                                                                    optimizers.SGD)
         stopping.configure(tol=self.tol, patience=self.n_iter_no_change, adaptive=adaptive,
-                           scale=1.0 / self._loss_scale, score=score, rate=self._rate_units(self.solver))
+                           scale=1.0 / self._loss_scale, score=score, rate=self._rate_units(self.solver),
+                           verbose=bool(self.verbose))
         settings = self._fit_settings(X, loss, sample_weight, epochs=epochs,
                                       new_optimizer=first or not incremental)
         callbacks: list[Callback] = [_Verbose(1.0 / self._loss_scale)] if self.verbose else []
@@ -579,15 +580,15 @@ class _Stopping(Callback):
         self.count, self.best, self.scores = 0, -math.inf, []
         self.best_params: np.ndarray | None = None
         self.stopped, self.tol, self.patience, self.adaptive, self.scale = False, 0.0, math.inf, False, 1.0
-        self.rate = 1.0
+        self.rate, self.verbose = 1.0, False
         self.score: Callable[[], float] | None = None
 
     def configure(self, *, tol: float, patience: float, adaptive: bool, scale: float,
-                  score: Callable[[], float] | None, rate: float = 1.0) -> None:
+                  score: Callable[[], float] | None, rate: float = 1.0, verbose: bool = False) -> None:
         """This fit's rule; ``scale``: our loss to scikit-learn's units; ``score``: the validation
         score, or None to watch the training loss; ``rate``: our rate to scikit-learn's."""
         self.tol, self.patience, self.adaptive, self.scale, self.score = tol, patience, adaptive, scale, score
-        self.rate = rate
+        self.rate, self.verbose = rate, verbose
 
     def on_begin(self, fit: Any) -> None:
         self.stopped = False
@@ -596,6 +597,8 @@ class _Stopping(Callback):
         value = self.score() if self.score is not None else -record["train_loss"] * self.scale
         if self.score is not None:
             self.scores.append(value)
+            if self.verbose:
+                print(f"Validation score: {value:f}")
         # NaN is no improvement and no count, as in scikit-learn
         self.count = self.count + 1 if value < self.best + self.tol else 0
         if value > self.best:
@@ -603,12 +606,23 @@ class _Stopping(Callback):
             if self.score is not None:
                 self.best_params = np.array(to_numpy_any(fit.model.flat_parameters()), copy=True)
         if self.count > self.patience:
-            if self.adaptive and fit.optimizer.base_lr * self.rate > 1e-6:  # scikit-learn's floor
-                fit.optimizer.update_settings(lr=fit.optimizer.base_lr / 5.0)
-                self.count = 0
-            else:
-                self.stopped = True
+            self._plateau(fit)
         return self.stopped
+
+    def _plateau(self, fit: Any) -> None:
+        """No improvement for too long: a fifth of the rate (adaptive, above scikit-learn's floor
+        of 1e-6), or stop; scikit-learn's verbose lines say which."""
+        what = "Validation score" if self.score is not None else "Training loss"
+        said = f"{what} did not improve more than tol={self.tol:f} for {self.patience} consecutive epochs."
+        if self.adaptive and fit.optimizer.base_lr * self.rate > 1e-6:
+            fit.optimizer.update_settings(lr=fit.optimizer.base_lr / 5.0)
+            self.count = 0
+            said += f" Setting learning rate to {fit.optimizer.base_lr * self.rate:f}"
+        else:
+            self.stopped = True
+            said += " Learning rate too small. Stopping." if self.adaptive else " Stopping."
+        if self.verbose:
+            print(said)
 
     def on_end(self, fit: Any) -> None:
         if self.score is not None and self.best_params is not None:
@@ -736,14 +750,18 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         validation accuracy) has not improved by ``tol`` for more than ``n_iter_no_change``
         epochs in a row (``np.inf``: never). L-BFGS takes ``tol`` as its gradient tolerance.
     verbose : bool, default False
-        Print scikit-learn's ``Iteration i, loss = ...`` line after every epoch.
+        Print scikit-learn's lines: ``Iteration i, loss = ...`` after every epoch, the
+        validation score, why the rate drops or the fit stops (L-BFGS prints the same
+        iteration lines, not SciPy's report).
     warm_start : bool, default False
         Continue from the fitted weights (the classes must be the same), with a new optimizer.
     momentum, nesterovs_momentum : default 0.9, True
         sgd's momentum, as in scikit-learn.
     early_stopping, validation_fraction : default False, 0.1
-        Hold out a stratified fraction (scikit-learn's split; not stratified for multilabel
-        targets), stop on its accuracy, keep the best weights. Refused by ``partial_fit``.
+        Hold out a fraction (scikit-learn's split: stratified where the network has one
+        output, two classes), stop on its accuracy, keep the best weights. Refused by
+        ``partial_fit``. Here it applies to the full-batch solvers too (scikit-learn's
+        lbfgs ignores it).
     beta_1, beta_2, epsilon : default 0.9, 0.999, 1e-8
         Adam's (``epsilon`` is also RMSprop's).
     max_fun : int, default 15000
