@@ -67,6 +67,19 @@ def test_sgd_and_its_schedules_and_stopping_give_scikit_learns_numbers(data, rul
         assert ours.best_loss_ is None
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+@pytest.mark.parametrize("data", DATA)
+def test_lbfgs_gives_scikit_learns_iterates(data, alpha):
+    # the same start, objective (penalty included), SciPy minimizer and gradient tolerance (tol,
+    # met before max_iter): the same iterates
+    theirs, ours = _both(data, solver="lbfgs", max_iter=30, alpha=alpha, tol=3e-3)
+    for a, b in zip(theirs.coefs_ + theirs.intercepts_, ours.coefs_ + ours.intercepts_):
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-10)
+    assert ours.n_iter_ == theirs.n_iter_
+    if alpha == 0.0:  # scikit-learn's loss_ adds the penalty; ours is the data's loss alone
+        assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-9)
+
+
 def test_fitted_attributes_are_scikit_learns():
     theirs, ours = _both("multiclass", max_iter=3)
     for name in ("n_layers_", "n_outputs_", "out_activation_", "n_iter_", "t_"):
