@@ -3,8 +3,13 @@
 Thin classes over the library's ``fit``: the same hand-written network, optimizers
 (second-order included) and devices as ``backprop train``. They follow scikit-learn's
 conventions (``__init__`` stores parameters, ``fit`` returns ``self``, fitted
-attributes end in ``_``, ``validate_data`` for input checks) and its parameter names
-where ``MLPClassifier`` has a counterpart.
+attributes end in ``_``, ``validate_data`` for input checks) and are drop-ins for
+``MLPClassifier`` and ``MLPRegressor``: every parameter with its meaning and default
+(translated once, :data:`SKLEARN_NAMES`), their fitted attributes, their initial
+weights, early-stopping split, stopping rule and refusals. With full batches in order,
+sgd (its schedules included) and L-BFGS reach scikit-learn's weights to rounding
+(``tests/test_sklearn_parity.py``), and scikit-learn's own ``test_mlp.py`` passes but
+for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``).
 
 Everything follows X: NumPy input trains on the CPU (or on ``device=`` when given,
 with NumPy outputs), and CuPy, torch or array-api-strict input trains on that array's
@@ -72,6 +77,12 @@ def __getattr__(attr: str) -> Any:
 
 def _full_batch(solver: str) -> bool:
     return optimizers.class_of(solver).full_batch
+
+
+def _sgd_family(solver: str) -> bool:
+    """A solver that steps in proportion to the gradient (``sgd``, ``momentum``, ``nesterov``,
+    ``gd``): what scikit-learn's ``sgd`` is, so its ``learning_rate`` schedules apply."""
+    return issubclass(optimizers.class_of(solver), (optimizers.SGD, optimizers.GradientDescent))
 
 
 SKLEARN_NAMES: dict[str, str] = {
@@ -333,8 +344,7 @@ class _Backprop(BaseEstimator):
         """scikit-learn's rate per our rate: a solver whose step is in proportion to the gradient
         (the SGD family) takes scikit-learn's rate over our loss units to make the same step;
         Adam's and RMSprop's steps do not change with the loss's scale."""
-        proportional = issubclass(optimizers.class_of(solver), (optimizers.SGD, optimizers.GradientDescent))
-        return self._loss_scale if proportional else 1.0
+        return self._loss_scale if _sgd_family(solver) else 1.0
 
     def _solver_keywords(self, s: dict[str, Any]) -> dict[str, Any]:
         """scikit-learn's solver parameters that the solver's constructor takes. A name that
@@ -354,8 +364,7 @@ class _Backprop(BaseEstimator):
     def _schedule(self, s: dict[str, Any], samples: int) -> Any:
         """``learning_rate``'s schedule (None: constant): scikit-learn schedules sgd only, here the
         SGD family; ``invscaling`` counts the samples seen, ``samples`` per epoch."""
-        cls = optimizers.class_of(s["optimizer"])
-        if s["schedule"] == "constant" or not (cls.has_lr and issubclass(cls, optimizers.SGD)):
+        if s["schedule"] == "constant" or not _sgd_family(s["optimizer"]):
             return None
         return _schedule_class(s["schedule"])(**self._keywords("schedule"), samples_per_epoch=samples)
 
@@ -413,8 +422,7 @@ class _Backprop(BaseEstimator):
         score = None
         if self.early_stopping:
             (X, T, sample_weight), score = self._holdout(X, T, y_host(), sample_weight)
-        adaptive = self.learning_rate == "adaptive" and issubclass(optimizers.class_of(self.solver),
-                                                                   optimizers.SGD)
+        adaptive = self.learning_rate == "adaptive" and _sgd_family(self.solver)
         stopping.configure(tol=self.tol, patience=self.n_iter_no_change, adaptive=adaptive,
                            scale=1.0 / self._loss_scale, score=score, rate=self._rate_units(self.solver),
                            verbose=bool(self.verbose))
@@ -438,8 +446,9 @@ class _Backprop(BaseEstimator):
     def _diverged(self, error: TrainingDiverged, stopping: _Stopping) -> Any:
         """Early stopping keeps its best weights and the fit ends there, a NaN score for the epoch
         that diverged (as scikit-learn); otherwise scikit-learn's ValueError, with our reason."""
-        if stopping.best_params is not None:
+        if stopping.score is not None and stopping.best_params is not None:
             stopping.scores.append(float("nan"))
+            stopping.stopped = True
             self.model_.set_flat_parameters(stopping.best_params)
             return self.model_.state.history
         raise TrainingDiverged("Solver produced non-finite parameter weights. The input data may contain "
@@ -461,9 +470,9 @@ class _Backprop(BaseEstimator):
                       ConvergenceWarning, stacklevel=4)
 
     def _holdout(self, X: Any, T: Any, y: np.ndarray, sample_weight: Any) -> tuple[tuple, Any]:
-        """scikit-learn's early-stopping split: ``train_test_split`` stratified by class
-        (classifiers, one label per sample) from the estimator's random state, which for an
-        int ``random_state`` holds out the samples scikit-learn holds out. Returns the
+        """scikit-learn's early-stopping split: ``train_test_split`` (stratified as
+        :meth:`_stratify` says) from the estimator's random state, which for an int
+        ``random_state`` holds out the samples scikit-learn holds out. Returns the
         training part ``(X, T, sample_weight)`` and the validation score, a function."""
         rng = check_random_state(self.random_state)
         if isinstance(self.random_state, numbers.Integral):
