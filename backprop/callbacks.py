@@ -19,7 +19,7 @@ from ._typing import Array
 from .errors import ConfigError
 
 
-class TrainingDiverged(FloatingPointError):
+class TrainingDiverged(FloatingPointError, ValueError):
     """The loss became NaN or infinite; the model holds the last finite weights."""
 
 

@@ -8,7 +8,7 @@ import shlex
 
 import pytest
 
-from backprop import settings, training
+from backprop import optimizers, settings, training
 from backprop.apps import estimators, runner
 from backprop.cli import build_parser
 from backprop.cli.train import given_settings
@@ -149,11 +149,23 @@ def test_the_playgrounds_bounds_are_the_schemas_narrowed():
 
 # -- the estimators' one translation ------------------------------------------------------------
 def test_scikit_learns_names_are_translated_in_one_table():
-    params = set(inspect.signature(estimators.BackpropClassifier).parameters)
-    assert set(estimators.SKLEARN_NAMES) <= params and set(estimators.SKLEARN_NAMES.values()) <= set(SETTINGS)
-    est = estimators.BackpropRegressor((7,), "tanh", solver="sgd", alpha=0.5, learning_rate_init=0.02,
+    # every name an estimator's parameter (loss: the regressor's); each gives a run setting, or a
+    # keyword of the solver's or the schedule's constructor
+    params = (set(inspect.signature(estimators.BackpropClassifier).parameters)
+              | set(inspect.signature(estimators.BackpropRegressor).parameters))
+    assert set(estimators.SKLEARN_NAMES) <= params
+    settings = {name for name in estimators.SKLEARN_NAMES.values() if "." not in name}
+    keywords = {name for name in estimators.SKLEARN_NAMES.values() if "." in name}
+    assert settings <= set(SETTINGS)
+    assert {k.split(".")[0] for k in keywords} == {"optimizer", "schedule"}
+    constructors = {kw for name in optimizers.names() for kw in optimizers.settings(name)}
+    assert {k.split(".")[1] for k in keywords if k.startswith("optimizer.")} <= constructors
+    assert set(estimators.SKLEARN_VALUES) <= set(estimators.SKLEARN_NAMES)
+    est = estimators.BackpropRegressor((7,), "logistic", solver="sgd", alpha=0.5, learning_rate_init=0.02,
                                        max_iter=3, validation_fraction=0.2, n_iter_no_change=4,
-                                       random_state=1, batch_size=16, dtype="float64")
-    assert est._settings() == {"hidden": (7,), "activation": "tanh", "optimizer": "sgd", "weight_decay": 0.5,
-                               "batch_size": 16, "lr": 0.02, "epochs": 3, "val_split": 0.2,
-                               "early_stopping": 4, "seed": 1, "dtype": "float64"}
+                                       random_state=1, batch_size=16, dtype="float64", momentum=0.5)
+    assert est._settings() == {"hidden": (7,), "activation": "sigmoid", "optimizer": "sgd",
+                               "weight_decay": 0.5, "batch_size": 16, "lr": 0.02, "epochs": 3,
+                               "val_split": 0.2,
+                               "early_stopping": 4, "seed": 1, "dtype": "float64", "momentum": 0.5,
+                               "schedule": "constant", "loss": "mse"}

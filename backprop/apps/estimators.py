@@ -3,8 +3,13 @@
 Thin classes over the library's ``fit``: the same hand-written network, optimizers
 (second-order included) and devices as ``backprop train``. They follow scikit-learn's
 conventions (``__init__`` stores parameters, ``fit`` returns ``self``, fitted
-attributes end in ``_``, ``validate_data`` for input checks) and its parameter names
-where ``MLPClassifier`` has a counterpart.
+attributes end in ``_``, ``validate_data`` for input checks) and are drop-ins for
+``MLPClassifier`` and ``MLPRegressor``: every parameter with its meaning and default
+(translated once, :data:`SKLEARN_NAMES`), their fitted attributes, their initial
+weights, early-stopping split, stopping rule and refusals. With full batches in order,
+sgd (its schedules included) and L-BFGS reach scikit-learn's weights to rounding
+(``tests/test_sklearn_parity.py``), and scikit-learn's own ``test_mlp.py`` passes but
+for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``).
 
 Everything follows X: NumPy input trains on the CPU (or on ``device=`` when given,
 with NumPy outputs), and CuPy, torch or array-api-strict input trains on that array's
@@ -17,31 +22,36 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import numbers
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from array_api_compat import is_numpy_array
+from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import check_classification_targets, unique_labels
+from sklearn.utils.multiclass import check_classification_targets, type_of_target, unique_labels
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, column_or_1d, validate_data
 
 from backends import backend_for, get_backend, to_numpy_any
 
-from .. import activations, optimizers
+from .. import activations, losses, optimizers, schedules
+from ..callbacks import Callback, TrainingDiverged
 from ..edges.heads import Head
+from ..errors import DataError
 from ..model import Sequential, mlp
 from ..settings import SETTINGS
 from ..targets import as_inputs
-from ..training import EarlyStopping
 
 
 class _Registered(StrOptions):
@@ -69,20 +79,60 @@ def _full_batch(solver: str) -> bool:
     return optimizers.class_of(solver).full_batch
 
 
+def _sgd_family(solver: str) -> bool:
+    """A solver that steps in proportion to the gradient (``sgd``, ``momentum``, ``nesterov``,
+    ``gd``): what scikit-learn's ``sgd`` is, so its ``learning_rate`` schedules apply."""
+    return issubclass(optimizers.class_of(solver), (optimizers.SGD, optimizers.GradientDescent))
+
+
 SKLEARN_NAMES: dict[str, str] = {
     "hidden_layer_sizes": "hidden", "activation": "activation", "solver": "optimizer",
     "alpha": "weight_decay", "batch_size": "batch_size", "learning_rate_init": "lr", "max_iter": "epochs",
+    "learning_rate": "schedule", "momentum": "momentum", "loss": "loss",
     "validation_fraction": "val_split", "n_iter_no_change": "early_stopping", "random_state": "seed",
     "dtype": "dtype",
+    "nesterovs_momentum": "optimizer.nesterov", "beta_1": "optimizer.beta1", "beta_2": "optimizer.beta2",
+    "epsilon": "optimizer.eps", "max_fun": "optimizer.max_fun", "power_t": "schedule.power_t",
 }
-"""scikit-learn's parameter names (``MLPClassifier``'s) and the library setting each one gives
-(:data:`backprop.settings.SETTINGS`): the one place the two vocabularies meet. How a value
+"""scikit-learn's parameter names (``MLPClassifier``'s and ``MLPRegressor``'s) and what each one gives
+in the library: a run setting (:data:`backprop.settings.SETTINGS`), or ``"optimizer.<keyword>"`` /
+``"schedule.<keyword>"``, a keyword of the solver's constructor (passed where it takes it, see
+:func:`backprop.optimizers.settings`) or of the schedule's: the one place the two vocabularies meet.
+Values that are spelled differently are translated by :data:`SKLEARN_VALUES`. How a value
 translates is the estimator's: ``alpha`` is a penalty per batch sample count (the decay divides
 it by the batch), ``batch_size="auto"`` is min(200, N), ``max_iter`` counts this fit's epochs
-(a run's ``epochs`` count the total), ``n_iter_no_change`` is the patience of early stopping
-(with ``early_stopping=True``) or of scikit-learn's plateau rule (without), ``random_state``
-draws the seed. ``tol``, ``early_stopping``, ``warm_start``, ``device`` and ``class_weight``
-have no run setting."""
+(a run's ``epochs`` count the total), ``n_iter_no_change`` is the patience of scikit-learn's
+stopping rule (on the validation score with ``early_stopping=True``, on the training loss
+without), ``random_state`` draws the seed, ``momentum`` and ``nesterovs_momentum`` are sgd's
+(a solver whose name implies a momentum, ``momentum`` or ``nesterov``, keeps its own), and
+``learning_rate`` (with ``power_t``) schedules the SGD family only, as in scikit-learn.
+``tol`` (the stopping rule's, and L-BFGS's gradient tolerance), ``shuffle``, ``verbose``,
+``early_stopping``, ``warm_start``, ``device`` and ``class_weight`` have no run setting."""
+
+SKLEARN_VALUES: dict[str, dict[Any, str]] = {
+    "activation": {"logistic": "sigmoid"},
+    "loss": {"squared_error": "mse", "poisson": "poisson"},
+    # adaptive: a constant rate that the stopping rule divides by 5 (see _Stopping)
+    "learning_rate": {"constant": "constant", "invscaling": "invscaling", "adaptive": "constant"},
+}
+"""scikit-learn's values that the library spells otherwise, per parameter of :data:`SKLEARN_NAMES`."""
+
+SKLEARN_LOSS_UNITS = {"mse": 2.0, "poisson": 1.0}
+"""How many of the library's loss units make one of scikit-learn's, per regression loss: our
+``mse`` is the mean of (z - t)^2, scikit-learn's squared loss half of it; ``poisson`` reports
+scikit-learn's ``poisson_loss`` itself. ``tol`` and ``loss_curve_`` are in scikit-learn's units."""
+
+
+def _translated(param: str, value: Any) -> Any:
+    """``value`` of scikit-learn's ``param`` as the library spells it."""
+    table = SKLEARN_VALUES.get(param, {})
+    return table.get(value, value) if isinstance(value, str) else value
+
+
+def _sklearn_activation(name: str) -> str:
+    """A library activation's name as scikit-learn's ``out_activation_`` says it."""
+    back = {ours: theirs for theirs, ours in SKLEARN_VALUES["activation"].items()}
+    return back.get(name, name)
 
 
 def _is_device_array(x: Any) -> bool:
@@ -117,76 +167,134 @@ class _Backprop(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(numbers.Integral, 1, None, closed="left")],
-        "activation": [_Registered(lambda: activations.names(hidden=True, aliases=True))],
+        "activation": [_Registered(lambda: (*activations.names(hidden=True, aliases=True),
+                                            *SKLEARN_VALUES["activation"]))],
         "solver": [_Registered(SETTINGS["optimizer"].choices)],
         "alpha": [Interval(numbers.Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions(set(SKLEARN_VALUES["learning_rate"]))],
         "learning_rate_init": [Interval(numbers.Real, 0, None, closed="neither")],
+        "power_t": [Interval(numbers.Real, 0, None, closed="left")],
         "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
         "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(numbers.Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
-        "warm_start": ["boolean"],
+        "beta_1": [Interval(numbers.Real, 0, 1, closed="left")],
+        "beta_2": [Interval(numbers.Real, 0, 1, closed="left")],
+        "epsilon": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(numbers.Integral, 1, None, closed="left"),
+                             Options(numbers.Real, {np.inf})],
+        "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [None, str],
         "dtype": [None, StrOptions(set(SETTINGS["dtype"].choices()))],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, tol=1e-4, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, warm_start=False,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  device=None, dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
         self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
-        self.random_state = random_state
-        self.warm_start = warm_start
+        self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
+        tags.input_tags.sparse = True  # densified on the host (see _dense)
         return tags
 
     def _settings(self) -> dict[str, Any]:
-        """This estimator's parameters under the library's names (:data:`SKLEARN_NAMES`), as given."""
-        return {name: getattr(self, param) for param, name in SKLEARN_NAMES.items()}
+        """This estimator's parameters as the library's run settings (:data:`SKLEARN_NAMES`), their
+        values spelled as the library does (:data:`SKLEARN_VALUES`)."""
+        return {name: _translated(param, getattr(self, param)) for param, name in SKLEARN_NAMES.items()
+                if "." not in name and hasattr(self, param)}
+
+    def _keywords(self, owner: str) -> dict[str, Any]:
+        """The ``"optimizer.<keyword>"`` or ``"schedule.<keyword>"`` parameters of :data:`SKLEARN_NAMES`."""
+        prefix = owner + "."
+        return {name[len(prefix):]: getattr(self, param) for param, name in SKLEARN_NAMES.items()
+                if name.startswith(prefix)}
+
+    # -- fitted attributes read off the model -------------------------------------------
+    def _dense_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        model = self.__dict__.get("model_")
+        if model is None:
+            raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: call fit first")
+        return [(np.array(to_numpy_any(layer.params["W"]), copy=True),
+                 np.array(to_numpy_any(layer.params["b"]), copy=True))
+                for layer in model.layers if "W" in layer.params]
+
+    @property
+    def coefs_(self) -> list[np.ndarray]:
+        """Weight matrices per layer, (in, out) each, as scikit-learn lays them out: host NumPy
+        copies of the model's current weights, made when read (so always in sync; writing
+        into them changes nothing: train through ``fit``, or set ``model_``'s parameters)."""
+        return [W for W, _ in self._dense_weights()]
+
+    @property
+    def intercepts_(self) -> list[np.ndarray]:
+        """Bias vectors per layer, (out,) each: host NumPy copies, as :attr:`coefs_`."""
+        return [b for _, b in self._dense_weights()]
 
     # -- input -------------------------------------------------------------------------
     def _inputs(self, X: Any, y: Any = None, *, reset: bool, needs_y: bool = False) -> tuple[Any, Any]:
         """``X`` (and ``y``) checked the way scikit-learn checks them; device arrays stay
-        on their device (checked there, with the same messages)."""
+        on their device (checked there, with the same messages); sparse X is densified."""
         if y is None and needs_y:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         if _is_device_array(X):
-            backend = backend_for(X)
-            if reset:
-                self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
-                if hasattr(self, "feature_names_in_"):
-                    del self.feature_names_in_
-            width = X.shape[1] if X.ndim == 2 else -1
-            if not reset and width != self.n_features_in_:
-                raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
-                                 f"{self.n_features_in_} features as input.")
-            X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
-            return X, None if y is None else self._device_targets(backend, X, y)
-        kwargs = dict(dtype=[np.float64, np.float32], reset=reset)
+            return self._device_inputs(X, y, reset=reset)
+        kwargs = dict(dtype=[np.float64, np.float32], reset=reset, accept_sparse=["csr", "csc"])
         if y is None:
-            return validate_data(self, X, **kwargs), None
+            return _dense(validate_data(self, X, **kwargs)), None
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=self._numeric_y, **kwargs)
-        if not self._numeric_y:
+        if not self._numeric_y and not _multilabel(y):
             y = column_or_1d(y, warn=True)  # a column of labels is accepted, with a warning
-        return X, y
+        return _dense(X), y
+
+    def _device_inputs(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, Any]:
+        """A device ``X`` (N, F) checked on its device, with scikit-learn's messages, and ``y``."""
+        backend = backend_for(X)
+        if reset:
+            self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
+            if hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+        width = X.shape[1] if X.ndim == 2 else -1
+        if not reset and width != self.n_features_in_:
+            raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
+                             f"{self.n_features_in_} features as input.")
+        X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
+        return X, None if y is None else self._device_targets(backend, X, y)
 
     def _device_targets(self, backend: Any, X: Any, y: Any) -> Any:
         """``y`` beside a device ``X`` (N, F), whatever it came as (NumPy, a list, any device's
@@ -215,7 +323,8 @@ class _Backprop(BaseEstimator):
         return "float32" if "float32" in str(X.dtype) else "float64"
 
     # -- training ------------------------------------------------------------------------
-    def _optimizer(self, batch: float) -> optimizers.Optimizer:
+    def _optimizer(self, batch: float, samples: int) -> optimizers.Optimizer:
+        """The solver for a fit of ``samples`` training samples per epoch, ``batch`` of them per step."""
         # scikit-learn's penalty is alpha/2 |W|^2 over each batch's sample count (weighted:
         # its weight sum, so that a weight of 2 is a repeated sample here too).
         # Our squared error is the mean of (z - t)^2, scikit-learn's half of it: the same
@@ -224,51 +333,181 @@ class _Backprop(BaseEstimator):
         # all-zero weights (batch 0): fit says so
         decay = self._loss_scale * s["weight_decay"] / batch if batch > 0 else 0.0
         cls = optimizers.class_of(s["optimizer"])
-        kwargs: dict[str, Any] = {"weight_decay": decay}
-        if "tol" in optimizers.settings(s["optimizer"]):  # a tolerance of its own (lbfgs): scikit-learn's tol
-            kwargs["tol"] = self.tol * self._loss_scale
-        return optimizers.get(s["optimizer"], s["lr"] if cls.has_lr else None, **kwargs)
+        kwargs: dict[str, Any] = {"weight_decay": decay, **self._solver_keywords(s)}
+        schedule = self._schedule(s, samples)
+        if schedule is not None:
+            kwargs["schedule"] = schedule
+        lr = s["lr"] / self._rate_units(s["optimizer"])
+        return optimizers.get(s["optimizer"], lr if cls.has_lr else None, **kwargs)
+
+    def _rate_units(self, solver: str) -> float:
+        """scikit-learn's rate per our rate: a solver whose step is in proportion to the gradient
+        (the SGD family) takes scikit-learn's rate over our loss units to make the same step;
+        Adam's and RMSprop's steps do not change with the loss's scale."""
+        return self._loss_scale if _sgd_family(solver) else 1.0
+
+    def _solver_keywords(self, s: dict[str, Any]) -> dict[str, Any]:
+        """scikit-learn's solver parameters that the solver's constructor takes. A name that
+        implies a momentum (``momentum``, ``nesterov``) keeps its own; scikit-learn's Nesterov
+        without momentum is plain sgd."""
+        name = s["optimizer"]
+        given = {**self._keywords("optimizer"), "momentum": s["momentum"]}
+        given["nesterov"] = bool(given.get("nesterov")) and s["momentum"] > 0
+        takes = optimizers.settings(name)
+        if "tol" in takes:  # a tolerance of its own (lbfgs): scikit-learn's tol, in our loss units
+            given["tol"] = self.tol * self._loss_scale
+        implied = optimizers.REGISTRY.entry(name)[1]
+        if "momentum" in implied:
+            given.pop("nesterov")
+        return {k: v for k, v in given.items() if k in takes and k not in implied}
+
+    def _schedule(self, s: dict[str, Any], samples: int) -> Any:
+        """``learning_rate``'s schedule (None: constant): scikit-learn schedules sgd only, here the
+        SGD family; ``invscaling`` counts the samples seen, ``samples`` per epoch."""
+        if s["schedule"] == "constant" or not _sgd_family(s["optimizer"]):
+            return None
+        return _schedule_class(s["schedule"])(**self._keywords("schedule"), samples_per_epoch=samples)
 
     def _batch(self, n: int) -> int:
         s = self._settings()
         if _full_batch(s["optimizer"]):
             return n
+        if s["batch_size"] != "auto" and s["batch_size"] > n:
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                          "clipped", stacklevel=4)
         return min(200, n) if s["batch_size"] == "auto" else min(s["batch_size"], n)
 
     def _build(self, X: Any, n_outputs: int, output: str | None, backend: Any, dtype: str) -> Sequential:
         s = self._settings()
         seed = int(check_random_state(s["seed"]).randint(np.iinfo(np.int32).max))
         hidden = [s["hidden"]] if isinstance(s["hidden"], numbers.Integral) else list(s["hidden"])
-        # Glorot-uniform weights for every activation, as MLPClassifier starts (He before a
-        # ReLU, our own default, overshoots on unscaled inputs that scikit-learn users pass).
-        return mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
-                   init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
+        # The seed: shuffles and the device generator; the weights are scikit-learn's own draws.
+        model = mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
+                    init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
+        model.set_flat_parameters(self._initial_weights(model))
+        self.n_layers_, self.n_outputs_ = len(hidden) + 2, n_outputs
+        self.t_ = 0
+        self._stopping = _Stopping()  # scikit-learn's rule: its state lasts while the weights do
+        return model
 
-    def _train(self, X: Any, T: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool,
+    def _initial_weights(self, model: Sequential) -> np.ndarray:
+        """scikit-learn's initial weights (``_init_coef``), flat (P,): per layer W (in, out), then
+        b (out,), uniform in +-sqrt(f / (in + out)) with f = 2 for logistic hidden units, else 6
+        (Glorot), drawn from ``random_state``: for an int, the very weights ``MLPClassifier``
+        starts from (He before a ReLU, our own default, would overshoot on the unscaled inputs
+        scikit-learn users pass)."""
+        rng = check_random_state(self.random_state)
+        factor = 2.0 if self._settings()["activation"] == "sigmoid" else 6.0
+        pieces = []
+        for layer in model.layers:
+            if "W" in layer.params:
+                fan_in, fan_out = layer.params["W"].shape
+                bound = math.sqrt(factor / (fan_in + fan_out))
+                pieces += [rng.uniform(-bound, bound, (fan_in, fan_out)).ravel(),
+                           rng.uniform(-bound, bound, fan_out)]
+        return np.concatenate(pieces)
+
+    def _train(self, X: Any, T: Any, y_host: Any, loss: str, sample_weight: Any, *, epochs: int, first: bool,
                incremental: bool = False) -> None:
-        """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes."""
+        """``fit`` on the model: epochs, batches, the stopping rules, the fitted attributes.
+        ``X`` (N, F) and ``T`` (the loss's targets) on the device; ``y_host``: a function giving
+        the targets as scikit-learn scores them, (N,) or (N, K) on the host."""
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True: set early_stopping=False, "
+                             "or train with fit")
         model = self.model_
-        settings, callbacks = self._fit_settings(X, loss, sample_weight, epochs=epochs,
-                                                 new_optimizer=first or not incremental)
+        # scikit-learn's rule keeps its state while the weights last (an older pickle has none yet)
+        stopping = self._stopping = self.__dict__.get("_stopping") or _Stopping()
+        full = _full_batch(self.solver)
+        score = None
+        if self.early_stopping:
+            (X, T, sample_weight), score = self._holdout(X, T, y_host(), sample_weight)
+        adaptive = self.learning_rate == "adaptive" and _sgd_family(self.solver)
+        stopping.configure(tol=self.tol, patience=self.n_iter_no_change, adaptive=adaptive,
+                           scale=1.0 / self._loss_scale, score=score, rate=self._rate_units(self.solver),
+                           verbose=bool(self.verbose))
+        settings = self._fit_settings(X, loss, sample_weight, epochs=epochs,
+                                      new_optimizer=first or not incremental)
+        callbacks: list[Callback] = [_Verbose(1.0 / self._loss_scale)] if self.verbose else []
+        if score is not None or not full:  # L-BFGS, LM and Newton stop by their own tolerances
+            callbacks.append(stopping)
         before = model.epoch
-        history = model.fit(X, T, callbacks=callbacks, **settings)
-        self._record(history, X, T, loss, trained=model.epoch - before, first=first)
-        stopped = (history.stopped_early or history.converged is not None
-                   or any(getattr(c, "stopped", False) for c in callbacks))
-        if epochs > 1 and not stopped:
-            warnings.warn(f"{type(self).__name__}: the {self.solver} solver reached max_iter="
-                          f"{self.max_iter} before the loss stopped improving; raise max_iter",
-                          ConvergenceWarning, stacklevel=3)
+        try:
+            history = model.fit(X, T, callbacks=callbacks, **settings)
+        except TrainingDiverged as error:
+            history = self._diverged(error, stopping)
+        finally:
+            stopping.score = None  # it holds the validation part: not kept past the fit
+        trained = model.epoch - before
+        self.t_ = getattr(self, "t_", 0) + (0 if full else trained * int(X.shape[0]))
+        self._record(history, X, T, loss, trained=trained)
+        self._warn_unless_stopped(history, stopping, incremental)
+
+    def _diverged(self, error: TrainingDiverged, stopping: _Stopping) -> Any:
+        """Early stopping keeps its best weights and the fit ends there, a NaN score for the epoch
+        that diverged (as scikit-learn); otherwise scikit-learn's ValueError, with our reason."""
+        if stopping.score is not None and stopping.best_params is not None:
+            stopping.scores.append(float("nan"))
+            stopping.stopped = True
+            self.model_.set_flat_parameters(stopping.best_params)
+            return self.model_.state.history
+        raise TrainingDiverged("Solver produced non-finite parameter weights. The input data may contain "
+                               f"large values and need to be preprocessed. ({error})") from None
+
+    def _warn_unless_stopped(self, history: Any, stopping: _Stopping, incremental: bool) -> None:
+        """scikit-learn's ConvergenceWarning: a fit (not partial_fit) that ran all of max_iter, or an
+        L-BFGS that ran out of its max_fun evaluations."""
+        reason = history.converged
+        ran_out = reason is not None and ("max_fun" in reason or "evaluations" in reason.lower())
+        stopped = history.stopped_early or stopping.stopped or (reason is not None and not ran_out)
+        if incremental or stopped:
+            return
+        if ran_out:
+            warnings.warn(f"{type(self).__name__}: {reason}; raise max_fun", ConvergenceWarning, stacklevel=4)
+            return
+        warnings.warn(f"{type(self).__name__}: the {self.solver} solver reached max_iter="
+                      f"{self.max_iter} before the loss stopped improving; raise max_iter",
+                      ConvergenceWarning, stacklevel=4)
+
+    def _holdout(self, X: Any, T: Any, y: np.ndarray, sample_weight: Any) -> tuple[tuple, Any]:
+        """scikit-learn's early-stopping split: ``train_test_split`` (stratified as
+        :meth:`_stratify` says) from the estimator's random state, which for an int
+        ``random_state`` holds out the samples scikit-learn holds out. Returns the
+        training part ``(X, T, sample_weight)`` and the validation score, a function."""
+        rng = check_random_state(self.random_state)
+        if isinstance(self.random_state, numbers.Integral):
+            # scikit-learn draws its initial weights from the same generator first
+            rng.random_sample(sum(math.prod(p.shape) for p in self.model_.parameter_list()))
+        train, val = train_test_split(np.arange(X.shape[0]), random_state=rng,
+                                      test_size=self.validation_fraction, stratify=self._stratify(y))
+        if len(val) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' or the size "
+                             "of your dataset.")
+        backend = self.model_.backend
+        weights = None if sample_weight is None else np.asarray(to_numpy_any(sample_weight))
+        X_val, y_val, w_val = _rows(X, val, backend), y[val], None if weights is None else weights[val]
+        training = (_rows(X, train, backend), _rows(T, train, backend), _rows(sample_weight, train, backend))
+        return training, functools.partial(self._validation_score, X_val, y_val, w_val)
+
+    def _stratify(self, y: np.ndarray) -> Any:
+        return None
+
+    def _validation_score(self, X: Any, y: np.ndarray, sample_weight: Any) -> float:
+        """scikit-learn's ``score`` (accuracy, R^2) of the model on the validation part; NaN where
+        the predictions are not finite."""
+        predicted = np.asarray(to_numpy_any(self._predict_inputs(X)))
+        if predicted.dtype.kind == "f" and not np.all(np.isfinite(predicted)):
+            return float("nan")
+        return float(self._metric(y, predicted, sample_weight))
 
     def _fit_settings(self, X: Any, loss: str, sample_weight: Any, *, epochs: int,
-                      new_optimizer: bool) -> tuple[dict[str, Any], list]:
-        """``model.fit``'s keywords for this call (``epochs``: this call's), and the plateau rule
-        as a callback where scikit-learn stops on the training loss."""
+                      new_optimizer: bool) -> dict[str, Any]:
+        """``model.fit``'s keywords for this call (``epochs``: this call's)."""
         s, model = self._settings(), self.model_
         full, batch = _full_batch(s["optimizer"]), self._batch(X.shape[0])
         # class_targets: LM's squared error on class indicators reports accuracy too, as the others do
         settings: dict[str, Any] = dict(loss=loss, epochs=epochs, batch_size=batch,
-                                        sample_weight=sample_weight,
+                                        sample_weight=sample_weight, shuffle=self.shuffle,
                                         class_targets=isinstance(self, ClassifierMixin))
         # A new optimizer on every fit (warm_start keeps the weights, as scikit-learn); partial_fit
         # continues its optimizer.
@@ -276,25 +515,22 @@ class _Backprop(BaseEstimator):
             count = batch
             if full and sample_weight is not None:
                 count = float(to_numpy_any(model.xp.sum(sample_weight)))
-            settings["optimizer"] = self._optimizer(count)
-        if self.early_stopping:
-            watch = EarlyStopping(s["early_stopping"], min_delta=self.tol * self._loss_scale)
-            settings.update(validation_split=s["val_split"], early_stopping=watch)
-            return settings, []
-        return settings, [] if full else [_Plateau(self.tol, s["early_stopping"], 1.0 / self._loss_scale)]
+            settings["optimizer"] = self._optimizer(count, int(X.shape[0]))
+        return settings
 
-    def _record(self, history: Any, X: Any, T: Any, loss: str, *, trained: int, first: bool) -> None:
-        """The fitted attributes scikit-learn's MLP has: n_iter_, the loss curve, the validation scores."""
-        records = history.records
-        self.n_iter_ = (getattr(self, "n_iter_", 0) if not first else 0) + trained
-        self.loss_curve_ = [r["train_loss"] for r in records]
+    def _record(self, history: Any, X: Any, T: Any, loss: str, *, trained: int) -> None:
+        """The fitted attributes scikit-learn's MLP has: n_iter_ (this fit's, as scikit-learn),
+        the loss curve (every epoch these weights have trained, in scikit-learn's units), the
+        validation scores."""
+        records, scale = history.records, 1.0 / self._loss_scale
+        self.n_iter_ = trained
+        self.loss_curve_ = [r["train_loss"] * scale for r in records]
         # An L-BFGS fit can converge before its first iteration: then the loss where it stands.
-        self.loss_ = self.loss_curve_[-1] if records else self.model_.evaluate(X, T, loss=loss)["loss"]
-        if records and "val_loss" in records[-1]:
-            key = "val_accuracy" if "val_accuracy" in records[-1] else "val_loss"
-            sign = 1.0 if key == "val_accuracy" else -1.0
-            self.validation_scores_ = [sign * r[key] for r in records if key in r]
-            self.best_validation_score_ = max(self.validation_scores_)
+        self.loss_ = (self.loss_curve_[-1] if records
+                      else self.model_.evaluate(X, T, loss=loss)["loss"] * scale)
+        if self.early_stopping:
+            self.validation_scores_ = list(self._stopping.scores)
+            self.best_validation_score_ = self._stopping.best
             self.best_loss_ = None
         else:
             self.best_loss_ = min(self.loss_curve_, default=self.loss_)
@@ -336,20 +572,136 @@ class _Backprop(BaseEstimator):
                     setattr(self, key, model.backend.asarray(getattr(self, key)))
 
 
-class _Plateau:
-    """scikit-learn's stopping rule without validation: the training loss has not
-    improved by more than ``tol`` for ``patience`` epochs in a row."""
+class _Stopping(Callback):
+    """scikit-learn's stopping rule (``_update_no_improvement_count``), its adaptive rate and
+    early stopping's best weights, in one place.
 
-    def __init__(self, tol: float, patience: int, scale: float = 1.0) -> None:
-        self.tol, self.patience, self.best, self.waited, self.stopped = tol, patience, np.inf, 0, False
-        self.scale = scale  # our loss to scikit-learn's units, where tol is meant
+    Each epoch gives a score, higher is better: the validation score (accuracy or R^2) with
+    early stopping, else minus the training loss in scikit-learn's units. A score below the
+    best by less than ``tol`` counts one more epoch without improvement; more than
+    ``patience`` such epochs in a row stop the fit, or, with the adaptive rate, divide the
+    rate by 5 (and stop once it is at most 1e-6). With early stopping the best weights are
+    kept (host copies, flat) and restored when the fit ends. The state lasts across
+    warm-started fits and ``partial_fit`` calls, as scikit-learn's does.
+    """
 
-    def __call__(self, record: dict, model: Any) -> bool:
-        loss = record["train_loss"] * self.scale
-        self.waited = self.waited + 1 if loss > self.best - self.tol else 0
-        self.best = min(self.best, loss)
-        self.stopped = self.waited >= self.patience
+    def __init__(self) -> None:
+        self.count, self.best, self.scores = 0, -math.inf, []
+        self.best_params: np.ndarray | None = None
+        self.stopped, self.tol, self.patience, self.adaptive, self.scale = False, 0.0, math.inf, False, 1.0
+        self.rate, self.verbose = 1.0, False
+        self.score: Callable[[], float] | None = None
+
+    def configure(self, *, tol: float, patience: float, adaptive: bool, scale: float,
+                  score: Callable[[], float] | None, rate: float = 1.0, verbose: bool = False) -> None:
+        """This fit's rule; ``scale``: our loss to scikit-learn's units; ``score``: the validation
+        score, or None to watch the training loss; ``rate``: our rate to scikit-learn's."""
+        self.tol, self.patience, self.adaptive, self.scale, self.score = tol, patience, adaptive, scale, score
+        self.rate, self.verbose = rate, verbose
+
+    def on_begin(self, fit: Any) -> None:
+        self.stopped = False
+
+    def on_epoch_end(self, record: dict[str, Any], fit: Any) -> bool:
+        value = self.score() if self.score is not None else -record["train_loss"] * self.scale
+        if self.score is not None:
+            self.scores.append(value)
+            if self.verbose:
+                print(f"Validation score: {value:f}")
+        # NaN is no improvement and no count, as in scikit-learn
+        self.count = self.count + 1 if value < self.best + self.tol else 0
+        if value > self.best:
+            self.best = value
+            if self.score is not None:
+                self.best_params = np.array(to_numpy_any(fit.model.flat_parameters()), copy=True)
+        if self.count > self.patience:
+            self._plateau(fit)
         return self.stopped
+
+    def _plateau(self, fit: Any) -> None:
+        """No improvement for too long: a fifth of the rate (adaptive, above scikit-learn's floor
+        of 1e-6), or stop; scikit-learn's verbose lines say which."""
+        what = "Validation score" if self.score is not None else "Training loss"
+        said = f"{what} did not improve more than tol={self.tol:f} for {self.patience} consecutive epochs."
+        if self.adaptive and fit.optimizer.base_lr * self.rate > 1e-6:
+            fit.optimizer.update_settings(lr=fit.optimizer.base_lr / 5.0)
+            self.count = 0
+            said += f" Setting learning rate to {fit.optimizer.base_lr * self.rate:f}"
+        else:
+            self.stopped = True
+            said += " Learning rate too small. Stopping." if self.adaptive else " Stopping."
+        if self.verbose:
+            print(said)
+
+    def on_end(self, fit: Any) -> None:
+        if self.score is not None and self.best_params is not None:
+            fit.model.set_flat_parameters(self.best_params)
+
+
+class _Verbose(Callback):
+    """scikit-learn's per-iteration line, ``Iteration 1, loss = 0.69314718``, to stdout."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale, self.iteration = scale, 0
+
+    def on_epoch_end(self, record: dict[str, Any], fit: Any) -> None:
+        self.iteration += 1
+        print(f"Iteration {self.iteration}, loss = {record['train_loss'] * self.scale:.8f}")
+
+
+def _schedule_class(name: str) -> type:
+    """The schedule registered as ``name``; scikit-learn's invscaling here until the library has one."""
+    if name in schedules.names():
+        return schedules.class_of(name)
+    return _InverseScaling
+
+
+class _InverseScaling(schedules.Schedule):
+    """scikit-learn's invscaling, lr / (t + 1)^power_t with t = epoch * samples_per_epoch: the
+    stand-in for a library without the ``invscaling`` schedule."""
+
+    name = "invscaling"
+
+    def __init__(self, power_t: float = 0.5, samples_per_epoch: int = 1) -> None:
+        self.power_t, self.samples_per_epoch = float(power_t), int(samples_per_epoch)
+
+    def config(self) -> dict:
+        return {"power_t": self.power_t, "samples_per_epoch": self.samples_per_epoch}
+
+    def __call__(self, base_lr: float, epoch: int) -> float:
+        return float(base_lr) / (epoch * self.samples_per_epoch + 1) ** self.power_t
+
+
+def _multilabel(y: Any) -> bool:
+    """``y`` is a multilabel indicator matrix (N, K), K > 1."""
+    return getattr(y, "ndim", 1) == 2 and y.shape[1] > 1 and type_of_target(y) == "multilabel-indicator"
+
+
+def _available_memory() -> int | None:
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not on this system
+        return None
+
+
+def _dense(X: Any) -> Any:
+    """Sparse ``X`` (CSR, CSC) as a dense host array, once per call: the network's first layer
+    is dense. Refused where the dense copy would take more than half the free memory."""
+    if not sparse.issparse(X):
+        return X
+    need, free = X.shape[0] * X.shape[1] * X.dtype.itemsize, _available_memory()
+    if free is not None and need > free // 2:
+        raise DataError(f"sparse X of shape {X.shape} takes {need / 2**30:.1f} GiB dense, more than half "
+                        f"the free memory ({free / 2**30:.1f} GiB): reduce the features (e.g. "
+                        "TruncatedSVD) or train on fewer samples at a time with partial_fit")
+    return X.toarray()
+
+
+def _rows(A: Any, index: np.ndarray, backend: Any) -> Any:
+    """Rows ``index`` of ``A`` (None stays None), in A's namespace and on its device."""
+    if A is None or is_numpy_array(A):
+        return None if A is None else A[index]
+    return backend.xp.take(A, backend.asarray(index), axis=0)
 
 
 def _host_weights(sample_weight: Any, n: int) -> np.ndarray:
@@ -368,57 +720,116 @@ def _stochastic(estimator: Any) -> bool:
 class BackpropClassifier(ClassifierMixin, _Backprop):
     """A multi-layer perceptron classifier trained by hand-written backpropagation.
 
-    Parameters (``MLPClassifier``'s names and defaults where it has them)
+    A drop-in for scikit-learn's ``MLPClassifier``: its parameters, with its meanings and
+    defaults, and its fitted attributes. What backprop adds, and what differs:
+
+    Parameters
     ----------
     hidden_layer_sizes : tuple of int, default (100,)
     activation : str, default "relu"
-        Any hidden activation of :data:`backprop.activations.HIDDEN` (a registered one included).
+        ``"logistic"`` (scikit-learn's name, our ``"sigmoid"``, which is accepted too),
+        ``"identity"``, ``"tanh"``, ``"relu"`` or any hidden activation of
+        :data:`backprop.activations.HIDDEN` (a registered one included).
     solver : str, default "adam"
-        Any optimizer name of :func:`backprop.optimizers.names` (a registered one included).
-        ``lbfgs``, ``newton`` and ``lm`` train on the full batch (``lm`` with squared error
-        on the class indicators, as MATLAB's ``trainlm``).
+        ``"adam"``, ``"sgd"`` (scikit-learn's: momentum, Nesterov's by default), ``"lbfgs"``,
+        or any optimizer of :func:`backprop.optimizers.names` (a registered one included):
+        ``newton`` and ``lm`` train on the full batch too (``lm`` with squared error on the
+        class indicators, as MATLAB's ``trainlm``).
     alpha : float, default 1e-4
-        L2 penalty, as in scikit-learn: alpha/2 |W|^2 per batch sample count.
+        L2 penalty, as in scikit-learn: alpha/2 |W|^2 per batch sample count. ``loss_`` and
+        ``loss_curve_`` leave it out (scikit-learn's include it).
     batch_size : int or "auto" (min(200, n_samples))
+    learning_rate : "constant", "invscaling" or "adaptive", default "constant"
+        For the SGD family only, as in scikit-learn: invscaling is learning_rate_init /
+        (t + 1)^power_t with t the samples seen, adaptive divides the rate by 5 whenever the
+        stopping rule would stop, until it is at most 1e-6. Our velocity keeps the rate out
+        (PyTorch's form), so a new rate acts at once where scikit-learn's velocity fades.
     learning_rate_init : float, default 1e-3
+    power_t : float, default 0.5
     max_iter : int, default 200
         Epochs (iterations for the full-batch solvers).
-    tol, n_iter_no_change : stop when the training loss (or with ``early_stopping`` the
-        validation loss) has not improved by ``tol`` for ``n_iter_no_change`` epochs.
-    early_stopping, validation_fraction : hold out a fraction for validation; the best
-        weights are kept.
+    shuffle : bool, default True
+        Shuffle the samples every epoch (from ``random_state``).
     random_state : int, RandomState or None
-    warm_start : bool
+        Seeds the weights, the shuffles and the early-stopping split. The weights and
+        shuffles are backprop's own draws; the split is scikit-learn's (the same samples
+        held out, for an int).
+    tol, n_iter_no_change : default 1e-4, 10
+        scikit-learn's rule: stop when the training loss (with ``early_stopping``, the
+        validation accuracy) has not improved by ``tol`` for more than ``n_iter_no_change``
+        epochs in a row (``np.inf``: never). L-BFGS takes ``tol`` as its gradient tolerance.
+    verbose : bool, default False
+        Print scikit-learn's lines: ``Iteration i, loss = ...`` after every epoch, the
+        validation score, why the rate drops or the fit stops (L-BFGS prints the same
+        iteration lines, not SciPy's report).
+    warm_start : bool, default False
+        Continue from the fitted weights (the classes must be the same), with a new optimizer.
+    momentum, nesterovs_momentum : default 0.9, True
+        sgd's momentum, as in scikit-learn.
+    early_stopping, validation_fraction : default False, 0.1
+        Hold out a fraction (scikit-learn's split: stratified where the network has one
+        output, two classes), stop on its accuracy, keep the best weights. Refused by
+        ``partial_fit``. Here it applies to the full-batch solvers too (scikit-learn's
+        lbfgs ignores it).
+    beta_1, beta_2, epsilon : default 0.9, 0.999, 1e-8
+        Adam's (``epsilon`` is also RMSprop's).
+    max_fun : int, default 15000
+        L-BFGS's limit on loss evaluations; running out warns (``ConvergenceWarning``).
     device : str or None
         None: the device of X (NumPy: the CPU). "cuda", "cuda:1", "cpu", "torch"...
     dtype : "float32", "float64" or None (X's floating dtype, float64 otherwise)
+    class_weight : dict, "balanced" or None
+        Weights per class, multiplied into the sample weights.
+
+    ``X`` may be sparse (CSR, CSC): it is densified on the host, once per call (the first
+    layer is dense). ``y`` may be labels (N,) or a multilabel indicator matrix (N, K): one
+    sigmoid output per label, trained with binary cross-entropy. A diverging fit raises
+    ``ValueError`` (:class:`backprop.callbacks.TrainingDiverged`) and keeps the last finite
+    weights; with early stopping it ends at the best weights instead, as scikit-learn.
 
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_, model_ (a :class:`backprop.Sequential`),
-    n_iter_, loss_, loss_curve_, best_loss_, validation_scores_ (validation accuracy per
-    epoch with ``early_stopping``), best_validation_score_.
+    coefs_, intercepts_ (host NumPy copies of the current weights, read when asked),
+    n_layers_, n_outputs_, out_activation_, n_iter_ (this fit's epochs; 1 per
+    ``partial_fit``), t_ (training samples seen), loss_, loss_curve_, best_loss_,
+    validation_scores_, best_validation_score_.
     """
 
     _numeric_y = False
-    _loss_scale = 1.0  # cross-entropy: the same units as scikit-learn's log-loss
+
+    @property
+    def _loss_scale(self) -> float:
+        """Our loss units per scikit-learn's: cross-entropy is its log-loss; for multilabel
+        targets our BCE is the mean over the K labels, scikit-learn's their sum."""
+        return 1.0 / self.n_outputs_ if self.__dict__.get("_multilabel_") else 1.0
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
-                 batch_size="auto", learning_rate_init=1e-3, max_iter=200, tol=1e-4, early_stopping=False,
-                 validation_fraction=0.1, n_iter_no_change=10, random_state=None, warm_start=False,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=1e-3, power_t=0.5,
+                 max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
                  device=None, dtype=None, class_weight=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
-                         learning_rate_init=learning_rate_init, max_iter=max_iter, tol=tol,
-                         early_stopping=early_stopping, validation_fraction=validation_fraction,
-                         n_iter_no_change=n_iter_no_change, random_state=random_state, warm_start=warm_start,
+                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
                          device=device, dtype=dtype)
         self.class_weight = class_weight
 
     _parameter_constraints = {**_Backprop._parameter_constraints,
                               "class_weight": [None, dict, StrOptions({"balanced"})]}
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
     def fit(self, X, y, sample_weight=None):
-        """Train on ``X`` (N, F) and class labels ``y`` (N,); returns self."""
+        """Train on ``X`` (N, F) and class labels ``y`` (N,) or indicators (N, K); returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, classes=None, epochs=self.max_iter,
                          keep=self.warm_start, incremental=False)
@@ -445,42 +856,77 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         X, y = self._inputs(X, y, reset=first, needs_y=True)
         backend = self._backend(X)
         y_host = np.asarray(to_numpy_any(y)) if _is_device_array(y) else np.asarray(y)
-        check_classification_targets(y_host)
-        known = self._known_classes(y, y_host, classes, backend, first)
-        index = np.searchsorted(known, y_host)
+        multilabel = _multilabel(y_host)
+        if not multilabel:
+            check_classification_targets(y_host)
+        if not first and not incremental:
+            self._same_classes(y_host, multilabel)
+        known = self._known_classes(y, y_host, classes, backend, first, multilabel)
         weights = self._weights(y_host, sample_weight)
-        # Levenberg–Marquardt fits squared errors: sigmoid outputs against class indicators,
-        # as MATLAB's trainlm; every other solver cross-entropy on the logits. Two classes: one
-        # logistic output, as MLPClassifier. The head owns what each loss means for the outputs.
-        loss = optimizers.class_of(self.solver).entry_defaults.get("loss") or ("bce" if len(known) == 2
-                                                                                else "ce")
-        head = Head.for_task("classification", len(known), loss)
+        head = self._head(len(known), multilabel)
+        targets = y_host.astype(np.float64) if multilabel else head.targets(np.searchsorted(known, y_host))
         indicators = head.activation is not None  # an output link: squared errors on class indicators
         same_head = getattr(self, "_indicators_", None) == indicators
         if first or not self._reuse(X.shape[1], head.outputs) or not same_head:
             self.model_ = self._build(X, head.outputs, head.activation, backend, self._dtype(X))
             first = True
         self._indicators_ = indicators  # how the fitted outputs read, whatever solver is set later
+        self._multilabel_ = multilabel
+        link = losses.get(head.loss).link
+        self.out_activation_ = _sklearn_activation(link.name if link is not None else head.activation)
         weights = None if weights is None else backend.asarray(weights)
-        self._train(X, backend.asarray(head.targets(index)), head.loss, weights,
+        self._train(X, backend.asarray(targets), lambda: y_host, head.loss, weights,
                     epochs=epochs, first=first, incremental=incremental)
         return self
 
+    def _head(self, n_classes: int, multilabel: bool) -> Head:
+        """The outputs and loss: one logistic output for two classes (or one), as MLPClassifier;
+        a softmax over more; one logistic output per label. Levenberg–Marquardt fits squared
+        errors on class indicators through sigmoid outputs (MATLAB's trainlm); every other
+        solver cross-entropy on the logits. The head owns what each loss means for the outputs."""
+        loss = optimizers.class_of(self.solver).entry_defaults.get("loss")
+        if multilabel:
+            chosen = loss or "bce"
+            return Head(chosen, n_classes, None if losses.get(chosen).classification else "sigmoid", "real")
+        return Head.for_task("classification", max(n_classes, 2), loss or ("bce" if n_classes <= 2 else "ce"))
+
+    def _same_classes(self, y_host: np.ndarray, multilabel: bool) -> None:
+        """scikit-learn's warm-start rule: the classes of the fit before."""
+        known = np.asarray(to_numpy_any(self.classes_))
+        given = np.arange(y_host.shape[1]) if multilabel else unique_labels(y_host)
+        if set(given.tolist()) != set(known.tolist()):
+            raise ValueError("warm_start can only be used where `y` has the same classes as in the previous "
+                             f"call to fit. Previously got {known}, `y` has {given}")
+
     def _known_classes(self, y: Any, y_host: np.ndarray, classes: Any, backend: Any,
-                       first: bool) -> np.ndarray:
-        """``classes_`` (set on a first fit: the given classes, else y's), as a host array; refuses
-        one class, and labels outside them."""
+                       first: bool, multilabel: bool) -> np.ndarray:
+        """``classes_`` (set on a first fit: the given classes, else y's; the label indices of a
+        multilabel ``y``), as a host array; refuses labels outside them."""
         if first:
             given = None if classes is None else np.asarray(to_numpy_any(classes))
-            found = unique_labels(y_host) if given is None else unique_labels(given)
-            self.classes_ = backend.xp.unique_values(y) if _is_device_array(y) and classes is None else found
+            if multilabel:
+                self.classes_ = np.arange(y_host.shape[1])
+            else:
+                found = unique_labels(y_host) if given is None else unique_labels(given)
+                self.classes_ = (backend.xp.unique_values(y) if _is_device_array(y) and classes is None
+                                 else found)
         known = np.asarray(to_numpy_any(self.classes_))
-        if len(known) < 2:
-            raise ValueError(f"Classifier can't train when only one class is present: y holds only "
-                             f"{known.tolist()}.")
-        if not np.all(np.isin(np.unique(y_host), known)):
+        if multilabel:
+            if y_host.shape[1] != len(known):
+                raise ValueError(f"y has {y_host.shape[1]} labels per sample but the classifier was fitted "
+                                 f"with {len(known)}: pass as many, or call fit to start afresh")
+        elif not np.all(np.isin(np.unique(y_host), known)):
             raise ValueError(f"y holds labels not in classes_ {known.tolist()}")
         return known
+
+    def _stratify(self, y: np.ndarray) -> Any:
+        """What scikit-learn stratifies the early-stopping split by: the binarized labels of a
+        network with one output (two classes, or one), a column of booleans; nothing for more
+        outputs (more classes, multilabel targets), as scikit-learn's ``n_outputs_ == 1`` rule."""
+        known = np.asarray(to_numpy_any(self.classes_))
+        if self._multilabel_ or len(known) > 2:
+            return None
+        return (np.searchsorted(known, y) == 1)[:, None]
 
     def _weights(self, y_host: np.ndarray, sample_weight: Any) -> np.ndarray | None:
         """Each sample's weight (N,) on the host: its class's (``class_weight``) times its own."""
@@ -493,22 +939,24 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         return weights
 
     def _scores(self, X):
-        check_is_fitted(self)
-        X, _ = self._inputs(X, reset=False)
+        """Per-class scores of checked inputs: (N, n_classes), or (N, K) per label."""
         # sigmoid outputs (the class indicators) or probabilities
         P = self.model_.predict(X) if self._indicators_ else self.model_.predict_proba(X)
         if P.ndim == 1:  # one squared-error output: predict gives (N,)
             P = P[:, None]
-        if P.shape[1] == 1:  # one logistic output: P(second class)
+        if P.shape[1] == 1 and not self.__dict__.get("_multilabel_"):  # one logistic output: P(second class)
             xp = np if is_numpy_array(P) else self.model_.xp
             P = xp.concat([1.0 - P, P], axis=1) if xp is not np else np.concatenate([1.0 - P, P], axis=1)
         return P
 
     @_on_device()
     def predict_proba(self, X):
-        """Class probabilities (N, n_classes), in X's namespace and on its device."""
+        """Class probabilities (N, n_classes), or per label (N, K) for multilabel targets (not
+        summing to 1), in X's namespace and on its device."""
+        check_is_fitted(self)
+        X, _ = self._inputs(X, reset=False)
         P = self._scores(X)
-        if self._indicators_:
+        if self._indicators_ and not self.__dict__.get("_multilabel_"):
             xp = np if is_numpy_array(P) else self.model_.xp
             P = xp.clip(P, 1e-12, None) if xp is np else xp.maximum(P, 1e-12)
             return P / xp.sum(P, axis=1, keepdims=True)
@@ -516,14 +964,24 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
 
     @_on_device()
     def predict(self, X):
-        """Class labels (N,), in X's namespace and on its device (NumPy for NumPy X)."""
+        """Class labels (N,), or 0/1 indicators (N, K) for multilabel targets, in X's namespace
+        and on its device (NumPy for NumPy X)."""
+        check_is_fitted(self)
+        X, _ = self._inputs(X, reset=False)
+        return self._predict_inputs(X)
+
+    def _predict_inputs(self, X):
+        """``predict`` of checked inputs."""
         P = self._scores(X)
+        xp = np if is_numpy_array(P) else self.model_.xp
+        if self.__dict__.get("_multilabel_"):
+            return xp.astype(P > 0.5, xp.int64) if xp is not np else (P > 0.5).astype(np.int64)
+        P = P[:, :int(self.classes_.shape[0])]  # one class: it is every prediction
         if is_numpy_array(P):
             return np.asarray(to_numpy_any(self.classes_))[np.argmax(P, axis=1)]
         if not _is_device_array(self.classes_) and np.asarray(self.classes_).dtype.kind in "USO":
             # labels as text cannot live on a device: NumPy labels, as scikit-learn does
-            return np.asarray(self.classes_)[np.asarray(to_numpy_any(self.model_.xp.argmax(P, axis=1)))]
-        xp = self.model_.xp
+            return np.asarray(self.classes_)[np.asarray(to_numpy_any(xp.argmax(P, axis=1)))]
         classes = self.classes_
         if not _is_device_array(classes):
             classes = self.model_.backend.asarray(classes)
@@ -547,12 +1005,41 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
 class BackpropRegressor(RegressorMixin, _Backprop):
     """A multi-layer perceptron regressor trained by hand-written backpropagation.
 
-    Parameters as :class:`BackpropClassifier` (without ``class_weight``); squared error,
-    a linear output. ``solver="lm"`` is Levenberg–Marquardt, MATLAB's ``trainlm``.
+    A drop-in for scikit-learn's ``MLPRegressor``: parameters and fitted attributes as
+    :class:`BackpropClassifier` (without ``class_weight``; early stopping watches R^2 on a
+    split that is not stratified), and ``loss``: ``"squared_error"`` (a linear output) or
+    ``"poisson"`` (the half Poisson deviance on an exponential output, for counts and
+    rates). ``loss`` is keyword-only here (scikit-learn's first positional parameter), so
+    ``BackpropRegressor((10,), "tanh")`` keeps meaning hidden sizes and activation.
+    ``loss_curve_``, ``loss_`` and ``tol`` are in scikit-learn's units (half the squared
+    error). ``solver="lm"`` is Levenberg–Marquardt, MATLAB's ``trainlm``.
     """
 
     _numeric_y = True
-    _loss_scale = 2.0  # mean (z - t)^2, where scikit-learn's squared loss is half that
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, loss="squared_error", solver="adam",
+                 alpha=1e-4, batch_size="auto", learning_rate="constant", learning_rate_init=1e-3,
+                 power_t=0.5, max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+                 warm_start=False,
+                 momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 device=None, dtype=None):
+        super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
+                         learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
+                         max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
+                         verbose=verbose, warm_start=warm_start, momentum=momentum,
+                         nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
+                         validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
+                         epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
+                         device=device, dtype=dtype)
+        self.loss = loss
+
+    _parameter_constraints = {**_Backprop._parameter_constraints,
+                              "loss": [StrOptions(set(SKLEARN_VALUES["loss"]))]}
+
+    @property
+    def _loss_scale(self) -> float:
+        return SKLEARN_LOSS_UNITS[_translated("loss", self.loss)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -577,12 +1064,16 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         X, y = self._inputs(X, y, reset=first, needs_y=True)
         backend = self._backend(X)
         self._outputs = 1 if y.ndim == 1 else int(y.shape[1])
+        loss = _translated("loss", self.loss)
+        link = losses.get(loss).link  # poisson reads log-means: an exp output
         if first or not self._reuse(X.shape[1], self._outputs):
-            self.model_ = self._build(X, self._outputs, None, backend, self._dtype(X))
+            output = None if link is None else link.name
+            self.model_ = self._build(X, self._outputs, output, backend, self._dtype(X))
+            self.out_activation_ = "identity" if link is None else _sklearn_activation(link.name)
             first = True
         weights = None if sample_weight is None else backend.asarray(_host_weights(sample_weight, X.shape[0]))
-        self._train(X, backend.asarray(y, self._dtype(X)), "mse", weights, epochs=epochs, first=first,
-                    incremental=incremental)
+        self._train(X, backend.asarray(y, self._dtype(X)), lambda: np.asarray(to_numpy_any(y)), loss, weights,
+                    epochs=epochs, first=first, incremental=incremental)
         return self
 
     score = _Backprop.score
@@ -596,4 +1087,8 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         """Predictions (N,) or (N, K), in X's namespace and on its device."""
         check_is_fitted(self)
         X, _ = self._inputs(X, reset=False)
+        return self._predict_inputs(X)
+
+    def _predict_inputs(self, X):
+        """``predict`` of checked inputs."""
         return self.model_.predict(X)
