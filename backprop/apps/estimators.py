@@ -366,7 +366,7 @@ class _Backprop(BaseEstimator):
         SGD family; ``invscaling`` counts the samples seen, ``samples`` per epoch."""
         if s["schedule"] == "constant" or not _sgd_family(s["optimizer"]):
             return None
-        return _schedule_class(s["schedule"])(**self._keywords("schedule"), samples_per_epoch=samples)
+        return schedules.class_of(s["schedule"])(**self._keywords("schedule"), samples_per_epoch=samples)
 
     def _batch(self, n: int) -> int:
         s = self._settings()
@@ -647,29 +647,6 @@ class _Verbose(Callback):
     def on_epoch_end(self, record: dict[str, Any], fit: Any) -> None:
         self.iteration += 1
         print(f"Iteration {self.iteration}, loss = {record['train_loss'] * self.scale:.8f}")
-
-
-def _schedule_class(name: str) -> type:
-    """The schedule registered as ``name``; scikit-learn's invscaling here until the library has one."""
-    if name in schedules.names():
-        return schedules.class_of(name)
-    return _InverseScaling
-
-
-class _InverseScaling(schedules.Schedule):
-    """scikit-learn's invscaling, lr / (t + 1)^power_t with t = epoch * samples_per_epoch: the
-    stand-in for a library without the ``invscaling`` schedule."""
-
-    name = "invscaling"
-
-    def __init__(self, power_t: float = 0.5, samples_per_epoch: int = 1) -> None:
-        self.power_t, self.samples_per_epoch = float(power_t), int(samples_per_epoch)
-
-    def config(self) -> dict:
-        return {"power_t": self.power_t, "samples_per_epoch": self.samples_per_epoch}
-
-    def __call__(self, base_lr: float, epoch: int) -> float:
-        return float(base_lr) / (epoch * self.samples_per_epoch + 1) ** self.power_t
 
 
 def _multilabel(y: Any) -> bool:
