@@ -152,6 +152,12 @@ class Layer:
         raise NotImplementedError(f"{type(self).__name__} has no R-operator: set second_order = False")
 
     @property
+    def stochastic(self) -> bool:
+        """The layer's training output depends on random draws (dropout), so two passes over the
+        same batch differ: methods that need one function per iteration (L-BFGS) refuse it."""
+        return type(self).draws
+
+    @property
     def r_operator(self) -> bool:
         """Whether :meth:`r_forward`/:meth:`r_backward` work here (the exact Hessian asks)."""
         return type(self).r_forward is not Layer.r_forward
@@ -411,6 +417,16 @@ def spec(layer: Layer) -> dict:
 def from_spec(saved: dict) -> Layer:
     """The (unbuilt) layer a :func:`spec` describes."""
     return class_of(saved["type"]).from_config(dict(saved.get("config", {})))
+
+
+def require_deterministic(layers: list[Layer], method: str) -> None:
+    """Refuse, in one line, a model holding a layer whose training passes draw (``stochastic``):
+    ``method``'s line search compares losses of passes that would each draw other masks."""
+    for i, layer in enumerate(layers):
+        if layer.stochastic:
+            raise ConfigError(f"{method} needs the same function at every evaluation, but the "
+                              f"{type(layer).__name__} layer (layer {i}) draws anew each pass: train with a "
+                              "first-order optimizer (adam, sgd...), or drop the layer")
 
 
 def require_second_order(layers: list[Layer], method: str) -> None:

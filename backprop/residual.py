@@ -186,6 +186,11 @@ class Residual(Layer):
 
         return Y, backward
 
+    @property
+    def stochastic(self) -> bool:
+        """The block draws when an inner layer does (a Dropout inside)."""
+        return any(layer.stochastic for layer in self.block)
+
     # -- second order: the inner layers' pieces, the skip adding the identity -----------
     @property
     def second_order(self) -> bool:  # type: ignore[override]

@@ -115,3 +115,22 @@ def test_second_order_methods_refuse_dropout_in_one_line():
 def test_a_dropout_outside_a_model_says_what_it_needs():
     with pytest.raises(ConfigError, match="put it in a Sequential"):
         bp.Dropout(0.5).forward(np.ones((2, 2)), train=True)
+
+
+def test_lbfgs_refuses_a_network_that_draws_before_anything_changes():
+    """L-BFGS's line search compares losses of passes that would each draw other masks: a Dropout,
+    or a Residual holding one, is refused in one line; BatchNorm (deterministic on the full batch)
+    and a Residual of deterministic layers train."""
+    X, y = np.random.default_rng(6).normal(size=(12, 2)), np.zeros(12)
+    for layers, name in (([bp.Dense(2, 3), bp.Dropout(0.2), bp.Dense(3, 1)], "Dropout"),
+                         ([bp.Dense(2, 3), bp.Residual([bp.Dropout(0.2)]), bp.Dense(3, 1)], "Residual")):
+        model = bp.Sequential(layers, dtype="float64")
+        before = to_np(model.flat_parameters()).copy()
+        with pytest.raises(ConfigError, match=f"L-BFGS needs the same function at every evaluation, but the "
+                                              f"{name} layer \\(layer 1\\) draws anew each pass"):
+            model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=1)
+        np.testing.assert_array_equal(to_np(model.flat_parameters()), before)
+    for layers in ([bp.Dense(2, 3), bp.BatchNorm(), bp.Dense(3, 1)],
+                   [bp.Dense(2, 3), bp.Residual([bp.Dense(3), "tanh"]), bp.Dense(3, 1)]):
+        model = bp.Sequential(layers, dtype="float64")
+        assert len(model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)) == 2

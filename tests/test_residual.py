@@ -211,7 +211,8 @@ def test_second_order_methods_refuse_a_residual_holding_a_stochastic_layer_in_on
         with pytest.raises(ConfigError, match=r"does not cover the Residual layer \(layer 1\)"):
             model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
         np.testing.assert_array_equal(model.flat_parameters(), before)
-        model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)  # L-BFGS takes any network
+        if isinstance(inner, bp.BatchNorm):  # deterministic on the full batch: L-BFGS takes it
+            model.fit(X, y, loss="mse", optimizer="lbfgs", epochs=2)
 
 
 HOSTILE = [None, 0, -1, 1.5, "x", True, [], {}, [None], [{"type": "residual", "config": {}}],

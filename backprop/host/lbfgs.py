@@ -15,6 +15,7 @@ import numpy as np
 from backends import to_numpy_any
 
 from ..callbacks import TrainingDiverged
+from ..layers import require_deterministic
 from ..optimizers import count, non_negative, register
 from ..second_order import FullBatch
 from .distributed import full_batch_gradients
@@ -48,6 +49,10 @@ class LBFGS(FullBatch):
 
     def config(self) -> dict:
         return {**super().config(), "max_fun": self.max_fun, "tol": self.tol, "memory": self.memory}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        super().check(model, loss, n_samples)
+        require_deterministic(model.layers, "L-BFGS")  # its line search compares passes
 
     def run(self, batch: Any, span: range, epochs: Any) -> str | None:
         """SciPy's minimize for the epochs of ``span``, one iteration each, calling ``epochs.begin``
