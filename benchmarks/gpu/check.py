@@ -195,6 +195,38 @@ def check_equivalence(device):
 
 
 @check
+def check_layers(device):
+    """Issue 24's layers on the device: the device generator draws the CPU's bits; a network of
+    every family gradchecks there; CPU == device after three SGD steps in float64 (the same
+    dropout masks and batch statistics), <= 1e-10."""
+    from backends import DeviceRNG, Stream
+
+    cpu, dev = get_backend("cpu"), get_backend(device)
+    for kind, draw in (("words", lambda g, b: g.words((3, 7), backend=b)),
+                       ("uniform float32", lambda g, b: g.uniform((3, 7), "float32", backend=b)),
+                       ("uniform float64", lambda g, b: g.uniform((3, 7), "float64", backend=b)),
+                       ("bernoulli", lambda g, b: g.bernoulli(0.3, (3, 7), backend=b))):
+        same = np.array_equal(host(draw(DeviceRNG(11, Stream.DROPOUT), cpu)),
+                              host(draw(DeviceRNG(11, Stream.DROPOUT), dev)))
+        expect(f"layers: device generator {kind} as on the CPU", same)
+    text = ("conv2d(4, 3, padding=1), batchnorm, relu, maxpool2d(2), conv2d(6, 3, stride=1), "
+            "layernorm, avgpool2d(1), flatten, dropout(0.3), dense(8), residual([dense(8), tanh]), dense(3)")
+    rng = np.random.default_rng(5)
+    X, y = rng.normal(size=(6, 2, 6, 6)), rng.integers(0, 3, 6)
+    model = bp.Sequential(bp.spec.parse(text), input_shape=(2, 6, 6), dtype="float64", seed=2, device=device)
+    result = bp.gradcheck(model, X, y, loss="ce")
+    expect("layers: gradcheck of every family on the device", result.ok,
+           f"worst {result.worst:.1e}; held to the roundoff floor: {', '.join(result.floored) or 'none'}")
+    params = []
+    for spec in ("cpu", device):
+        m = bp.Sequential(bp.spec.parse(text), input_shape=(2, 6, 6), dtype="float64", seed=2, device=spec)
+        m.fit(X, y, loss="ce", optimizer="sgd", lr=0.05, epochs=3, batch_size=3)
+        params.append(m.flat_parameters())
+    d = rel(params[0], params[1])
+    expect("layers: CPU == device after 3 SGD steps (float64)", d <= 1e-10, f"params rel diff {d:.2e}")
+
+
+@check
 def check_tf32(device):
     """TF32 on: faster, float32-ish error; off: plain float32; the switch does not leak out."""
     needs_cuda(device, "TF32")
