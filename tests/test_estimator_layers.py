@@ -131,3 +131,16 @@ def test_coefs_are_the_mlps_and_refused_for_other_layers():
                                              r"network has conv1d layers: read model_.layers\[i\].params"):
         _ = conv.coefs_
     assert not hasattr(conv, "intercepts_")
+
+
+def test_device_samples_of_several_axes_train_there():
+    xp = pytest.importorskip("array_api_strict")
+    X, y = signals(60)
+    kw = dict(layers=CONV, random_state=0, max_iter=5, learning_rate_init=0.01)
+    on_host = BackpropClassifier(**kw).fit(X, y)
+    for given, extra in ((xp.asarray(X), {}), (xp.asarray(X.reshape(60, 16)), dict(input_shape=(1, 16)))):
+        clf = BackpropClassifier(**kw, **extra).fit(given, xp.asarray(y))
+        assert clf.model_.backend.name == "strict" and tuple(clf.model_.input_shape) == (1, 16)
+        P = clf.predict_proba(given)
+        assert isinstance(P, type(given))
+        np.testing.assert_allclose(np.asarray(P), on_host.predict_proba(X), rtol=1e-12, atol=1e-12)
