@@ -9,7 +9,10 @@ attributes end in ``_``, ``validate_data`` for input checks) and are drop-ins fo
 weights, early-stopping split, stopping rule and refusals. With full batches in order,
 sgd (its schedules included) and L-BFGS reach scikit-learn's weights to rounding
 (``tests/test_sklearn_parity.py``), and scikit-learn's own ``test_mlp.py`` passes but
-for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``).
+for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``). Beyond the MLP,
+``dropout=`` adds dropout after its hidden layers, and ``layers=`` takes any architecture as
+text (convolution, pooling, normalization...), the same the run's ``--layers`` reads
+(:func:`backprop.spec.network`), with ``input_shape=`` for samples of several axes.
 
 Everything follows X: NumPy input trains on the CPU (or on ``device=`` when given,
 with NumPy outputs), and CuPy, torch or array-api-strict input trains on that array's
@@ -309,7 +312,8 @@ class _Backprop(BaseEstimator):
     # -- input -------------------------------------------------------------------------
     def _inputs(self, X: Any, y: Any = None, *, reset: bool, needs_y: bool = False) -> tuple[Any, Any]:
         """``X`` (and ``y``) checked the way scikit-learn checks them; device arrays stay
-        on their device (checked there, with the same messages); sparse X is densified."""
+        on their device (checked there, with the same messages); sparse X is densified; with
+        ``layers``, X may have several axes per sample, and ``input_shape`` gives them to rows."""
         if y is None and needs_y:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         if _is_device_array(X):
@@ -338,7 +342,8 @@ class _Backprop(BaseEstimator):
                         f"shape (N, {math.prod(shape)}) or (N, {', '.join(map(str, shape))})")
 
     def _device_inputs(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, Any]:
-        """A device ``X`` (N, F) checked on its device, with scikit-learn's messages, and ``y``."""
+        """A device ``X`` (N, F), or (N, *shape) with ``layers``, checked on its device with
+        scikit-learn's messages, and ``y``."""
         backend = backend_for(X)
         nd = X.ndim > 2 and self.layers is not None  # samples of several axes, for layers=
         if reset:
@@ -828,6 +833,21 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     device : str or None
         None: the device of X (NumPy: the CPU). "cuda", "cuda:1", "cpu", "torch"...
     dtype : "float32", "float64" or None (X's floating dtype, float64 otherwise)
+    dropout : float in [0, 1), default 0.0
+        A :class:`backprop.Dropout` of this rate after each hidden layer of the MLP (as
+        ``backprop.mlp(dropout=)`` and the run's ``--dropout``): active in ``fit`` only, its
+        masks drawn from ``random_state``'s seed; 0 leaves the MLP as it was.
+    layers : str or None, default None
+        The whole network as text (:func:`backprop.spec.parse`), such as ``"conv1d(16, 5,
+        padding=2), relu, globalavgpool1d, dense(3)"``; the output activation the loss needs
+        is appended where the text leaves it out, and its output width must match the classes
+        (targets). ``hidden_layer_sizes``, ``activation`` and ``dropout`` changed from their
+        defaults beside it are refused. The network's own initial weights (seeded by
+        ``random_state``), not scikit-learn's draws.
+    input_shape : tuple of int or None, default None
+        Each sample's shape for ``layers``, such as ``(1, 16)`` or ``(1, 8, 8)``: X (N, F) is
+        reshaped to (N, *input_shape). X of several axes, (N, C, L) or (N, C, H, W), needs no
+        ``input_shape`` (``n_features_in_`` is then C, scikit-learn's count of an array's columns).
     class_weight : dict, "balanced" or None
         Weights per class, multiplied into the sample weights.
 
@@ -840,8 +860,9 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_, model_ (a :class:`backprop.Sequential`),
-    coefs_, intercepts_ (host NumPy copies of the current weights, read when asked),
-    n_layers_, n_outputs_, out_activation_, n_iter_ (this fit's epochs; 1 per
+    coefs_, intercepts_ (host NumPy copies of the current weights, read when asked; an MLP's
+    only: a network with other parameter layers, such as conv, refuses them in one line),
+    n_layers_ (1 + the layers with parameters), n_outputs_, out_activation_, n_iter_ (this fit's epochs; 1 per
     ``partial_fit``), t_ (training samples seen), loss_, loss_curve_, best_loss_,
     validation_scores_, best_validation_score_.
     """
@@ -879,7 +900,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         return tags
 
     def fit(self, X, y, sample_weight=None):
-        """Train on ``X`` (N, F) and class labels ``y`` (N,) or indicators (N, K); returns self."""
+        """Train on ``X`` (N, F), or (N, *shape) with ``layers``, and class labels ``y`` (N,) or
+        indicators (N, K); returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, classes=None, epochs=self.max_iter,
                          keep=self.warm_start, incremental=False)
@@ -1097,7 +1119,8 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         return tags
 
     def fit(self, X, y, sample_weight=None):
-        """Train on ``X`` (N, F) and targets ``y`` (N,) or (N, K); returns self."""
+        """Train on ``X`` (N, F), or (N, *shape) with ``layers``, and targets ``y`` (N,) or (N, K);
+        returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, epochs=self.max_iter, keep=self.warm_start, incremental=False)
 
