@@ -144,3 +144,16 @@ def test_device_samples_of_several_axes_train_there():
         P = clf.predict_proba(given)
         assert isinstance(P, type(given))
         np.testing.assert_allclose(np.asarray(P), on_host.predict_proba(X), rtol=1e-12, atol=1e-12)
+
+
+def test_a_pickle_from_before_these_parameters_loads_with_their_defaults():
+    X, y = load_iris(return_X_y=True)
+    clf = BackpropClassifier((8,), random_state=0, max_iter=5).fit(X, y)
+    state = clf.__getstate__()
+    for name in ("dropout", "layers", "input_shape"):
+        del state[name]
+    old = BackpropClassifier.__new__(BackpropClassifier)
+    old.__setstate__(state)
+    assert (old.dropout, old.layers, old.input_shape) == (0.0, None, None)
+    assert old.get_params() == clf.get_params()
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))

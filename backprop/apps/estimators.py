@@ -637,12 +637,18 @@ class _Backprop(BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         moved = state.pop("_device_arrays", [])
+        for name, default in _ADDED_PARAMETERS.items():  # a pickle from before these parameters
+            state.setdefault(name, default)
         super().__setstate__(state) if hasattr(super(), "__setstate__") else self.__dict__.update(state)
         model = self.__dict__.get("model_")
         if model is not None and model.backend.name != "numpy":
             with model.backend.activate():
                 for key in moved:
                     setattr(self, key, model.backend.asarray(getattr(self, key)))
+
+
+_ADDED_PARAMETERS = {"dropout": 0.0, "layers": None, "input_shape": None}
+"""Parameters newer than the first pickled estimators, at the defaults those pickles trained with."""
 
 
 class _Stopping(Callback):
