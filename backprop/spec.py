@@ -17,6 +17,7 @@ from typing import Any
 
 from . import activations, layers
 from .errors import ConfigError
+from .model import Sequential
 
 
 def parse(text: str) -> list[layers.Layer]:
@@ -30,6 +31,23 @@ def parse(text: str) -> list[layers.Layer]:
         raise ConfigError(f"cannot read the layers {text!r} (column {exc.offset}): write them as "
                           "name or name(arguments), separated by commas") from None
     return [_layer(node, i + 1) for i, node in enumerate(tree.elts)]
+
+
+def network(text: str, *, output: str | None, outputs: int, option: str = "--layers",
+            **model_kwargs: Any) -> Sequential:
+    """The :class:`~backprop.model.Sequential` ``text`` describes, for a task's head: ending in its
+    output activation ``output`` (appended where the text leaves it out; None: a linear output),
+    its width checked against the ``outputs`` the data needs. ``option``: how the user gave the
+    text, for the one-line refusal; ``model_kwargs``: ``input_shape``, ``device``, ``dtype``, ``seed``.
+    The one rule the command line's ``--layers`` and the estimators' ``layers=`` share."""
+    parsed = parse(text)
+    if output is not None and not isinstance(parsed[-1], activations.class_of(output)):
+        parsed.append(activations.get(output))
+    model = Sequential(parsed, **model_kwargs)
+    if model.n_outputs != outputs:
+        raise ConfigError(f"the layers end in {model.n_outputs} outputs but the data needs "
+                          f"{outputs}: end {option} with dense({outputs})")
+    return model
 
 
 def _layer(node: ast.expr, at: int) -> layers.Layer:

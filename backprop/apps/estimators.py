@@ -9,7 +9,10 @@ attributes end in ``_``, ``validate_data`` for input checks) and are drop-ins fo
 weights, early-stopping split, stopping rule and refusals. With full batches in order,
 sgd (its schedules included) and L-BFGS reach scikit-learn's weights to rounding
 (``tests/test_sklearn_parity.py``), and scikit-learn's own ``test_mlp.py`` passes but
-for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``).
+for the tests of its private internals (``tests/test_sklearn_mlp_suite.py``). Beyond the MLP,
+``dropout=`` adds dropout after its hidden layers, and ``layers=`` takes any architecture as
+text (convolution, pooling, normalization...), the same the run's ``--layers`` reads
+(:func:`backprop.spec.network`), with ``input_shape=`` for samples of several axes.
 
 Everything follows X: NumPy input trains on the CPU (or on ``device=`` when given,
 with NumPy outputs), and CuPy, torch or array-api-strict input trains on that array's
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 import numbers
 import os
@@ -30,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_numpy_array
+from array_api_compat import array_namespace, is_numpy_array
 from scipy import sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -45,10 +49,11 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, c
 
 from backends import backend_for, get_backend, to_numpy_any
 
-from .. import activations, losses, optimizers, schedules
+from .. import activations, losses, optimizers, schedules, spec
 from ..callbacks import Callback, TrainingDiverged
 from ..edges.heads import Head
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from ..layers import Dense
 from ..model import Sequential, mlp
 from ..settings import SETTINGS
 from ..targets import as_inputs
@@ -193,6 +198,9 @@ class _Backprop(BaseEstimator):
         "max_fun": [Interval(numbers.Integral, 1, None, closed="left")],
         "device": [None, str],
         "dtype": [None, StrOptions(set(SETTINGS["dtype"].choices()))],
+        "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+        "layers": [None, str],
+        "input_shape": [None, "array-like"],
     }
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=1e-4,
@@ -200,7 +208,7 @@ class _Backprop(BaseEstimator):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device=None, dtype=None):
+                 device=None, dtype=None, dropout=0.0, layers=None, input_shape=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -226,12 +234,42 @@ class _Backprop(BaseEstimator):
         self.max_fun = max_fun
         self.device = device
         self.dtype = dtype
+        self.dropout = dropout
+        self.layers = layers
+        self.input_shape = input_shape
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         tags.input_tags.sparse = True  # densified on the host (see _dense)
         return tags
+
+    def _validate_params(self) -> None:
+        """scikit-learn's checks of each parameter, then what they cannot mean together."""
+        super()._validate_params()
+        self._check_architecture()
+
+    def _check_architecture(self) -> None:
+        """One-line refusals (ValueError, as scikit-learn's): ``layers`` gives the whole network,
+        so the MLP's own parameters changed from their defaults are refused beside it (as the
+        run's ``--layers`` refuses ``--hidden``); ``input_shape`` is each sample's shape for it."""
+        if self.layers is None:
+            if self.input_shape is not None:
+                raise ConfigError("input_shape gives each sample's shape for layers=: give layers too, "
+                                  "or drop input_shape")
+            return
+        defaults = inspect.signature(_Backprop.__init__).parameters
+        hidden = "hidden_layer_sizes"
+        changed = [hidden] if _sizes(self.hidden_layer_sizes) != _sizes(defaults[hidden].default) else []
+        changed += [name for name in ("activation", "dropout")
+                    if getattr(self, name) != defaults[name].default]
+        if changed:
+            raise ConfigError(f"layers gives the whole network: drop {', '.join(changed)}")
+        spec.parse(self.layers)  # unreadable text refused before any data is read
+        if self.input_shape is not None and not all(
+                isinstance(d, numbers.Integral) and d > 0 for d in np.ravel(np.asarray(self.input_shape))):
+            raise ConfigError(f"input_shape must be positive integers, such as (1, 16) or (1, 8, 8), got "
+                              f"{self.input_shape!r}")
 
     def _settings(self) -> dict[str, Any]:
         """This estimator's parameters as the library's run settings (:data:`SKLEARN_NAMES`), their
@@ -250,6 +288,11 @@ class _Backprop(BaseEstimator):
         model = self.__dict__.get("model_")
         if model is None:
             raise AttributeError(f"This {type(self).__name__} instance is not fitted yet: call fit first")
+        others = sorted({type(layer).name for layer in model.layers
+                         if layer.params and not isinstance(layer, Dense)})
+        if others:  # a chain of (in, out) matrices would leave these out: not the network
+            raise AttributeError(f"coefs_ and intercepts_ are an MLP's Dense weights, and this network has "
+                                 f"{', '.join(others)} layers: read model_.layers[i].params instead")
         return [(np.array(to_numpy_any(layer.params["W"]), copy=True),
                  np.array(to_numpy_any(layer.params["b"]), copy=True))
                 for layer in model.layers if "W" in layer.params]
@@ -269,32 +312,51 @@ class _Backprop(BaseEstimator):
     # -- input -------------------------------------------------------------------------
     def _inputs(self, X: Any, y: Any = None, *, reset: bool, needs_y: bool = False) -> tuple[Any, Any]:
         """``X`` (and ``y``) checked the way scikit-learn checks them; device arrays stay
-        on their device (checked there, with the same messages); sparse X is densified."""
+        on their device (checked there, with the same messages); sparse X is densified; with
+        ``layers``, X may have several axes per sample, and ``input_shape`` gives them to rows."""
         if y is None and needs_y:
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None.")
         if _is_device_array(X):
             return self._device_inputs(X, y, reset=reset)
-        kwargs = dict(dtype=[np.float64, np.float32], reset=reset, accept_sparse=["csr", "csc"])
+        # samples of several axes (N, C, L), (N, C, H, W) are for layers=
+        kwargs = dict(dtype=[np.float64, np.float32], reset=reset, accept_sparse=["csr", "csc"],
+                      allow_nd=self.layers is not None)
         if y is None:
-            return _dense(validate_data(self, X, **kwargs)), None
+            return self._shaped(_dense(validate_data(self, X, **kwargs))), None
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=self._numeric_y, **kwargs)
         if not self._numeric_y and not _multilabel(y):
             y = column_or_1d(y, warn=True)  # a column of labels is accepted, with a warning
-        return _dense(X), y
+        return self._shaped(_dense(X)), y
+
+    def _shaped(self, X: Any) -> Any:
+        """Checked ``X`` as samples of ``input_shape``: (N, F) reshaped to (N, *input_shape), X of
+        that shape already as it is; without ``input_shape``, X as given."""
+        if self.input_shape is None:
+            return X
+        shape = tuple(int(d) for d in self.input_shape)
+        if tuple(X.shape[1:]) == shape:
+            return X
+        if X.ndim == 2 and X.shape[1] == math.prod(shape):
+            return array_namespace(X).reshape(X, (X.shape[0], *shape))
+        raise DataError(f"X has samples of shape {tuple(X.shape[1:])} but input_shape={shape}: give X of "
+                        f"shape (N, {math.prod(shape)}) or (N, {', '.join(map(str, shape))})")
 
     def _device_inputs(self, X: Any, y: Any, *, reset: bool) -> tuple[Any, Any]:
-        """A device ``X`` (N, F) checked on its device, with scikit-learn's messages, and ``y``."""
+        """A device ``X`` (N, F), or (N, *shape) with ``layers``, checked on its device with
+        scikit-learn's messages, and ``y``."""
         backend = backend_for(X)
+        nd = X.ndim > 2 and self.layers is not None  # samples of several axes, for layers=
         if reset:
-            self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 else None
+            self.n_features_in_ = int(X.shape[1]) if X.ndim == 2 or nd else None
             if hasattr(self, "feature_names_in_"):
                 del self.feature_names_in_
-        width = X.shape[1] if X.ndim == 2 else -1
+        width = X.shape[1] if X.ndim == 2 or nd else -1
         if not reset and width != self.n_features_in_:
             raise ValueError(f"X has {width} features, but {type(self).__name__} is expecting "
                              f"{self.n_features_in_} features as input.")
-        X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X, width)
-        return X, None if y is None else self._device_targets(backend, X, y)
+        X = as_inputs(backend, X.dtype if self._float(X.dtype) else "float64", X,
+                      tuple(X.shape[1:]) if nd else width)
+        return self._shaped(X), None if y is None else self._device_targets(backend, X, y)
 
     def _device_targets(self, backend: Any, X: Any, y: Any) -> Any:
         """``y`` beside a device ``X`` (N, F), whatever it came as (NumPy, a list, any device's
@@ -378,14 +440,23 @@ class _Backprop(BaseEstimator):
         return min(200, n) if s["batch_size"] == "auto" else min(s["batch_size"], n)
 
     def _build(self, X: Any, n_outputs: int, output: str | None, backend: Any, dtype: str) -> Sequential:
+        """A new network for samples ``X`` (N, *shape): ``layers``' (its own initial weights, seeded), or
+        the MLP of ``hidden_layer_sizes`` with scikit-learn's initial weights."""
         s = self._settings()
         seed = int(check_random_state(s["seed"]).randint(np.iinfo(np.int32).max))
-        hidden = [s["hidden"]] if isinstance(s["hidden"], numbers.Integral) else list(s["hidden"])
-        # The seed: shuffles and the device generator; the weights are scikit-learn's own draws.
-        model = mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
-                    init="glorot_uniform", device=backend, dtype=dtype, seed=seed)
-        model.set_flat_parameters(self._initial_weights(model))
-        self.n_layers_, self.n_outputs_ = len(hidden) + 2, n_outputs
+        # The seed: shuffles, dropout masks and the device generator.
+        kwargs = dict(device=backend, dtype=dtype, seed=seed)
+        if self.layers is not None:
+            model = spec.network(self.layers, output=output, outputs=n_outputs, option="layers",
+                                 input_shape=tuple(X.shape[1:]), **kwargs)
+            self.n_layers_ = 1 + sum(1 for layer in model.layers if layer.params)
+        else:
+            hidden = [s["hidden"]] if isinstance(s["hidden"], numbers.Integral) else list(s["hidden"])
+            model = mlp([X.shape[1], *hidden, n_outputs], activation=s["activation"], output=output,
+                        init="glorot_uniform", dropout=self.dropout, **kwargs)
+            model.set_flat_parameters(self._initial_weights(model))  # scikit-learn's own draws
+            self.n_layers_ = len(hidden) + 2
+        self.n_outputs_ = n_outputs
         self.t_ = 0
         self._stopping = _Stopping()  # scikit-learn's rule: its state lasts while the weights do
         return model
@@ -536,9 +607,11 @@ class _Backprop(BaseEstimator):
             self.best_loss_ = min(self.loss_curve_, default=self.loss_)
             self.validation_scores_ = self.best_validation_score_ = None
 
-    def _reuse(self, n_inputs: int, n_outputs: int) -> bool:
+    def _reuse(self, X: Any, n_outputs: int) -> bool:
+        """Whether the fitted network takes samples of X's shape (N, *shape) to ``n_outputs``."""
         model = getattr(self, "model_", None)
-        return model is not None and model.n_inputs == n_inputs and model.n_outputs == n_outputs
+        return (model is not None and tuple(model.input_shape) == tuple(X.shape[1:])
+                and model.n_outputs == n_outputs)
 
     def score(self, X, y, sample_weight=None) -> float:
         """Accuracy (classifier) or R^2 (regressor) as scikit-learn's ``score``, for any X.
@@ -564,12 +637,18 @@ class _Backprop(BaseEstimator):
 
     def __setstate__(self, state: dict) -> None:
         moved = state.pop("_device_arrays", [])
+        for name, default in _ADDED_PARAMETERS.items():  # a pickle from before these parameters
+            state.setdefault(name, default)
         super().__setstate__(state) if hasattr(super(), "__setstate__") else self.__dict__.update(state)
         model = self.__dict__.get("model_")
         if model is not None and model.backend.name != "numpy":
             with model.backend.activate():
                 for key in moved:
                     setattr(self, key, model.backend.asarray(getattr(self, key)))
+
+
+_ADDED_PARAMETERS = {"dropout": 0.0, "layers": None, "input_shape": None}
+"""Parameters newer than the first pickled estimators, at the defaults those pickles trained with."""
 
 
 class _Stopping(Callback):
@@ -647,6 +726,11 @@ class _Verbose(Callback):
     def on_epoch_end(self, record: dict[str, Any], fit: Any) -> None:
         self.iteration += 1
         print(f"Iteration {self.iteration}, loss = {record['train_loss'] * self.scale:.8f}")
+
+
+def _sizes(value: Any) -> list[int]:
+    """``hidden_layer_sizes`` (an int or a sequence) as a list, to compare with its default."""
+    return [int(value)] if isinstance(value, numbers.Integral) else [int(v) for v in value]
 
 
 def _multilabel(y: Any) -> bool:
@@ -755,6 +839,21 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     device : str or None
         None: the device of X (NumPy: the CPU). "cuda", "cuda:1", "cpu", "torch"...
     dtype : "float32", "float64" or None (X's floating dtype, float64 otherwise)
+    dropout : float in [0, 1), default 0.0
+        A :class:`backprop.Dropout` of this rate after each hidden layer of the MLP (as
+        ``backprop.mlp(dropout=)`` and the run's ``--dropout``): active in ``fit`` only, its
+        masks drawn from ``random_state``'s seed; 0 leaves the MLP as it was.
+    layers : str or None, default None
+        The whole network as text (:func:`backprop.spec.parse`), such as ``"conv1d(16, 5,
+        padding=2), relu, globalavgpool1d, dense(3)"``; the output activation the loss needs
+        is appended where the text leaves it out, and its output width must match the classes
+        (targets). ``hidden_layer_sizes``, ``activation`` and ``dropout`` changed from their
+        defaults beside it are refused. The network's own initial weights (seeded by
+        ``random_state``), not scikit-learn's draws.
+    input_shape : tuple of int or None, default None
+        Each sample's shape for ``layers``, such as ``(1, 16)`` or ``(1, 8, 8)``: X (N, F) is
+        reshaped to (N, *input_shape). X of several axes, (N, C, L) or (N, C, H, W), needs no
+        ``input_shape`` (``n_features_in_`` is then C, scikit-learn's count of an array's columns).
     class_weight : dict, "balanced" or None
         Weights per class, multiplied into the sample weights.
 
@@ -767,8 +866,9 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
     Attributes
     ----------
     classes_, n_features_in_, feature_names_in_, model_ (a :class:`backprop.Sequential`),
-    coefs_, intercepts_ (host NumPy copies of the current weights, read when asked),
-    n_layers_, n_outputs_, out_activation_, n_iter_ (this fit's epochs; 1 per
+    coefs_, intercepts_ (host NumPy copies of the current weights, read when asked; an MLP's
+    only: a network with other parameter layers, such as conv, refuses them in one line),
+    n_layers_ (1 + the layers with parameters), n_outputs_, out_activation_, n_iter_ (this fit's epochs; 1 per
     ``partial_fit``), t_ (training samples seen), loss_, loss_curve_, best_loss_,
     validation_scores_, best_validation_score_.
     """
@@ -786,7 +886,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
                  max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device=None, dtype=None, class_weight=None):
+                 device=None, dtype=None, dropout=0.0, layers=None, input_shape=None, class_weight=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
                          learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
                          max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
@@ -794,7 +894,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, dropout=dropout, layers=layers, input_shape=input_shape)
         self.class_weight = class_weight
 
     _parameter_constraints = {**_Backprop._parameter_constraints,
@@ -806,7 +906,8 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         return tags
 
     def fit(self, X, y, sample_weight=None):
-        """Train on ``X`` (N, F) and class labels ``y`` (N,) or indicators (N, K); returns self."""
+        """Train on ``X`` (N, F), or (N, *shape) with ``layers``, and class labels ``y`` (N,) or
+        indicators (N, K); returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, classes=None, epochs=self.max_iter,
                          keep=self.warm_start, incremental=False)
@@ -844,7 +945,7 @@ class BackpropClassifier(ClassifierMixin, _Backprop):
         targets = y_host.astype(np.float64) if multilabel else head.targets(np.searchsorted(known, y_host))
         indicators = head.activation is not None  # an output link: squared errors on class indicators
         same_head = getattr(self, "_indicators_", None) == indicators
-        if first or not self._reuse(X.shape[1], head.outputs) or not same_head:
+        if first or not self._reuse(X, head.outputs) or not same_head:
             self.model_ = self._build(X, head.outputs, head.activation, backend, self._dtype(X))
             first = True
         self._indicators_ = indicators  # how the fitted outputs read, whatever solver is set later
@@ -1000,7 +1101,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
                  warm_start=False,
                  momentum=0.9, nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 device=None, dtype=None):
+                 device=None, dtype=None, dropout=0.0, layers=None, input_shape=None):
         super().__init__(hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
                          learning_rate=learning_rate, learning_rate_init=learning_rate_init, power_t=power_t,
                          max_iter=max_iter, shuffle=shuffle, random_state=random_state, tol=tol,
@@ -1008,7 +1109,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
                          nesterovs_momentum=nesterovs_momentum, early_stopping=early_stopping,
                          validation_fraction=validation_fraction, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, n_iter_no_change=n_iter_no_change, max_fun=max_fun,
-                         device=device, dtype=dtype)
+                         device=device, dtype=dtype, dropout=dropout, layers=layers, input_shape=input_shape)
         self.loss = loss
 
     _parameter_constraints = {**_Backprop._parameter_constraints,
@@ -1024,7 +1125,8 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         return tags
 
     def fit(self, X, y, sample_weight=None):
-        """Train on ``X`` (N, F) and targets ``y`` (N,) or (N, K); returns self."""
+        """Train on ``X`` (N, F), or (N, *shape) with ``layers``, and targets ``y`` (N,) or (N, K);
+        returns self."""
         self._validate_params()
         return self._fit(X, y, sample_weight, epochs=self.max_iter, keep=self.warm_start, incremental=False)
 
@@ -1043,7 +1145,7 @@ class BackpropRegressor(RegressorMixin, _Backprop):
         self._outputs = 1 if y.ndim == 1 else int(y.shape[1])
         loss = _translated("loss", self.loss)
         link = losses.get(loss).link  # poisson reads log-means: an exp output
-        if first or not self._reuse(X.shape[1], self._outputs):
+        if first or not self._reuse(X, self._outputs):
             output = None if link is None else link.name
             self.model_ = self._build(X, self._outputs, output, backend, self._dtype(X))
             self.out_activation_ = "identity" if link is None else _sklearn_activation(link.name)

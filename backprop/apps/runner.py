@@ -30,7 +30,7 @@ import numpy as np
 
 from backends import dtype_name, get_backend, is_out_of_memory
 
-from .. import activations, losses, optimizers, spec
+from .. import losses, optimizers, spec
 from ..callbacks import Callback as FitCallback
 from ..edges import checkpoint, datafiles, features
 from ..edges.datasets import Dataset
@@ -380,15 +380,8 @@ class Run:
         mlp_only = [SETTINGS[n].flag for n in ("hidden", "activation", "dropout") if n in self.given]
         if mlp_only:
             raise ConfigError(f"--layers gives the whole network: drop {', '.join(mlp_only)}")
-        layers = spec.parse(self.settings["layers"])
-        link = self.head.activation
-        if link is not None and not isinstance(layers[-1], activations.class_of(link)):
-            layers.append(activations.get(link))
-        model = Sequential(layers, input_shape=input_shape, **kwargs)
-        if model.n_outputs != self.head.outputs:
-            raise ConfigError(f"the layers end in {model.n_outputs} outputs but the data needs "
-                              f"{self.head.outputs}: end --layers with dense({self.head.outputs})")
-        return model
+        return spec.network(self.settings["layers"], output=self.head.activation, outputs=self.head.outputs,
+                            input_shape=input_shape, **kwargs)
 
     def _optimizer(self, ck: checkpoint.Checkpoint | None, model: Sequential, given: dict):
         """A new optimizer from the settings; a resumed one of the same rule keeps its moments."""
