@@ -25,9 +25,10 @@ import numpy as np
 
 from backends import BackendUnavailable, get_backend
 
-from .. import losses, optimizers
+from .. import losses, optimizers, spec
 from ..errors import ConfigError
-from ..model import mlp
+from ..layers import Layer
+from ..model import Sequential, mlp
 from ..step import Step, train_epoch
 from ..targets import as_inputs, as_targets
 
@@ -38,7 +39,10 @@ DATA_CAP_BYTES = 256 * 2**20  # distinct batches kept on the device per size; mo
 class Size:
     """A network and batch to time, with how many steps to run.
 
-    ``warmup`` untimed steps, then ``repeats`` blocks of ``steps`` timed steps.
+    ``warmup`` untimed steps, then ``repeats`` blocks of ``steps`` timed steps. The network is
+    an MLP of widths ``layers`` (input, hidden..., output), or, where ``network`` is given, that
+    :mod:`backprop.spec` text on samples of ``input_shape`` (``{activation}`` in the text stands
+    for the bench's activation), e.g. ``"conv1d(25, 5, stride=2), {activation}, flatten, dense(5)"``.
     """
 
     name: str
@@ -48,10 +52,60 @@ class Size:
     steps: int
     repeats: int
     data: str = "teacher"  # "xor": the four XOR points; "teacher": labels from a random linear map
+    network: str = ""
+    input_shape: tuple[int, ...] = ()
+
+    def layer_list(self, activation: str = "relu") -> list[Layer]:
+        """New, unbuilt layers of a size given as ``network`` text."""
+        return spec.parse(self.network.format(activation=activation))
+
+    def build(self, backend: Any, activation: str, dtype: str, seed: int) -> Sequential:
+        """The network on ``backend`` with the weights ``seed`` draws (an MLP as :func:`mlp` makes it)."""
+        if not self.network:
+            return mlp(list(self.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
+        return Sequential(self.layer_list(activation), input_shape=self.input_shape, device=backend,
+                          dtype=dtype, seed=seed)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input sample: ``input_shape``, or an MLP's (inputs,)."""
+        return tuple(self.input_shape) if self.network else (self.layers[0],)
+
+    def weighted(self) -> list[tuple[dict[str, tuple[int, ...]], tuple[int, ...]]]:
+        """(parameter shapes, output shape per sample) of each layer of ``network`` that has
+        parameters, in order, from the layers' own shapes (nothing is built)."""
+        out, shape = [], self.sample_shape
+        for layer in self.layer_list():
+            layer.infer(shape)
+            shape = tuple(layer.output_shape(shape))
+            if layer.param_shapes():
+                out.append((layer.param_shapes(), shape))
+        return out
+
+    @property
+    def n_outputs(self) -> int:
+        return math.prod(self.weighted()[-1][1]) if self.network else self.layers[-1]
 
     @property
     def label(self) -> str:
-        return "-".join(map(str, self.layers))
+        """``784-512-512-10``: the input and each weighted layer's output (``6x28x28`` for maps)."""
+        if not self.network:
+            return "-".join(map(str, self.layers))
+        shapes = [self.sample_shape] + [shape for _, shape in self.weighted()]
+        return "-".join("x".join(map(str, shape)) for shape in shapes)
+
+    def flops(self) -> int:
+        """:func:`flops_per_step` of this size's network and batch."""
+        if not self.network:
+            return flops_per_step(self.layers, self.batch)
+        return _step_flops([_products(params, shape) for params, shape in self.weighted()], self.batch)
+
+    def widest(self) -> int:
+        """The widest side of the network's weight matrices (a convolution's W as (out, in·kernel))."""
+        if not self.network:
+            return max(self.layers)
+        return max(max(params["W"][0], math.prod(params["W"][1:])) for params, _ in self.weighted()
+                   if "W" in params)
 
 
 SIZES = {
@@ -59,6 +113,13 @@ SIZES = {
     "small": Size("small", (784, 512, 512, 10), 128, warmup=10, steps=50, repeats=7),
     "medium": Size("medium", (784, 512, 512, 10), 1024, warmup=5, steps=10, repeats=7),
     "large": Size("large", (4096, 4096, 4096, 1000), 4096, warmup=1, steps=1, repeats=5),
+    "cnn1d": Size("cnn1d", (), 100, warmup=10, steps=40, repeats=7, input_shape=(1, 40),
+                  network="conv1d(25, 5, stride=2), {activation}, conv1d(25, 3, stride=2), {activation}, "
+                          "conv1d(25, 3, stride=2), {activation}, flatten, dense(5)"),
+    "lenet": Size("lenet", (), 128, warmup=3, steps=10, repeats=7, input_shape=(1, 28, 28),
+                  network="conv2d(6, 5, padding=2), {activation}, maxpool2d(2), conv2d(16, 5), {activation}, "
+                          "maxpool2d(2), flatten, dense(120), {activation}, dense(84), {activation}, "
+                          "dense(10)"),
 }
 
 
@@ -87,9 +148,21 @@ def flops_per_step(layers: list[int] | tuple[int, ...], batch: int) -> int:
     skips (nobody needs dL/dX). Elementwise work is not counted: it is a small
     share of the arithmetic, though not of the time, at small sizes.
     """
-    pairs = list(zip(layers[:-1], layers[1:]))
-    total = sum(6 * batch * a * b for a, b in pairs)
-    return total - 2 * batch * pairs[0][0] * pairs[0][1]
+    return _step_flops([a * b for a, b in zip(layers[:-1], layers[1:])], batch)
+
+
+def _products(params: dict[str, tuple[int, ...]], out: tuple[int, ...]) -> int:
+    """Multiply-adds per sample of a weighted layer's forward product: each of its outputs
+    ``out`` (channels or features first) sums its weights' fan-in, W's entries per output channel
+    (a Dense W (a, b) has a per output, a convolution's (out, in, *kernel) in·kernel)."""
+    return math.prod(out) * math.prod(params["W"]) // out[0]
+
+
+def _step_flops(products: list[int], batch: int) -> int:
+    """A step's matrix-product FLOPs from each weighted layer's multiply-adds per sample: forward,
+    weight gradient and input gradient, 2 FLOPs per multiply-add each, but the first layer's input
+    gradient (the training step asks none of the first layer)."""
+    return 2 * batch * (3 * sum(products) - products[0])
 
 
 OPTIMIZER_SETTINGS = {
@@ -106,13 +179,13 @@ def _our_optimizer(settings: dict) -> optimizers.Optimizer:
 
 
 def synthetic_data(size: Size, seed: int, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
-    """Host inputs (n_batches * batch, n_in) float64 and int64 labels.
+    """Host inputs (n_batches * batch, *sample_shape) float64 and int64 labels (n_batches * batch,).
 
     XOR size: the four XOR points repeated. Others: standard normal inputs labelled
     by a random linear "teacher", so the loss falls as it would on real data.
     """
     rng = np.random.default_rng(seed)
-    n, n_in, n_out = n_batches * size.batch, size.layers[0], size.layers[-1]
+    n, n_in, n_out = n_batches * size.batch, math.prod(size.sample_shape), size.n_outputs
     if size.data == "xor":
         points = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
         X = np.resize(points, (n, 2))
@@ -121,7 +194,7 @@ def synthetic_data(size: Size, seed: int, n_batches: int) -> tuple[np.ndarray, n
     teacher = rng.standard_normal((n_in, max(n_out, 1)))
     scores = X @ teacher
     labels = (scores[:, 0] > 0) if n_out == 1 else np.argmax(scores, axis=1)
-    return X, labels.astype(np.int64)
+    return np.reshape(X, (n, *size.sample_shape)), labels.astype(np.int64)
 
 
 def batch_spans(size: Size, n_batches: int, count: int) -> list[tuple[int, int]]:
@@ -131,7 +204,7 @@ def batch_spans(size: Size, n_batches: int, count: int) -> list[tuple[int, int]]
 
 
 def distinct_batches(size: Size, itemsize: int) -> int:
-    per_batch = size.batch * (size.layers[0] + size.layers[-1]) * itemsize
+    per_batch = size.batch * (math.prod(size.sample_shape) + size.n_outputs) * itemsize
     return max(1, min(size.steps, DATA_CAP_BYTES // per_batch))
 
 
@@ -143,20 +216,31 @@ class BackpropTrainer:
     def __init__(self, backend: Any, size: Size, activation: str, loss: str, optimizer: dict,
                  dtype: str, X: np.ndarray, labels: np.ndarray, seed: int) -> None:
         self.backend = backend
-        self.model = mlp(list(size.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
+        self.model = size.build(backend, activation, dtype, seed)
         model = self.model
         self.loss = losses.get(loss)
         self.step = Step(model, self.loss, _our_optimizer(optimizer))
         with backend.activate():
-            self.X = as_inputs(backend, model.dtype, X, model.n_inputs)
+            self.X = as_inputs(backend, model.dtype, X, model.input_shape)
             self.T, self.labels = as_targets(backend, model.dtype, labels, self.loss, model.n_outputs,
                                              X.shape[0])
 
     def initial_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(W, b) per Dense layer as host arrays: the others start from these."""
-        params = list(self.model.parameters().values())
-        host = [self.backend.to_numpy(p).copy() for p in params]  # NumPy's to_numpy is a view
+        """(W, b) per Dense layer of an MLP as host arrays: the others start from these."""
+        host = [weights for _, _, params in self.layer_copies() for weights in params.values()]
         return list(zip(host[0::2], host[1::2]))
+
+    def layer_copies(self) -> list[tuple[str, dict, dict[str, np.ndarray]]]:
+        """Each layer as (registry name, settings, parameters as host copies), for a contender to
+        build the same network with the same starting weights."""
+        return [(type(layer).name, layer.config(),
+                 {k: self.backend.to_numpy(v).copy() for k, v in layer.params.items()})  # a view on NumPy
+                for layer in self.model.layers]
+
+    def outputs(self, start: int, stop: int) -> np.ndarray:
+        """The network's outputs (logits) for the samples start:stop, on the host."""
+        with self.backend.activate():
+            return self.backend.to_numpy(self.model(self.X[start:stop])).copy()
 
     def run(self, spans: list[tuple[int, int]]) -> float:
         """Train one step per batch in ``spans``; the mean loss, read once at the end."""
@@ -232,15 +316,18 @@ def _precision(settings: Settings, backend: Any) -> str:
     return settings.dtype
 
 
-def _contenders(settings: Settings, backend: Any, weights: list, size: Size, loss: str,
+def _contenders(settings: Settings, backend: Any, ours: BackpropTrainer, size: Size, loss: str,
                 X: np.ndarray, labels: np.ndarray) -> tuple[list, list[str]]:
     """The --compare trainers for ``backend`` as (label, backend that holds their memory,
-    factory), and a note for each one that cannot run here."""
+    factory), and a note for each one that cannot run here. They start from ``ours``'s weights,
+    taken before its warm-up moves them."""
     made, notes = [], []
-    common = dict(weights=weights, activation=settings.activation, loss=loss,
-                  optimizer=OPTIMIZER_SETTINGS[settings.optimizer], dtype=settings.dtype, X=X, labels=labels)
+    common = dict(loss=loss, optimizer=OPTIMIZER_SETTINGS[settings.optimizer], dtype=settings.dtype, X=X,
+                  labels=labels)
     tf32 = _precision(settings, backend) == "tf32"
     for what in settings.compare:
+        if what != "torch" and size.network:
+            continue  # the hand-written step is an MLP's: said once for all sizes (see _not_applicable)
         try:
             if backend.name not in ("numpy", "cupy"):
                 raise BackendUnavailable(f"it runs beside cpu and cuda devices only, not {backend.label}")
@@ -249,15 +336,43 @@ def _contenders(settings: Settings, backend: Any, weights: list, size: Size, los
 
                 device = "cpu" if backend.name == "numpy" else backend.label
                 holder = get_backend(f"torch:{device}", tf32=tf32)  # raises when torch is missing
-                made.append(("torch", holder, lambda d=device: TorchTrainer(d, tf32=tf32, **common)))
+                network = ours.layer_copies()
+                made.append(("torch", holder,
+                             lambda d=device: TorchTrainer(d, network, tf32=tf32, **common)))
             else:
                 from backprop.contenders.handwritten import HandwrittenTrainer
 
                 label = "numpy-reference" if backend.name == "numpy" else "cupy-reference"
-                made.append((label, backend, lambda: HandwrittenTrainer(backend, **common)))
+                weights = ours.initial_weights()
+                made.append((label, backend, lambda: HandwrittenTrainer(backend, weights, settings.activation,
+                                                                        **common)))
         except BackendUnavailable as exc:
             notes.append(f"--compare {what} skipped on {backend.label}: {exc}")
     return made, notes
+
+
+def _not_applicable(settings: Settings) -> list[str]:
+    """One note naming the sizes the hand-written step cannot train (it is an MLP's), if asked for."""
+    own = [s.name for s in settings.sizes if s.network]
+    if "numpy-reference" not in settings.compare or not own:
+        return []
+    return [f"--compare numpy-reference does not apply to {', '.join(own)}: the hand-written step "
+            "trains MLPs only"]
+
+
+def _same_outputs(ours: BackpropTrainer, label: str, trainer: Any, size: Size, precisions: tuple[str, str],
+                  span: tuple[int, int]) -> None:
+    """Before any step: a contender's network gives our outputs on the first batch, or the bench
+    stops (a contender built another network: a bug, and its timings would mean nothing)."""
+    if not hasattr(trainer, "outputs"):
+        return
+    mine, theirs = ours.outputs(*span), trainer.outputs(*span)
+    rtol, atol = tolerance(*precisions)
+    worst = float(np.max(np.abs(mine - theirs) - rtol * np.abs(mine)))
+    if not worst <= atol:
+        raise RuntimeError(f"{label} builds another {size.name} network than ours: its outputs before "
+                           f"training differ by up to {float(np.max(np.abs(mine - theirs))):.3g} (allowed "
+                           f"{atol:g} + {rtol:g} x output); a bug in the contender, please report it")
 
 
 def _build(holder: Any, factory: Callable[[], Any]) -> tuple[Any, int | None]:
@@ -297,7 +412,7 @@ def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str
          peak_bytes: int | None, final: float) -> dict:
     """One row of the report: a trainer's median step on one size and device, and what follows."""
     step = statistics.median(spent)
-    flops = flops_per_step(size.layers, size.batch)
+    flops = size.flops()
     return {
         "size": size.name, "layers": size.label, "batch": size.batch, "device": backend.label,
         "impl": impl, "dtype": settings.dtype, "precision": _precision(settings, backend),
@@ -312,7 +427,7 @@ def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str
 def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
                   progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
     """Rows for one size on one device: ours and each contender, interleaved."""
-    loss = "bce" if size.layers[-1] == 1 else "ce"
+    loss = "bce" if size.n_outputs == 1 else "ce"
     optimizer = OPTIMIZER_SETTINGS[settings.optimizer]
     itemsize = np.dtype(settings.dtype).itemsize
     n_batches = distinct_batches(size, itemsize)
@@ -322,11 +437,14 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
 
     ours, held = _build(backend, lambda: BackpropTrainer(backend, size, settings.activation, loss, optimizer,
                                                          settings.dtype, X, labels, settings.seed))
-    weights = ours.initial_weights()  # the contenders start from ours, before the warm-up moves them
+    # The contenders start from ours, before the warm-up moves them.
+    made, notes = _contenders(settings, backend, ours, size, loss, X, labels)
+    built = [(label, holder, *_build(holder, factory)) for label, holder, factory in made]
+    precision = _precision(settings, backend)
+    for label, holder, trainer, _ in built:
+        _same_outputs(ours, label, trainer, size, (precision, precision), warm[0])
     trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
-    made, notes = _contenders(settings, backend, weights, size, loss, X, labels)
-    for label, holder, factory in made:
-        trainer, held = _build(holder, factory)
+    for label, holder, trainer, held in built:
         trainers.append((label, trainer))
         peaks.append(_warm_up(holder, trainer, warm, held))
 
@@ -387,7 +505,7 @@ def _check_settings(settings: Settings) -> None:
         raise ConfigError("--precision tf32 applies to float32: drop it or use --dtype float32")
     if not settings.sizes:
         raise ConfigError("no sizes to measure: pass --sizes or --layers")
-    bad = [s.name for s in settings.sizes if s.data == "xor" and s.layers[-1] != 1]
+    bad = [s.name for s in settings.sizes if s.data == "xor" and s.n_outputs != 1]
     if bad:
         raise ConfigError(f"size {bad[0]} trains on XOR: it needs one output")
 
@@ -423,7 +541,7 @@ def _new_report(settings: Settings, labels: list[str]) -> dict[str, Any]:
 def _describe_device(settings: Settings, backend: Any, progress: Callable[[str], None]) -> dict:
     """A device's entry in the report, with its measured matrix-multiply ceiling."""
     progress(f"measuring the matrix-multiply ceiling of {backend.label}")
-    ceiling = gemm_ceiling(backend, settings.dtype, max(max(s.layers) for s in settings.sizes))
+    ceiling = gemm_ceiling(backend, settings.dtype, max(s.widest() for s in settings.sizes))
     return {"device": backend.label, **backend.describe(), "precision": _precision(settings, backend),
             "ceiling_gemm": ceiling["gemm"], "ceiling_tflops": ceiling["flops_per_s"] / 1e12}
 
@@ -436,6 +554,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
     _check_settings(settings)
     backends_ = _backends(settings)
     report = _new_report(settings, [b.label for b in backends_])
+    report["notes"] = _not_applicable(settings)
     report["devices"] = [_describe_device(settings, backend, progress) for backend in backends_]
     for size in settings.sizes:
         for backend, device in zip(backends_, report["devices"]):
