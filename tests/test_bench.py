@@ -208,7 +208,8 @@ def test_cpu_and_gpu_agree_in_the_bench(capsys, spec):
     gpu_rows = [r for r in report["results"] if r["device"].startswith("cuda")]
     assert {r["impl"] for r in gpu_rows} >= {"backprop", "cupy-reference"}
     conv = {(r["size"], r["impl"]) for r in gpu_rows if r["size"] in ("cnn1d", "lenet")}
-    assert conv == {(s, i) for s in ("cnn1d", "lenet") for i in ["backprop"] + (["torch"] if HAS_TORCH else [])}
+    impls = ["backprop"] + (["torch"] if HAS_TORCH else [])
+    assert conv == {(s, i) for s in ("cnn1d", "lenet") for i in impls}
     assert all(r["peak_memory_bytes"] > 0 for r in gpu_rows if r["impl"] != "torch" or HAS_TORCH)
 
 
@@ -230,6 +231,12 @@ def test_conv_sizes_count_their_products_by_hand():
     assert lenet.flops() == 2 * 128 * (3 * sum(macs) - macs[0])
     assert lenet.label == "1x28x28-6x28x28-16x10x10-120-84-10" and lenet.n_outputs == 10
     assert (cnn1d.widest(), lenet.widest()) == (75, 400)  # W as (out, in·kernel): 25x75; dense 400x120
+    # A dense 2 -> 3 on batch 4 is 24 multiply-adds: 48 FLOPs forward, 48 for dW, and 48 for dX only
+    # where a layer before it (here a flatten) is not the first.
+    def size(text: str) -> bench.Size:
+        return bench.Size("t", (), 4, warmup=1, steps=1, repeats=1, network=text, input_shape=(1, 2))
+    assert (size("flatten, dense(3)").flops(), size("reshape((2,)), dense(3)").flops()) == (144, 144)
+    assert bench.Size("t", (), 4, 1, 1, 1, network="dense(3)", input_shape=(2,)).flops() == 96
 
 
 @pytest.mark.parametrize("name, activation", [("cnn1d", "relu"), ("lenet", "tanh")])
@@ -307,14 +314,17 @@ def test_the_report_of_a_conv_measurement_line_for_line():
     cpu = get_backend("cpu")
     rows = [bench._row(settings, settings.sizes[i], cpu, 1e11, impl, spent, memory, loss)
             for i, impl, spent, memory, loss in [
-                (0, "backprop", [2e-3, 1e-3, 3e-3], 2**20, 1.5), (0, "torch", [4e-3, 5e-3, 3e-3], None, 1.5),
-                (1, "backprop", [0.03, 0.02, 0.04], 40 * 2**20, 2.25), (1, "torch", [0.01, 0.01, 0.02], None, 2.5)]]
+                (0, "backprop", [2e-3, 1e-3, 3e-3], 2**20, 1.5),
+                (0, "torch", [4e-3, 5e-3, 3e-3], None, 1.5),
+                (1, "backprop", [0.03, 0.02, 0.04], 40 * 2**20, 2.25),
+                (1, "torch", [0.01, 0.01, 0.02], None, 2.5)]]
     for row in rows:
         ours = next(r for r in rows if r["size"] == row["size"])["step_s"]
         row["backprop_speedup"] = row["step_s"] / ours
     report = {"settings": {"dtype": "float32", "optimizer": bench.OPTIMIZER_SETTINGS["adam"],
                            "activation": "relu", "seed": 0},
-              "machine": {"cpu": "a CPU", "cores": 2, "blas": "openblas", "blas_threads": 2, "torch_threads": 2},
+              "machine": {"cpu": "a CPU", "cores": 2, "blas": "openblas", "blas_threads": 2,
+                          "torch_threads": 2},
               "devices": [{"device": "cpu", "device_name": "host", "ceiling_tflops": 0.1,
                            "ceiling_gemm": "1024x1024x1024", "precision": "float32"}],
               "results": rows, "speedups": [], "agreement": bench._agreement(rows),
@@ -341,7 +351,8 @@ def test_the_report_of_a_conv_measurement_line_for_line():
         "TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster our fit loop runs",
         "than that row (below 1: slower), timed block by block in turn.",
         "loss after the timed steps, cnn1d: backprop@cpu 1.5, torch@cpu 1.5 (difference 0, relative 0): ok",
-        "loss after the timed steps, lenet: backprop@cpu 2.25, torch@cpu 2.5 (difference 0.25, relative 0.11): "
-        "DIFFERS (allowed 0.0001 + 0.01 x loss)",
-        "note: --compare numpy-reference does not apply to cnn1d, lenet: the hand-written step trains MLPs only",
+        "loss after the timed steps, lenet: backprop@cpu 2.25, torch@cpu 2.5 (difference 0.25, relative "
+        "0.11): DIFFERS (allowed 0.0001 + 0.01 x loss)",
+        "note: --compare numpy-reference does not apply to cnn1d, lenet: the hand-written step trains MLPs "
+        "only",
     ]

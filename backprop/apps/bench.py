@@ -19,6 +19,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -71,41 +72,47 @@ class Size:
         """The shape of one input sample: ``input_shape``, or an MLP's (inputs,)."""
         return tuple(self.input_shape) if self.network else (self.layers[0],)
 
-    def weighted(self) -> list[tuple[dict[str, tuple[int, ...]], tuple[int, ...]]]:
-        """(parameter shapes, output shape per sample) of each layer of ``network`` that has
-        parameters, in order, from the layers' own shapes (nothing is built)."""
+    def shapes(self) -> list[tuple[Layer, tuple[int, ...]]]:
+        """Each layer of ``network`` with its output shape per sample, from the layers' own shape
+        rules (nothing is built)."""
         out, shape = [], self.sample_shape
         for layer in self.layer_list():
             layer.infer(shape)
             shape = tuple(layer.output_shape(shape))
-            if layer.param_shapes():
-                out.append((layer.param_shapes(), shape))
+            out.append((layer, shape))
         return out
+
+    def weighted(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(W's shape, output shape per sample) of each layer of ``network`` with a weight matrix
+        ``W``, in order: the layers whose products :meth:`flops` counts."""
+        return [(layer.param_shapes()["W"], shape) for layer, shape in self.shapes()
+                if "W" in layer.param_shapes()]
 
     @property
     def n_outputs(self) -> int:
-        return math.prod(self.weighted()[-1][1]) if self.network else self.layers[-1]
+        """Outputs per sample: an MLP's last width, or the size of the network's last output."""
+        return math.prod(self.shapes()[-1][1]) if self.network else self.layers[-1]
 
     @property
     def label(self) -> str:
         """``784-512-512-10``: the input and each weighted layer's output (``6x28x28`` for maps)."""
         if not self.network:
             return "-".join(map(str, self.layers))
-        shapes = [self.sample_shape] + [shape for _, shape in self.weighted()]
+        shapes = [self.sample_shape] + [out for _, out in self.weighted()]
         return "-".join("x".join(map(str, shape)) for shape in shapes)
 
     def flops(self) -> int:
         """:func:`flops_per_step` of this size's network and batch."""
         if not self.network:
             return flops_per_step(self.layers, self.batch)
-        return _step_flops([_products(params, shape) for params, shape in self.weighted()], self.batch)
+        first = "W" in self.shapes()[0][0].param_shapes()  # the step asks no input gradient of it
+        return _step_flops([_products(W, out) for W, out in self.weighted()], self.batch, first)
 
     def widest(self) -> int:
         """The widest side of the network's weight matrices (a convolution's W as (out, in·kernel))."""
         if not self.network:
             return max(self.layers)
-        return max(max(params["W"][0], math.prod(params["W"][1:])) for params, _ in self.weighted()
-                   if "W" in params)
+        return max(max(W[0], math.prod(W[1:])) for W, _ in self.weighted())
 
 
 SIZES = {
@@ -151,18 +158,18 @@ def flops_per_step(layers: list[int] | tuple[int, ...], batch: int) -> int:
     return _step_flops([a * b for a, b in zip(layers[:-1], layers[1:])], batch)
 
 
-def _products(params: dict[str, tuple[int, ...]], out: tuple[int, ...]) -> int:
-    """Multiply-adds per sample of a weighted layer's forward product: each of its outputs
-    ``out`` (channels or features first) sums its weights' fan-in, W's entries per output channel
-    (a Dense W (a, b) has a per output, a convolution's (out, in, *kernel) in·kernel)."""
-    return math.prod(out) * math.prod(params["W"]) // out[0]
+def _products(W: tuple[int, ...], out: tuple[int, ...]) -> int:
+    """Multiply-adds per sample of a layer's forward product with weights of shape ``W``: each of its
+    outputs ``out`` (channels or features first) sums W's entries per output channel (a Dense W
+    (a, b): a per output; a convolution's (out, in, *kernel): in·kernel)."""
+    return math.prod(out) * math.prod(W) // out[0]
 
 
-def _step_flops(products: list[int], batch: int) -> int:
+def _step_flops(products: list[int], batch: int, first_skips: bool = True) -> int:
     """A step's matrix-product FLOPs from each weighted layer's multiply-adds per sample: forward,
-    weight gradient and input gradient, 2 FLOPs per multiply-add each, but the first layer's input
-    gradient (the training step asks none of the first layer)."""
-    return 2 * batch * (3 * sum(products) - products[0])
+    weight gradient and input gradient, 2 FLOPs per multiply-add each, but the input gradient of
+    the first layer when it is weighted (``first_skips``: the training step asks none of it)."""
+    return 2 * batch * (3 * sum(products) - (products[0] if first_skips else 0))
 
 
 OPTIMIZER_SETTINGS = {
@@ -336,16 +343,14 @@ def _contenders(settings: Settings, backend: Any, ours: BackpropTrainer, size: S
 
                 device = "cpu" if backend.name == "numpy" else backend.label
                 holder = get_backend(f"torch:{device}", tf32=tf32)  # raises when torch is missing
-                network = ours.layer_copies()
-                made.append(("torch", holder,
-                             lambda d=device: TorchTrainer(d, network, tf32=tf32, **common)))
+                made.append(("torch", holder, partial(TorchTrainer, device, ours.layer_copies(), tf32=tf32,
+                                                      **common)))
             else:
                 from backprop.contenders.handwritten import HandwrittenTrainer
 
                 label = "numpy-reference" if backend.name == "numpy" else "cupy-reference"
-                weights = ours.initial_weights()
-                made.append((label, backend, lambda: HandwrittenTrainer(backend, weights, settings.activation,
-                                                                        **common)))
+                made.append((label, backend, partial(HandwrittenTrainer, backend, ours.initial_weights(),
+                                                     settings.activation, **common)))
         except BackendUnavailable as exc:
             notes.append(f"--compare {what} skipped on {backend.label}: {exc}")
     return made, notes
@@ -441,7 +446,7 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
     made, notes = _contenders(settings, backend, ours, size, loss, X, labels)
     built = [(label, holder, *_build(holder, factory)) for label, holder, factory in made]
     precision = _precision(settings, backend)
-    for label, holder, trainer, _ in built:
+    for label, _, trainer, _ in built:
         _same_outputs(ours, label, trainer, size, (precision, precision), warm[0])
     trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
     for label, holder, trainer, held in built:
