@@ -9,7 +9,8 @@ is the median over ``repeats`` blocks, after ``warmup`` untimed steps.
 
 Contenders (``--compare``) run the same network, batches, dtype, optimizer and
 starting weights, block by block in turn with ours (interleaved), so that a slow
-moment of the machine hits all of them alike and their ratio is fair.
+moment of the machine hits all of them alike and their ratio is fair. Before any
+step, a contender's outputs on the first batch must be ours (the same network).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ class Size:
     """A network and batch to time, with how many steps to run.
 
     ``warmup`` untimed steps, then ``repeats`` blocks of ``steps`` timed steps. The network is
-    an MLP of widths ``layers`` (input, hidden..., output), or, where ``network`` is given, that
-    :mod:`backprop.spec` text on samples of ``input_shape`` (``{activation}`` in the text stands
-    for the bench's activation), e.g. ``"conv1d(25, 5, stride=2), {activation}, flatten, dense(5)"``.
+    an MLP of widths ``layers`` (input, hidden..., output), or, where ``network`` is given
+    (``layers`` empty), that :mod:`backprop.spec` text on samples of ``input_shape``
+    (``{activation}`` in the text stands for the bench's activation), e.g.
+    ``"conv1d(25, 5, stride=2), {activation}, flatten, dense(5)"``.
     """
 
     name: str
