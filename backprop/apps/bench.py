@@ -9,7 +9,8 @@ is the median over ``repeats`` blocks, after ``warmup`` untimed steps.
 
 Contenders (``--compare``) run the same network, batches, dtype, optimizer and
 starting weights, block by block in turn with ours (interleaved), so that a slow
-moment of the machine hits all of them alike and their ratio is fair.
+moment of the machine hits all of them alike and their ratio is fair. Before any
+step, a contender's outputs on the first batch must be ours (the same network).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from backends import BackendUnavailable, get_backend
 
-from .. import losses, optimizers
+from .. import losses, optimizers, spec
 from ..errors import ConfigError
-from ..model import mlp
+from ..layers import Layer
+from ..model import Sequential, mlp
 from ..step import Step, train_epoch
 from ..targets import as_inputs, as_targets
 
@@ -38,7 +41,11 @@ DATA_CAP_BYTES = 256 * 2**20  # distinct batches kept on the device per size; mo
 class Size:
     """A network and batch to time, with how many steps to run.
 
-    ``warmup`` untimed steps, then ``repeats`` blocks of ``steps`` timed steps.
+    ``warmup`` untimed steps, then ``repeats`` blocks of ``steps`` timed steps. The network is
+    an MLP of widths ``layers`` (input, hidden..., output), or, where ``network`` is given
+    (``layers`` empty), that :mod:`backprop.spec` text on samples of ``input_shape``
+    (``{activation}`` in the text stands for the bench's activation), e.g.
+    ``"conv1d(25, 5, stride=2), {activation}, flatten, dense(5)"``.
     """
 
     name: str
@@ -48,10 +55,66 @@ class Size:
     steps: int
     repeats: int
     data: str = "teacher"  # "xor": the four XOR points; "teacher": labels from a random linear map
+    network: str = ""
+    input_shape: tuple[int, ...] = ()
+
+    def layer_list(self, activation: str = "relu") -> list[Layer]:
+        """New, unbuilt layers of a size given as ``network`` text."""
+        return spec.parse(self.network.format(activation=activation))
+
+    def build(self, backend: Any, activation: str, dtype: str, seed: int) -> Sequential:
+        """The network on ``backend`` with the weights ``seed`` draws (an MLP as :func:`mlp` makes it)."""
+        if not self.network:
+            return mlp(list(self.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
+        return Sequential(self.layer_list(activation), input_shape=self.input_shape, device=backend,
+                          dtype=dtype, seed=seed)
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one input sample: ``input_shape``, or an MLP's (inputs,)."""
+        return tuple(self.input_shape) if self.network else (self.layers[0],)
+
+    def shapes(self) -> list[tuple[Layer, tuple[int, ...]]]:
+        """Each layer of ``network`` with its output shape per sample, from the layers' own shape
+        rules (nothing is built)."""
+        out, shape = [], self.sample_shape
+        for layer in self.layer_list():
+            layer.infer(shape)
+            shape = tuple(layer.output_shape(shape))
+            out.append((layer, shape))
+        return out
+
+    def weighted(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+        """(W's shape, output shape per sample) of each layer of ``network`` with a weight matrix
+        ``W``, in order: the layers whose products :meth:`flops` counts."""
+        return [(layer.param_shapes()["W"], shape) for layer, shape in self.shapes()
+                if "W" in layer.param_shapes()]
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs per sample: an MLP's last width, or the size of the network's last output."""
+        return math.prod(self.shapes()[-1][1]) if self.network else self.layers[-1]
 
     @property
     def label(self) -> str:
-        return "-".join(map(str, self.layers))
+        """``784-512-512-10``: the input and each weighted layer's output (``6x28x28`` for maps)."""
+        if not self.network:
+            return "-".join(map(str, self.layers))
+        shapes = [self.sample_shape] + [out for _, out in self.weighted()]
+        return "-".join("x".join(map(str, shape)) for shape in shapes)
+
+    def flops(self) -> int:
+        """:func:`flops_per_step` of this size's network and batch."""
+        if not self.network:
+            return flops_per_step(self.layers, self.batch)
+        first = "W" in self.shapes()[0][0].param_shapes()  # the step asks no input gradient of it
+        return _step_flops([_products(W, out) for W, out in self.weighted()], self.batch, first)
+
+    def widest(self) -> int:
+        """The widest side of the network's weight matrices (a convolution's W as (out, in·kernel))."""
+        if not self.network:
+            return max(self.layers)
+        return max(max(W[0], math.prod(W[1:])) for W, _ in self.weighted())
 
 
 SIZES = {
@@ -59,6 +122,13 @@ SIZES = {
     "small": Size("small", (784, 512, 512, 10), 128, warmup=10, steps=50, repeats=7),
     "medium": Size("medium", (784, 512, 512, 10), 1024, warmup=5, steps=10, repeats=7),
     "large": Size("large", (4096, 4096, 4096, 1000), 4096, warmup=1, steps=1, repeats=5),
+    "cnn1d": Size("cnn1d", (), 100, warmup=10, steps=40, repeats=7, input_shape=(1, 40),
+                  network="conv1d(25, 5, stride=2), {activation}, conv1d(25, 3, stride=2), {activation}, "
+                          "conv1d(25, 3, stride=2), {activation}, flatten, dense(5)"),
+    "lenet": Size("lenet", (), 128, warmup=3, steps=10, repeats=7, input_shape=(1, 28, 28),
+                  network="conv2d(6, 5, padding=2), {activation}, maxpool2d(2), conv2d(16, 5), {activation}, "
+                          "maxpool2d(2), flatten, dense(120), {activation}, dense(84), {activation}, "
+                          "dense(10)"),
 }
 
 
@@ -87,9 +157,21 @@ def flops_per_step(layers: list[int] | tuple[int, ...], batch: int) -> int:
     skips (nobody needs dL/dX). Elementwise work is not counted: it is a small
     share of the arithmetic, though not of the time, at small sizes.
     """
-    pairs = list(zip(layers[:-1], layers[1:]))
-    total = sum(6 * batch * a * b for a, b in pairs)
-    return total - 2 * batch * pairs[0][0] * pairs[0][1]
+    return _step_flops([a * b for a, b in zip(layers[:-1], layers[1:])], batch)
+
+
+def _products(W: tuple[int, ...], out: tuple[int, ...]) -> int:
+    """Multiply-adds per sample of a layer's forward product with weights of shape ``W``: each of its
+    outputs ``out`` (channels or features first) sums W's entries per output channel (a Dense W
+    (a, b): a per output; a convolution's (out, in, *kernel): in·kernel)."""
+    return math.prod(out) * math.prod(W) // out[0]
+
+
+def _step_flops(products: list[int], batch: int, first_skips: bool = True) -> int:
+    """A step's matrix-product FLOPs from each weighted layer's multiply-adds per sample: forward,
+    weight gradient and input gradient, 2 FLOPs per multiply-add each, but the input gradient of
+    the first layer when it is weighted (``first_skips``: the training step asks none of it)."""
+    return 2 * batch * (3 * sum(products) - (products[0] if first_skips else 0))
 
 
 OPTIMIZER_SETTINGS = {
@@ -106,13 +188,13 @@ def _our_optimizer(settings: dict) -> optimizers.Optimizer:
 
 
 def synthetic_data(size: Size, seed: int, n_batches: int) -> tuple[np.ndarray, np.ndarray]:
-    """Host inputs (n_batches * batch, n_in) float64 and int64 labels.
+    """Host inputs (n_batches * batch, *sample_shape) float64 and int64 labels (n_batches * batch,).
 
     XOR size: the four XOR points repeated. Others: standard normal inputs labelled
     by a random linear "teacher", so the loss falls as it would on real data.
     """
     rng = np.random.default_rng(seed)
-    n, n_in, n_out = n_batches * size.batch, size.layers[0], size.layers[-1]
+    n, n_in, n_out = n_batches * size.batch, math.prod(size.sample_shape), size.n_outputs
     if size.data == "xor":
         points = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
         X = np.resize(points, (n, 2))
@@ -121,7 +203,7 @@ def synthetic_data(size: Size, seed: int, n_batches: int) -> tuple[np.ndarray, n
     teacher = rng.standard_normal((n_in, max(n_out, 1)))
     scores = X @ teacher
     labels = (scores[:, 0] > 0) if n_out == 1 else np.argmax(scores, axis=1)
-    return X, labels.astype(np.int64)
+    return np.reshape(X, (n, *size.sample_shape)), labels.astype(np.int64)
 
 
 def batch_spans(size: Size, n_batches: int, count: int) -> list[tuple[int, int]]:
@@ -131,7 +213,7 @@ def batch_spans(size: Size, n_batches: int, count: int) -> list[tuple[int, int]]
 
 
 def distinct_batches(size: Size, itemsize: int) -> int:
-    per_batch = size.batch * (size.layers[0] + size.layers[-1]) * itemsize
+    per_batch = size.batch * (math.prod(size.sample_shape) + size.n_outputs) * itemsize
     return max(1, min(size.steps, DATA_CAP_BYTES // per_batch))
 
 
@@ -143,20 +225,31 @@ class BackpropTrainer:
     def __init__(self, backend: Any, size: Size, activation: str, loss: str, optimizer: dict,
                  dtype: str, X: np.ndarray, labels: np.ndarray, seed: int) -> None:
         self.backend = backend
-        self.model = mlp(list(size.layers), activation=activation, device=backend, dtype=dtype, seed=seed)
+        self.model = size.build(backend, activation, dtype, seed)
         model = self.model
         self.loss = losses.get(loss)
         self.step = Step(model, self.loss, _our_optimizer(optimizer))
         with backend.activate():
-            self.X = as_inputs(backend, model.dtype, X, model.n_inputs)
+            self.X = as_inputs(backend, model.dtype, X, model.input_shape)
             self.T, self.labels = as_targets(backend, model.dtype, labels, self.loss, model.n_outputs,
                                              X.shape[0])
 
     def initial_weights(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(W, b) per Dense layer as host arrays: the others start from these."""
-        params = list(self.model.parameters().values())
-        host = [self.backend.to_numpy(p).copy() for p in params]  # NumPy's to_numpy is a view
+        """(W, b) per Dense layer of an MLP as host arrays: the others start from these."""
+        host = [weights for _, _, params in self.layer_copies() for weights in params.values()]
         return list(zip(host[0::2], host[1::2]))
+
+    def layer_copies(self) -> list[tuple[str, dict, dict[str, np.ndarray]]]:
+        """Each layer as (registry name, settings, parameters as host copies), for a contender to
+        build the same network with the same starting weights."""
+        return [(type(layer).name, layer.config(),
+                 {k: self.backend.to_numpy(v).copy() for k, v in layer.params.items()})  # a view on NumPy
+                for layer in self.model.layers]
+
+    def outputs(self, start: int, stop: int) -> np.ndarray:
+        """The network's outputs (logits) for the samples start:stop, on the host."""
+        with self.backend.activate():
+            return self.backend.to_numpy(self.model(self.X[start:stop])).copy()
 
     def run(self, spans: list[tuple[int, int]]) -> float:
         """Train one step per batch in ``spans``; the mean loss, read once at the end."""
@@ -232,15 +325,18 @@ def _precision(settings: Settings, backend: Any) -> str:
     return settings.dtype
 
 
-def _contenders(settings: Settings, backend: Any, weights: list, size: Size, loss: str,
+def _contenders(settings: Settings, backend: Any, ours: BackpropTrainer, size: Size, loss: str,
                 X: np.ndarray, labels: np.ndarray) -> tuple[list, list[str]]:
     """The --compare trainers for ``backend`` as (label, backend that holds their memory,
-    factory), and a note for each one that cannot run here."""
+    factory), and a note for each one that cannot run here. They start from ``ours``'s weights,
+    taken before its warm-up moves them."""
     made, notes = [], []
-    common = dict(weights=weights, activation=settings.activation, loss=loss,
-                  optimizer=OPTIMIZER_SETTINGS[settings.optimizer], dtype=settings.dtype, X=X, labels=labels)
+    common = dict(loss=loss, optimizer=OPTIMIZER_SETTINGS[settings.optimizer], dtype=settings.dtype, X=X,
+                  labels=labels)
     tf32 = _precision(settings, backend) == "tf32"
     for what in settings.compare:
+        if what != "torch" and size.network:
+            continue  # the hand-written step is an MLP's: said once for all sizes (see _not_applicable)
         try:
             if backend.name not in ("numpy", "cupy"):
                 raise BackendUnavailable(f"it runs beside cpu and cuda devices only, not {backend.label}")
@@ -249,15 +345,41 @@ def _contenders(settings: Settings, backend: Any, weights: list, size: Size, los
 
                 device = "cpu" if backend.name == "numpy" else backend.label
                 holder = get_backend(f"torch:{device}", tf32=tf32)  # raises when torch is missing
-                made.append(("torch", holder, lambda d=device: TorchTrainer(d, tf32=tf32, **common)))
+                made.append(("torch", holder, partial(TorchTrainer, device, ours.layer_copies(), tf32=tf32,
+                                                      **common)))
             else:
                 from backprop.contenders.handwritten import HandwrittenTrainer
 
                 label = "numpy-reference" if backend.name == "numpy" else "cupy-reference"
-                made.append((label, backend, lambda: HandwrittenTrainer(backend, **common)))
+                made.append((label, backend, partial(HandwrittenTrainer, backend, ours.initial_weights(),
+                                                     settings.activation, **common)))
         except BackendUnavailable as exc:
             notes.append(f"--compare {what} skipped on {backend.label}: {exc}")
     return made, notes
+
+
+def _not_applicable(settings: Settings) -> list[str]:
+    """One note naming the sizes the hand-written step cannot train (it is an MLP's), if asked for."""
+    own = [s.name for s in settings.sizes if s.network]
+    if "numpy-reference" not in settings.compare or not own:
+        return []
+    return [f"--compare numpy-reference does not apply to {', '.join(own)}: the hand-written step "
+            "trains MLPs only"]
+
+
+def _same_outputs(ours: BackpropTrainer, label: str, trainer: Any, size: Size, precisions: tuple[str, str],
+                  span: tuple[int, int]) -> None:
+    """Before any step: a contender's network gives our outputs on the first batch, or the bench
+    stops (a contender built another network: a bug, and its timings would mean nothing)."""
+    if not hasattr(trainer, "outputs"):
+        return
+    mine, theirs = ours.outputs(*span), trainer.outputs(*span)
+    rtol, atol = tolerance(*precisions)
+    worst = float(np.max(np.abs(mine - theirs) - rtol * np.abs(mine)))
+    if not worst <= atol:
+        raise RuntimeError(f"{label} builds another {size.name} network than ours: its outputs before "
+                           f"training differ by up to {float(np.max(np.abs(mine - theirs))):.3g} (allowed "
+                           f"{atol:g} + {rtol:g} x output); a bug in the contender, please report it")
 
 
 def _build(holder: Any, factory: Callable[[], Any]) -> tuple[Any, int | None]:
@@ -297,7 +419,7 @@ def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str
          peak_bytes: int | None, final: float) -> dict:
     """One row of the report: a trainer's median step on one size and device, and what follows."""
     step = statistics.median(spent)
-    flops = flops_per_step(size.layers, size.batch)
+    flops = size.flops()
     return {
         "size": size.name, "layers": size.label, "batch": size.batch, "device": backend.label,
         "impl": impl, "dtype": settings.dtype, "precision": _precision(settings, backend),
@@ -312,7 +434,7 @@ def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str
 def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
                   progress: Callable[[str], None]) -> tuple[list[dict], list[str]]:
     """Rows for one size on one device: ours and each contender, interleaved."""
-    loss = "bce" if size.layers[-1] == 1 else "ce"
+    loss = "bce" if size.n_outputs == 1 else "ce"
     optimizer = OPTIMIZER_SETTINGS[settings.optimizer]
     itemsize = np.dtype(settings.dtype).itemsize
     n_batches = distinct_batches(size, itemsize)
@@ -322,11 +444,14 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
 
     ours, held = _build(backend, lambda: BackpropTrainer(backend, size, settings.activation, loss, optimizer,
                                                          settings.dtype, X, labels, settings.seed))
-    weights = ours.initial_weights()  # the contenders start from ours, before the warm-up moves them
+    # The contenders start from ours, before the warm-up moves them.
+    made, notes = _contenders(settings, backend, ours, size, loss, X, labels)
+    built = [(label, holder, *_build(holder, factory)) for label, holder, factory in made]
+    precision = _precision(settings, backend)
+    for label, _, trainer, _ in built:
+        _same_outputs(ours, label, trainer, size, (precision, precision), warm[0])
     trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
-    made, notes = _contenders(settings, backend, weights, size, loss, X, labels)
-    for label, holder, factory in made:
-        trainer, held = _build(holder, factory)
+    for label, holder, trainer, held in built:
         trainers.append((label, trainer))
         peaks.append(_warm_up(holder, trainer, warm, held))
 
@@ -387,7 +512,7 @@ def _check_settings(settings: Settings) -> None:
         raise ConfigError("--precision tf32 applies to float32: drop it or use --dtype float32")
     if not settings.sizes:
         raise ConfigError("no sizes to measure: pass --sizes or --layers")
-    bad = [s.name for s in settings.sizes if s.data == "xor" and s.layers[-1] != 1]
+    bad = [s.name for s in settings.sizes if s.data == "xor" and s.n_outputs != 1]
     if bad:
         raise ConfigError(f"size {bad[0]} trains on XOR: it needs one output")
 
@@ -423,7 +548,7 @@ def _new_report(settings: Settings, labels: list[str]) -> dict[str, Any]:
 def _describe_device(settings: Settings, backend: Any, progress: Callable[[str], None]) -> dict:
     """A device's entry in the report, with its measured matrix-multiply ceiling."""
     progress(f"measuring the matrix-multiply ceiling of {backend.label}")
-    ceiling = gemm_ceiling(backend, settings.dtype, max(max(s.layers) for s in settings.sizes))
+    ceiling = gemm_ceiling(backend, settings.dtype, max(s.widest() for s in settings.sizes))
     return {"device": backend.label, **backend.describe(), "precision": _precision(settings, backend),
             "ceiling_gemm": ceiling["gemm"], "ceiling_tflops": ceiling["flops_per_s"] / 1e12}
 
@@ -436,6 +561,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
     _check_settings(settings)
     backends_ = _backends(settings)
     report = _new_report(settings, [b.label for b in backends_])
+    report["notes"] = _not_applicable(settings)
     report["devices"] = [_describe_device(settings, backend, progress) for backend in backends_]
     for size in settings.sizes:
         for backend, device in zip(backends_, report["devices"]):

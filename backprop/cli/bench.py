@@ -222,12 +222,13 @@ def _clean(obj):
 def add_parser(commands, positive_int, hidden, seed) -> None:
     p = commands.add_parser(
         "bench", help="training-step speed per network size on CPU and GPU, beside PyTorch",
-        description="Time training steps of the real fit loop for networks from XOR size to large, on "
+        description="Time training steps of the real fit loop for networks from XOR size to large and two "
+                    "convolutional ones, on "
                     "each device, and print step time, samples/s, TFLOP/s against the device's "
                     "measured matrix-multiply ceiling, peak memory, the GPU/CPU speedup and the loss "
                     "each run reached (which must agree). Sizes: "
                     + "; ".join(f"{s.name} {s.label} batch {s.batch}" for s in bench.SIZES.values()))
-    p.add_argument("--sizes", default=None, help="comma-separated sizes (default: all four, or none "
+    p.add_argument("--sizes", default=None, help="comma-separated sizes (default: all of them, or none "
                    "with --layers)")
     p.add_argument("--layers", type=hidden, default=None, metavar="W,W,...",
                    help="a custom network: input, hidden..., output widths, e.g. 784,512,10")
@@ -235,13 +236,15 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
     p.add_argument("--devices", default=None,
                    help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
     p.add_argument("--compare", default=None, metavar=",".join(bench.CONTENDERS),
-                   help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved")
+                   help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved "
+                        "(the hand-written step: MLP sizes only)")
     p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32")
     p.add_argument("--precision", choices=("default", "tf32"), default="default",
                    help="tf32: TF32 tensor cores for float32 products on GPUs (CPU rows stay float32)")
     p.add_argument("--optimizer", choices=tuple(bench.OPTIMIZER_SETTINGS), default="momentum",
                    help="momentum (default: SGD, momentum 0.9, lr 0.01), sgd or adam")
-    p.add_argument("--activation", choices=HANDWRITTEN_ACTIVATIONS, default="relu")
+    p.add_argument("--activation", choices=HANDWRITTEN_ACTIVATIONS, default="relu",
+                   help="between the layers of every size, the convolutional ones too (relu)")
     p.add_argument("--steps", type=positive_int, default=None,
                    help="timed steps per block (default: by size, from 200 for xor to 1 for large)")
     p.add_argument("--repeats", type=positive_int, default=None,

@@ -1,6 +1,7 @@
 """The same network trained by PyTorch eager, for ``backprop bench --compare torch``.
 
-A training loop as a PyTorch user writes it: ``nn.Sequential`` of ``nn.Linear``,
+A training loop as a PyTorch user writes it: ``nn.Sequential`` of ``nn.Linear`` (and
+``nn.Conv1d``/``Conv2d``, ``nn.MaxPool1d``/``2d``, ``nn.Flatten`` for the convolutional sizes),
 ``CrossEntropyLoss`` (or ``BCEWithLogitsLoss``), a ``torch.optim`` optimizer with
 its defaults (the multi-tensor ``foreach`` update on CUDA, a per-tensor loop on the
 CPU), and, like our ``fit``, the
@@ -28,16 +29,45 @@ def torch_threads(threads: int | None = None) -> int | None:
     return torch.get_num_threads()
 
 
-class TorchTrainer:
-    """An MLP trained by PyTorch eager on ``device`` (``"cpu"`` or ``"cuda:N"``).
+def _module(torch: Any, kind: str, config: dict, params: dict[str, np.ndarray], dtype: str) -> Any:
+    """The torch.nn module of one of our layers (registry name, settings, host parameters), holding
+    the same weights; BackendUnavailable for a layer this contender has no counterpart set up for."""
+    nn = torch.nn
+    simple = {"relu": nn.ReLU, "tanh": nn.Tanh, "flatten": nn.Flatten}
+    pools = {"maxpool1d": nn.MaxPool1d, "maxpool2d": nn.MaxPool2d}
+    convs = {"conv1d": nn.Conv1d, "conv2d": nn.Conv2d}
+    if kind in simple:
+        return simple[kind]()
+    if kind in pools:
+        return pools[kind](config["pool_size"], stride=config["stride"], padding=config["padding"])
+    if kind == "dense":
+        W = params["W"].T  # ours is (in, out), torch's (out, in)
+        module = nn.Linear(W.shape[1], W.shape[0], dtype=getattr(torch, dtype))
+    elif kind in convs:
+        W = params["W"]  # (out, in, *kernel) on both sides
+        module = convs[kind](W.shape[1], W.shape[0], config["kernel_size"], stride=config["stride"],
+                             padding=config["padding"], dilation=config["dilation"],
+                             dtype=getattr(torch, dtype))
+    else:
+        raise BackendUnavailable(f"no PyTorch counterpart set up for layer {kind!r}")
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(W, dtype))))
+        module.bias.copy_(torch.from_numpy(np.asarray(params["b"], dtype)))
+    return module
 
-    Parameters are those of :class:`backprop.contenders.handwritten.HandwrittenTrainer`;
+
+class TorchTrainer:
+    """Our network trained by PyTorch eager on ``device`` (``"cpu"`` or ``"cuda:N"``).
+
+    ``network``: our layers as (registry name, settings, parameters as host arrays), the
+    starting point (dense, conv1d, conv2d, maxpool1d, maxpool2d, flatten, relu, tanh); the
+    other parameters are those of :class:`backprop.contenders.handwritten.HandwrittenTrainer`.
     ``tf32`` lets float32 matrix products use TF32 tensor cores on a GPU.
     """
 
     label = "torch"
 
-    def __init__(self, device: str, weights: list, activation: str, loss: str, optimizer: dict,
+    def __init__(self, device: str, network: list, loss: str, optimizer: dict,
                  dtype: str, X: np.ndarray, labels: np.ndarray, tf32: bool = False) -> None:
         spec = "torch:cpu" if device == "cpu" else f"torch:{device}"
         self.backend = get_backend(spec, tf32=tf32)  # raises BackendUnavailable without torch
@@ -45,18 +75,8 @@ class TorchTrainer:
 
         self.torch = torch
         dev = self.backend.device
-        tdtype = getattr(torch, dtype)
-        layers: list[Any] = []
         with self.backend.activate():
-            for i, (w, b) in enumerate(weights):
-                linear = torch.nn.Linear(w.shape[0], w.shape[1], device=dev, dtype=tdtype)
-                with torch.no_grad():
-                    linear.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.asarray(w, dtype).T)))
-                    linear.bias.copy_(torch.from_numpy(np.asarray(b, dtype)))
-                layers.append(linear)
-                if i < len(weights) - 1:
-                    layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.Tanh())
-            self.model = torch.nn.Sequential(*layers)
+            self.model = torch.nn.Sequential(*[_module(torch, *layer, dtype) for layer in network]).to(dev)
             self.X = torch.from_numpy(np.asarray(X, dtype)).to(dev)
             if loss == "ce":
                 self.y = torch.from_numpy(np.asarray(labels, np.int64)).to(dev)
@@ -76,6 +96,11 @@ class TorchTrainer:
                                         eps=optimizer["eps"])
         else:
             raise BackendUnavailable(f"no PyTorch counterpart set up for optimizer {name!r}")
+
+    def outputs(self, start: int, stop: int) -> np.ndarray:
+        """The network's outputs (logits) for the samples start:stop, on the host."""
+        with self.backend.activate(), self.torch.no_grad():
+            return self.model(self.X[start:stop]).cpu().numpy()
 
     def run(self, spans: list[tuple[int, int]]) -> float:
         """Train one step per (start, stop) batch; the mean loss, read once at the end."""
