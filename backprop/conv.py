@@ -8,11 +8,7 @@ into the columns (C·K, N·L) (K kernel entries, L output positions), so ``Y = W
 axis at a time (a 5×5 kernel: 5 slices along the width stacked, then 5 along the height of
 that), which gives the same columns as one slice per kernel entry with longer runs to copy. The
 backward pass is the transpose: ``dW2 = dY2 @ colsᵀ`` (one matrix product) and
-``dcols = W2ᵀ @ dY2``, which col2im adds back onto the input, axis by axis in reverse; dcols is
-made in parts, the rows of one kernel offset along the first spatial axis each, each added back
-before the next is made, so the whole (C·K, B·L) never exists at once (fresh memory costs NumPy
-page faults every step; each entry is the same sum over the output channels, which BLAS may add
-in another order for the smaller product: float64 agrees to about 1e-12). The
+``dcols = W2ᵀ @ dY2``, which col2im adds back onto the input, axis by axis in reverse. The
 standard has no scatter-add, so col2im is a sum of shifted slices: for each offset, the strided
 slice of the padded gradient that offset read in the forward pass gets that offset's columns
 added (``dXp[slice] += D[:, i]``); within one offset the slice meets each entry at most once, so
