@@ -252,7 +252,7 @@ class _Conv(Layer):
             raise TypeError(f"{type(self).__name__} got {X.dtype} input but holds {W.dtype} weights: "
                             "cast the input")
         xp = self._ns(X)
-        B, sizes = X.shape[0], tuple(X.shape[2:])
+        B, C, sizes = X.shape[0], X.shape[1], tuple(X.shape[2:])
         cols, out = self._im2col(X)
         W2 = xp.reshape(W, (self.out_channels, -1))  # (out, C·K)
         Y2 = W2 @ cols  # the layer's one matrix product: (out, C·K) @ (C·K, B·L)
