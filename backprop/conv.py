@@ -193,45 +193,20 @@ class _Conv(Layer):
     def _col2im(self, dcols: Array, B: int, C: int, sizes: tuple[int, ...]) -> Array:
         """The transpose of :meth:`_im2col`: dcols (C·K, B·L) -> dX (B, C, *S). No scatter-add in
         the standard: each offset's columns are added onto the strided slice it was read from."""
-        D = self._ns(dcols).reshape(dcols, (C, *self.kernel_size, B, *self._out_sizes(sizes)))
-        return self._col2im_from(lambda i: D[:, i, ...], sizes)
-
-    def _col2im_from(self, first: Callable[[int], Array], sizes: tuple[int, ...]) -> Array:
-        """col2im from ``first(i)``, the columns of kernel offset i along the first spatial axis,
-        (C, k_1.., B, *O) each: asked one at a time, so a caller may make each only when it is
-        added (see :meth:`_input_grad`). Returns dX (B, C, *S)."""
+        xp = self._ns(dcols)
         out = self._out_sizes(sizes)
         padded = [s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())]
+        D = xp.reshape(dcols, (C, *self.kernel_size, B, *out))
         # The stages of _im2col in reverse: axis a's offsets are added onto the strided slices they
         # were read from, (C, k_a.., B, S_0..S_a-1, O_a..) -> (C, k_a+1.., B, S_0..S_a, O_a+1..).
-        offset = first
         for axis in range(self.spatial):
-            dXp = None
+            shape = list(D.shape[:1] + D.shape[2:])
+            shape[self.spatial + 1] = padded[axis]
+            dXp = xp.zeros(tuple(shape), dtype=dcols.dtype, device=device_of(dcols))
             for i, index in enumerate(self._offset_slices(axis, out)):
-                share = offset(i)
-                if dXp is None:
-                    shape = list(share.shape)
-                    shape[self.spatial + 1] = padded[axis]
-                    dXp = self._ns(share).zeros(tuple(shape), dtype=share.dtype, device=device_of(share))
-                dXp[index] += share
-            offset = lambda i, D=dXp: D[:, i, ...]  # noqa: E731  (the next stage's offsets)
-        return self._ns(dXp).permute_dims(dXp[self._inner(sizes)], (1, 0, *range(2, len(sizes) + 2)))
-
-    def _input_grad(self, W: Array, dY2: Array, B: int, sizes: tuple[int, ...]) -> Array:
-        """dX (B, C, *S) = col2im(W2ᵀ @ dY2), W (out, C, *kernel), dY2 (out, B·L), with the product
-        made in k_0 parts, the rows of one first-axis kernel offset each, each added back before
-        the next is made: the same numbers as one product (each entry is the same sum over
-        ``out``), without the whole (C·K, B·L) columns alive at once, which for LeNet's second
-        convolution is 7.7 MB of fresh memory per step."""
-        xp = self._ns(dY2)
-        C, rest, out = W.shape[1], W.shape[3:], self._out_sizes(sizes)
-        W4 = xp.reshape(W, (self.out_channels, C, self.kernel_size[0], -1))  # (out, C, k_0, k_1..)
-
-        def first(i: int) -> Array:  # (C, k_1.., B, *O): the columns of offset i along axis 0
-            part = xp.reshape(W4[:, :, i, :], (self.out_channels, -1)).T @ dY2  # (C·k_1.., B·L)
-            return xp.reshape(part, (C, *rest, B, *out))
-
-        return self._col2im_from(first, sizes)
+                dXp[index] += D[:, i, ...]
+            D = dXp
+        return xp.permute_dims(dXp[self._inner(sizes)], (1, 0, *range(2, len(sizes) + 2)))  # (B, C, *S)
 
     def _rows(self, Y2: Array, B: int, out: tuple[int, ...]) -> Array:
         """(..., out, B·L) products -> (..., B, out, *O) outputs (a view: no copy)."""
@@ -262,7 +237,7 @@ class _Conv(Layer):
             dY2 = self._flat_delta(dY)  # (out, B·L)
             self.set_grad("W", xp.reshape(dY2 @ cols.T, W.shape))
             self.set_grad("b", xp.sum(dY2, axis=1))
-            return self._input_grad(W, dY2, B, sizes) if input_grad else None
+            return self._col2im(W2.T @ dY2, B, C, sizes) if input_grad else None
 
         return self._rows(Y2, B, out), backward
 

@@ -257,22 +257,3 @@ def test_auto_init_counts_every_kernel_entry_in_the_fans(following, limit):
     W = np.asarray(model.parameters()["0.W"])
     assert W.shape == (16, 6, 5, 5)
     assert 0.99 * limit < np.abs(W).max() <= limit
-
-
-@pytest.mark.parametrize("name, shape, settings", [*CASES, ("Conv2D", (6, 14, 14), {"kernel_size": 5})],
-                         ids=[*IDS, "Conv2D-lenet-second"])
-def test_the_input_gradient_made_per_kernel_row_equals_col2im_of_the_one_product(name, shape, settings):
-    """The backward makes W2ᵀ dY2 one first-axis kernel offset at a time (less fresh memory per
-    step); each entry is the same sum over the output channels, which BLAS may add in another
-    order for the smaller product: equal to 1e-12 relative in float64."""
-    rng = np.random.default_rng(2)
-    X = rng.normal(size=(5, *shape))
-    layer = _layer(name, shape, settings)
-    Y, backward = layer.forward(X)
-    dY = rng.normal(size=Y.shape)
-    W = np.asarray(layer.params["W"])
-    dcols = W.reshape(W.shape[0], -1).T @ np.moveaxis(dY, 1, 0).reshape(W.shape[0], -1)  # (C·K, B·L)
-    expected = layer._col2im(dcols, X.shape[0], shape[0], shape[1:])
-    dX = backward(dY)
-    assert dX.shape == X.shape and dX.dtype == X.dtype
-    np.testing.assert_allclose(dX, expected, rtol=1e-12, atol=1e-12 * np.max(np.abs(expected)))
