@@ -178,10 +178,13 @@ class _MaxPool(_WindowPool):
         (N, C, *out) booleans: the entries equal to the maximum that no earlier offset holds."""
         Xp, best = tape
         free = None  # windows whose maximum no earlier offset holds
-        for window in plan["windows"]:
+        last = len(plan["windows"]) - 1
+        for i, window in enumerate(plan["windows"]):
             equal = Xp[window] == best
-            yield equal if free is None else equal & free
-            free = ~equal if free is None else free & ~equal
+            first = equal if free is None else equal & free
+            yield first
+            if i < last:  # first ⊆ free, so free & ~equal is free ^ first: one operation, not two
+                free = ~equal if free is None else free ^ first
 
     def _along(self, xp: Any, RX: Array, tape: tuple[Array, Array], plan: dict) -> Array:
         """R{X} (..., N, C, *spatial) read at each window's first maximum: (..., N, C, *out)."""
