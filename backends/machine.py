@@ -67,15 +67,25 @@ def describe_cpu() -> dict:
 
 
 ONE_THREAD_BELOW = 10_000_000
-"""Multiply-adds per training step (forward pass) below which a step gets one BLAS thread.
+"""Multiply-adds per training step (batch × parameters) below which a step gets one BLAS thread.
 
-Measured on a 2-core AMD EPYC (OpenBLAS, float32, Adam), the time of one step at 1 and at 2
-threads, quiet / with a second CPU-bound process running (2 threads ÷ 1 thread):
-64-128-128-10 batch 32 (8.3e5 multiply-adds) 0.91 / 0.73; batch 64 (1.7e6) 0.86 / 1.73;
-64-256-256-10 batch 128 (1.1e7) 0.70 / 1.19; 784-512-512-10 batch 64 (4.3e7) 0.70 / 1.12,
-batch 256 (1.7e8) 0.63 / 1.92, batch 1024 (6.9e8) 0.58 / 1.23. Below about 1e7 a second thread
-saves at most ~15% on a quiet machine but can cost several times over when another process holds
-a core (the threads spin waiting for each other); above it the quiet gain reaches 30-40%.
+Measured on a 2-core AMD EPYC (OpenBLAS 0.3.31, float32, Adam, numpy backend): the median
+time of a step at 2 threads ÷ at 1 thread, quiet / with a second CPU-bound process running:
+
+=================================  =============  =========  ========
+network, batch                     multiply-adds  quiet      busy
+=================================  =============  =========  ========
+64-128-128-10, 32 (digits)         8.4e5          1.23       1.48
+64-128-128-10, 64                  1.7e6          1.32       1.91
+64-256-256-10, 128                 1.1e7          1.00       1.53
+784-512-512-10, 64                 4.3e7          0.69       1.20
+784-512-512-10, 256                1.7e8          0.70       2.06
+784-512-512-10, 1024 (medium)      6.9e8          0.55       1.51
+=================================  =============  =========  ========
+
+Below about 1e7 a second thread gains nothing even on a quiet machine (the threads' hand-offs
+cost what the split saves) and loses 1.5-2x when another process holds a core; above it a quiet
+machine gains 30-45%, which the rule keeps (it cannot know the load to come).
 """
 
 
