@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 from collections.abc import Iterator
 
 from .base import BackendUnavailable
@@ -107,8 +108,23 @@ def training_threads(backend, multiply_adds: int, threads: int | None = None) ->
         yield
         return
     threads = step_threads(multiply_adds) if threads is None else threads
-    with limit_threads(threads), _torch_threads(backend, threads):
+    with _controller().limit(limits=threads), _torch_threads(backend, threads):
         yield
+
+
+_CONTROLLERS: dict[int, object] = {}
+
+
+def _controller():
+    """threadpoolctl's view of the loaded thread pools, kept while no module is imported: building
+    it scans every loaded library (about a millisecond with SciPy), too slow for each fit."""
+    from threadpoolctl import ThreadpoolController
+
+    loaded = len(sys.modules)  # a new import may bring its own BLAS or OpenMP
+    if loaded not in _CONTROLLERS:
+        _CONTROLLERS.clear()
+        _CONTROLLERS[loaded] = ThreadpoolController()
+    return _CONTROLLERS[loaded]
 
 
 @contextlib.contextmanager

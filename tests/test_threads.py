@@ -124,3 +124,21 @@ def test_gpu_backend_untouched(two_threads):
     backend = types.SimpleNamespace(name="cupy", is_gpu=True)
     with machine.training_threads(backend, 1000, threads=1):
         assert blas_threads() == 2
+
+
+def test_pools_scanned_once_not_per_fit(monkeypatch):
+    """Scanning the loaded libraries costs about a millisecond: a fit reuses the last scan."""
+    import threadpoolctl
+
+    small_fit(Seen())
+    built = []
+
+    class Counting(threadpoolctl.ThreadpoolController):
+        def __init__(self):
+            built.append(1)
+            super().__init__()
+
+    monkeypatch.setattr(threadpoolctl, "ThreadpoolController", Counting)
+    small_fit(Seen())
+    small_fit(Seen())
+    assert built == []
