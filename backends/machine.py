@@ -110,6 +110,7 @@ def training_threads(backend, multiply_adds: int, threads: int | None = None) ->
     threads = step_threads(multiply_adds) if threads is None else threads
     with _controller().limit(limits=threads), _torch_threads(backend, threads):
         yield
+    _controller()  # rescanned now if the epochs imported a module (SciPy): this fit pays, not the next
 
 
 _CONTROLLERS: dict[int, object] = {}
