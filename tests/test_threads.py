@@ -127,13 +127,18 @@ def test_gpu_backend_untouched(two_threads):
 
 
 def test_pools_scanned_once_not_per_fit(monkeypatch):
-    """Scanning the loaded libraries costs about a millisecond: a fit reuses the last scan."""
+    """Scanning the loaded libraries costs about a millisecond: a fit reuses the last scan, and a fit
+    that imported a module rescans as it ends, not the next fit."""
     import threadpoolctl
 
     def quiet(record, model):  # (threadpool_info, as Seen calls it, builds a controller of its own)
         pass
 
+    def importing(record, model):  # as L-BFGS's first epoch imports SciPy
+        monkeypatch.setitem(sys.modules, "module_imported_during_a_fit", types.ModuleType("new"))
+
     small_fit(quiet)
+    small_fit(importing)  # the fit that imports rescans as it ends
     built = []
 
     class Counting(threadpoolctl.ThreadpoolController):
