@@ -221,6 +221,9 @@ SETTINGS: dict[str, Setting] = _declare(
     Setting("dropout", "number", None, *_NUMBER, "dropout rate after each hidden layer of the default MLP "
             "(none)", low=0.0, high=1.0, bounds="a rate in [0, 1)", checked_here=True, fixed=True,
             group="model"),
+    Setting("threads", "integer", None, (int,), "an integer",
+            "CPU threads for the matrix products (default: 1 for small networks, all cores for large; "
+            "see backends.machine.step_threads)", low=1, fit_name="threads"),
 )
 """Every setting of a run, in the order the README lists them."""
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from backends import DeviceRNG, HostRNG, Stream, to_numpy_any
+from backends.machine import training_threads
 
 from . import drivers, losses, optimizers
 from ._typing import Array
@@ -253,7 +254,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
         weight_decay: float | None = _FIT["weight_decay"], schedule: Any = _FIT["schedule"],
         callbacks: Sequence[Callable[[dict, Any], Any] | Callback] = (),
         gradient_hooks: Sequence[GradientHook] = (), sample_weight: Any = None, comm: Any = None,
-        class_targets: bool = False, **settings: Any) -> History:
+        class_targets: bool = False, threads: int | None = _FIT["threads"], **settings: Any) -> History:
     """Train the model on inputs ``X`` (N, n_inputs) and targets ``y``; returns its History.
 
     ``model.fit(X, y, ...)`` is this function. One fit at a time per model: a second
@@ -315,6 +316,10 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
         carry ``train_accuracy`` and ``val_accuracy``, the largest output's class (one
         output: above 1/2) against the indicated one. Ignored for ``"ce"``/``"bce"``,
         which count classes anyway.
+    threads : int or None
+        CPU threads for the matrix products during the epochs (BLAS, and PyTorch's pool on
+        the torch backend), restored after; None: one for a small step, all cores for a large
+        one (:func:`backends.machine.step_threads`, from batch × parameters). No effect on a GPU.
     **settings
         Further settings of an optimizer given by name (``momentum``, ``beta1``, ``eps``,
         ``mu``...; see :func:`backprop.optimizers.settings`); a name neither fit nor
@@ -325,6 +330,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
     History
     """
     epochs = 0 if epochs == 0 else positive_int(epochs, "epochs")
+    threads = None if threads is None else positive_int(threads, "threads")
     validation_split = check_fraction(validation_split, "validation_split")
     watch = early_stopping_from(early_stopping)
     if watch is not None and not validation_split and validation_data is None:
@@ -357,7 +363,9 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
         else:
             driver = group.mini_batch(step, data, batch_size, shuffle, state.shuffle_rng)
         bookkeeping = drivers.Epochs(context, services, step.loss, val, group, data.T, max(batch_size, 1024))
-        context.history.converged = driver.run(range(first_epoch, first_epoch + epochs), bookkeeping)
+        # batch × parameters: a dense step's forward multiply-adds, what the thread rule is measured by
+        with training_threads(backend, batch_size * model.n_params, threads):
+            context.history.converged = driver.run(range(first_epoch, first_epoch + epochs), bookkeeping)
         for service in services:
             service.on_end(context)
     return context.history

@@ -86,7 +86,8 @@ def test_fits_defaults_are_the_schemas_per_call_ones():
     fit = inspect.signature(training.fit).parameters
     per_call = settings.fit_defaults()
     assert per_call == {"loss": "auto", "optimizer": None, "lr": None, "weight_decay": None, "schedule": None,
-                        "epochs": 10, "batch_size": None, "validation_split": 0.0, "early_stopping": None}
+                        "epochs": 10, "batch_size": None, "validation_split": 0.0, "early_stopping": None,
+                        "threads": None}
     assert {name: fit[name].default for name in per_call} == per_call
     assert (runner.DEFAULTS["epochs"], runner.DEFAULTS["val_split"], runner.DEFAULTS["early_stopping"]) == \
         (100, 0.1, 10)

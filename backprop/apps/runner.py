@@ -495,7 +495,8 @@ class Run:
                                     epochs=self.epochs_left, batch_size=self.settings["batch_size"],
                                     validation_data=val_n, early_stopping=self.early_stopping,
                                     callbacks=[between_epochs, PeriodicSave(self)],
-                                    comm=self.comm, class_targets=transform.task == "classification")
+                                    comm=self.comm, class_targets=transform.task == "classification",
+                                    threads=self.settings["threads"])
         except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
             failure = str(exc)
         if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
