@@ -13,9 +13,11 @@ lowers the error and by 10 (and the step retried) after one that does not.
 The solve: the Array API's linalg extension has ``solve``, ``cholesky`` and
 ``eigh`` but no triangular solve, so a Cholesky factor could not be applied
 portably. One ``eigh`` of JᵀJ = QΛQᵀ per iteration makes every μ retry a pair of
-matrix-vector products: δ = -Q (Qᵀg / (Λ + μ)). When N·K < P the same is done in
-residual space, with JJᵀ (N·K, N·K): (JᵀJ + μI)⁻¹Jᵀ = Jᵀ(JJᵀ + μI)⁻¹, which needs
-far less memory. The solve runs in float64 whatever the model's dtype: forming
+matrix-vector products: δ = -Q (Qᵀg / (Λ + μ)). An ``eigh`` costs seven to ten
+``solve``s of the same matrix, so from ``Damped.eigh_below`` unknowns on each μ trial
+is one ``solve`` of (A + μI) instead (:meth:`Damped.damped_solver`). When N·K < P the
+same is done in residual space, with JJᵀ (N·K, N·K): (JᵀJ + μI)⁻¹Jᵀ = Jᵀ(JJᵀ + μI)⁻¹,
+which needs far less memory. The solve runs in float64 whatever the model's dtype: forming
 JᵀJ squares J's condition number, more than float32's seven digits can hold.
 
 L-BFGS is SciPy's L-BFGS-B on the host over the flat parameters in float64; the
@@ -144,6 +146,27 @@ class Damped(FullBatch):
         (its lasting state is ``mu`` and ``t``), so a pickle holds no device array."""
         raise NotImplementedError
 
+    # Below this many unknowns one eigh per iteration, above it one solve per μ trial. NumPy,
+    # float64, one eigh against one solve of the same matrix (ms): n = 100: 0.5 / 0.1,
+    # 300: 5.6 / 0.6, 1000: 93 / 13, 2000: 579 / 84. An eigh costs 7-10 solves, more than
+    # an iteration's usual μ trials; below ~500 both are a few ms and eigh's free retries win.
+    eigh_below = 500
+
+    def damped_solver(self, xp: Any, A: Array, b: Array) -> tuple[Any, Array | None]:
+        """``(solve, eigenvalues)`` for symmetric ``A`` (n, n) and ``b`` (n,), float64:
+        ``solve(mu)`` is x (n,) with (A + μI) x = b. Small systems take one ``eigh`` now,
+        each ``solve(mu)`` then two matrix-vector products, and return A's eigenvalues (n,);
+        from ``eigh_below`` unknowns each ``solve(mu)`` is one ``linalg.solve`` and the
+        eigenvalues are None."""
+        n = A.shape[0]
+        if n < self.eigh_below:
+            eigenvalues, Q = xp.linalg.eigh(A)
+            coords = Q.T @ b
+            return (lambda mu: Q @ (coords / (eigenvalues + mu))), eigenvalues
+        eye = xp.eye(n, dtype=A.dtype, device=device_of(A))
+        column = b[:, None]  # a (n, 1) right-hand side: the standard's 1-d solve is ambiguous
+        return (lambda mu: xp.linalg.solve(A + mu * eye, column)[:, 0]), None
+
     def _penalty(self, xp: Any, theta: Array, decayed: Array) -> Array:
         """½·wd·‖W‖² of flat parameters ``theta`` (P,) float64, a 0-d device array."""
         return 0.5 * self.weight_decay * xp.sum(decayed * theta * theta)
@@ -262,18 +285,16 @@ class LevenbergMarquardt(Damped):
         ridge = self.weight_decay / scale
         residual_space = n * k < J.shape[1] and not ridge  # the penalty's diagonal needs parameter space
         if residual_space:
-            eigenvalues, Q = xp.linalg.eigh(J @ J.T)
-            coords = Q.T @ e
+            damped, _ = self.damped_solver(xp, J @ J.T, e)
         else:
             A = J.T @ J
             if ridge:
                 g = g + ridge * decayed * theta
                 A = A + ridge * _diag(xp, decayed)
-            eigenvalues, Q = xp.linalg.eigh(A)
-            coords = Q.T @ g
+            damped, _ = self.damped_solver(xp, A, g)
 
         def solve(mu: float) -> Array:
-            delta = Q @ (coords / (eigenvalues + mu))
+            delta = damped(mu)
             return -(J.T @ delta if residual_space else delta)
 
         return loss.forward(Z, T, S)[0], scale * g, solve
@@ -333,14 +354,15 @@ class Newton(Damped):
         if self.weight_decay:
             g = g + self.weight_decay * decayed * theta
             H = H + self.weight_decay * _diag(xp, decayed)
-        eigenvalues, Q = xp.linalg.eigh(H)
+        damped, eigenvalues = self.damped_solver(xp, H, g)
+        if eigenvalues is None:
+            eigenvalues = xp.linalg.eigvalsh(H)
         lowest = float(xp.min(eigenvalues))  # one more read per iteration: the definiteness test
         while lowest + self.mu <= 0.0 and self.mu <= self.mu_max:
             self.mu *= self.mu_inc
-        coords = Q.T @ g
 
         def solve(mu: float) -> Array:
-            return -(Q @ (coords / (eigenvalues + mu)))
+            return -damped(mu)
 
         return value, g, solve
 
