@@ -15,7 +15,7 @@ from backprop.cli import main
 from backprop.gradcheck import jacobian_check
 from backprop.jacobian import jacobian
 from backprop.second_order import LevenbergMarquardt
-from conftest import load, to_np
+from conftest import hessian_by_differences, load, to_np
 
 XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 XOR_Y = np.array([0.0, 1.0, 1.0, 0.0])
@@ -283,18 +283,7 @@ def test_the_hessian_agrees_with_differences_of_the_gradient(spec, activation, o
         T, _ = as_targets(backend, model.dtype, y, L, k, 6)
         _, g, H = hessian(model, L, Xd, T)
     H = to_np(H)
-    theta = to_np(model.flat_parameters()).copy()
-    numeric = np.zeros_like(H)
-    for p in range(len(theta)):
-        columns = []
-        for sign in (1.0, -1.0):
-            bumped = theta.copy()
-            bumped[p] += sign * 1e-5
-            model.set_flat_parameters(bumped)
-            model.loss_and_gradients(X, y, loss=loss)
-            columns.append(to_np(model.flat_gradients()).copy())  # the live buffer: the next pass rewrites it
-        numeric[:, p] = (columns[0] - columns[1]) / 2e-5
-    model.set_flat_parameters(theta)
+    numeric = hessian_by_differences(model, X, y, loss=loss)
     assert np.max(np.abs(H - numeric)) <= 1e-7 * np.max(np.abs(H))
     np.testing.assert_array_equal(H, H.T)
     model.loss_and_gradients(X, y, loss=loss)
