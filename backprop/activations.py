@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import layers
+from . import layers, workspace
 from ._typing import Array, Backward
 from .layers import Layer
 from .registry import Registry
@@ -135,13 +135,17 @@ class ReLU(Activation):
         return xp.astype(Y > 0, X.dtype), xp.zeros_like(X)
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
-        xp = self._ns(X)
-        Y = xp.maximum(X, 0.0)
-        # A 0/1 mask times dY: portable (bool -> float by astype) and, on NumPy,
-        # several times faster than where(X > 0, dY, 0). The mask is read from Y
-        # (Y > 0 exactly where X > 0), so X can be freed after the forward pass:
-        # one activation-sized array less held per ReLU layer.
-        return Y, lambda dY: dY * xp.astype(Y > 0, dY.dtype)
+        xp, into, shape = self._ns(X), workspace.ops(X), tuple(X.shape)
+        Y = into.maximum(X, 0.0, out=workspace.take(self, "Y", shape, X))
+
+        def backward(dY: Array) -> Array:
+            # dY times a 0/1 mask: on NumPy several times faster than where(X > 0, dY, 0). The
+            # mask is read from Y (Y > 0 exactly where X > 0), so X can be freed after the
+            # forward pass: one activation-sized array less held per ReLU layer.
+            mask = into.greater(Y, 0.0, out=workspace.take(self, "mask", shape, Y, xp.bool))
+            return into.multiply(dY, mask, out=workspace.take(self, "dX", shape, dY))
+
+        return Y, backward
 
 
 class LeakyReLU(Activation):

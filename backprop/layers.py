@@ -33,7 +33,7 @@ from typing import Any
 
 from backends import to_numpy_any
 
-from . import initializers
+from . import initializers, workspace
 from ._typing import Array, Backward
 from .errors import ConfigError
 from .namespace import namespace_of
@@ -88,7 +88,7 @@ class Layer:
         held = self.grads.get(name)
         if held is None:
             self.grads[name] = value
-        else:
+        elif held is not value:  # (a layer that wrote into its view with out= is done)
             held[...] = value
 
     # -- shapes (per sample: no batch axis) --------------------------------------------
@@ -294,17 +294,21 @@ class Dense(Layer):
         self.grads = {}
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
-        xp = self._ns(X)
         W, b = self.params["W"], self.params["b"]
         if X.dtype != W.dtype:  # NumPy would silently promote float32 weights to float64
             raise TypeError(f"Dense got {X.dtype} input but holds {W.dtype} weights: cast the input")
-        Y = X @ W
-        Y += b  # in place on the fresh product: no second (N, out) array
+        into = workspace.ops(X)
+        # Inside a training step the products go into the step's buffers and the gradients
+        # straight into this layer's views of the model's gradient buffer: no allocation.
+        Y = into.matmul(X, W, out=workspace.take(self, "Y", (X.shape[0], W.shape[1]), X))
+        Y += b
 
         def backward(dY: Array) -> Array:
-            self.set_grad("W", X.T @ dY)
-            self.set_grad("b", xp.sum(dY, axis=0))
-            return dY @ W.T if input_grad else None
+            self.set_grad("W", into.matmul(X.T, dY, out=self.grads.get("W")))
+            self.set_grad("b", into.sum0(dY, out=self.grads.get("b")))
+            if not input_grad:
+                return None
+            return into.matmul(dY, W.T, out=workspace.take(self, "dX", tuple(X.shape), dY))
 
         return Y, backward
 

@@ -315,6 +315,16 @@ class Sequential:
             return self._grad_flat
         return flat.flatten(self.xp, self.gradient_list())
 
+    def flat_pair(self, grads: list[Array]) -> tuple[Array, Array] | None:
+        """``(parameters, gradients)``, the model's two (P,) buffers, when ``grads`` are the views of
+        the gradient buffer in parameter order (what a step's backward pass leaves); else None."""
+        views = self._grad_views
+        if self._grad_flat is None or len(grads) != len(views):
+            return None
+        if any(g is not view for g, view in zip(grads, views)):
+            return None
+        return self._flat, self._grad_flat
+
     # -- forward and backward ----------------------------------------------------
     def trunk(self, loss: losses.Loss | None = None) -> list[Layer]:
         """The layers whose output ``loss`` reads: all of them, less a final layer the loss is

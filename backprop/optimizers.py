@@ -26,11 +26,13 @@ from typing import Any
 
 from array_api_compat import is_array_api_obj
 
+from . import flat as flat_layout
 from . import schedules
 from ._typing import Array
 from .errors import ConfigError
-from .namespace import namespace_of
+from .namespace import device_of, namespace_of
 from .registry import Registry
+from .workspace import ops
 
 
 def positive(value: Any, name: str) -> float:
@@ -61,6 +63,45 @@ def count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def decayed(p: Array) -> bool:
+    """Whether weight decay and L1 reach the parameter ``p``: weight matrices and kernels
+    (``ndim >= 2``), not biases. The one place of this rule."""
+    return p.ndim >= 2
+
+
+class FlatUpdate:
+    """What the update over the flat buffers keeps between steps (never saved: rebuilt from the
+    optimizer's ``state`` whenever its arrays change): the state's slots as (P,) buffers whose
+    views are ``state``, their identities, the weight entries as a (P,) mask, vectors that are a
+    penalty's value on the weights and zero elsewhere, and scratch arrays for temporaries."""
+
+    def __init__(self, xp: Any, params: list[Array], slots: dict[str, Array], ids: tuple[int, ...]) -> None:
+        self.xp, self.slots, self.ids, self.dtype = xp, slots, ids, params[0].dtype
+        self.mask = flat_layout.flatten(
+            xp, [(xp.ones if decayed(p) else xp.zeros)(p.shape, dtype=xp.bool, device=device_of(p))
+                 for p in params])
+        self._vectors: dict[str, tuple[float, float, Array]] = {}
+        self._scratch: dict[str, Array] = {}
+
+    def on_weights(self, name: str, value: float, elsewhere: float = 0.0) -> Array:
+        """(P,): ``value`` on the weight entries, ``elsewhere`` on the others (exactly those
+        floats, so a product with it rounds as the scalar's would). Kept while ``value`` is."""
+        held = self._vectors.get(name)
+        if held is None or held[:2] != (value, elsewhere):
+            xp, device = self.xp, device_of(self.mask)
+            vector = xp.where(self.mask, xp.asarray(value, dtype=self.dtype, device=device),
+                              xp.asarray(elsewhere, dtype=self.dtype, device=device))
+            held = self._vectors[name] = (value, elsewhere, vector)
+        return held[2]
+
+    def scratch(self, name: str, like: Array) -> Array:
+        """A (P,) array for temporaries, the same one at every step."""
+        buffer = self._scratch.get(name)
+        if buffer is None:
+            buffer = self._scratch[name] = self.xp.empty_like(like)
+        return buffer
 
 
 class Optimizer:
@@ -146,6 +187,7 @@ class Optimizer:
         self.t = 0  # steps taken
         self.state: list[dict[str, Array]] = []
         self._ids: tuple[int, ...] = ()  # which arrays the state belongs to
+        self._flat: FlatUpdate | None = None  # the state laid out flat (see _flat_ready)
         self.owner: str | None = None  # the model this optimizer trains (see bind)
 
     def update_settings(self, *, lr: float | None = None, weight_decay: float | None = None,
@@ -167,7 +209,7 @@ class Optimizer:
     def reset(self, *, keep_owner: bool = False) -> None:
         """Forget the state (moments, velocities, step count) and, unless ``keep_owner``,
         which model it trains."""
-        self.state, self.t, self._ids = [], 0, ()
+        self.state, self.t, self._ids, self._flat = [], 0, (), None
         if not keep_owner:
             self.owner = None
 
@@ -206,16 +248,32 @@ class Optimizer:
         new = copy.copy(self)
         new.schedule = copy.deepcopy(self.schedule)
         new.state = [dict(zip(slots, move(list(slots.values())))) for slots in self.state]
-        new._ids, new.owner = (), owner
+        new._ids, new.owner, new._flat = (), owner, None
         return new
+
+    def __getstate__(self) -> dict:
+        state = dict(vars(self))
+        state["_flat"] = None  # device buffers, rebuilt from ``state`` at the next step
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        vars(self).update(state)
+        vars(self).setdefault("_flat", None)  # pickled before the flat update existed
 
     def set_epoch(self, epoch: int) -> float:
         """Set the learning rate for ``epoch`` (0-based, counted across fits); returns it."""
         self.lr = float(self.schedule(self.base_lr, epoch))
         return self.lr
 
-    def step(self, params: list[Array], grads: list[Array]) -> None:
-        """Update every parameter in place from its gradient."""
+    def step(self, params: list[Array], grads: list[Array],
+             flat: tuple[Array, Array] | None = None) -> None:
+        """Update every parameter in place from its gradient.
+
+        ``flat``: ``(theta, gradient)``, the (P,) buffers whose views ``params`` and ``grads``
+        are (the model's, see :meth:`Sequential.flat_pair`). Given them, an optimizer with a
+        fused rule updates everything in a constant number of array operations, whatever
+        the depth; the per-array loop is the reference it equals (``tests/test_fused_update``).
+        """
         if len(params) != len(grads):
             raise ValueError(f"{len(params)} parameters but {len(grads)} gradients")  # a caller's bug
         if not params:
@@ -227,12 +285,60 @@ class Optimizer:
         elif tuple(map(id, params)) != self._ids:
             self._check_owner(params)
         self.t += 1
+        if flat is not None and self.fused and self._flat_ready(xp, params):
+            self._fused_step(*flat)
+            return
         for p, g, s in zip(params, grads, self.state):
-            if self.weight_decay and p.ndim >= 2 and self.coupled_decay:
+            if self.weight_decay and decayed(p) and self.coupled_decay:
                 g = g + self.weight_decay * p
-            if self.l1 and p.ndim >= 2:
+            if self.l1 and decayed(p):
                 g = g + self.l1 * xp.sign(p)
             self._update(xp, p, g, s)
+
+    # -- the update over the flat buffers -----------------------------------------
+    def _flat_ready(self, xp: Any, params: list[Array]) -> bool:
+        """Whether the state's arrays are views of one (P,) buffer per slot, laying them out so
+        when they are not (the first step, or arrays a checkpoint, ``to()`` or a replica set)."""
+        ids = tuple(id(a) for s in self.state for a in s.values())
+        if self._flat is not None and self._flat.ids == ids:
+            return True
+        self._flat = None
+        keys = list(self.state[0])
+        if any(list(s) != keys for s in self.state):
+            return False  # slots differ between parameters: the per-array loop
+        slots = {}
+        for k in keys:
+            packed = flat_layout.pack(xp, [s[k] for s in self.state])
+            if packed is None:
+                return False  # slices are not views here
+            slots[k], views = packed
+            for s, view in zip(self.state, views):
+                s[k] = view
+        self._flat = FlatUpdate(xp, params, slots, tuple(id(a) for s in self.state for a in s.values()))
+        return True
+
+    def _fused_step(self, theta: Array, grad: Array) -> None:
+        """The penalties as (P,) vectors that are zero on the biases, then :meth:`_fused`."""
+        fl, into = self._flat, ops(theta)
+        g = grad  # the model's gradient buffer: read, never written
+        if self.weight_decay and self.coupled_decay:
+            g = into.multiply(theta, fl.on_weights("decay", self.weight_decay), out=fl.scratch("g", theta))
+            g = into.add(grad, g, out=g)
+        if self.l1:
+            sign = into.sign(theta, out=fl.scratch("l1", theta))
+            sign *= fl.on_weights("l1", self.l1)
+            g = into.add(g, sign, out=fl.scratch("g", theta))
+        self._fused(into, theta, g, fl.slots, fl)
+
+    _fused: Any = None
+    """``_fused(into, p, g, slots, flat)``: the rule over the flat buffers, with ``into``'s ``out=``
+    operations and ``flat.scratch`` arrays; the same arithmetic, in the same order, as
+    :meth:`_update`. A class without it (a user's, say) takes the per-array loop."""
+
+    @property
+    def fused(self) -> bool:
+        """Whether this optimizer updates the flat buffers at once (has a :attr:`_fused`)."""
+        return self._fused is not None
 
     def _check_owner(self, params: list[Array]) -> None:
         # New arrays (a copied or unpickled model): fine when they are shaped like the state's.
@@ -269,6 +375,9 @@ class GradientDescent(Optimizer):
 
     def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
         p -= self.lr * g
+
+    def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
+        p -= into.multiply(g, self.lr, out=flat.scratch("a", p))
 
 
 class SGD(Optimizer):
@@ -310,6 +419,22 @@ class SGD(Optimizer):
         else:
             p -= self.lr * v
 
+    def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
+        a = flat.scratch("a", p)
+        if not self.momentum:
+            p -= into.multiply(g, self.lr, out=a)
+            return
+        v = slots["v"]
+        v *= self.momentum
+        v += g
+        if self.nesterov:
+            a = into.multiply(v, self.momentum, out=a)
+            a += g
+            a *= self.lr
+        else:
+            a = into.multiply(v, self.lr, out=a)
+        p -= a
+
 
 class RMSprop(Optimizer):
     """RMSprop (Hinton): s = rho s + (1 - rho) g^2; p -= lr g / (sqrt(s) + eps).
@@ -336,6 +461,17 @@ class RMSprop(Optimizer):
         sq *= self.rho
         sq += (1.0 - self.rho) * (g * g)
         p -= self.lr * g / (xp.sqrt(sq) + self.eps)
+
+    def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
+        sq, a, b = slots["s"], flat.scratch("a", p), flat.scratch("b", p)
+        sq *= self.rho
+        a = into.multiply(g, g, out=a)
+        a *= 1.0 - self.rho
+        sq += a
+        b = into.sqrt(sq, out=b)
+        b += self.eps
+        a = into.multiply(g, self.lr, out=a)
+        p -= into.divide(a, b, out=a)
 
 
 class Adam(Optimizer):
@@ -368,6 +504,23 @@ class Adam(Optimizer):
         root_bc2 = math.sqrt(1.0 - b2**self.t)
         p -= step * m / (xp.sqrt(v) / root_bc2 + self.eps)
 
+    def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
+        if self.weight_decay and not self.coupled_decay:  # AdamW: the weights decay first
+            p *= flat.on_weights("shrink", 1.0 - self.lr * self.weight_decay, elsewhere=1.0)
+        b1, b2 = self.beta1, self.beta2
+        m, v, a, b = slots["m"], slots["v"], flat.scratch("a", p), flat.scratch("b", p)
+        m *= b1
+        m += into.multiply(g, 1.0 - b1, out=a)
+        v *= b2
+        a = into.multiply(g, g, out=a)
+        a *= 1.0 - b2
+        v += a
+        b = into.sqrt(v, out=b)
+        b /= math.sqrt(1.0 - b2**self.t)
+        b += self.eps
+        a = into.multiply(m, self.lr / (1.0 - b1**self.t), out=a)
+        p -= into.divide(a, b, out=a)
+
 
 class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter 2019):
@@ -381,7 +534,7 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay=weight_decay, **kwargs)
 
     def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
-        if self.weight_decay and p.ndim >= 2:
+        if self.weight_decay and decayed(p):
             p *= 1.0 - self.lr * self.weight_decay
         super()._update(xp, p, g, s)
 

@@ -25,6 +25,7 @@ from ._typing import Array
 from .errors import ConfigError
 from .layers import chain
 from .losses import Loss
+from .workspace import Workspace
 
 GradientHook = Callable[[list, "Step"], "list | None"]
 """``hook(grads, step) -> grads or None``: gradients in ``model.parameter_list()`` order;
@@ -52,6 +53,7 @@ class Step:
         # Looked up once: the step runs inside the caller's backend.activate(), and a
         # small network's step is bound by Python overhead, not arithmetic.
         self.layers = model.trunk(loss)
+        self.workspace = Workspace()  # the passes' arrays, reused step after step
 
     def gradients(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array, list[Array]]:
         """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K), with
@@ -63,14 +65,16 @@ class Step:
         """
         # Training mode, whatever the model's: this is the step that trains (chain directly, as
         # model.forward(train=True) would: no per-step lookups).
-        Z, backward = chain(self.layers, X, train=True, input_grad=False)
-        value, dZ = self.loss.forward(Z, T, S)
-        backward(dZ)
+        with self.workspace.using(X.shape):
+            Z, backward = chain(self.layers, X, train=True, input_grad=False)
+            value, dZ = self.loss.forward(Z, T, S)
+            backward(dZ)
         return value, Z, self.model.gradient_list()
 
     def update(self, grads: list[Array]) -> None:
         """Change the parameters from ``grads`` (the optimizer's rule, in place)."""
-        self.optimizer.step(self.params, grads)
+        # The flat buffers when grads are the model's own views: one update over all of them.
+        self.optimizer.step(self.params, grads, self.model.flat_pair(grads))
 
     def hooked(self, grads: list[Array]) -> list[Array]:
         """``grads`` through the gradient hooks in order: the one seam, for every way of

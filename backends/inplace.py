@@ -1,0 +1,155 @@
+"""Array operations that write into a given array (``out=``), per array library.
+
+The Array API standard has in-place operators (``a += b``) but no ``out=``: a matrix
+product or an elementwise function always returns a new array. A training step that
+allocates nothing after its first call needs both, so this module gives each library's
+own way: NumPy's and CuPy's ufuncs and ``matmul`` take ``out=``, PyTorch's functions
+take ``out=`` too, and any other namespace (array-api-strict) computes the result and
+copies it in, which is correct, only not allocation-free.
+
+Every operation takes ``out=`` by keyword, ``None`` meaning "a new array", so code written
+against :class:`Into` runs the same whether or not it has a buffer to reuse. Python scalars keep
+the array's dtype (NEP 50 for NumPy and CuPy, PyTorch's own rule), as the operators do.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import array_api_compat
+
+Array = Any
+
+
+class Into:
+    """The portable form: compute with the namespace ``xp``, then copy into ``out``."""
+
+    def __init__(self, xp: Any) -> None:
+        self.xp = xp
+
+    @staticmethod
+    def _put(result: Array, out: Array | None) -> Array:
+        if out is None:
+            return result
+        out[...] = result
+        return out
+
+    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
+        return self._put(a @ b, out)
+
+    def add(self, a: Array, b: Any, out: Array | None = None) -> Array:
+        return self._put(a + b, out)
+
+    def subtract(self, a: Any, b: Any, out: Array | None = None) -> Array:
+        return self._put(a - b, out)
+
+    def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
+        """``a * b``; ``b`` may be a boolean mask of ``a``'s shape (as 0 and 1)."""
+        if getattr(b, "dtype", None) == self.xp.bool:
+            b = self.xp.astype(b, a.dtype)
+        return self._put(a * b, out)
+
+    def divide(self, a: Any, b: Any, out: Array | None = None) -> Array:
+        return self._put(a / b, out)
+
+    def maximum(self, a: Array, b: float, out: Array | None = None) -> Array:
+        return self._put(self.xp.maximum(a, b), out)
+
+    def greater(self, a: Array, b: float, out: Array | None = None) -> Array:
+        return self._put(a > b, out)
+
+    def sqrt(self, a: Array, out: Array | None = None) -> Array:
+        return self._put(self.xp.sqrt(a), out)
+
+    def tanh(self, a: Array, out: Array | None = None) -> Array:
+        return self._put(self.xp.tanh(a), out)
+
+    def sign(self, a: Array, out: Array | None = None) -> Array:
+        return self._put(self.xp.sign(a), out)
+
+    def sum0(self, a: Array, out: Array | None = None) -> Array:
+        """The sum over axis 0 of a 2-d array (N, K) -> (K,)."""
+        return self._put(self.xp.sum(a, axis=0), out)
+
+
+class UfuncInto(Into):
+    """NumPy and CuPy: their ufuncs, ``matmul`` and ``sum`` take ``out=``."""
+
+    def __init__(self, xp: Any, lib: Any) -> None:
+        super().__init__(xp)
+        self.lib = lib
+        for name in ("matmul", "add", "subtract", "divide", "maximum", "greater", "sqrt", "tanh", "sign"):
+            setattr(self, name, getattr(lib, name))  # the library's own: callers pass out= by keyword
+
+    def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
+        return self.lib.multiply(a, b, out=out)  # a boolean mask multiplies as 0 and 1
+
+    def sum0(self, a: Array, out: Array | None = None) -> Array:
+        return self.lib.add.reduce(a, axis=0, out=out)  # sum's own Python layer costs more here
+
+
+class TorchInto(Into):
+    """PyTorch: its functions take ``out=`` (scalars as the operators take them)."""
+
+    def __init__(self, xp: Any) -> None:
+        super().__init__(xp)
+        import torch
+
+        self.torch = torch
+
+    def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
+        return self.torch.matmul(a, b, out=out)
+
+    def add(self, a: Array, b: Any, out: Array | None = None) -> Array:
+        return self.torch.add(a, b, out=out)
+
+    def subtract(self, a: Any, b: Any, out: Array | None = None) -> Array:
+        if not self.torch.is_tensor(a):  # a scalar minus an array
+            return self.torch.sub(self.torch.neg(b, out=out), -a, out=out)
+        return self.torch.sub(a, b, out=out)
+
+    def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
+        return self.torch.mul(a, b, out=out)
+
+    def divide(self, a: Any, b: Any, out: Array | None = None) -> Array:
+        return self.torch.div(a, b, out=out)
+
+    def maximum(self, a: Array, b: float, out: Array | None = None) -> Array:
+        return self.torch.clamp_min(a, b, out=out)
+
+    def greater(self, a: Array, b: float, out: Array | None = None) -> Array:
+        return self.torch.gt(a, b, out=out)
+
+    def sqrt(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.sqrt(a, out=out)
+
+    def tanh(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.tanh(a, out=out)
+
+    def sign(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.sign(a, out=out)
+
+    def sum0(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.sum(a, dim=0, out=out)
+
+
+_BY_NAMESPACE: dict[int, Into] = {}
+
+
+def into(xp: Any) -> Into:
+    """The operations with ``out=`` for the Array API namespace ``xp`` (cached per namespace)."""
+    ops = _BY_NAMESPACE.get(id(xp))
+    if ops is None:
+        ops = _BY_NAMESPACE[id(xp)] = _make(xp)
+    return ops
+
+
+def _make(xp: Any) -> Into:
+    if array_api_compat.is_numpy_namespace(xp):
+        return UfuncInto(xp, importlib.import_module("numpy"))
+    if array_api_compat.is_cupy_namespace(xp):
+        return UfuncInto(xp, importlib.import_module("cupy"))
+    if array_api_compat.is_torch_namespace(xp):
+        return TorchInto(xp)
+    return Into(xp)

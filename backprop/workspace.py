@@ -1,0 +1,96 @@
+"""A training step's arrays, allocated once and reused step after step.
+
+A step of a given batch shape makes the same arrays every time: each layer's output,
+the gradient it hands back, the loss's gradient. Allocating them afresh costs more
+than the arithmetic on a small network (the allocator and the library's Python layer)
+and, on a large one, page faults: a NumPy array above a few hundred kilobytes is fresh
+memory from the operating system every step. A :class:`Workspace` keeps them: while it
+is in use (``with workspace.using():``, which :class:`~backprop.step.Step` does around
+its forward and backward passes), :func:`take` hands a layer the same buffer for the
+same (layer, name, shape, dtype) step after step, and the layer writes into it through
+:func:`ops` (``out=``, which the standard lacks: see :mod:`backends.inplace`). Outside
+a step (inference, the Jacobian, gradient checks) :func:`take` returns a new array, so
+nothing else keeps buffers alive or sees them overwritten.
+
+What a layer may rely on: a buffer is its own until the next step of the same kind begins.
+A layer that runs twice in one pass gets a second buffer for its second use. The short last batch of
+an epoch has another shape, hence buffers of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from backends.inplace import Into, into
+
+from ._typing import Array
+from .namespace import device_of, namespace_of
+
+_ACTIVE: ContextVar[Workspace | None] = ContextVar("backprop_workspace", default=None)
+
+
+class Workspace:
+    """The buffers of one training step (of a :class:`~backprop.step.Step`).
+
+    A step's passes ask for their buffers in the same order every time, so they are kept as a
+    sequence per kind of step (``using(key)``, the batch's shape): the i-th :meth:`take` of a
+    step gets the i-th buffer, after a check that it is the same owner, name, shape and dtype
+    (a pass that changes drops the rest of its sequence and allocates anew)."""
+
+    def __init__(self) -> None:
+        self._sequences: dict[Any, list[tuple[Any, str, Array]]] = {}
+        self._sequence: list[tuple[Any, str, Array]] = []
+        self._next = 0
+
+    @contextmanager
+    def using(self, key: Any = None) -> Iterator[Workspace]:
+        """Within the block (one step's passes, of the kind ``key``), :func:`take` reuses this
+        workspace's buffers."""
+        self._sequence = self._sequences.setdefault(key, [])
+        self._next = 0
+        token = _ACTIVE.set(self)
+        try:
+            yield self
+        finally:
+            _ACTIVE.reset(token)
+
+    def take(self, owner: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Array) -> Array:
+        """The buffer ``name`` of ``owner`` with this shape and dtype, on ``like``'s device: the same
+        array as at the last step of this kind, new the first time. It holds whatever was left in it."""
+        i, sequence = self._next, self._sequence
+        self._next = i + 1
+        if i < len(sequence):
+            held_owner, held_name, buffer = sequence[i]
+            if held_owner is owner and held_name == name and buffer.shape == shape and buffer.dtype == dtype:
+                return buffer
+            del sequence[i:]  # this step's passes differ from the last one's from here on
+        buffer = namespace_of(like).empty(shape, dtype=dtype, device=device_of(like))
+        sequence.append((owner, name, buffer))
+        return buffer
+
+    @property
+    def buffers(self) -> list[Array]:
+        """Every buffer held, in the order the passes take them."""
+        return [buffer for sequence in self._sequences.values() for _, _, buffer in sequence]
+
+    def clear(self) -> None:
+        """Let go of every buffer (memory wanted back)."""
+        self._sequences.clear()
+        self._sequence, self._next = [], 0
+
+
+def take(owner: Any, name: str, shape: tuple[int, ...], like: Array, dtype: Any = None) -> Array | None:
+    """The step's buffer ``name`` of ``owner`` (shape, ``like``'s dtype unless ``dtype``), or None
+    outside a step: pass it as ``out=`` to an :func:`ops` operation, which then makes a new array."""
+    active = _ACTIVE.get()
+    if active is None:
+        return None
+    return active.take(owner, name, tuple(shape), like.dtype if dtype is None else dtype, like)
+
+
+def ops(x: Array) -> Into:
+    """The ``out=`` operations for ``x``'s array library (:mod:`backends.inplace`)."""
+    return into(namespace_of(x))
