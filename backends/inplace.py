@@ -68,9 +68,23 @@ class Into:
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self._put(self.xp.sign(a), out)
 
+    def exp(self, a: Array, out: Array | None = None) -> Array:
+        return self._put(self.xp.exp(a), out)
+
+    def log(self, a: Array, out: Array | None = None) -> Array:
+        return self._put(self.xp.log(a), out)
+
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         """The sum over axis 0 of a 2-d array (N, K) -> (K,)."""
         return self._put(self.xp.sum(a, axis=0), out)
+
+    def row_sum(self, a: Array, out: Array | None = None) -> Array:
+        """The sum of each row of (N, K), kept as (N, 1)."""
+        return self._put(self.xp.sum(a, axis=1, keepdims=True), out)
+
+    def row_max(self, a: Array, out: Array | None = None) -> Array:
+        """The maximum of each row of (N, K), kept as (N, 1)."""
+        return self._put(self.xp.max(a, axis=1, keepdims=True), out)
 
 
 class UfuncInto(Into):
@@ -79,7 +93,8 @@ class UfuncInto(Into):
     def __init__(self, xp: Any, lib: Any) -> None:
         super().__init__(xp)
         self.lib = lib
-        for name in ("matmul", "add", "subtract", "divide", "maximum", "greater", "sqrt", "tanh", "sign"):
+        for name in ("matmul", "add", "subtract", "divide", "maximum", "greater", "sqrt", "tanh", "sign",
+                     "exp", "log"):
             setattr(self, name, getattr(lib, name))  # the library's own: callers pass out= by keyword
 
     def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
@@ -87,6 +102,12 @@ class UfuncInto(Into):
 
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         return self.lib.add.reduce(a, axis=0, out=out)  # sum's own Python layer costs more here
+
+    def row_sum(self, a: Array, out: Array | None = None) -> Array:
+        return self.lib.add.reduce(a, axis=1, keepdims=True, out=out)
+
+    def row_max(self, a: Array, out: Array | None = None) -> Array:
+        return self.lib.maximum.reduce(a, axis=1, keepdims=True, out=out)
 
 
 class TorchInto(Into):
@@ -130,8 +151,20 @@ class TorchInto(Into):
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.sign(a, out=out)
 
+    def exp(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.exp(a, out=out)
+
+    def log(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.log(a, out=out)
+
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.sum(a, dim=0, out=out)
+
+    def row_sum(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.sum(a, dim=1, keepdim=True, out=out)
+
+    def row_max(self, a: Array, out: Array | None = None) -> Array:
+        return self.torch.amax(a, dim=1, keepdim=True, out=out)
 
 
 _BY_NAMESPACE: dict[int, Into] = {}

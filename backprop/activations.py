@@ -33,10 +33,17 @@ def softmax(xp: Any, X: Array) -> Array:
     return E / xp.sum(E, axis=1, keepdims=True)
 
 
-def log_softmax(xp: Any, X: Array) -> Array:
-    """Row-wise log-softmax through log-sum-exp: exact even where softmax underflows to 0."""
-    shifted = X - xp.max(X, axis=1, keepdims=True)
-    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+def log_softmax(xp: Any, X: Array, owner: Any = None) -> Array:
+    """Row-wise log-softmax of X (N, K) through log-sum-exp: exact even where softmax underflows
+    to 0. With ``owner``, inside a training step, in that owner's buffers of the step's
+    workspace (the result too: the owner's until the next step)."""
+    into, shape = workspace.ops(X), tuple(X.shape)
+    row = into.row_max(X, out=workspace.take(owner, "row", (shape[0], 1), X) if owner else None)
+    shifted = into.subtract(X, row, out=workspace.take(owner, "shifted", shape, X) if owner else None)
+    E = into.exp(shifted, out=workspace.take(owner, "E", shape, X) if owner else None)
+    lse = into.log(into.row_sum(E, out=row), out=row)
+    shifted -= lse
+    return shifted
 
 
 class Activation(Layer):
@@ -121,8 +128,14 @@ class Tanh(Activation):
         return d1, -2.0 * Y * d1
 
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
-        Y = self._ns(X).tanh(X)
-        return Y, lambda dY: dY * (1.0 - Y * Y)
+        into, shape = workspace.ops(X), tuple(X.shape)
+        Y = into.tanh(X, out=workspace.take(self, "Y", shape, X))
+
+        def backward(dY: Array) -> Array:  # dY * (1 - Y * Y), in the step's buffer
+            dX = into.multiply(Y, Y, out=workspace.take(self, "dX", shape, dY))
+            return into.multiply(dY, into.subtract(1.0, dX, out=dX), out=dX)
+
+        return Y, backward
 
 
 class ReLU(Activation):

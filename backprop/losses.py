@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import workspace
 from ._typing import Array
 from .activations import Activation, Exp, Sigmoid, Softmax, log_softmax, sigmoid, softmax
 from .errors import DataError
@@ -132,13 +133,14 @@ class MeanSquaredError(Loss):
     squared_residuals = True
 
     def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
-        xp = namespace_of(Z)
-        D = Z - T
-        Dw = _weigh(D, S)
+        xp, into, shape = namespace_of(Z), workspace.ops(Z), tuple(Z.shape)
+        D = into.subtract(Z, T, out=workspace.take(self, "D", shape, Z))
+        Dw = D if S is None else into.multiply(D, S[:, None], out=workspace.take(self, "Dw", shape, Z))
         scale = 2.0 / (Z.shape[0] * Z.shape[1])
         # sum * (1/count), not mean: NumPy's mean is a Python-level wrapper that costs
         # twice what sum does, a visible share of a small network's step.
-        return xp.sum(D * Dw) * (0.5 * scale), Dw * scale
+        loss = xp.sum(into.multiply(D, Dw, out=workspace.take(self, "D2", shape, Z))) * (0.5 * scale)
+        return loss, into.multiply(Dw, scale, out=workspace.take(self, "dZ", shape, Z))
 
     def curvature(self, xp: Any, Z: Array, T: Array, RZ: Array, S: Array | None = None) -> Array:
         return _weigh(RZ, S) * (2.0 / (Z.shape[0] * Z.shape[1]))
@@ -224,11 +226,15 @@ class CrossEntropy(Loss):
     task = "multiclass"
 
     def forward(self, Z: Array, T: Array, S: Array | None = None) -> tuple[Array, Array]:
-        xp = namespace_of(Z)
-        logp = log_softmax(xp, Z)
-        n = Z.shape[0]
-        loss = -xp.sum(_weigh(T * logp, S)) / n
-        return loss, _weigh(xp.exp(logp) - T, S) * (1.0 / n)
+        xp, into, n, shape = namespace_of(Z), workspace.ops(Z), Z.shape[0], tuple(Z.shape)
+        logp = log_softmax(xp, Z, owner=self)  # in the step's buffers, as the rest (see workspace)
+        TlogP = into.multiply(T, logp, out=workspace.take(self, "TlogP", shape, Z))
+        loss = -xp.sum(_weigh(TlogP, S, into=True)) / n
+        dZ = into.exp(logp, out=workspace.take(self, "dZ", shape, Z))
+        dZ -= T
+        dZ = _weigh(dZ, S, into=True)
+        dZ *= 1.0 / n
+        return loss, dZ
 
     def targets(self, xp: Any, dtype: Any, y: Array, n_outputs: int,
                 what: str = "y") -> tuple[Array, Array | None]:
@@ -311,9 +317,15 @@ class PoissonDeviance(Loss):
         return xp.exp(Z)  # the mean, from the log-mean the loss reads
 
 
-def _weigh(A: Array, S: Array | None) -> Array:
-    """Rows of ``A`` (..., N, K) times the sample weights ``S`` (N,); ``A`` itself without."""
-    return A if S is None else A * S[:, None]
+def _weigh(A: Array, S: Array | None, *, into: bool = False) -> Array:
+    """Rows of ``A`` (..., N, K) times the sample weights ``S`` (N,); ``A`` itself without.
+    ``into``: multiply ``A`` in place (it is a buffer of the caller's)."""
+    if S is None:
+        return A
+    if into:
+        A *= S[:, None]
+        return A
+    return A * S[:, None]
 
 
 REGISTRY = Registry("loss", Loss, "backprop.losses.register", reserved=("auto",))
