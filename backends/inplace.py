@@ -45,9 +45,6 @@ class Into:
         return self._put(a - b, out)
 
     def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
-        """``a * b``; ``b`` may be a boolean mask of ``a``'s shape (as 0 and 1)."""
-        if getattr(b, "dtype", None) == self.xp.bool:
-            b = self.xp.astype(b, a.dtype)
         return self._put(a * b, out)
 
     def divide(self, a: Any, b: Any, out: Array | None = None) -> Array:
@@ -55,9 +52,6 @@ class Into:
 
     def maximum(self, a: Array, b: float, out: Array | None = None) -> Array:
         return self._put(self.xp.maximum(a, b), out)
-
-    def greater(self, a: Array, b: float, out: Array | None = None) -> Array:
-        return self._put(a > b, out)
 
     def sqrt(self, a: Array, out: Array | None = None) -> Array:
         return self._put(self.xp.sqrt(a), out)
@@ -93,12 +87,9 @@ class UfuncInto(Into):
     def __init__(self, xp: Any, lib: Any) -> None:
         super().__init__(xp)
         self.lib = lib
-        for name in ("matmul", "add", "subtract", "divide", "maximum", "greater", "sqrt", "tanh", "sign",
+        for name in ("matmul", "add", "subtract", "multiply", "divide", "maximum", "sqrt", "tanh", "sign",
                      "exp", "log"):
             setattr(self, name, getattr(lib, name))  # the library's own: callers pass out= by keyword
-
-    def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
-        return self.lib.multiply(a, b, out=out)  # a boolean mask multiplies as 0 and 1
 
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         return self.lib.add.reduce(a, axis=0, out=out)  # sum's own Python layer costs more here
@@ -138,9 +129,6 @@ class TorchInto(Into):
 
     def maximum(self, a: Array, b: float, out: Array | None = None) -> Array:
         return self.torch.clamp_min(a, b, out=out)
-
-    def greater(self, a: Array, b: float, out: Array | None = None) -> Array:
-        return self.torch.gt(a, b, out=out)
 
     def sqrt(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.sqrt(a, out=out)
