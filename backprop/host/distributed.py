@@ -119,8 +119,11 @@ def train_epoch(step: Any, comm: Communicator, X: Array, T: Array, labels: Array
             hits.append(loss.correct(xp, Z, T_b, None if labels is None else labels[lo:hi]))
         else:  # nothing of this batch here: this rank adds zeros to the sum
             buffer = xp.zeros((model.n_params,), dtype=dtype, device=device)
-        buffer = comm.allreduce(buffer)  # the one all-reduce of the step
-        step.apply(flat.unflatten(xp, buffer, shapes))
+        reduced = comm.allreduce(buffer)  # the one all-reduce of the step
+        # Reduced in the model's own buffer: its views are the gradients, and the update runs
+        # once over the flat buffers (Step.update); otherwise pieces of the sum.
+        own = hi > lo and reduced is buffer and model.flat_pair(model.gradient_list()) is not None
+        step.apply(model.gradient_list() if own else flat.unflatten(xp, reduced, shapes))
     return reduce_totals(comm, xp, model.backend, dtype, values, counts, hits, loss.classification)
 
 
