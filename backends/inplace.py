@@ -62,6 +62,9 @@ class Into:
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self._put(self.xp.sign(a), out)
 
+    def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
+        return self._put(self.xp.stack(arrays, axis=axis), out)
+
     def exp(self, a: Array, out: Array | None = None) -> Array:
         return self._put(self.xp.exp(a), out)
 
@@ -90,6 +93,9 @@ class UfuncInto(Into):
         for name in ("matmul", "add", "subtract", "multiply", "divide", "maximum", "sqrt", "tanh", "sign",
                      "exp", "log"):
             setattr(self, name, getattr(lib, name))  # the library's own: callers pass out= by keyword
+
+    def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
+        return self.lib.stack(arrays, axis=axis, out=out)
 
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         return self.lib.add.reduce(a, axis=0, out=out)  # sum's own Python layer costs more here
@@ -138,6 +144,9 @@ class TorchInto(Into):
 
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.sign(a, out=out)
+
+    def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
+        return self.torch.stack(arrays, dim=axis, out=out)
 
     def exp(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.exp(a, out=out)

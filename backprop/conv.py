@@ -31,7 +31,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any
 
-from . import initializers
+from . import initializers, workspace
 from ._typing import Array, Backward
 from .errors import ConfigError
 from .layers import Layer, register
@@ -175,9 +175,11 @@ class _Conv(Layer):
         B, C, sizes = X.shape[0], X.shape[1], tuple(X.shape[2:])
         out = self._out_sizes(sizes)
         major = xp.permute_dims(X, (1, 0, *range(2, X.ndim)))  # (C, B, *S): each channel's block contiguous
+        into = workspace.ops(X)
         if any(lo or hi for lo, hi in self._pads()):
-            padded = [s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())]
-            Xp = xp.zeros((C, B, *padded), dtype=X.dtype, device=device_of(X))
+            padded = (C, B, *(s + lo + hi for s, (lo, hi) in zip(sizes, self._pads())))
+            Xp = workspace.take(self, "padded", padded, X)  # a step's buffer holds old values: zeroed
+            Xp = xp.zeros(padded, dtype=X.dtype, device=device_of(X)) if Xp is None else _zeroed(Xp)
             Xp[self._inner(sizes)] = major
         else:
             Xp = major
@@ -187,7 +189,9 @@ class _Conv(Layer):
         # per kernel entry would.
         A = Xp
         for axis in reversed(range(self.spatial)):
-            A = xp.stack([A[index] for index in self._offset_slices(axis, out)], axis=1)
+            pieces = [A[index] for index in self._offset_slices(axis, out)]
+            stacked = (A.shape[0], len(pieces), *pieces[0].shape[1:])
+            A = into.stack(pieces, 1, out=workspace.take(self, f"cols{axis}", stacked, X))
         return xp.reshape(A, (-1, B * math.prod(out))), out  # (C, *kernel, B, *O) -> (C·K, B·L)
 
     def _col2im(self, dcols: Array, B: int, C: int, sizes: tuple[int, ...]) -> Array:
@@ -202,7 +206,9 @@ class _Conv(Layer):
         for axis in range(self.spatial):
             shape = list(D.shape[:1] + D.shape[2:])
             shape[self.spatial + 1] = padded[axis]
-            dXp = xp.zeros(tuple(shape), dtype=dcols.dtype, device=device_of(dcols))
+            dXp = workspace.take(self, f"dcols{axis}", tuple(shape), dcols)
+            dXp = xp.zeros(tuple(shape), dtype=dcols.dtype, device=device_of(dcols)) if dXp is None \
+                else _zeroed(dXp)
             for i, index in enumerate(self._offset_slices(axis, out)):
                 dXp[index] += D[:, i, ...]
             D = dXp
@@ -215,9 +221,14 @@ class _Conv(Layer):
         return xp.permute_dims(shaped, (*range(lead), lead + 1, lead, *range(lead + 2, shaped.ndim)))
 
     def _flat_delta(self, dY: Array) -> Array:
-        """dY (..., B, out, *O) -> (..., out, B·L), the layout of the products."""
+        """dY (..., B, out, *O) -> (..., out, B·L), the layout of the products (a copy: in a step's
+        buffer inside a step)."""
         xp, lead = self._ns(dY), dY.ndim - self.spatial - 2
         swapped = xp.permute_dims(dY, (*range(lead), lead + 1, lead, *range(lead + 2, dY.ndim)))
+        buffer = workspace.take(self, "delta", tuple(swapped.shape), dY)
+        if buffer is not None:
+            buffer[...] = swapped
+            swapped = buffer
         return xp.reshape(swapped, (*dY.shape[:lead], self.out_channels, -1))
 
     # -- the passes -------------------------------------------------------------------------
@@ -226,18 +237,24 @@ class _Conv(Layer):
         if X.dtype != W.dtype:  # NumPy would silently promote float32 weights to float64
             raise TypeError(f"{type(self).__name__} got {X.dtype} input but holds {W.dtype} weights: "
                             "cast the input")
-        xp = self._ns(X)
+        xp, into = self._ns(X), workspace.ops(X)
         B, C, sizes = X.shape[0], X.shape[1], tuple(X.shape[2:])
         cols, out = self._im2col(X)
         W2 = xp.reshape(W, (self.out_channels, -1))  # (out, C·K)
-        Y2 = W2 @ cols  # the layer's one matrix product: (out, C·K) @ (C·K, B·L)
+        # the layer's one matrix product: (out, C·K) @ (C·K, B·L), in a step's buffer
+        Y2 = into.matmul(W2, cols, out=workspace.take(self, "Y2", (W2.shape[0], cols.shape[1]), X))
         Y2 += b[:, None]
 
         def backward(dY: Array) -> Array:
             dY2 = self._flat_delta(dY)  # (out, B·L)
-            self.set_grad("W", xp.reshape(dY2 @ cols.T, W.shape))
+            held = self.grads.get("W")  # the model's view: the product goes straight into it
+            dW2 = into.matmul(dY2, cols.T, out=None if held is None else xp.reshape(held, W2.shape))
+            self.set_grad("W", held if held is not None else xp.reshape(dW2, W.shape))
             self.set_grad("b", xp.sum(dY2, axis=1))
-            return self._col2im(W2.T @ dY2, B, C, sizes) if input_grad else None
+            if not input_grad:
+                return None
+            dcols = into.matmul(W2.T, dY2, out=workspace.take(self, "dcols", tuple(cols.shape), dY2))
+            return self._col2im(dcols, B, C, sizes)
 
         return self._rows(Y2, B, out), backward
 
@@ -315,3 +332,9 @@ class Conv2D(_Conv):
 
 register("conv1d", Conv1D)
 register("conv2d", Conv2D)
+
+
+def _zeroed(buffer: Array) -> Array:
+    """``buffer`` set to zeros in place (a step's buffer holds the last step's values)."""
+    buffer[...] = 0.0
+    return buffer

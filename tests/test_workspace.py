@@ -124,3 +124,35 @@ def _nothing():
     import contextlib
 
     return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("text,shape", [
+    ("conv1d(4, 3, padding=2, dilation=2), relu, conv1d(3, 2, stride=2), tanh, flatten, dense(3)", (2, 11)),
+    ("conv2d(3, 3, padding='same'), relu, maxpool2d(2), conv2d(4, (2, 3), padding=1), flatten, dense(3)",
+     (1, 8, 7)),
+])
+def test_convolutions_reuse_their_buffers_and_compute_the_same(text, shape):
+    """The padded input, the stacked columns, the product and the column gradient are the step's
+    buffers: reused (left with the last step's values) they must give what fresh arrays give, on
+    a full and a short batch in turn."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(10, *shape))
+    y = rng.integers(0, 3, 10)
+    steps = []
+    for use_workspace in (True, False):
+        model = bp.Sequential(bp.spec.parse(text), input_shape=shape, dtype="float64", seed=2)
+        L = bp.losses.get("ce")
+        step = Step(model, L, optimizers.get("adam", lr=0.01))
+        if not use_workspace:
+            step.workspace.using = lambda key=None: _nothing()
+        T, labels = L.targets(model.xp, model.dtype, y, 3)
+        for _ in range(3):
+            train_epoch(step, X, T, labels, [(0, 6), (6, 10)])
+        steps.append(step)
+    used, fresh = steps
+    assert len(used.workspace.buffers) > 8 and not fresh.workspace.buffers
+    held = _held(used)
+    train_epoch(used, X, T, labels, [(0, 6), (6, 10)])
+    train_epoch(fresh, X, T, labels, [(0, 6), (6, 10)])
+    assert _held(used) == held
+    np.testing.assert_array_equal(used.model.flat_parameters(), fresh.model.flat_parameters())
