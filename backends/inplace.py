@@ -4,12 +4,14 @@ The Array API standard has in-place operators (``a += b``) but no ``out=``: a ma
 product or an elementwise function always returns a new array. A training step that
 allocates nothing after its first call needs both, so this module gives each library's
 own way: NumPy's and CuPy's ufuncs and ``matmul`` take ``out=``, PyTorch's functions
-take ``out=`` too, and any other namespace (array-api-strict) computes the result and
-copies it in, which is correct, only not allocation-free.
+take ``out=`` too. Any other namespace (array-api-strict) returns a new array, as the
+standard does: copying it into ``out`` would cost one more operation per call.
 
-Every operation takes ``out=`` by keyword, ``None`` meaning "a new array", so code written
-against :class:`Into` runs the same whether or not it has a buffer to reuse. Python scalars keep
-the array's dtype (NEP 50 for NumPy and CuPy, PyTorch's own rule), as the operators do.
+Every operation takes ``out=`` by keyword (``None``: a new array) and returns the result: ``out``
+itself where the library writes into it, a new array otherwise, so callers always use what is
+returned, and code written against :class:`Into` runs on every library. ``in_place`` says
+whether ``out`` is honoured (a workspace is pointless otherwise). Python scalars keep the
+array's dtype (NEP 50 for NumPy and CuPy, PyTorch's own rule), as the operators do.
 """
 
 from __future__ import annotations
@@ -23,69 +25,66 @@ Array = Any
 
 
 class Into:
-    """The portable form: compute with the namespace ``xp``, then copy into ``out``."""
+    """The portable form: the namespace ``xp``'s own operations, each returning a new array."""
+
+    in_place = False
 
     def __init__(self, xp: Any) -> None:
         self.xp = xp
 
-    @staticmethod
-    def _put(result: Array, out: Array | None) -> Array:
-        if out is None:
-            return result
-        out[...] = result
-        return out
-
     def matmul(self, a: Array, b: Array, out: Array | None = None) -> Array:
-        return self._put(a @ b, out)
+        return a @ b
 
     def add(self, a: Array, b: Any, out: Array | None = None) -> Array:
-        return self._put(a + b, out)
+        return a + b
 
     def subtract(self, a: Any, b: Any, out: Array | None = None) -> Array:
-        return self._put(a - b, out)
+        return a - b
 
     def multiply(self, a: Array, b: Any, out: Array | None = None) -> Array:
-        return self._put(a * b, out)
+        return a * b
 
     def divide(self, a: Any, b: Any, out: Array | None = None) -> Array:
-        return self._put(a / b, out)
+        return a / b
 
     def maximum(self, a: Array, b: float, out: Array | None = None) -> Array:
-        return self._put(self.xp.maximum(a, b), out)
+        return self.xp.maximum(a, b)
 
     def sqrt(self, a: Array, out: Array | None = None) -> Array:
-        return self._put(self.xp.sqrt(a), out)
+        return self.xp.sqrt(a)
 
     def tanh(self, a: Array, out: Array | None = None) -> Array:
-        return self._put(self.xp.tanh(a), out)
+        return self.xp.tanh(a)
 
     def sign(self, a: Array, out: Array | None = None) -> Array:
-        return self._put(self.xp.sign(a), out)
+        return self.xp.sign(a)
 
     def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
-        return self._put(self.xp.stack(arrays, axis=axis), out)
+        return self.xp.stack(arrays, axis=axis)
 
     def exp(self, a: Array, out: Array | None = None) -> Array:
-        return self._put(self.xp.exp(a), out)
+        return self.xp.exp(a)
 
     def log(self, a: Array, out: Array | None = None) -> Array:
-        return self._put(self.xp.log(a), out)
+        return self.xp.log(a)
 
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         """The sum over axis 0 of a 2-d array (N, K) -> (K,)."""
-        return self._put(self.xp.sum(a, axis=0), out)
+        return self.xp.sum(a, axis=0)
 
     def row_sum(self, a: Array, out: Array | None = None) -> Array:
         """The sum of each row of (N, K), kept as (N, 1)."""
-        return self._put(self.xp.sum(a, axis=1, keepdims=True), out)
+        return self.xp.sum(a, axis=1, keepdims=True)
 
     def row_max(self, a: Array, out: Array | None = None) -> Array:
         """The maximum of each row of (N, K), kept as (N, 1)."""
-        return self._put(self.xp.max(a, axis=1, keepdims=True), out)
+        return self.xp.max(a, axis=1, keepdims=True)
 
 
 class UfuncInto(Into):
     """NumPy and CuPy: their ufuncs, ``matmul`` and ``sum`` take ``out=``."""
+
+    in_place = True
 
     def __init__(self, xp: Any, lib: Any) -> None:
         super().__init__(xp)
@@ -109,6 +108,8 @@ class UfuncInto(Into):
 
 class TorchInto(Into):
     """PyTorch: its functions take ``out=`` (scalars as the operators take them)."""
+
+    in_place = True
 
     def __init__(self, xp: Any) -> None:
         super().__init__(xp)

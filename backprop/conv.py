@@ -248,8 +248,9 @@ class _Conv(Layer):
         def backward(dY: Array) -> Array:
             dY2 = self._flat_delta(dY)  # (out, B·L)
             held = self.grads.get("W")  # the model's view: the product goes straight into it
-            dW2 = into.matmul(dY2, cols.T, out=None if held is None else xp.reshape(held, W2.shape))
-            self.set_grad("W", held if held is not None else xp.reshape(dW2, W.shape))
+            target = None if held is None else xp.reshape(held, W2.shape)
+            dW2 = into.matmul(dY2, cols.T, out=target)
+            self.set_grad("W", held if dW2 is target else xp.reshape(dW2, W.shape))
             self.set_grad("b", xp.sum(dY2, axis=1))
             if not input_grad:
                 return None

@@ -53,7 +53,7 @@ class Step:
         # Looked up once: the step runs inside the caller's backend.activate(), and a
         # small network's step is bound by Python overhead, not arithmetic.
         self.layers = model.trunk(loss)
-        self.workspace = Workspace()  # the passes' arrays, reused step after step
+        self.workspace = Workspace(model.xp)  # the passes' arrays, reused step after step
 
     def gradients(self, X: Array, T: Array, S: Array | None = None) -> tuple[Array, Array, list[Array]]:
         """Forward, loss and backward on one device batch ``X`` (B, F), ``T`` (B, K), with

@@ -40,7 +40,10 @@ class Workspace:
     step gets the i-th buffer, after a check that it is the same owner, name, shape and dtype
     (a pass that changes drops the rest of its sequence and allocates anew)."""
 
-    def __init__(self) -> None:
+    def __init__(self, xp: Any = None) -> None:
+        # For a library whose operations cannot write into a given array, buffers would only
+        # cost memory: the passes then allocate as the standard does (see backends.inplace).
+        self.enabled = xp is None or into(xp).in_place
         self._sequences: dict[Any, list[tuple[Any, str, Array]]] = {}
         self._sequence: list[tuple[Any, str, Array]] = []
         self._next = 0
@@ -48,7 +51,10 @@ class Workspace:
     @contextmanager
     def using(self, key: Any = None) -> Iterator[Workspace]:
         """Within the block (one step's passes, of the kind ``key``), :func:`take` reuses this
-        workspace's buffers."""
+        workspace's buffers (unless it is not ``enabled``: then new arrays, as outside a step)."""
+        if not self.enabled:
+            yield self
+            return
         self._sequence = self._sequences.setdefault(key, [])
         self._next = 0
         token = _ACTIVE.set(self)
