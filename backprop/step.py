@@ -60,7 +60,9 @@ class Step:
         sample weights ``S`` (B,) or None (see :meth:`Loss.forward`).
 
         Returns ``(loss, Z, grads)``: the batch loss (0-d), the logits the loss read
-        (B, K) and the gradients in parameter order. Nothing changes the parameters.
+        (B, K) and the gradients in parameter order. Nothing changes the parameters. ``Z`` and
+        the gradients are buffers the next step of this shape overwrites (see
+        :mod:`backprop.workspace`): read them before, or copy.
         Call it inside ``model.backend.activate()`` (``fit`` does).
         """
         # Training mode, whatever the model's: this is the step that trains (chain directly, as
