@@ -349,7 +349,8 @@ def test_the_report_of_a_conv_measurement_line_for_line():
         "",
         "step: median over the timed blocks, the device synchronised before the clock is read. of peak:",
         "TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster our fit loop runs",
-        "than that row (below 1: slower), timed block by block in turn. threads: the CPU threads every row of",
+        "than that row (below 1: slower), timed block by block in turn. threads: the CPU threads every row "
+        "of",
         "the size ran on (fit's rule, or --threads).",
         "loss after the timed steps, cnn1d: backprop@cpu 1.5, torch@cpu 1.5 (difference 0, relative 0): ok",
         "loss after the timed steps, lenet: backprop@cpu 2.25, torch@cpu 2.5 (difference 0.25, relative "
