@@ -312,7 +312,7 @@ def test_the_report_of_a_conv_measurement_line_for_line():
     settings = bench.Settings(sizes=[bench.SIZES["cnn1d"], bench.SIZES["lenet"]], devices=["cpu"],
                               compare=["torch", "numpy-reference"], optimizer="adam")
     cpu = get_backend("cpu")
-    rows = [bench._row(settings, settings.sizes[i], cpu, 1e11, impl, spent, memory, loss, threads=2)
+    rows = [bench._row(settings, settings.sizes[i], cpu, 1e11, impl, spent, memory, loss)
             for i, impl, spent, memory, loss in [
                 (0, "backprop", [2e-3, 1e-3, 3e-3], 2**20, 1.5),
                 (0, "torch", [4e-3, 5e-3, 3e-3], None, 1.5),
@@ -336,22 +336,20 @@ def test_the_report_of_a_conv_measurement_line_for_line():
         "CPU: a CPU, 2 cores (openblas with 2 threads; torch 2 threads)",
         "cpu: host; matrix-multiply ceiling 0.1 TFLOP/s (1024x1024x1024 float32)",
         "",
-        "size   layers                              batch  device  impl      precision  threads      step"
-        "  samples/s  TFLOP/s  of peak   memory  ours x",
-        "cnn1d  1x40-25x18-25x8-25x3-5              100    cpu     backprop  float32          2   2.00 ms"
-        "     50,000  0.00675     6.8%   1.0 MB",
-        "                                                          torch     float32          2   4.00 ms"
-        "     25,000  0.00337     3.4%        -    2.00",
-        "lenet  1x28x28-6x28x28-16x10x10-120-84-10  128    cpu     backprop  float32          2  30.00 ms"
-        "      4,267  0.00966     9.7%  40.0 MB",
-        "                                                          torch     float32          2  10.00 ms"
-        "     12,800    0.029    29.0%        -    0.33",
+        "size   layers                              batch  device  impl      precision      step  samples/s"
+        "  TFLOP/s  of peak   memory  ours x",
+        "cnn1d  1x40-25x18-25x8-25x3-5              100    cpu     backprop  float32     2.00 ms     50,000"
+        "  0.00675     6.8%   1.0 MB",
+        "                                                          torch     float32     4.00 ms     25,000"
+        "  0.00337     3.4%        -    2.00",
+        "lenet  1x28x28-6x28x28-16x10x10-120-84-10  128    cpu     backprop  float32    30.00 ms      4,267"
+        "  0.00966     9.7%  40.0 MB",
+        "                                                          torch     float32    10.00 ms     12,800"
+        "    0.029    29.0%        -    0.33",
         "",
         "step: median over the timed blocks, the device synchronised before the clock is read. of peak:",
         "TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster our fit loop runs",
-        "than that row (below 1: slower), timed block by block in turn. threads: the CPU threads every row "
-        "of",
-        "the size ran on (fit's rule, or --threads).",
+        "than that row (below 1: slower), timed block by block in turn.",
         "loss after the timed steps, cnn1d: backprop@cpu 1.5, torch@cpu 1.5 (difference 0, relative 0): ok",
         "loss after the timed steps, lenet: backprop@cpu 2.25, torch@cpu 2.5 (difference 0.25, relative "
         "0.11): DIFFERS (allowed 0.0001 + 0.01 x loss)",

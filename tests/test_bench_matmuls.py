@@ -93,17 +93,24 @@ def test_the_matmuls_row_and_its_ratio_in_the_report(capsys):
     assert [a["b"] for a in report["agreement"]] == ["numpy-reference@cpu"] and report["ok"]
 
 
-def test_the_ratio_line_of_the_table():
+def test_the_ratio_and_threads_lines_of_the_table():
     from backprop.cli.bench import render
 
+    settings = bench.Settings(sizes=[bench.SIZES["xor"], bench.SIZES["medium"]], devices=["cpu"])
+    xor, medium = settings.sizes
+    rows = [bench._row(settings, size, get_backend("cpu"), 1e11, impl, [step], None, 0.5)
+            for size, impl, step in [(xor, "backprop", 1e-4), (medium, "backprop", 0.0234),
+                                     (medium, "matmuls", 0.0182)]]
+    for row, threads in zip(rows, (1, 2, 2)):
+        row.update(threads=threads, backprop_speedup=1.0)
     report = {"settings": {"dtype": "float32", "optimizer": bench.OPTIMIZER_SETTINGS["adam"],
                            "activation": "relu", "seed": 0},
-              "machine": {"cpu": "a CPU", "cores": 2, "blas": None}, "devices": [], "results": [],
-              "speedups": [], "agreement": [], "notes": [],
-              "step_over_matmuls": [{"size": "medium", "device": "cpu", "step_s": 0.0234, "matmuls_s": 0.0182,
-                                     "ratio": 0.0234 / 0.0182}]}
+              "machine": {"cpu": "a CPU", "cores": 2, "blas": None}, "devices": [], "results": rows,
+              "speedups": [], "agreement": [], "notes": [], "step_over_matmuls": bench.floor_ratios(rows)}
+    lines = render(report).splitlines()
     assert "step / matmuls, medium on cpu: 1.29 (23.40 ms a step, 18.20 ms for its matrix products alone)" \
-        in render(report).splitlines()
+        in lines
+    assert "CPU threads, every row of a size alike (fit's rule, or --threads): xor 1, medium 2" in lines
 
 
 @pytest.mark.parametrize("threads", [None, 2])

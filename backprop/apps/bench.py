@@ -507,7 +507,7 @@ def _time_blocks(trainers: list, block: list[tuple[int, int]], repeats: int) -> 
 
 
 def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str, spent: list[float],
-         peak_bytes: int | None, final: float, threads: int | None = None) -> dict:
+         peak_bytes: int | None, final: float) -> dict:
     """One row of the report: a trainer's median step on one size and device, and what follows."""
     step = statistics.median(spent)
     flops = size.flops()
@@ -518,7 +518,7 @@ def _row(settings: Settings, size: Size, backend: Any, ceiling: float, impl: str
         "step_s": step, "step_s_min": min(spent), "step_s_max": max(spent),
         "samples_per_s": size.batch / step, "flops_per_step": flops, "tflops": flops / step / 1e12,
         "ceiling_fraction": flops / step / ceiling, "peak_memory_bytes": peak_bytes,
-        "loss": final, "threads": threads,
+        "loss": final,
     }
 
 
@@ -548,11 +548,12 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
             trainers.append((label, trainer))
             peaks.append(_warm_up(holder, trainer, warm, held))
         times, last_loss = _time_blocks([trainer for _, trainer in trainers], block, size.repeats)
-    rows = [_row(settings, size, backend, ceiling, label, spent, peak_bytes, final, threads)
+    rows = [_row(settings, size, backend, ceiling, label, spent, peak_bytes, final)
             for (label, _), spent, peak_bytes, final in zip(trainers, times, peaks, last_loss)]
     ours_step = rows[0]["step_s"]
     for row in rows:
         row["backprop_speedup"] = row["step_s"] / ours_step  # > 1: ours is faster
+        row["threads"] = threads  # None on a GPU
         progress(f"{row['size']:<7} {row['device']:<8} {row['impl']:<16} {format_time(row['step_s'])}/step")
     return rows, notes
 

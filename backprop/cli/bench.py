@@ -18,7 +18,7 @@ from .report import json_value
 
 COLUMNS = (  # header, report key
     ("size", "size"), ("layers", "layers"), ("batch", "batch"), ("device", "device"),
-    ("impl", "impl"), ("precision", "precision"), ("threads", "threads"), ("step", "step_s"),
+    ("impl", "impl"), ("precision", "precision"), ("step", "step_s"),
     ("samples/s", "samples_per_s"), ("TFLOP/s", "tflops"), ("of peak", "ceiling_fraction"),
     ("memory", "peak_memory_bytes"), ("ours x", "backprop_speedup"),
 )
@@ -47,8 +47,6 @@ def _cell(key: str, row: dict) -> str:
         return _bytes(value)
     if key == "backprop_speedup":
         return "" if row["impl"] == "backprop" else f"{value:.2f}"
-    if key == "threads":
-        return "-" if value is None else str(value)
     return str(value)
 
 
@@ -58,8 +56,10 @@ def render(report: dict) -> str:
     out += textwrap.wrap(
         "step: median over the timed blocks, the device synchronised before the clock is read. "
         "of peak: TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster "
-        "our fit loop runs than that row (below 1: slower), timed block by block in turn. threads: "
-        "the CPU threads every row of the size ran on (fit's rule, or --threads).", 100)
+        "our fit loop runs than that row (below 1: slower), timed block by block in turn.", 100)
+    threads = {f"{r['size']} {r['threads']}": None for r in report["results"] if r.get("threads")}
+    if threads:
+        out.append(f"CPU threads, every row of a size alike (fit's rule, or --threads): {', '.join(threads)}")
     for f in report.get("step_over_matmuls", []):
         out.append(f"step / matmuls, {f['size']} on {f['device']}: {f['ratio']:.2f} "
                    f"({format_time(f['step_s'])} a step, {format_time(f['matmuls_s'])} for its matrix "
