@@ -130,3 +130,25 @@ def test_every_row_of_a_size_runs_on_the_threads_fit_would_use(capsys, monkeypat
     assert [r["threads"] for r in rows] == [expected, expected]
     assert {name for name, _ in seen} == {"BackpropTrainer", "MatmulTrainer"}
     assert {count for _, count in seen} == {expected}
+
+
+@pytest.mark.parametrize("threads, compare", [(None, ["torch"]), (2, ["torch", "matmuls"]), (None, [])])
+def test_torch_gets_the_threads_of_the_size_and_its_own_back(monkeypatch, threads, compare):
+    """PyTorch's pool is set apart from the BLAS (threadpoolctl reaches it only where torch uses
+    OpenMP): the size's count while it runs, the count it had after."""
+    pytest.importorskip("torch")
+    from backprop.contenders import torch_reference
+
+    pool = {"n": 7}
+
+    def torch_threads(n=None):
+        if n is not None:
+            pool["n"] = n
+        return pool["n"]
+
+    monkeypatch.setattr(torch_reference, "torch_threads", torch_threads)
+    settings = bench.Settings(sizes=[], devices=["cpu"], compare=compare, threads=threads)
+    with bench.size_threads(settings, get_backend("cpu"), 1000) as count:
+        assert count == (threads or 1)
+        assert pool["n"] == (count if compare else 7)
+    assert pool["n"] == 7
