@@ -20,7 +20,7 @@ from backprop.cli import main
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 ROW_KEYS = {"size", "layers", "batch", "device", "impl", "dtype", "precision", "warmup", "steps", "repeats",
             "step_s", "step_s_min", "step_s_max", "samples_per_s", "flops_per_step", "tflops",
-            "ceiling_fraction", "peak_memory_bytes", "loss", "backprop_speedup"}
+            "ceiling_fraction", "peak_memory_bytes", "loss", "backprop_speedup", "threads"}
 TINY = ["--layers", "4,8,3", "--batch-size", "16", "--steps", "4", "--repeats", "3"]
 
 

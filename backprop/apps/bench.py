@@ -11,14 +11,23 @@ Contenders (``--compare``) run the same network, batches, dtype, optimizer and
 starting weights, block by block in turn with ours (interleaved), so that a slow
 moment of the machine hits all of them alike and their ratio is fair. Before any
 step, a contender's outputs on the first batch must be ours (the same network).
+
+``--compare matmuls`` adds the size's own matrix products (:meth:`Size.products`), same shapes,
+dtype, device and threads, timed alone the same way: the floor a step cannot go below, so
+``step / matmuls`` reads how much the rest of the step (elementwise work, the loss, the
+update, allocation, Python) costs on top of its arithmetic.
+
+Every size runs under the thread rule ``fit`` applies (:func:`backends.machine.training_threads`
+for batch × parameters, or ``threads`` where given), all of its rows alike.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -35,6 +44,31 @@ from ..step import Step, train_epoch
 from ..targets import as_inputs, as_targets
 
 DATA_CAP_BYTES = 256 * 2**20  # distinct batches kept on the device per size; more are cycled
+
+
+@dataclass(frozen=True)
+class LayerProduct:
+    """A weighted layer's matrix products in one training step.
+
+    Forward ``P (m, k) @ Q (k, n)``: a Dense layer's ``X (B, a) @ W (a, b)`` (the input is P), a
+    convolution's ``W2 (out, C·K) @ cols (C·K, B·L)`` (:mod:`backprop.conv`'s im2col; the input,
+    as its columns, is Q). Backward, with ``dY (m, n)``: ``Pᵀ @ dY`` (Q's gradient) and
+    ``dY @ Qᵀ`` (P's), the input's one only where ``input_grad`` (the step's first layer has none).
+    """
+
+    m: int
+    k: int
+    n: int
+    input: str  # "P" or "Q": which operand is the layer's input
+    input_grad: bool
+
+    def backward(self) -> list[str]:
+        """The backward products as "PtdY" (Pᵀ @ dY) and "dYQt" (dY @ Qᵀ), in that order."""
+        return [name for name, of in (("PtdY", "Q"), ("dYQt", "P")) if self.input_grad or of != self.input]
+
+    def flops(self) -> int:
+        """2 m k n for each of the layer's products."""
+        return 2 * self.m * self.k * self.n * (1 + len(self.backward()))
 
 
 @dataclass(frozen=True)
@@ -109,6 +143,23 @@ class Size:
             return flops_per_step(self.layers, self.batch)
         first = "W" in self.shapes()[0][0].param_shapes()  # the step asks no input gradient of it
         return _step_flops([_products(W, out) for W, out in self.weighted()], self.batch, first)
+
+    def products(self) -> list[LayerProduct]:
+        """Each weighted layer's matrix products, in order, as the layers form them (what the
+        ``matmuls`` row times); their FLOPs are :meth:`flops`'s, counted another way."""
+        if not self.network:
+            layers = [((a, b), (b,)) for a, b in zip(self.layers[:-1], self.layers[1:])]
+            first = True
+        else:
+            layers, first = self.weighted(), "W" in self.shapes()[0][0].param_shapes()
+        out = []
+        for i, (W, shape) in enumerate(layers):
+            grad = bool(i) or not first
+            if len(W) == 2:  # Dense, W (in, out)
+                out.append(LayerProduct(self.batch, W[0], W[1], "P", grad))
+            else:  # a convolution, W (out, C, *kernel) applied at prod(shape[1:]) positions per sample
+                out.append(LayerProduct(W[0], math.prod(W[1:]), self.batch * math.prod(shape[1:]), "Q", grad))
+        return out
 
     def widest(self) -> int:
         """The widest side of the network's weight matrices (a convolution's W as (out, in·kernel))."""
@@ -258,6 +309,41 @@ class BackpropTrainer:
             return float(total) / sum(stop - start for start, stop in spans)
 
 
+class MatmulTrainer:
+    """A size's own matrix products (:meth:`Size.products`) and nothing else, one step's worth per
+    batch: forward through the layers, then backward from the last, each product allocating its
+    result as the step's does. The operands are random arrays of the step's shapes and layouts
+    (a transposed operand is a view, as the layers hand it to the BLAS)."""
+
+    label = "matmuls"
+
+    def __init__(self, backend: Any, products: list[LayerProduct], dtype: str, seed: int) -> None:
+        self.backend = backend
+        rng = np.random.default_rng(seed)
+        with backend.activate():
+            def draw(rows: int, cols: int) -> Any:
+                return backend.asarray(rng.standard_normal((rows, cols)).astype(dtype), dtype)
+
+            layers = [(draw(p.m, p.k), draw(p.k, p.n), draw(p.m, p.n), p) for p in products]
+        self.pairs = [(P, Q) for P, Q, _, _ in layers]
+        for P, Q, dY, p in reversed(layers):
+            self.pairs += [(P.T, dY) if name == "PtdY" else (dY, Q.T) for name in p.backward()]
+
+    def flops(self) -> int:
+        """FLOPs of one step's products, from the operands' own shapes."""
+        return sum(2 * A.shape[0] * A.shape[1] * B.shape[1] for A, B in self.pairs)
+
+    def run(self, spans: list[tuple[int, int]]) -> float:
+        """One step's products per batch in ``spans``, the device synchronised at the end; NaN
+        for the loss (there is none)."""
+        with self.backend.activate():
+            for _ in spans:
+                for A, B in self.pairs:
+                    A @ B
+            self.backend.synchronize()
+        return math.nan
+
+
 def gemm_ceiling(backend: Any, dtype: str, widest: int = 1024) -> dict:
     """The device's matrix-multiply rate: one large square product of ``dtype``.
 
@@ -285,8 +371,9 @@ def gemm_ceiling(backend: Any, dtype: str, widest: int = 1024) -> dict:
     return {"gemm": f"{n}x{n}x{n}", "flops_per_s": 2 * n**3 / seconds}
 
 
-CONTENDERS = ("torch", "numpy-reference")
-"""What ``--compare`` may name: PyTorch eager, and the hand-written NumPy (CuPy on a GPU) step."""
+CONTENDERS = ("torch", "numpy-reference", "matmuls")
+"""What ``--compare`` may name: PyTorch eager, the hand-written NumPy (CuPy on a GPU) step, and
+the size's own matrix products timed alone (on every device)."""
 
 
 @dataclass
@@ -301,7 +388,7 @@ class Settings:
     optimizer: str = "momentum"
     activation: str = "relu"
     seed: int = 0
-
+    threads: int | None = None  # CPU threads for every row; None: the thread rule of fit
 
 
 def tolerance(precision_a: str, precision_b: str) -> tuple[float, float]:
@@ -335,7 +422,11 @@ def _contenders(settings: Settings, backend: Any, ours: BackpropTrainer, size: S
                   labels=labels)
     tf32 = _precision(settings, backend) == "tf32"
     for what in settings.compare:
-        if what != "torch" and size.network:
+        if what == "matmuls":  # any device: the products are the backend's own
+            made.append(("matmuls", backend, partial(MatmulTrainer, backend, size.products(), settings.dtype,
+                                                     settings.seed)))
+            continue
+        if what == "numpy-reference" and size.network:
             continue  # the hand-written step is an MLP's: said once for all sizes (see _not_applicable)
         try:
             if backend.name not in ("numpy", "cupy"):
@@ -450,19 +541,53 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
     precision = _precision(settings, backend)
     for label, _, trainer, _ in built:
         _same_outputs(ours, label, trainer, size, (precision, precision), warm[0])
-    trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
-    for label, holder, trainer, held in built:
-        trainers.append((label, trainer))
-        peaks.append(_warm_up(holder, trainer, warm, held))
-
-    times, last_loss = _time_blocks([trainer for _, trainer in trainers], block, size.repeats)
+    # batch × parameters, as fit gives it to the thread rule
+    with size_threads(settings, backend, size.batch * ours.model.n_params) as threads:
+        trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
+        for label, holder, trainer, held in built:
+            trainers.append((label, trainer))
+            peaks.append(_warm_up(holder, trainer, warm, held))
+        times, last_loss = _time_blocks([trainer for _, trainer in trainers], block, size.repeats)
     rows = [_row(settings, size, backend, ceiling, label, spent, peak_bytes, final)
             for (label, _), spent, peak_bytes, final in zip(trainers, times, peaks, last_loss)]
     ours_step = rows[0]["step_s"]
     for row in rows:
         row["backprop_speedup"] = row["step_s"] / ours_step  # > 1: ours is faster
+        row["threads"] = threads  # None on a GPU
         progress(f"{row['size']:<7} {row['device']:<8} {row['impl']:<16} {format_time(row['step_s'])}/step")
     return rows, notes
+
+
+@contextlib.contextmanager
+def size_threads(settings: Settings, backend: Any, multiply_adds: int) -> Iterator[int | None]:
+    """Run the block under the CPU threads ``fit`` would give a step of ``multiply_adds``
+    (``settings.threads`` where given), NumPy's BLAS and PyTorch's pool alike, so that every row of
+    the size runs on the same threads; yields that count (None on a GPU, where nothing changes)."""
+    from backends.machine import step_threads, training_threads
+
+    threads = None if backend.is_gpu else settings.threads or step_threads(multiply_adds)
+    with training_threads(backend, multiply_adds, settings.threads), contextlib.ExitStack() as stack:
+        if threads is not None and "torch" in settings.compare:
+            from backprop.contenders.torch_reference import torch_threads
+
+            before = torch_threads()
+            torch_threads(threads)
+            stack.callback(torch_threads, before)
+        yield threads
+
+
+def floor_ratios(rows: list[dict]) -> list[dict]:
+    """Per size and device with a ``matmuls`` row: our step over the time of its own matrix products
+    (1.0: nothing but the products)."""
+    out = []
+    for row in rows:
+        if row["impl"] != "matmuls":
+            continue
+        ours = next(r for r in rows if (r["size"], r["device"], r["impl"]) == (row["size"], row["device"],
+                                                                               "backprop"))
+        out.append({"size": row["size"], "device": row["device"], "step_s": ours["step_s"],
+                    "matmuls_s": row["step_s"], "ratio": ours["step_s"] / row["step_s"]})
+    return out
 
 
 def format_time(seconds: float) -> str:
@@ -481,7 +606,7 @@ def _agreement(rows: list[dict]) -> list[dict]:
     """
     out = []
     for name in dict.fromkeys(r["size"] for r in rows):
-        group = [r for r in rows if r["size"] == name]
+        group = [r for r in rows if r["size"] == name and r["impl"] != "matmuls"]  # no loss of its own
         ref = group[0]
         for other in group[1:]:
             rtol, atol = tolerance(ref["precision"], other["precision"])
@@ -569,6 +694,7 @@ def run(settings: Settings, progress: Callable[[str], None] = lambda line: None)
             report["results"] += rows
             report["notes"] += [n for n in notes if n not in report["notes"]]
     report["speedups"] = _speedups(report["results"])
+    report["step_over_matmuls"] = floor_ratios(report["results"])
     report["agreement"] = _agreement(report["results"])
     report["ok"] = all(a["ok"] is not False for a in report["agreement"])
     return report

@@ -57,6 +57,13 @@ def render(report: dict) -> str:
         "step: median over the timed blocks, the device synchronised before the clock is read. "
         "of peak: TFLOP/s over the device's matrix-multiply ceiling. ours x: how many times faster "
         "our fit loop runs than that row (below 1: slower), timed block by block in turn.", 100)
+    threads = {f"{r['size']} {r['threads']}": None for r in report["results"] if r.get("threads")}
+    if threads:
+        out.append(f"CPU threads, every row of a size alike (fit's rule, or --threads): {', '.join(threads)}")
+    for f in report.get("step_over_matmuls", []):
+        out.append(f"step / matmuls, {f['size']} on {f['device']}: {f['ratio']:.2f} "
+                   f"({format_time(f['step_s'])} a step, {format_time(f['matmuls_s'])} for its matrix "
+                   "products alone)")
     for sp in report["speedups"]:
         out.append(f"speedup {sp['size']}: {sp['device']} is {sp['speedup']:.2f}x {sp['over']}")
     out += [_agreement_line(a) for a in report["agreement"]]
@@ -163,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         _check_picture_path(args.plot)  # before minutes of measuring, not after
     settings = bench.Settings(sizes=_sizes(args), devices=_devices(args.devices, notes), compare=compare,
                               dtype=args.dtype, precision=args.precision, optimizer=args.optimizer,
-                              activation=args.activation, seed=args.seed)
+                              activation=args.activation, seed=args.seed, threads=args.threads)
     if "torch" in compare:
         from backends.machine import blas_info
         from backprop.contenders.torch_reference import torch_threads
@@ -236,8 +243,9 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
     p.add_argument("--devices", default=None,
                    help="comma-separated, e.g. cpu,cuda (default: cpu, and cuda when usable)")
     p.add_argument("--compare", default=None, metavar=",".join(bench.CONTENDERS),
-                   help="also time PyTorch eager and/or a hand-written NumPy (CuPy) step, interleaved "
-                        "(the hand-written step: MLP sizes only)")
+                   help="also time PyTorch eager, a hand-written NumPy (CuPy) step (MLP sizes only) "
+                        "and/or the size's own matrix products alone (matmuls: every size and device; "
+                        "prints step / matmuls), interleaved")
     p.add_argument("--dtype", choices=FLOAT_DTYPES, default="float32")
     p.add_argument("--precision", choices=("default", "tf32"), default="default",
                    help="tf32: TF32 tensor cores for float32 products on GPUs (CPU rows stay float32)")
@@ -250,7 +258,8 @@ def add_parser(commands, positive_int, hidden, seed) -> None:
     p.add_argument("--repeats", type=positive_int, default=None,
                    help="timed blocks; the median is reported (default: by size, 5 to 9)")
     p.add_argument("--threads", type=positive_int, default=None,
-                   help="CPU threads for NumPy's BLAS and PyTorch (default: as they start)")
+                   help="CPU threads for NumPy's BLAS and PyTorch (default: fit's rule for each size's "
+                        "step; the ceiling as they start)")
     p.add_argument("--seed", type=seed, default=0, help="seeds the weights and the data (0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="draw step time and speedup")
