@@ -19,8 +19,6 @@ an epoch has another shape, hence buffers of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -48,24 +46,26 @@ class Workspace:
         self._sequence: list[tuple[Any, str, Array]] = []
         self._next = 0
 
-    @contextmanager
-    def using(self, key: Any = None) -> Iterator[Workspace]:
-        """Within the block (one step's passes, of the kind ``key``), :func:`take` reuses this
-        workspace's buffers (unless it is not ``enabled``: then new arrays, as outside a step)."""
-        if not self.enabled:
-            yield self
-            return
-        self._sequence = self._sequences.setdefault(key, [])
+    def using(self, key: Any = None) -> Workspace:
+        """``with workspace.using(key):`` within the block (one step's passes, of the kind ``key``),
+        :func:`take` reuses this workspace's buffers (unless it is not ``enabled``: then new
+        arrays, as outside a step). A plain context manager: a generator-based one costs a
+        microsecond a step, a visible share of a small network's."""
+        self._sequence = self._sequences.setdefault(key, []) if self.enabled else []
         self._next = 0
-        token = _ACTIVE.set(self)
-        try:
-            yield self
-        finally:
-            _ACTIVE.reset(token)
+        return self
+
+    def __enter__(self) -> Workspace:
+        self._token = _ACTIVE.set(self if self.enabled else None)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _ACTIVE.reset(self._token)
 
     def take(self, owner: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Array) -> Array:
-        """The buffer ``name`` of ``owner`` with this shape and dtype, on ``like``'s device: the same
-        array as at the last step of this kind, new the first time. It holds whatever was left in it."""
+        """The buffer ``name`` of ``owner`` with this shape (a tuple) and dtype, on ``like``'s device:
+        the same array as at the last step of this kind, new the first time. It holds whatever was
+        left in it."""
         i, sequence = self._next, self._sequence
         self._next = i + 1
         if i < len(sequence):
@@ -89,14 +89,20 @@ class Workspace:
 
 
 def take(owner: Any, name: str, shape: tuple[int, ...], like: Array, dtype: Any = None) -> Array | None:
-    """The step's buffer ``name`` of ``owner`` (shape, ``like``'s dtype unless ``dtype``), or None
+    """The step's buffer ``name`` of ``owner`` (``shape`` a tuple, ``like``'s dtype unless ``dtype``), or None
     outside a step: pass it as ``out=`` to an :func:`ops` operation, which then makes a new array."""
     active = _ACTIVE.get()
     if active is None:
         return None
-    return active.take(owner, name, tuple(shape), like.dtype if dtype is None else dtype, like)
+    return active.take(owner, name, shape, like.dtype if dtype is None else dtype, like)
+
+
+_OPS: dict[type, Into] = {}
 
 
 def ops(x: Array) -> Into:
-    """The ``out=`` operations for ``x``'s array library (:mod:`backends.inplace`)."""
-    return into(namespace_of(x))
+    """The ``out=`` operations for ``x``'s array library (:mod:`backends.inplace`), by array type."""
+    found = _OPS.get(type(x))
+    if found is None:
+        found = _OPS[type(x)] = into(namespace_of(x))
+    return found
