@@ -59,6 +59,10 @@ class Into:
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self.xp.sign(a)
 
+    def positive(self, a: Array, out: Array | None = None) -> Array:
+        """1 where ``a > 0``, else 0 (NaN included), in ``a``'s dtype: a mask to multiply by."""
+        return self.xp.astype(a > 0, a.dtype)
+
     def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
         return self.xp.stack(arrays, axis=axis)
 
@@ -95,6 +99,12 @@ class UfuncInto(Into):
 
     def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
         return self.lib.stack(arrays, axis=axis, out=out)
+
+    def positive(self, a: Array, out: Array | None = None) -> Array:
+        # the comparison's booleans written as 0 and 1 of out's dtype (a cast the ufunc does)
+        if out is None:
+            return (a > 0).astype(a.dtype)
+        return self.lib.greater(a, 0, out=out, casting="unsafe")
 
     def sum0(self, a: Array, out: Array | None = None) -> Array:
         return self.lib.add.reduce(a, axis=0, out=out)  # sum's own Python layer costs more here
@@ -145,6 +155,10 @@ class TorchInto(Into):
 
     def sign(self, a: Array, out: Array | None = None) -> Array:
         return self.torch.sign(a, out=out)
+
+    def positive(self, a: Array, out: Array | None = None) -> Array:
+        mask = self.torch.gt(a, 0)
+        return mask.to(a.dtype) if out is None else out.copy_(mask)
 
     def stack(self, arrays: list[Array], axis: int, out: Array | None = None) -> Array:
         return self.torch.stack(arrays, dim=axis, out=out)

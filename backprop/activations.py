@@ -152,11 +152,11 @@ class ReLU(Activation):
         Y = into.maximum(X, 0.0, out=workspace.take(self, "Y", shape, X))
 
         def backward(dY: Array) -> Array:
-            # dY times a 0/1 mask: on NumPy several times faster than where(X > 0, dY, 0). The
-            # mask is read from Y, so X can be freed after the forward pass (one activation-sized
-            # array less held per ReLU layer): sign(Y) is 1 where X > 0 and 0 elsewhere, in Y's
-            # dtype (a boolean mask would make NumPy cast it through a buffer every step).
-            mask = into.sign(Y, out=workspace.take(self, "mask", shape, Y))
+            # dY times a 0/1 mask of Y's dtype: on NumPy several times faster than where(X > 0, dY,
+            # 0), and than a boolean mask cast in the product. The mask is read from Y (Y > 0
+            # exactly where X > 0), so X can be freed after the forward pass: one activation-sized
+            # array less held per ReLU layer.
+            mask = into.positive(Y, out=workspace.take(self, "mask", shape, Y))
             return into.multiply(dY, mask, out=workspace.take(self, "dX", shape, dY))
 
         return Y, backward

@@ -21,6 +21,7 @@ CASES = [  # (operation, arguments as host arrays or scalars, what the standard 
     ("sqrt", ("P",), np.sqrt),
     ("tanh", ("A2",), np.tanh),
     ("sign", ("A2",), np.sign),
+    ("positive", ("A2",), lambda a: (a > 0).astype(a.dtype)),
     ("exp", ("A2",), np.exp),
     ("log", ("P",), np.log),
     ("sum0", ("A2",), lambda a: a.sum(axis=0)),
