@@ -1,19 +1,24 @@
 """Full-batch steps against the work they cannot avoid, in one process (issue 25).
 
-    python benchmarks/full_batch_step.py [--repeats 5] [--lm-iterations 6] [--json out.json]
+    python benchmarks/full_batch_step.py [--repeats 5] [--lm-iterations 6] [--against COMMIT]
+                                         [--threads one|default|both] [--json out.json]
 
 1. Levenberg–Marquardt at 2,161 parameters (mlp 10-180-1, tanh, float64) on 3,000 rows:
-   each iteration's seconds against its floor, timed alone in the same process: the
-   Jacobian J (N·K, P) by backpropagation, JᵀJ as one matrix product, and one
-   ``linalg.solve`` of (JᵀJ + μI). An iteration whose first μ trial fails solves once more
-   per retry (the method, not overhead), so each iteration is also set against the floor
-   plus one solve and one forward pass per extra trial.
+   each iteration's seconds against its floor, timed alone in the same process at its
+   cheapest: the Jacobian J (N·K, P) by backpropagation into a buffer already there, JᵀJ
+   as one matrix product, and one ``linalg.solve`` of (JᵀJ + μI). An iteration whose
+   first μ trial fails solves once more per retry (the method, not overhead), so each
+   iteration is also set against the floor plus one solve and one forward pass per
+   extra trial.
 2. L-BFGS on digits (64 relu hidden units, α = 1e-4, i.e. ``weight_decay`` = α / n,
    standardized, stratified 75/25 split, ``max_iter`` 200, ``tol`` 1e-4, seeds 0-2)
-   against scikit-learn's ``MLPClassifier(solver="lbfgs")``: fit seconds (median of
-   ``--repeats``) and test accuracy.
+   against scikit-learn's ``MLPClassifier(solver="lbfgs")``: fit seconds and test accuracy.
 
-Both are run with one BLAS thread (threadpoolctl) and with the default threads.
+``--against COMMIT`` also runs LM and L-BFGS as that commit of the repository wrote them
+(``backprop/second_order.py``, ``jacobian.py`` and ``host/lbfgs.py`` loaded from git
+beside today's), interleaved with today's in the same process: before and after on the
+same machine state. Every time is a median of ``--repeats`` interleaved rounds; both
+parts run with one BLAS thread (threadpoolctl) and with the default threads.
 """
 
 from __future__ import annotations
@@ -22,23 +27,57 @@ import argparse
 import json
 import math
 import statistics
+import subprocess
+import sys
 import time
+import types
+from functools import partial
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 import backprop as bp
+from backprop import optimizers
+from backprop.host.lbfgs import LBFGS
 from backprop.jacobian import jacobian
+from backprop.second_order import LevenbergMarquardt
 
 
-def median_seconds(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def seconds_of(fn: Any) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def load_at(commit: str, path: str, name: str) -> types.ModuleType:
+    """The module at ``path`` as ``commit`` wrote it, loaded as ``name`` (its package's relative
+    imports resolve to today's modules); its registrations are left out."""
+    root = Path(__file__).resolve().parent.parent
+    source = subprocess.run(["git", "-C", str(root), "show", f"{commit}:{path}"], capture_output=True,
+                            text=True, check=True).stdout
+    module = types.ModuleType(name)
+    module.__package__, module.__file__ = name.rsplit(".", 1)[0], f"{commit}:{path}"
+    sys.modules[name] = module
+    register, optimizers.register = optimizers.register, lambda *args, **kwargs: None
+    try:
+        exec(compile(source, module.__file__, "exec"), module.__dict__)
+    finally:
+        optimizers.register = register
+    return module
+
+
+def classes_at(commit: str | None) -> dict[str, dict[str, Any]]:
+    """The LM and L-BFGS classes to time: today's, and ``commit``'s when given."""
+    out = {"lm": {"now": LevenbergMarquardt}, "lbfgs": {"now": LBFGS}}
+    if commit:
+        old_jacobian = load_at(commit, "backprop/jacobian.py", "backprop._then_jacobian")
+        old = load_at(commit, "backprop/second_order.py", "backprop._then_second_order")
+        old.jacobian = old_jacobian.jacobian
+        out["lm"]["then"] = old.LevenbergMarquardt
+        out["lbfgs"]["then"] = load_at(commit, "backprop/host/lbfgs.py", "backprop.host._then_lbfgs").LBFGS
+    return out
 
 
 def lm_problem() -> tuple[np.ndarray, np.ndarray]:
@@ -52,29 +91,32 @@ def lm_model() -> bp.Sequential:
 
 
 def lm_floor() -> dict:
-    """Seconds of the pieces an LM iteration cannot avoid, each timed alone once."""
+    """Seconds of the pieces an LM iteration cannot avoid, each timed alone after a warm call:
+    the Jacobian into a buffer already there, the solve of a matrix already shifted."""
     x, t = lm_problem()
     model = lm_model()
-    Z, J = jacobian(model, x)
+    buffer = np.empty((x.shape[0], 1, model.n_params))
+    Z, J = jacobian(model, x, out=buffer)
     A = J.T @ J
     b = (J.T @ (Z[:, 0] - t))[:, None]
-    eye = np.eye(A.shape[0])
-    pieces = {"jacobian": median_seconds(lambda: jacobian(model, x), 1),
-              "JtJ": median_seconds(lambda: J.T @ J, 1),
-              "solve": median_seconds(lambda: np.linalg.solve(A + 1e-3 * eye, b), 1),
-              "forward": median_seconds(lambda: model.forward(x), 1)}
-    pieces["floor"] = pieces["jacobian"] + pieces["JtJ"] + pieces["solve"]
-    return pieces
+    shifted = A + 1e-3 * np.eye(A.shape[0])
+    pieces = {"jacobian": lambda: jacobian(model, x, out=buffer), "JtJ": lambda: J.T @ J,
+              "solve": lambda: np.linalg.solve(shifted, b), "forward": lambda: model.forward(x)}
+    out = {}
+    for name, piece in pieces.items():
+        piece()
+        out[name] = seconds_of(piece)
+    out["floor"] = out["jacobian"] + out["JtJ"] + out["solve"]
+    return out
 
 
-def lm_iterations(iterations: int) -> list[dict]:
+def lm_iterations(cls: Any, iterations: int) -> list[dict]:
     """Seconds and μ trials of each of the first ``iterations`` LM iterations."""
     x, t = lm_problem()
     model = lm_model()
-    optimizer = bp.optimizers.get("lm", min_grad=0.0)
     ends: list[float] = []
     started = time.perf_counter()
-    history = model.fit(x, t, loss="mse", optimizer=optimizer, epochs=iterations,
+    history = model.fit(x, t, loss="mse", optimizer=cls(min_grad=0.0), epochs=iterations,
                         callbacks=[lambda record, m: ends.append(time.perf_counter())])
     out, mu, previous = [], 1e-3, started
     for end, record in zip(ends, history.records):
@@ -85,21 +127,24 @@ def lm_iterations(iterations: int) -> list[dict]:
     return out
 
 
-def lm(repeats: int, iterations: int) -> dict:
-    """Medians over ``repeats`` rounds of (the floor's pieces timed alone, then one fit),
-    interleaved so that a busy moment of the machine hits both."""
-    floors, runs = [], []
+def lm(repeats: int, iterations: int, classes: dict[str, Any]) -> dict:
+    """Medians over ``repeats`` rounds of (the floor's pieces, then one fit per class),
+    interleaved so that a busy moment of the machine hits all of them."""
+    floors, runs = [], {name: [] for name in classes}
     for _ in range(repeats):
         floors.append(lm_floor())
-        runs.append(lm_iterations(iterations))
+        for name, cls in classes.items():
+            runs[name].append(lm_iterations(cls, iterations))
     floor = {key: statistics.median(f[key] for f in floors) for key in floors[0]}
     rows = []
     for i in range(iterations):
-        trials = runs[0][i]["trials"]
-        seconds = statistics.median(run[i]["seconds"] for run in runs)
+        trials = runs["now"][0][i]["trials"]
+        row = {"iteration": i + 1, "trials": trials}
+        for name in classes:
+            row[name] = statistics.median(run[i]["seconds"] for run in runs[name])
         due = floor["floor"] + (trials - 1) * (floor["solve"] + floor["forward"])
-        rows.append({"iteration": i + 1, "trials": trials, "seconds": seconds,
-                     "vs_floor": seconds / floor["floor"], "vs_floor_and_retries": seconds / due})
+        row.update(vs_floor=row["now"] / floor["floor"], vs_floor_and_retries=row["now"] / due)
+        rows.append(row)
     return {"floor": floor, "iterations": rows}
 
 
@@ -114,12 +159,11 @@ def digits_split(seed: int) -> tuple[np.ndarray, ...]:
     return scaler.transform(Xa), scaler.transform(Xb), ya, yb
 
 
-def fit_ours(seed: int, split: tuple[np.ndarray, ...]) -> tuple[float, int]:
-    """(test accuracy, iterations) of backprop's lbfgs on a digits split."""
+def fit_ours(cls: Any, seed: int, split: tuple[np.ndarray, ...]) -> tuple[float, int]:
+    """(test accuracy, iterations) of backprop's L-BFGS (class ``cls``) on a digits split."""
     Xa, Xb, ya, yb = split
     model = bp.mlp([64, 64, 10], dtype="float64", seed=seed)
-    history = model.fit(Xa, ya, loss="ce", epochs=200,
-                        optimizer=bp.optimizers.get("lbfgs", weight_decay=1e-4 / len(Xa)))
+    history = model.fit(Xa, ya, loss="ce", epochs=200, optimizer=cls(weight_decay=1e-4 / len(Xa)))
     return float(np.mean(np.asarray(model.predict(Xb)) == yb)), len(history)
 
 
@@ -132,46 +176,61 @@ def fit_theirs(seed: int, split: tuple[np.ndarray, ...]) -> tuple[float, int]:
     return clf.score(Xb, yb), clf.n_iter_
 
 
-def lbfgs(repeats: int, seeds: range) -> list[dict]:
+def lbfgs(repeats: int, seeds: range, classes: dict[str, Any]) -> list[dict]:
     rows = []
     for seed in seeds:
         split = digits_split(seed)
-        fitters = {"backprop": fit_ours, "sklearn": fit_theirs}
-        results = {name: fit(seed, split) for name, fit in fitters.items()}  # warm: imports, first calls
+        fitters = {name: partial(fit_ours, cls, seed, split) for name, cls in classes.items()}
+        fitters["sklearn"] = partial(fit_theirs, seed, split)
+        results = {name: fit() for name, fit in fitters.items()}  # warm: imports, first calls
         seconds: dict[str, list[float]] = {name: [] for name in fitters}
-        for _ in range(repeats):  # interleaved, so that a busy moment hits both
+        for _ in range(repeats):  # interleaved, so that a busy moment hits all
             for name, fit in fitters.items():
-                started = time.perf_counter()
-                fit(seed, split)
-                seconds[name].append(time.perf_counter() - started)
+                seconds[name].append(seconds_of(fit))
         row: dict[str, Any] = {"seed": seed}
         for name in fitters:
             row[name] = {"seconds": statistics.median(seconds[name]), "accuracy": results[name][0],
                          "iterations": results[name][1]}
-        row["ratio"] = row["backprop"]["seconds"] / row["sklearn"]["seconds"]
+        row["ratio"] = row["now"]["seconds"] / row["sklearn"]["seconds"]
         rows.append(row)
     return rows
+
+
+def lm_table(part: dict, then: bool) -> list[str]:
+    pieces = ", ".join(f"{k} {v:.3f}" for k, v in part["floor"].items())
+    lines = [f"LM floor (s): {pieces}\n",
+             "| LM iteration | μ trials | " + ("before s | " if then else "") +
+             "now s | now ÷ floor | now ÷ (floor + retries) |",
+             "| ---: | ---: | " + ("---: | " if then else "") + "---: | ---: | ---: |"]
+    for row in part["iterations"]:
+        ratios = f"{row['vs_floor']:.2f} | {row['vs_floor_and_retries']:.2f}"
+        lines.append(f"| {row['iteration']} | {row['trials']} | " + (f"{row['then']:.3f} | " if then else "") +
+                     f"{row['now']:.3f} | {ratios} |")
+    return lines
+
+
+def lbfgs_table(rows: list[dict], then: bool) -> list[str]:
+    lines = ["\n| digits seed | " + ("before s | " if then else "") +
+             "now s | scikit-learn s | now ÷ scikit-learn | accuracy (ours / theirs) | iterations |",
+             "| ---: | " + ("---: | " if then else "") + "---: | ---: | ---: | --- | --- |"]
+    for row in rows:
+        ours, theirs = row["now"], row["sklearn"]
+        lines.append(f"| {row['seed']} | " + (f"{row['then']['seconds']:.3f} | " if then else "") +
+                     f"{ours['seconds']:.3f} | {theirs['seconds']:.3f} | {row['ratio']:.2f} | "
+                     f"{ours['accuracy']:.3f} / {theirs['accuracy']:.3f} | "
+                     f"{ours['iterations']} / {theirs['iterations']} |")
+    return lines
 
 
 def table(report: dict) -> str:
     lines = []
     for threads, part in report.items():
-        floor = part["lm"]["floor"]
-        pieces = ", ".join(f"{k} {v:.3f}" for k, v in floor.items())
-        lines.append(f"\n## {threads}\n\nLM floor (s): {pieces}\n")
-        lines.append("| LM iteration | μ trials | seconds | ÷ floor | ÷ (floor + retries) |")
-        lines.append("| ---: | ---: | ---: | ---: | ---: |")
-        for row in part["lm"]["iterations"]:
-            lines.append(f"| {row['iteration']} | {row['trials']} | {row['seconds']:.3f} | "
-                         f"{row['vs_floor']:.2f} | {row['vs_floor_and_retries']:.2f} |")
-        lines.append("\n| digits seed | backprop s | scikit-learn s | ratio | accuracy (ours / theirs) "
-                     "| iterations |")
-        lines.append("| ---: | ---: | ---: | ---: | --- | --- |")
-        for row in part["lbfgs"]:
-            ours, theirs = row["backprop"], row["sklearn"]
-            lines.append(f"| {row['seed']} | {ours['seconds']:.3f} | {theirs['seconds']:.3f} | "
-                         f"{row['ratio']:.2f} | {ours['accuracy']:.3f} / {theirs['accuracy']:.3f} | "
-                         f"{ours['iterations']} / {theirs['iterations']} |")
+        then = any("then" in row for row in part["lm"]["iterations"] + part["lbfgs"])
+        lines.append(f"\n## {threads}\n")
+        if part["lm"]["iterations"]:
+            lines += lm_table(part["lm"], then)
+        if part["lbfgs"]:
+            lines += lbfgs_table(part["lbfgs"], then)
     return "\n".join(lines)
 
 
@@ -182,15 +241,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--threads", choices=("one", "default", "both"), default="both")
     parser.add_argument("--skip", choices=("lm", "lbfgs"), default=None)
+    parser.add_argument("--against", default=None, metavar="COMMIT",
+                        help="also time LM and L-BFGS as this commit wrote them")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
+    classes = classes_at(args.against)
     report = {}
     for threads in (("one", "default") if args.threads == "both" else (args.threads,)):
         with threadpool_limits(1 if threads == "one" else None):
+            skip_lm, skip_lbfgs = args.skip == "lm", args.skip == "lbfgs"
             report[f"{threads} BLAS thread(s)"] = {
-                "lm": lm(args.repeats, args.lm_iterations) if args.skip != "lm" else
-                {"floor": {}, "iterations": []},
-                "lbfgs": lbfgs(args.repeats, range(args.seeds)) if args.skip != "lbfgs" else []}
+                "lm": {"floor": {}, "iterations": []} if skip_lm else
+                lm(args.repeats, args.lm_iterations, classes["lm"]),
+                "lbfgs": [] if skip_lbfgs else lbfgs(args.repeats, range(args.seeds), classes["lbfgs"])}
     print(table(report))
     if args.json:
         with open(args.json, "w") as handle:
