@@ -204,8 +204,8 @@ def lm_table(part: dict, then: bool) -> list[str]:
              "| ---: | ---: | " + ("---: | " if then else "") + "---: | ---: | ---: |"]
     for row in part["iterations"]:
         ratios = f"{row['vs_floor']:.2f} | {row['vs_floor_and_retries']:.2f}"
-        lines.append(f"| {row['iteration']} | {row['trials']} | " + (f"{row['then']:.3f} | " if then else "") +
-                     f"{row['now']:.3f} | {ratios} |")
+        before = f"{row['then']:.3f} | " if then else ""
+        lines.append(f"| {row['iteration']} | {row['trials']} | {before}{row['now']:.3f} | {ratios} |")
     return lines
 
 
