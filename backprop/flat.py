@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._typing import Array
+from .namespace import device_of
 
 
 def sizes(shapes: Sequence[tuple[int, ...]]) -> list[int]:
@@ -61,3 +62,28 @@ def pack(xp: Any, arrays: Sequence[Array]) -> tuple[Array, list[Array]] | None:
     reaches_buffer = bool(buffer[-1] == 1.0)
     buffer[...] = saved
     return (buffer, views) if sees_buffer and reaches_buffer else None
+
+
+def diagonal(xp: Any, A: Array) -> Array | None:
+    """A writable view (n,) of the diagonal of the C-contiguous square matrix ``A`` (n, n)
+    (a fresh product or elementwise result): every (n + 1)-th entry of its flat reshape, so
+    that a damped solve can shift A's diagonal in place instead of building A + μI. None
+    where this library's reshape or slices are not views (see the module docstring):
+    callers then build the sum."""
+    if not _diagonal_views(xp, A):
+        return None
+    n = A.shape[0]
+    return xp.reshape(A, (n * n,))[::n + 1]
+
+
+_VIEWS: dict[Any, bool] = {}
+
+
+def _diagonal_views(xp: Any, A: Array) -> bool:
+    """Whether a write through the strided slice of a reshape reaches the array: probed once
+    per library on a small matrix like ``A`` (one host read per process, not per solve)."""
+    if xp not in _VIEWS:
+        probe = xp.zeros((2, 2), dtype=A.dtype, device=device_of(A))
+        xp.reshape(probe, (4,))[::3][...] = 1.0
+        _VIEWS[xp] = bool(xp.all(probe == xp.eye(2, dtype=A.dtype, device=device_of(A))))
+    return _VIEWS[xp]

@@ -15,6 +15,7 @@ their input; they also assign ``layer.grads``, which the caller ignores).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ._typing import Array
@@ -27,10 +28,14 @@ def jacobian_bytes(n_samples: int, n_outputs: int, n_params: int, itemsize: int 
     return n_samples * n_outputs * n_params * itemsize
 
 
-def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
+def jacobian(model: Any, X: Array, out: Array | None = None) -> tuple[Array, Array]:
     """The outputs ``Z`` (N, K) of ``model`` on device inputs ``X`` (N, F), and the Jacobian
     ``J`` (N·K, P) of ``Z`` (flattened row-major: row n·K + k) with respect to the flat
     parameters (:meth:`Sequential.flat_parameters` order), in the model's dtype.
+
+    ``out``: a (N, K, P) array of the model's dtype to write J into (its reshape is
+    returned), so that repeated calls on the same data reuse one buffer; None: a new one.
+    Each layer's rows go straight into their columns: no per-layer concatenation.
 
     The whole network is differentiated, output layer included: squared-error losses
     read its outputs as they are.
@@ -47,15 +52,30 @@ def jacobian(model: Any, X: Array) -> tuple[Array, Array]:
             closures.append(backward)
         Z = H
         n, k = Z.shape
-        columns: list[Array] = []  # per output: (N, P)
-        for out in range(k):
-            seed = xp.astype(xp.arange(k, device=device_of(Z)) == out, Z.dtype)
+        spans, P = _column_spans(model.layers), model.n_params
+        J = out if out is not None else xp.empty((n, k, P), dtype=Z.dtype, device=device_of(Z))
+        if tuple(J.shape) != (n, k, P) or J.dtype != Z.dtype:
+            raise ValueError(f"the Jacobian buffer is {tuple(J.shape)} {J.dtype}, not ({n}, {k}, {P}) "
+                             f"{Z.dtype}")
+        for out_unit in range(k):
+            seed = xp.astype(xp.arange(k, device=device_of(Z)) == out_unit, Z.dtype)
             dY = xp.broadcast_to(seed[None, :], (n, k))
-            pieces: list[list[Array]] = []
             for index in range(len(closures) - 1, -1, -1):
-                pieces.append(model.layers[index].jacobian_rows(inputs[index], dY))
+                for rows, (start, stop) in zip(model.layers[index].jacobian_rows(inputs[index], dY),
+                                               spans[index], strict=True):
+                    J[:, out_unit, start:stop] = rows
                 dY = closures[index](dY)
-            # Backward visits layers last-first; parameters are ordered first-first.
-            columns.append(xp.concat([rows for own in reversed(pieces) for rows in own], axis=1))
-        J = xp.stack(columns, axis=1)  # (N, K, P)
-        return Z, xp.reshape(J, (n * k, J.shape[2]))
+        return Z, xp.reshape(J, (n * k, P))
+
+
+def _column_spans(layers: Any) -> list[list[tuple[int, int]]]:
+    """Per layer, the ``(start, stop)`` columns of J of each of its parameters, in the
+    order of its ``params`` (the flat parameters' order)."""
+    spans, start = [], 0
+    for layer in layers:
+        own = []
+        for array in layer.params.values():
+            own.append((start, start + math.prod(array.shape)))
+            start = own[-1][1]
+        spans.append(own)
+    return spans

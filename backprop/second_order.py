@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from . import flat
 from ._typing import Array
 from .errors import ConfigError
 from .hessian import hessian
@@ -78,9 +79,10 @@ class FullBatch(Optimizer):
         # The sum of the user's weights, before fit scaled them to mean 1: LM's JᵀJ is the
         # Gauss-Newton matrix of the raw weighted squares, so that a weight of 2 is a repeat.
         self.weight_sum = batch.weight_sum
+        work: dict[str, Any] = {}  # buffers reused from iteration to iteration of this fit
         for epoch in span:
             epochs.begin(epoch)
-            value, reason = self.iterate(step, data.X, data.T, data.S)
+            value, reason = self.iterate(step, data.X, data.T, data.S, work=work)
             total = value * data.n if loss.reduction == "mean" else value
             correct = None
             if loss.classification:
@@ -94,7 +96,10 @@ class FullBatch(Optimizer):
         """What this optimizer adds to an epoch record."""
         return {}
 
-    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
+    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None,
+                work: dict[str, Any] | None = None) -> tuple[Array, str | None]:
+        """One iteration; ``work``: the fit's buffers, kept from one call to the next (empty at
+        first, filled as the method likes), or None for new ones."""
         raise NotImplementedError
 
 
@@ -137,13 +142,14 @@ class Damped(FullBatch):
         return {"mu": self.mu}
 
     def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
-                  decayed: Array) -> tuple[Array, Array, Any]:
+                  decayed: Array, work: dict[str, Any]) -> tuple[Array, Array, Any]:
         """``(loss, gradient of the objective (P,), solve)`` at the current parameters, where
         ``solve(mu)`` is the step δ (P,) of (A + μI) δ = -g, in float64. The objective is
         the loss plus ½·wd·‖W‖² over the weight matrices; ``decayed`` (P,) marks their
         entries (1.0) among the flat parameters, ``theta`` (P,) holds those in float64.
-        Both are this iteration's scratch: nothing device-side is kept on the optimizer
-        (its lasting state is ``mu`` and ``t``), so a pickle holds no device array."""
+        ``work``: the fit's buffers (:meth:`FullBatch.iterate`), which live in the fit, not
+        on the optimizer (its lasting state is ``mu`` and ``t``), so a pickle holds no
+        device array."""
         raise NotImplementedError
 
     # Below this many unknowns one eigh per iteration, above it one solve per μ trial. NumPy,
@@ -157,32 +163,47 @@ class Damped(FullBatch):
         ``solve(mu)`` is x (n,) with (A + μI) x = b. Small systems take one ``eigh`` now,
         each ``solve(mu)`` then two matrix-vector products, and return A's eigenvalues (n,);
         from ``eigh_below`` unknowns each ``solve(mu)`` is one ``linalg.solve`` and the
-        eigenvalues are None."""
+        eigenvalues are None. ``A`` is borrowed: each solve shifts its diagonal in place and
+        puts it back, so it must not change while ``solve`` is in use."""
         n = A.shape[0]
         if n < self.eigh_below:
             eigenvalues, Q = xp.linalg.eigh(A)
             coords = Q.T @ b
             return (lambda mu: Q @ (coords / (eigenvalues + mu))), eigenvalues
-        eye = xp.eye(n, dtype=A.dtype, device=device_of(A))
         column = b[:, None]  # a (n, 1) right-hand side: the standard's 1-d solve is ambiguous
-        return (lambda mu: xp.linalg.solve(A + mu * eye, column)[:, 0]), None
+        view = flat.diagonal(xp, A)
+        if view is None:
+            eye = xp.eye(n, dtype=A.dtype, device=device_of(A))
+            return (lambda mu: xp.linalg.solve(A + mu * eye, column)[:, 0]), None
+        diagonal = xp.asarray(view, copy=True)
+
+        def solve(mu: float) -> Array:
+            # A + μI in A itself, its diagonal restored after: no (n, n) array built per trial
+            # (the same sums A_ii + μ, so the same bits as building A + μI).
+            view[...] = diagonal + mu
+            try:
+                return xp.linalg.solve(A, column)[:, 0]
+            finally:
+                view[...] = diagonal
+
+        return solve, None
 
     def _penalty(self, xp: Any, theta: Array, decayed: Array) -> Array:
         """½·wd·‖W‖² of flat parameters ``theta`` (P,) float64, a 0-d device array."""
         return 0.5 * self.weight_decay * xp.sum(decayed * theta * theta)
 
-    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None) -> tuple[Array, str | None]:
+    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None,
+                work: dict[str, Any] | None = None) -> tuple[Array, str | None]:
         """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
-        (a 0-d device array) and None, or a reason to stop."""
+        (a 0-d device array) and None, or a reason to stop. ``work``: see :meth:`FullBatch.iterate`."""
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
+        work = {} if work is None else work
         theta = xp.asarray(model.flat_parameters(), copy=True)
         theta64 = xp.astype(theta, f64)
-        decayed = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
-                                                device=model.backend.device), (-1,))
-                             for p in model.parameter_list()])
-        before, g, solve = self.curvature(step, X, T, S, theta64, decayed)
+        decayed = _decayed(model, f64, work)
+        before, g, solve = self.curvature(step, X, T, S, theta64, decayed, work)
         base = xp.astype(before, f64) + self._penalty(xp, theta64, decayed) if self.weight_decay else before
         old = None
         while True:
@@ -262,11 +283,14 @@ class LevenbergMarquardt(Damped):
                 "smaller network or fewer samples")
 
     def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
-                  decayed: Array) -> tuple[Array, Array, Any]:
+                  decayed: Array, work: dict[str, Any]) -> tuple[Array, Array, Any]:
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        Z, J = jacobian(model, X)
+        if "J" not in work:  # (N, K, P), rewritten by every iteration's Jacobian
+            work["J"] = xp.empty((X.shape[0], model.n_outputs, model.n_params), dtype=model.dtype,
+                                 device=model.backend.device)
+        Z, J = jacobian(model, X, out=work["J"])
         n, k = Z.shape
         e = xp.reshape(xp.astype(Z - T, f64, copy=False), (n * k,))
         J = xp.astype(J, f64, copy=False)
@@ -279,7 +303,8 @@ class LevenbergMarquardt(Damped):
                 raw = S * (self.weight_sum / n)  # back to the user's weights: a weight of 2 is a repeat
                 scale = 2.0 / (self.weight_sum * k)
             root = xp.reshape(xp.broadcast_to(xp.sqrt(xp.astype(raw, f64))[:, None], (n, k)), (n * k,))
-            e, J = e * root, J * root[:, None]
+            e = e * root
+            J *= root[:, None]  # in place: J is this fit's buffer (or its float64 copy)
         g = J.T @ e
         # In J's units: the objective scale/2·|e|² + wd/2·|W|² over scale.
         ridge = self.weight_decay / scale
@@ -290,7 +315,7 @@ class LevenbergMarquardt(Damped):
             A = J.T @ J
             if ridge:
                 g = g + ridge * decayed * theta
-                A = A + ridge * _diag(xp, decayed)
+                A = _add_diagonal(xp, A, ridge * decayed)
             damped, _ = self.damped_solver(xp, A, g)
 
         def solve(mu: float) -> Array:
@@ -345,7 +370,7 @@ class Newton(Damped):
                               "here: use lm or lbfgs")
 
     def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
-                  decayed: Array) -> tuple[Array, Array, Any]:
+                  decayed: Array, work: dict[str, Any]) -> tuple[Array, Array, Any]:
         model = step.model
         xp = model.xp
         f64 = model.backend.dtype("float64")
@@ -367,9 +392,31 @@ class Newton(Damped):
         return value, g, solve
 
 
+def _decayed(model: Any, f64: Any, work: dict[str, Any]) -> Array:
+    """The (P,) float64 mask of the weight matrices' entries among the flat parameters (1.0;
+    biases 0.0), built once per fit into ``work``."""
+    if "decayed" not in work:
+        xp = model.xp
+        work["decayed"] = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
+                                                        device=model.backend.device), (-1,))
+                                     for p in model.parameter_list()])
+    return work["decayed"]
+
+
 def _diag(xp: Any, v: Array) -> Array:
     """The diagonal matrix of ``v`` (P,): the standard has no ``diag`` constructor."""
     return xp.eye(v.shape[0], dtype=v.dtype, device=device_of(v)) * v[None, :]
+
+
+def _add_diagonal(xp: Any, A: Array, v: Array) -> Array:
+    """``A`` (P, P), C-contiguous, plus the diagonal matrix of ``v`` (P,): in place where the
+    library gives a view of the diagonal (:func:`backprop.flat.diagonal`), else a new array.
+    The same sums A_ii + v_i either way."""
+    view = flat.diagonal(xp, A)
+    if view is None:
+        return A + _diag(xp, v)
+    view[...] = view + v
+    return A
 
 
 

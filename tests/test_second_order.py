@@ -203,10 +203,10 @@ def test_host_reads_per_iteration(monkeypatch):
     trials = []
     original_iterate = optimizer.iterate
 
-    def iterate(step, X, T, S=None):
+    def iterate(step, X, T, S=None, work=None):
         before = (reads["n"], copies["n"])
         mu = optimizer.mu
-        result = original_iterate(step, X, T, S)
+        result = original_iterate(step, X, T, S, work)
         grown = round(np.log10(optimizer.mu / mu)) + 1 if result[1] is None else None
         trials.append((reads["n"] - before[0] + copies["n"] - before[1], grown))
         return result

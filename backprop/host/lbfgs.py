@@ -8,12 +8,14 @@ well-kept line search and curvature updates that we do not rewrite.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from backends import to_numpy_any
 
+from .. import flat
 from ..callbacks import TrainingDiverged
 from ..layers import require_deterministic
 from ..optimizers import count, non_negative, register
@@ -77,7 +79,9 @@ class LBFGS(FullBatch):
                 raise StopIteration
             theta = np.asarray(intermediate_result.x)
             if "theta" not in last or not np.array_equal(last["theta"], theta):
-                objective(theta)  # the accepted point was not the last one evaluated
+                # The accepted point was not the last one evaluated: evaluate it into the spare
+                # gradient, SciPy still holding the one it was handed.
+                objective(theta, spare=True)
             self.t += 1
             stop = self._end(batch, last, epochs)
             current["epoch"] = None if stop else next(upcoming, None)
@@ -87,7 +91,7 @@ class LBFGS(FullBatch):
                 current["stopped"] = True
                 raise StopIteration
 
-        theta0 = np.asarray(to_numpy_any(model.flat_parameters()), dtype=np.float64)
+        theta0 = np.array(to_numpy_any(model.flat_parameters()), dtype=np.float64)  # a copy
         result = minimize(objective, theta0, jac=True, method="L-BFGS-B", callback=each_iteration,
                           options={"maxiter": len(span), "maxfun": self.max_fun, "gtol": self.tol,
                                    "maxcor": self.memory})
@@ -114,40 +118,87 @@ class LBFGS(FullBatch):
     def _objective(self, batch: Any) -> tuple[Any, dict[str, Any]]:
         """``(objective, last)``: ``objective(theta) -> (value, gradient)`` of the flat float64
         parameters ``theta`` (P,) for SciPy, and the dict where it leaves the last point's
-        ``theta``, loss ``value`` and right count."""
+        ``theta``, loss ``value`` and right count.
+
+        Every evaluation hands SciPy the same host gradient array (P,) float64, refilled
+        from the model's flat gradient buffer: no per-evaluation concatenation or new array.
+        SciPy keeps a reference to the gradient it got until its next evaluation, so that
+        array is never the model's live buffer. ``objective(theta, spare=True)`` fills a
+        second one instead, for an evaluation SciPy did not ask for."""
         step, data = batch.step, batch.data
         model, loss = step.model, step.loss
         xp, f64 = model.xp, model.backend.dtype("float64")
-        decayed = [p.ndim >= 2 for p in model.parameter_list()]
+        spans = _decayed_spans(model) if self.weight_decay else []
         comm = batch.comm if batch.comm is not None and batch.comm.size > 1 else None
-        last: dict[str, Any] = {}
+        last: dict[str, Any] = {"seen": np.empty(model.n_params)}  # "theta" once evaluated
+        host = {False: np.empty(model.n_params), True: None}  # SciPy's gradient, and the spare
+        scratch: dict[str, Any] = {}  # the objective's gradient on the device, with weight decay
 
-        def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-            model.set_flat_parameters(theta)
+        def objective(theta: np.ndarray, spare: bool = False) -> tuple[float, np.ndarray]:
+            model.set_flat_parameters(theta)  # into the model's flat buffer, in place
             if comm is None:
                 value, Z, grads = step.gradients(data.X, data.T, data.S)
                 right = loss.correct(xp, Z, data.T, data.labels)
             else:  # every rank its part, one all-reduce: the same value and gradient everywhere
                 value, grads, right = full_batch_gradients(step, comm, data.X, data.T, data.labels, data.S)
-            grads = step.hooked(grads)  # the seam, as in every step
-            params = model.parameter_list()
+            G = _flat_gradient(model, grads, step.hooked(grads))  # the hooks: the seam, as in every step
             penalty = 0.0
-            if self.weight_decay:
-                grads = [g + self.weight_decay * p if d else g for g, p, d in zip(grads, params, decayed)]
-                penalty = sum(0.5 * self.weight_decay * xp.sum(p * p) for p, d in zip(params, decayed) if d)
+            if spans:
+                G = _decay(xp, G, model.flat_parameters(), spans, self.weight_decay, scratch)
+                penalty = sum(0.5 * self.weight_decay * xp.sum(p * p) for p in _decayed_arrays(model))
             parts = [xp.astype(value, f64, copy=False), xp.astype(value + penalty, f64, copy=False)]
             if right is not None:
                 parts.append(xp.astype(right, f64, copy=False))
-            host = to_numpy_any(xp.stack(parts))  # one read: loss, objective (and right count)
-            flat = xp.concat([xp.reshape(g, (-1,)) for g in grads])
-            gradient = to_numpy_any(xp.astype(flat, f64, copy=False))
-            if not np.isfinite(host[1]) and "theta" not in last:
-                raise TrainingDiverged(f"the loss is {host[1]} at the starting weights: standardize the "
+            read = to_numpy_any(xp.stack(parts))  # one read: loss, objective (and right count)
+            if not np.isfinite(read[1]) and "theta" not in last:
+                raise TrainingDiverged(f"the loss is {read[1]} at the starting weights: standardize the "
                                        "inputs, or start from other weights")
-            last.update(theta=theta.copy(), value=float(host[0]), right=None if right is None else host[2])
-            return float(host[1]), np.asarray(gradient, dtype=np.float64)
+            if host[spare] is None:
+                host[spare] = np.empty(model.n_params)
+            host[spare][...] = to_numpy_any(xp.astype(G, f64, copy=False))
+            last["seen"][...] = theta
+            last.update(theta=last["seen"], value=float(read[0]), right=None if right is None else read[2])
+            return float(read[1]), host[spare]
 
         return objective, last
+
+
+def _flat_gradient(model: Any, grads: list[Any], hooked: list[Any]) -> Any:
+    """The gradients ``hooked`` (the model's, through the gradient hooks) as one vector (P,):
+    the model's own flat gradient buffer where they are still its views, else a new one."""
+    if hooked is grads and all(g is v for g, v in zip(grads, model.gradient_list())):
+        return model.flat_gradients()
+    return flat.flatten(model.xp, hooked)
+
+
+def _decayed_spans(model: Any) -> list[tuple[int, int]]:
+    """The ``(start, stop)`` entries of the flat parameters that weight decay reaches: the
+    weight matrices' (every parameter of two or more dimensions), biases left out."""
+    spans, start = [], 0
+    for p in model.parameter_list():
+        size = math.prod(p.shape)
+        if p.ndim >= 2:
+            spans.append((start, start + size))
+        start += size
+    return spans
+
+
+def _decayed_arrays(model: Any) -> list[Any]:
+    return [p for p in model.parameter_list() if p.ndim >= 2]
+
+
+def _decay(xp: Any, G: Any, theta: Any, spans: list[tuple[int, int]], weight_decay: float,
+           scratch: dict[str, Any]) -> Any:
+    """The objective's gradient (P,): ``G`` plus wd·W over the weight matrices' ``spans`` of the
+    flat parameters ``theta`` (P,), in a device buffer reused across evaluations (the same
+    sums g + wd·w as array by array). ``G`` itself is left as the backward pass wrote it."""
+    if "G" not in scratch:
+        scratch["G"] = xp.empty_like(G)
+    out = scratch["G"]
+    out[...] = G
+    for start, stop in spans:
+        out[start:stop] += weight_decay * theta[start:stop]
+    return out
 
 
 register("lbfgs", LBFGS, aliases=("l-bfgs", "l_bfgs"))
