@@ -164,6 +164,12 @@ class Optimizer:
                     "on one process")
         return None
 
+    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
+        """The multiply-adds of one of this optimizer's steps on ``batch`` samples, to the order
+        the CPU thread rule reads (:func:`backends.machine.step_threads`): batch × parameters,
+        a dense step's forward; a method that does more per step says so."""
+        return batch * n_params
+
     @classmethod
     def entry_notes(cls, settings: dict[str, Any]) -> list[str]:
         """One-line remarks a run with ``settings`` shows when it starts with this optimizer."""

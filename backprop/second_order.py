@@ -259,6 +259,10 @@ class LevenbergMarquardt(Damped):
     # Squared errors for classes too: sigmoid outputs against 0/1, as trainlm does.
     entry_defaults = {**Damped.entry_defaults, "loss": "mse"}
 
+    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
+        """JᵀJ: (N·K) × P² multiply-adds, the iteration's largest product."""
+        return batch * n_outputs * n_params * n_params
+
     def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
                  **kwargs: Any) -> None:
         super().__init__(lr, **kwargs)
@@ -337,6 +341,10 @@ class Newton(Damped):
     """
 
     name = "newton"
+
+    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
+        """The Hessian: a pass over the batch per parameter, N × P² multiply-adds."""
+        return batch * n_params * n_params
 
     def __init__(self, lr: float | None = None, *, max_params: int = 300, max_bytes: int = 512 * 2**20,
                  **kwargs: Any) -> None:

@@ -150,3 +150,20 @@ def test_pools_scanned_once_not_per_fit(monkeypatch):
     small_fit(quiet)
     small_fit(quiet)
     assert built == []
+
+
+def test_the_optimizer_says_what_its_step_costs(monkeypatch):
+    """LM's iteration is JᵀJ, (N·K)·P² multiply-adds, not the batch × parameters of a first-order
+    step: a 2,000-parameter regression on a few thousand rows gets every core."""
+    seen = []
+    real = training.training_threads
+    monkeypatch.setattr(training, "training_threads",
+                        lambda backend, work, threads=None: (seen.append(work), real(backend, work, threads))[1])
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
+    model = bp.mlp([3, 4, 2])  # 26 parameters
+    model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
+    model.fit(X, y, loss="mse", optimizer="newton", epochs=1)
+    model.fit(X, y, loss="mse", optimizer="adam", epochs=1, batch_size=10)
+    assert seen == [50 * 2 * 26 * 26, 50 * 26 * 26, 10 * 26]
+    assert machine.step_threads(3000 * 1 * 2161 * 2161, cores=2) == 2  # the LM case of issue 25
