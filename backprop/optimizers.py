@@ -65,7 +65,7 @@ def count(value: Any, name: str) -> int:
     return int(value)
 
 
-def decayed(p: Array) -> bool:
+def penalized(p: Array) -> bool:
     """Whether weight decay and L1 reach the parameter ``p``: weight matrices and kernels
     (``ndim >= 2``), not biases. The one place of this rule."""
     return p.ndim >= 2
@@ -80,7 +80,7 @@ class FlatUpdate:
     def __init__(self, xp: Any, params: list[Array], slots: dict[str, Array], ids: tuple[int, ...]) -> None:
         self.xp, self.slots, self.ids, self.dtype = xp, slots, ids, params[0].dtype
         self.mask = flat_layout.flatten(
-            xp, [(xp.ones if decayed(p) else xp.zeros)(p.shape, dtype=xp.bool, device=device_of(p))
+            xp, [(xp.ones if penalized(p) else xp.zeros)(p.shape, dtype=xp.bool, device=device_of(p))
                  for p in params])
         self._vectors: dict[str, tuple[float, float, Array]] = {}
         self._scratch: dict[str, Array] = {}
@@ -295,9 +295,9 @@ class Optimizer:
             self._fused_step(*flat)
             return
         for p, g, s in zip(params, grads, self.state):
-            if self.weight_decay and decayed(p) and self.coupled_decay:
+            if self.weight_decay and penalized(p) and self.coupled_decay:
                 g = g + self.weight_decay * p
-            if self.l1 and decayed(p):
+            if self.l1 and penalized(p):
                 g = g + self.l1 * xp.sign(p)
             self._update(xp, p, g, s)
 
@@ -540,7 +540,7 @@ class AdamW(Adam):
         super().__init__(lr, beta1, beta2, eps, weight_decay=weight_decay, **kwargs)
 
     def _update(self, xp: Any, p: Array, g: Array, s: dict) -> None:
-        if self.weight_decay and decayed(p):
+        if self.weight_decay and penalized(p):
             p *= 1.0 - self.lr * self.weight_decay
         super()._update(xp, p, g, s)
 

@@ -37,7 +37,7 @@ from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
 from .layers import require_second_order
 from .namespace import device_of
-from .optimizers import Optimizer, count, non_negative, positive, register
+from .optimizers import Optimizer, count, non_negative, penalized, positive, register
 
 
 class FullBatch(Optimizer):
@@ -405,7 +405,7 @@ def _decayed(model: Any, f64: Any, work: dict[str, Any]) -> Array:
     biases 0.0), built once per fit into ``work``."""
     if "decayed" not in work:
         xp = model.xp
-        work["decayed"] = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if p.ndim >= 2 else 0.0, dtype=f64,
+        work["decayed"] = xp.concat([xp.reshape(xp.full(p.shape, 1.0 if penalized(p) else 0.0, dtype=f64,
                                                         device=model.backend.device), (-1,))
                                      for p in model.parameter_list()])
     return work["decayed"]

@@ -18,7 +18,7 @@ from backends import to_numpy_any
 from .. import flat
 from ..callbacks import TrainingDiverged
 from ..layers import require_deterministic
-from ..optimizers import count, non_negative, register
+from ..optimizers import count, non_negative, penalized, register
 from ..second_order import FullBatch
 from .distributed import full_batch_gradients
 
@@ -173,18 +173,18 @@ def _flat_gradient(model: Any, grads: list[Any], hooked: list[Any]) -> Any:
 
 def _decayed_spans(model: Any) -> list[tuple[int, int]]:
     """The ``(start, stop)`` entries of the flat parameters that weight decay reaches: the
-    weight matrices' (every parameter of two or more dimensions), biases left out."""
+    weight matrices' (:func:`backprop.optimizers.penalized`), biases left out."""
     spans, start = [], 0
     for p in model.parameter_list():
         size = math.prod(p.shape)
-        if p.ndim >= 2:
+        if penalized(p):
             spans.append((start, start + size))
         start += size
     return spans
 
 
 def _decayed_arrays(model: Any) -> list[Any]:
-    return [p for p in model.parameter_list() if p.ndim >= 2]
+    return [p for p in model.parameter_list() if penalized(p)]
 
 
 def _decay(xp: Any, G: Any, theta: Any, spans: list[tuple[int, int]], weight_decay: float,
