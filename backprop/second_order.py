@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from backends.linalg import spd_solve
+
 from . import flat
 from ._typing import Array
 from .errors import ConfigError
@@ -163,7 +165,8 @@ class Damped(FullBatch):
         ``solve(mu)`` is x (n,) with (A + μI) x = b. Small systems take one ``eigh`` now,
         each ``solve(mu)`` then two matrix-vector products, and return A's eigenvalues (n,);
         from ``eigh_below`` unknowns each ``solve(mu)`` is one ``linalg.solve`` and the
-        eigenvalues are None. ``A`` is borrowed: each solve shifts its diagonal in place and
+        eigenvalues are None (a Cholesky solve where A + μI is positive definite, as JᵀJ + μI
+        is, an LU ``linalg.solve`` otherwise). ``A`` is borrowed: each solve shifts its diagonal in place and
         puts it back, so it must not change while ``solve`` is in use."""
         n = A.shape[0]
         if n < self.eigh_below:
@@ -179,10 +182,12 @@ class Damped(FullBatch):
 
         def solve(mu: float) -> Array:
             # A + μI in A itself, its diagonal restored after: no (n, n) array built per trial
-            # (the same sums A_ii + μ, so the same bits as building A + μI).
+            # (the same sums A_ii + μ, so the same bits as building A + μI). Positive definite
+            # for LM's JᵀJ + μI: a Cholesky solve, half an LU's work; an LU where it is not.
             view[...] = diagonal + mu
             try:
-                return xp.linalg.solve(A, column)[:, 0]
+                x = spd_solve(xp, A, column)
+                return (xp.linalg.solve(A, column) if x is None else x)[:, 0]
             finally:
                 view[...] = diagonal
 

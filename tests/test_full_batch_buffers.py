@@ -9,6 +9,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+from scipy.linalg import cho_factor, cho_solve
 
 import backprop as bp
 import backprop.second_order as second_order
@@ -116,11 +117,47 @@ def test_the_damped_solve_shifts_the_diagonal_in_place_and_puts_it_back():
         x = solve(mu)
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
-        # The same bits as solving A + μI built anew, A itself back as it was
-        np.testing.assert_array_equal(x, np.linalg.solve(kept + mu * np.eye(n), b[:, None])[:, 0])
+        # The same bits as a Cholesky solve of A + μI built anew (positive definite), the LU's
+        # answer to roundoff, A itself back as it was
+        built = kept + mu * np.eye(n)
+        np.testing.assert_array_equal(x, cho_solve(cho_factor(built, lower=True), b[:, None])[:, 0])
+        np.testing.assert_allclose(x, np.linalg.solve(built, b[:, None])[:, 0], rtol=1e-9)
         np.testing.assert_array_equal(A, kept)
         # LAPACK's own copy of A, and no (n, n) array of ours (eye, μ·eye, A + μI: three more)
         assert peak < 2 * 8 * n * n, peak
+
+
+def test_an_indefinite_system_is_solved_by_lu():
+    """Newton's H + μI can be indefinite: no Cholesky there, the LU's answer to the bit."""
+    rng = np.random.default_rng(2)
+    n = 40
+    M = rng.normal(size=(n, n))
+    A, b = M + M.T, rng.normal(size=n)  # symmetric, eigenvalues of both signs
+    solver = Damped()
+    solver.eigh_below = 0
+    solve, _ = solver.damped_solver(np, A, b)
+    np.testing.assert_array_equal(solve(0.5), np.linalg.solve(A + 0.5 * np.eye(n), b[:, None])[:, 0])
+
+
+@pytest.mark.parametrize("device", ["cpu", "torch", "strict"])
+def test_spd_solve_per_library(device):
+    from backends import BackendUnavailable, get_backend
+    from backends.linalg import spd_solve
+
+    try:
+        backend = get_backend(device)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(3)
+    M = rng.normal(size=(30, 30))
+    A, B = M @ M.T + 0.1 * np.eye(30), rng.normal(size=(30, 2))
+    x = spd_solve(backend.xp, backend.asarray(A, "float64"), backend.asarray(B, "float64"))
+    if device == "strict":
+        assert x is None  # no triangular solve in the standard: the caller's LU
+        return
+    np.testing.assert_allclose(to_np(x), np.linalg.solve(A, B), rtol=1e-10)
+    indefinite = backend.asarray(M + M.T, "float64")
+    assert spd_solve(backend.xp, indefinite, backend.asarray(B, "float64")) is None
 
 
 @pytest.mark.parametrize("spec", ["cpu", "strict", "torch"])
