@@ -94,6 +94,14 @@ def take(owner: Any, name: str, shape: tuple[int, ...], like: Array, dtype: Any 
     active = _ACTIVE.get()
     if active is None:
         return None
+    # Workspace.take's hit, inlined: a call less for each of a step's dozen buffers.
+    i, sequence = active._next, active._sequence
+    if i < len(sequence):
+        held_owner, held_name, buffer = sequence[i]
+        if (held_owner is owner and held_name == name and buffer.shape == shape
+                and buffer.dtype == (like.dtype if dtype is None else dtype)):
+            active._next = i + 1
+            return buffer
     return active.take(owner, name, shape, like.dtype if dtype is None else dtype, like)
 
 
