@@ -135,6 +135,10 @@ class _Conv(Layer):
         if self.in_channels is None and len(input_shape) == self.spatial + 1:
             self.in_channels = int(input_shape[0])
 
+    def multiply_adds(self, input_shape: tuple[int, ...]) -> int:
+        """out × C·K at each output position: the im2col product's share of one sample."""
+        return math.prod(self.param_shapes()["W"]) * math.prod(self.output_shape(input_shape)[1:])
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         if self.in_channels is None:
             raise ConfigError(f"{type(self).__name__}({self.out_channels}, ...) does not know its input "

@@ -141,6 +141,14 @@ class Sequential:
             shapes.append(shape)
         return shapes
 
+    def multiply_adds(self) -> int:
+        """The forward matrix products' multiply-adds for one sample (each layer's own count)."""
+        total, shape = 0, self.input_shape
+        for layer in self.layers:
+            total += layer.multiply_adds(shape)
+            shape = tuple(layer.output_shape(shape))
+        return total
+
     @property
     def xp(self) -> Any:
         """The Array API namespace of the model's arrays."""

@@ -164,11 +164,11 @@ class Optimizer:
                     "on one process")
         return None
 
-    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
-        """The multiply-adds of one of this optimizer's steps on ``batch`` samples, to the order
-        the CPU thread rule reads (:func:`backends.machine.step_threads`): batch × parameters,
-        a dense step's forward; a method that does more per step says so."""
-        return batch * n_params
+    def step_work(self, batch: int, model: Any) -> int:
+        """The multiply-adds of one of this optimizer's steps of ``model`` on ``batch`` samples, to
+        the order the CPU thread rule reads (:func:`backends.machine.step_threads`): the forward
+        pass's (``model.multiply_adds()`` a sample); a method that does more per step says so."""
+        return batch * model.multiply_adds()
 
     @classmethod
     def entry_notes(cls, settings: dict[str, Any]) -> list[str]:

@@ -148,6 +148,13 @@ class Residual(Layer):
                               f"gives {shape}: make its last layer output {tuple(input_shape)}")
         return shape
 
+    def multiply_adds(self, input_shape: tuple[int, ...]) -> int:
+        total, shape = 0, tuple(input_shape)
+        for layer in self.block:
+            total += layer.multiply_adds(shape)
+            shape = tuple(layer.output_shape(shape))
+        return total
+
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {f"{i}.{k}": s for i, layer in enumerate(self.block) for k, s in layer.param_shapes().items()}
 

@@ -264,9 +264,9 @@ class LevenbergMarquardt(Damped):
     # Squared errors for classes too: sigmoid outputs against 0/1, as trainlm does.
     entry_defaults = {**Damped.entry_defaults, "loss": "mse"}
 
-    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
+    def step_work(self, batch: int, model: Any) -> int:
         """JᵀJ: (N·K) × P² multiply-adds, the iteration's largest product."""
-        return batch * n_outputs * n_params * n_params
+        return batch * model.n_outputs * model.n_params ** 2
 
     def __init__(self, lr: float | None = None, *, max_jacobian_bytes: int = 256 * 2**20,
                  **kwargs: Any) -> None:
@@ -347,9 +347,9 @@ class Newton(Damped):
 
     name = "newton"
 
-    def step_work(self, batch: int, n_params: int, n_outputs: int) -> int:
+    def step_work(self, batch: int, model: Any) -> int:
         """The Hessian: a pass over the batch per parameter, N × P² multiply-adds."""
-        return batch * n_params * n_params
+        return batch * model.n_params ** 2
 
     def __init__(self, lr: float | None = None, *, max_params: int = 300, max_bytes: int = 512 * 2**20,
                  **kwargs: Any) -> None:

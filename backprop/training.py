@@ -319,8 +319,8 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
     threads : int or None
         CPU threads for the matrix products during the epochs (BLAS, and PyTorch's pool on
         the torch backend), restored after; None: one for a small step, all cores for a large
-        one (:func:`backends.machine.step_threads`, from the optimizer's ``step_work``: batch ×
-        parameters, more for LM and Newton). No effect on a GPU.
+        one (:func:`backends.machine.step_threads`, from the optimizer's ``step_work``: the
+        forward pass's multiply-adds, more for LM and Newton). No effect on a GPU.
     **settings
         Further settings of an optimizer given by name (``momentum``, ``beta1``, ``eps``,
         ``mu``...; see :func:`backprop.optimizers.settings`); a name neither fit nor
@@ -365,7 +365,7 @@ def fit(model: Any, X: Any, y: Any, *, loss: str | losses.Loss = _FIT["loss"],
             driver = group.mini_batch(step, data, batch_size, shuffle, state.shuffle_rng)
         bookkeeping = drivers.Epochs(context, services, step.loss, val, group, data.T, max(batch_size, 1024))
         # the step's multiply-adds, what the thread rule is measured by (the optimizer's to say)
-        work = opt.step_work(batch_size, model.n_params, model.n_outputs)
+        work = opt.step_work(batch_size, model)
         with training_threads(backend, work, threads):
             context.history.converged = driver.run(range(first_epoch, first_epoch + epochs), bookkeeping)
         for service in services:

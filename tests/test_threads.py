@@ -165,5 +165,22 @@ def test_the_optimizer_says_what_its_step_costs(monkeypatch):
     model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
     model.fit(X, y, loss="mse", optimizer="newton", epochs=1)
     model.fit(X, y, loss="mse", optimizer="adam", epochs=1, batch_size=10)
-    assert seen == [50 * 2 * 26 * 26, 50 * 26 * 26, 10 * 26]
+    assert seen == [50 * 2 * 26 * 26, 50 * 26 * 26, 10 * (3 * 4 + 4 * 2)]
     assert machine.step_threads(3000 * 1 * 2161 * 2161, cores=2) == 2  # the LM case of issue 25
+
+
+def test_a_convolution_counts_its_products_at_every_position():
+    """LeNet-5 has 61,706 parameters but reuses each kernel at every position: its forward pass is
+    416,520 multiply-adds a sample (worked out by hand below), so batch 128 gets every core."""
+    lenet = bp.Sequential(bp.spec.parse(
+        "conv2d(6, 5, padding=2), relu, maxpool2d(2), conv2d(16, 5), relu, maxpool2d(2), flatten, "
+        "dense(120), relu, dense(84), relu, dense(10)"), input_shape=(1, 28, 28))
+    by_hand = (6 * 1 * 25 * 28 * 28  # conv 6@5x5 at 28x28 positions
+               + 16 * 6 * 25 * 10 * 10  # conv 16@5x5 at 10x10 positions
+               + 400 * 120 + 120 * 84 + 84 * 10)
+    assert lenet.multiply_adds() == by_hand == 416_520
+    assert lenet.multiply_adds() > 6 * lenet.n_params
+    assert machine.step_threads(128 * lenet.multiply_adds(), cores=2) == 2
+    block = bp.Sequential(bp.spec.parse("dense(8), residual([dense(8), relu, dense(8)]), dense(2)"),
+                          input_shape=(4,))
+    assert block.multiply_adds() == 4 * 8 + 8 * 8 + 8 * 8 + 8 * 2

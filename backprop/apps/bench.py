@@ -541,8 +541,8 @@ def _measure_size(settings: Settings, size: Size, backend: Any, ceiling: float,
     precision = _precision(settings, backend)
     for label, _, trainer, _ in built:
         _same_outputs(ours, label, trainer, size, (precision, precision), warm[0])
-    # batch × parameters, as fit gives it to the thread rule
-    with size_threads(settings, backend, size.batch * ours.model.n_params) as threads:
+    # the step's work as fit gives it to the thread rule (the optimizer's own count)
+    with size_threads(settings, backend, ours.step.optimizer.step_work(size.batch, ours.model)) as threads:
         trainers, peaks = [("backprop", ours)], [_warm_up(backend, ours, warm, held)]
         for label, holder, trainer, held in built:
             trainers.append((label, trainer))
