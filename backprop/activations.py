@@ -156,8 +156,8 @@ class ReLU(Activation):
             # 0), and than a boolean mask cast in the product. The mask is read from Y (Y > 0
             # exactly where X > 0), so X can be freed after the forward pass: one activation-sized
             # array less held per ReLU layer.
-            mask = into.positive(Y, out=workspace.take(self, "mask", shape, Y))
-            return into.multiply(dY, mask, out=workspace.take(self, "dX", shape, dY))
+            dX = into.positive(Y, out=workspace.take(self, "dX", shape, dY))  # the mask, then dX itself
+            return into.multiply(dY, dX, out=dX)
 
         return Y, backward
 

@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 mkdir -p results
-backprop bench --devices cpu --compare torch,numpy-reference --json --plot results/cpu.png "$@" \
+backprop bench --devices cpu --compare torch,numpy-reference,matmuls --json --plot results/cpu.png "$@" \
     > results/cpu.json
 python render.py results/cpu.json
