@@ -330,16 +330,17 @@ class Optimizer:
         if self.weight_decay and self.coupled_decay:
             g = into.multiply(theta, fl.on_weights("decay", self.weight_decay), out=fl.scratch("g", theta))
             g = into.add(grad, g, out=g)
-        if self.l1:
-            sign = into.sign(theta, out=fl.scratch("l1", theta))
+        if self.l1:  # the sign in the rule's temporary, which the rule overwrites after
+            sign = into.sign(theta, out=fl.scratch("a", theta))
             sign *= fl.on_weights("l1", self.l1)
             g = into.add(g, sign, out=fl.scratch("g", theta))
         self._fused(into, theta, g, fl.slots, fl)
 
     _fused: Any = None
     """``_fused(into, p, g, slots, flat)``: the rule over the flat buffers, with ``into``'s ``out=``
-    operations and ``flat.scratch`` arrays; the same arithmetic, in the same order, as
-    :meth:`_update`. A class without it (a user's, say) takes the per-array loop."""
+    operations and one ``flat.scratch("a", p)`` temporary (a copy of the parameters in memory,
+    two with a penalty); the same arithmetic, in the same order, as :meth:`_update`. A class
+    without it (a user's, say) takes the per-array loop."""
 
     @property
     def fused(self) -> bool:
@@ -466,18 +467,19 @@ class RMSprop(Optimizer):
         sq = s["s"]
         sq *= self.rho
         sq += (1.0 - self.rho) * (g * g)
-        p -= self.lr * g / (xp.sqrt(sq) + self.eps)
+        p -= self.lr * (g / (xp.sqrt(sq) + self.eps))  # PyTorch's order (addcdiv)
 
     def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
-        sq, a, b = slots["s"], flat.scratch("a", p), flat.scratch("b", p)
+        sq, a = slots["s"], flat.scratch("a", p)
         sq *= self.rho
         a = into.multiply(g, g, out=a)
         a *= 1.0 - self.rho
         sq += a
-        b = into.sqrt(sq, out=b)
-        b += self.eps
-        a = into.multiply(g, self.lr, out=a)
-        p -= into.divide(a, b, out=a)
+        a = into.sqrt(sq, out=a)
+        a += self.eps
+        a = into.divide(g, a, out=a)
+        a *= self.lr
+        p -= a
 
 
 class Adam(Optimizer):
@@ -508,24 +510,25 @@ class Adam(Optimizer):
         v += (1.0 - b2) * (g * g)
         step = self.lr / (1.0 - b1**self.t)
         root_bc2 = math.sqrt(1.0 - b2**self.t)
-        p -= step * m / (xp.sqrt(v) / root_bc2 + self.eps)
+        p -= step * (m / (xp.sqrt(v) / root_bc2 + self.eps))  # PyTorch's order (addcdiv)
 
     def _fused(self, into: Any, p: Array, g: Array, slots: dict, flat: FlatUpdate) -> None:
         if self.weight_decay and not self.coupled_decay:  # AdamW: the weights decay first
             p *= flat.on_weights("shrink", 1.0 - self.lr * self.weight_decay, elsewhere=1.0)
         b1, b2 = self.beta1, self.beta2
-        m, v, a, b = slots["m"], slots["v"], flat.scratch("a", p), flat.scratch("b", p)
+        m, v, a = slots["m"], slots["v"], flat.scratch("a", p)
         m *= b1
         m += into.multiply(g, 1.0 - b1, out=a)
         v *= b2
         a = into.multiply(g, g, out=a)
         a *= 1.0 - b2
         v += a
-        b = into.sqrt(v, out=b)
-        b /= math.sqrt(1.0 - b2**self.t)
-        b += self.eps
-        a = into.multiply(m, self.lr / (1.0 - b1**self.t), out=a)
-        p -= into.divide(a, b, out=a)
+        a = into.sqrt(v, out=a)
+        a /= math.sqrt(1.0 - b2**self.t)
+        a += self.eps
+        a = into.divide(m, a, out=a)
+        a *= self.lr / (1.0 - b1**self.t)
+        p -= a
 
 
 class AdamW(Adam):
