@@ -19,6 +19,7 @@ an epoch has another shape, hence buffers of its own.
 
 from __future__ import annotations
 
+import math
 from contextvars import ContextVar
 from typing import Any
 
@@ -38,29 +39,38 @@ class Workspace:
     step gets the i-th buffer, after a check that it is the same owner, name, shape and dtype
     (a pass that changes drops the rest of its sequence and allocates anew)."""
 
+    max_bytes = 256 * 2**20
+    """A kind of step whose buffers would hold more than this allocates as it did without a
+    workspace (its first step tells): at that size an allocation is a small share of the
+    step's products, and memory the scarcer resource (the 4096-4096-4096-1000 network at
+    batch 4096 would hold 1.4 GB instead of 0.7 GB)."""
+
     def __init__(self, xp: Any = None) -> None:
         # For a library whose operations cannot write into a given array, buffers would only
         # cost memory: the passes then allocate as the standard does (see backends.inplace).
         self.enabled = xp is None or into(xp).in_place
-        self._sequences: dict[Any, list[tuple[Any, str, Array]]] = {}
-        self._sequence: list[tuple[Any, str, Array]] = []
+        self._sequences: dict[Any, list[tuple[Any, str, Array]] | None] = {}
+        self._sequence: list[tuple[Any, str, Array]] | None = []
+        self._key: Any = None
         self._next = 0
 
     def using(self, key: Any = None) -> Workspace:
         """``with workspace.using(key):`` within the block (one step's passes, of the kind ``key``),
-        :func:`take` reuses this workspace's buffers (unless it is not ``enabled``: then new
-        arrays, as outside a step). A plain context manager: a generator-based one costs a
-        microsecond a step, a visible share of a small network's."""
-        self._sequence = self._sequences.setdefault(key, []) if self.enabled else []
-        self._next = 0
+        :func:`take` reuses this workspace's buffers (unless it is not ``enabled``, or this kind's
+        are over :attr:`max_bytes`: then new arrays, as outside a step). A plain context manager:
+        a generator-based one costs a microsecond a step, a visible share of a small network's."""
+        self._sequence = self._sequences.setdefault(key, []) if self.enabled else None
+        self._key, self._next = key, 0
         return self
 
     def __enter__(self) -> Workspace:
-        self._token = _ACTIVE.set(self if self.enabled else None)
+        self._token = _ACTIVE.set(None if self._sequence is None else self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         _ACTIVE.reset(self._token)
+        if self._sequence and self._next == len(self._sequence) and _bytes(self._sequence) > self.max_bytes:
+            self._sequences[self._key] = None  # this kind of step allocates from now on
 
     def take(self, owner: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Array) -> Array:
         """The buffer ``name`` of ``owner`` with this shape (a tuple) and dtype, on ``like``'s device:
@@ -80,12 +90,17 @@ class Workspace:
     @property
     def buffers(self) -> list[Array]:
         """Every buffer held, in the order the passes take them."""
-        return [buffer for sequence in self._sequences.values() for _, _, buffer in sequence]
+        return [buffer for sequence in self._sequences.values() if sequence for _, _, buffer in sequence]
 
     def clear(self) -> None:
         """Let go of every buffer (memory wanted back)."""
         self._sequences.clear()
         self._sequence, self._next = [], 0
+
+
+def _bytes(sequence: list[tuple[Any, str, Array]]) -> int:
+    """The bytes a sequence holds (its arrays are NumPy's, CuPy's or torch's: see ``enabled``)."""
+    return sum(math.prod(buffer.shape) * buffer.dtype.itemsize for _, _, buffer in sequence)
 
 
 def take(owner: Any, name: str, shape: tuple[int, ...], like: Array, dtype: Any = None) -> Array | None:

@@ -156,3 +156,26 @@ def test_convolutions_reuse_their_buffers_and_compute_the_same(text, shape):
     train_epoch(fresh, X, T, labels, [(0, 6), (6, 10)])
     assert _held(used) == held
     np.testing.assert_array_equal(used.model.flat_parameters(), fresh.model.flat_parameters())
+
+
+def test_a_step_whose_buffers_would_be_too_large_allocates_as_before(monkeypatch):
+    """Above ``Workspace.max_bytes`` the memory is worth more than the allocation: after its first
+    step such a kind of step holds nothing, and computes the same."""
+    step, X, T = _step()
+    reference, _, _ = _step()
+    step(X, T)
+    held = sum(b.nbytes for b in step.workspace.buffers)
+    monkeypatch.setattr(workspace.Workspace, "max_bytes", held - 1)
+    small, _, _ = _step()
+    for _ in range(3):
+        small(X, T)
+        reference(X, T)
+        assert small.workspace.buffers == []
+    np.testing.assert_array_equal(small.model.flat_parameters(), reference.model.flat_parameters())
+    small(X[:100], T[:100])  # another kind of step, smaller: its own decision, kept
+    assert 0 < sum(b.nbytes for b in small.workspace.buffers) < held - 1
+    monkeypatch.setattr(workspace.Workspace, "max_bytes", held)
+    kept, _, _ = _step()
+    kept(X, T)
+    kept(X, T)
+    assert sum(b.nbytes for b in kept.workspace.buffers) == held
