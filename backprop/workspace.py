@@ -39,43 +39,40 @@ class Workspace:
     step gets the i-th buffer, after a check that it is the same owner, name, shape and dtype
     (a pass that changes drops the rest of its sequence and allocates anew)."""
 
-    max_bytes = 256 * 2**20
-    """A kind of step whose buffers would hold more than this allocates as it did without a
-    workspace (its first step tells): at that size an allocation is a small share of the
-    step's products, and memory the scarcer resource (the 4096-4096-4096-1000 network at
-    batch 4096 would hold 1.4 GB instead of 0.7 GB)."""
+    max_bytes = 64 * 2**20
+    """The most a kind of step keeps: past it, a step's later buffers are new arrays, as without a
+    workspace (at that size an allocation is a small share of the step's products, and memory
+    the scarcer resource; the 784-512-512-10 network at batch 1024 keeps 16 MiB, LeNet-5 at 128
+    45 MiB, the 4096-4096-4096-1000 one at 4096 would keep 0.7 GB on top of its 0.7 GB)."""
 
     def __init__(self, xp: Any = None) -> None:
         # For a library whose operations cannot write into a given array, buffers would only
         # cost memory: the passes then allocate as the standard does (see backends.inplace).
         self.enabled = xp is None or into(xp).in_place
-        self._sequences: dict[Any, list[tuple[Any, str, Array]] | None] = {}
-        self._sequence: list[tuple[Any, str, Array]] | None = []
-        self._key: Any = None
-        self._next = 0
+        self._sequences: dict[Any, list[tuple[Any, str, Array]]] = {}
+        self._sequence: list[tuple[Any, str, Array]] = []
+        self._next, self._full = 0, False
 
     def using(self, key: Any = None) -> Workspace:
         """``with workspace.using(key):`` within the block (one step's passes, of the kind ``key``),
-        :func:`take` reuses this workspace's buffers (unless it is not ``enabled``, or this kind's
-        are over :attr:`max_bytes`: then new arrays, as outside a step). A plain context manager:
-        a generator-based one costs a microsecond a step, a visible share of a small network's."""
-        self._sequence = self._sequences.setdefault(key, []) if self.enabled else None
-        self._key, self._next = key, 0
+        :func:`take` reuses this workspace's buffers (unless it is not ``enabled``: then new
+        arrays, as outside a step). A plain context manager: a generator-based one costs a
+        microsecond a step, a visible share of a small network's."""
+        self._sequence = self._sequences.setdefault(key, [])
+        self._next, self._full = 0, False
         return self
 
     def __enter__(self) -> Workspace:
-        self._token = _ACTIVE.set(None if self._sequence is None else self)
+        self._token = _ACTIVE.set(self if self.enabled else None)
         return self
 
     def __exit__(self, *exc: Any) -> None:
         _ACTIVE.reset(self._token)
-        if self._sequence and self._next == len(self._sequence) and _bytes(self._sequence) > self.max_bytes:
-            self._sequences[self._key] = None  # this kind of step allocates from now on
 
-    def take(self, owner: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Array) -> Array:
+    def take(self, owner: Any, name: str, shape: tuple[int, ...], dtype: Any, like: Array) -> Array | None:
         """The buffer ``name`` of ``owner`` with this shape (a tuple) and dtype, on ``like``'s device:
-        the same array as at the last step of this kind, new the first time. It holds whatever was
-        left in it."""
+        the same array as at the last step of this kind, new the first time (it holds whatever was
+        left in it); None once this kind of step holds :attr:`max_bytes` (a new array then)."""
         i, sequence = self._next, self._sequence
         self._next = i + 1
         if i < len(sequence):
@@ -83,6 +80,9 @@ class Workspace:
             if held_owner is owner and held_name == name and buffer.shape == shape and buffer.dtype == dtype:
                 return buffer
             del sequence[i:]  # this step's passes differ from the last one's from here on
+        if self._full or _bytes(sequence) + math.prod(shape) * dtype.itemsize > self.max_bytes:
+            self._full = True  # and every later buffer of this step: the sequence stays in step
+            return None
         buffer = namespace_of(like).empty(shape, dtype=dtype, device=device_of(like))
         sequence.append((owner, name, buffer))
         return buffer

@@ -158,24 +158,43 @@ def test_convolutions_reuse_their_buffers_and_compute_the_same(text, shape):
     np.testing.assert_array_equal(used.model.flat_parameters(), fresh.model.flat_parameters())
 
 
-def test_a_step_whose_buffers_would_be_too_large_allocates_as_before(monkeypatch):
-    """Above ``Workspace.max_bytes`` the memory is worth more than the allocation: after its first
-    step such a kind of step holds nothing, and computes the same."""
+def test_a_kind_of_step_keeps_at_most_max_bytes(monkeypatch):
+    """Past ``Workspace.max_bytes`` the memory is worth more than the allocation: a step keeps its
+    first buffers up to that many bytes and makes the rest anew, the same ones every step, and
+    computes the same."""
     step, X, T = _step()
     reference, _, _ = _step()
     step(X, T)
     held = sum(b.nbytes for b in step.workspace.buffers)
-    monkeypatch.setattr(workspace.Workspace, "max_bytes", held - 1)
-    small, _, _ = _step()
+    monkeypatch.setattr(workspace.Workspace, "max_bytes", held // 2)
+    capped, _, _ = _step()
     for _ in range(3):
-        small(X, T)
+        capped(X, T)
         reference(X, T)
-        assert small.workspace.buffers == []
-    np.testing.assert_array_equal(small.model.flat_parameters(), reference.model.flat_parameters())
-    small(X[:100], T[:100])  # another kind of step, smaller: its own decision, kept
-    assert 0 < sum(b.nbytes for b in small.workspace.buffers) < held - 1
+        assert 0 < sum(b.nbytes for b in capped.workspace.buffers) <= held // 2
+    kept = capped.workspace.buffers  # held here, so a new array cannot reuse one's identity
+    capped(X, T)
+    reference(X, T)
+    now = capped.workspace.buffers
+    assert len(now) == len(kept) and all(a is b for a, b in zip(now, kept))  # no churn at the cap
+    np.testing.assert_array_equal(capped.model.flat_parameters(), reference.model.flat_parameters())
     monkeypatch.setattr(workspace.Workspace, "max_bytes", held)
-    kept, _, _ = _step()
-    kept(X, T)
-    kept(X, T)
-    assert sum(b.nbytes for b in kept.workspace.buffers) == held
+    whole, _, _ = _step()
+    whole(X, T)
+    whole(X, T)
+    assert sum(b.nbytes for b in whole.workspace.buffers) == held
+
+
+def test_past_the_cap_every_later_buffer_of_the_step_is_new(monkeypatch):
+    """A small buffer after a large one that did not fit is not kept either: kept, it would sit at
+    the large one's place in the sequence, and every step would throw the sequence away."""
+    monkeypatch.setattr(workspace.Workspace, "max_bytes", 1000)
+    ws = workspace.Workspace(np)
+    like = np.zeros(1)
+    owner = object()
+    for _ in range(3):
+        with ws.using("step"):
+            first = workspace.take(owner, "A", (100,), like)  # 800 bytes: kept
+            assert workspace.take(owner, "B", (100,), like) is None  # would make 1600
+            assert workspace.take(owner, "C", (10,), like) is None  # 80 would fit, but comes after B
+        assert ws.buffers == [first]
