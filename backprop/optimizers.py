@@ -293,7 +293,11 @@ class Optimizer:
         self.t += 1
         if flat is not None and self.fused and self._flat_ready(xp, params):
             self._fused_step(*flat)
-            return
+        else:
+            self._per_array(xp, params, grads)
+
+    def _per_array(self, xp: Any, params: list[Array], grads: list[Array]) -> None:
+        """The rule array by array, the penalties on the weight matrices: the reference."""
         for p, g, s in zip(params, grads, self.state):
             if self.weight_decay and penalized(p) and self.coupled_decay:
                 g = g + self.weight_decay * p

@@ -157,8 +157,12 @@ def test_the_optimizer_says_what_its_step_costs(monkeypatch):
     step: a 2,000-parameter regression on a few thousand rows gets every core."""
     seen = []
     real = training.training_threads
-    monkeypatch.setattr(training, "training_threads",
-                        lambda backend, work, threads=None: (seen.append(work), real(backend, work, threads))[1])
+
+    def recording(backend, work, threads=None):
+        seen.append(work)
+        return real(backend, work, threads)
+
+    monkeypatch.setattr(training, "training_threads", recording)
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
     model = bp.mlp([3, 4, 2])  # 26 parameters
