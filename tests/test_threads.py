@@ -83,28 +83,28 @@ def test_fit_threads_override(two_threads):
 
 
 @pytest.fixture
-def asked(monkeypatch):
-    """The ``threads`` each fit passes to the rule."""
+def rule_calls(monkeypatch):
+    """``(multiply_adds, threads)`` of each fit's call to the thread rule."""
     calls = []
     real = training.training_threads
 
     def recording(backend, multiply_adds, threads=None):
-        calls.append(threads)
+        calls.append((multiply_adds, threads))
         return real(backend, multiply_adds, threads)
 
     monkeypatch.setattr(training, "training_threads", recording)
     return calls
 
 
-def test_cli_threads_option(asked, tmp_path):
+def test_cli_threads_option(rule_calls, tmp_path):
     main(["train", "xor", "--epochs", "1", "--threads", "3", "--quiet"])
     main(["train", "xor", "--epochs", "1", "--quiet"])
-    assert asked == [3, None]
+    assert [threads for _, threads in rule_calls] == [3, None]
 
 
-def test_run_threads_setting(asked):
+def test_run_threads_setting(rule_calls):
     bp.run("xor", epochs=1, threads=2)
-    assert asked == [2]
+    assert [threads for _, threads in rule_calls] == [2]
     with pytest.raises(ConfigError, match="threads must be an integer"):
         bp.Run("xor", epochs=1, threads="two")
 
@@ -152,24 +152,16 @@ def test_pools_scanned_once_not_per_fit(monkeypatch):
     assert built == []
 
 
-def test_the_optimizer_says_what_its_step_costs(monkeypatch):
+def test_the_optimizer_says_what_its_step_costs(rule_calls):
     """LM's iteration is JᵀJ, (N·K)·P² multiply-adds, not the batch × parameters of a first-order
     step: a 2,000-parameter regression on a few thousand rows gets every core."""
-    seen = []
-    real = training.training_threads
-
-    def recording(backend, work, threads=None):
-        seen.append(work)
-        return real(backend, work, threads)
-
-    monkeypatch.setattr(training, "training_threads", recording)
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(50, 3)), rng.normal(size=(50, 2))
     model = bp.mlp([3, 4, 2])  # 26 parameters
     model.fit(X, y, loss="mse", optimizer="lm", epochs=1)
     model.fit(X, y, loss="mse", optimizer="newton", epochs=1)
     model.fit(X, y, loss="mse", optimizer="adam", epochs=1, batch_size=10)
-    assert seen == [50 * 2 * 26 * 26, 50 * 26 * 26, 10 * (3 * 4 + 4 * 2)]
+    assert [work for work, _ in rule_calls] == [50 * 2 * 26 * 26, 50 * 26 * 26, 10 * (3 * 4 + 4 * 2)]
     assert machine.step_threads(3000 * 1 * 2161 * 2161, cores=2) == 2  # the LM case of issue 25
 
 
