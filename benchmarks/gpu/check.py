@@ -227,6 +227,62 @@ def check_layers(device):
 
 
 @check
+def check_fast_step(device):
+    """Issue 25's fast step on the device: each ``out=`` operation against NumPy and written into
+    ``out``; the Cholesky solve; the fused update against the per-array reference (20 Adam steps
+    with weight decay, float64, <= 1e-12); the workspace's buffers reused, with the numbers of a
+    step without them."""
+    from backends.inplace import into
+    from backends.linalg import spd_solve
+    from backprop.step import Step
+
+    b = get_backend(device)
+    ops, rng = into(b.xp), np.random.default_rng(0)
+    A2, C = rng.normal(size=(5, 4)), rng.uniform(1, 2, size=(5, 4))
+    cases = {"matmul": ((A2, C.T), A2 @ C.T), "multiply": ((A2, C), A2 * C), "divide": ((A2, C), A2 / C),
+             "sqrt": ((C,), np.sqrt(C)), "exp": ((A2,), np.exp(A2)), "positive": ((A2,), (A2 > 0) * 1.0),
+             "sum0": ((A2,), A2.sum(axis=0)), "row_max": ((A2,), A2.max(axis=1, keepdims=True))}
+    with b.activate():
+        for name, (args, want) in cases.items():
+            out = b.asarray(np.zeros(want.shape), "float64")
+            got = getattr(ops, name)(*(b.asarray(a, "float64") for a in args), out=out)
+            ok = rel(want, got) <= 1e-14 and (got is out or not ops.in_place)
+            expect(f"fast step: {name} with out=", ok, f"rel {rel(want, got):.1e}, in place {ops.in_place}")
+        M = rng.normal(size=(40, 40))
+        S = M @ M.T + np.eye(40)
+        x = spd_solve(b.xp, b.asarray(S, "float64"), b.asarray(C[:, :1].repeat(8, 0)[:40], "float64"))
+        if x is None:
+            line("SKIP", "fast step: Cholesky solve", f"none for {b.xp.__name__}: LU instead")
+        else:
+            want = np.linalg.solve(S, C[:, :1].repeat(8, 0)[:40])
+            expect("fast step: Cholesky solve", rel(want, x) <= 1e-10, f"rel {rel(want, x):.1e}")
+    params = []
+    X, y = rng.normal(size=(32, 6)), rng.integers(0, 3, 32)
+    for fused in (True, False):
+        m = bp.mlp([6, 16, 3], device=device, dtype="float64", seed=1)
+        loss, opt = bp.losses.get("ce"), bp.optimizers.get("adam", weight_decay=0.01)
+        step = Step(m, loss, opt)
+        with m.backend.activate():
+            Xd = m.backend.asarray(X, "float64")
+            T, _ = loss.targets(m.xp, m.dtype, m.backend.asarray(y, "int64"), 3)
+            for _ in range(20):
+                grads = step.gradients(Xd, T)[2]
+                step.apply(grads) if fused else opt.step(step.params, grads)
+        params.append(host(m.flat_parameters()).copy())  # the live buffer: the step below moves it
+        if fused:
+            held = [id(a) for a in step.workspace.buffers]
+            with m.backend.activate():
+                step(Xd, T)
+            expect("fast step: the workspace's buffers reused",
+                   [id(a) for a in step.workspace.buffers] == held and (bool(held) or not ops.in_place),
+                   f"{len(held)} buffers")
+            expect("fast step: the fused update ran", opt._flat is not None)
+    d = rel(params[1], params[0])
+    expect("fast step: fused update == per-array reference (20 Adam steps, float64)", d <= 1e-12,
+           f"rel {d:.1e}")
+
+
+@check
 def check_tf32(device):
     """TF32 on: faster, float32-ish error; off: plain float32; the switch does not leak out."""
     needs_cuda(device, "TF32")
