@@ -11,6 +11,7 @@ checkpoints save; the training step and loop are :mod:`backprop.step` and
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import uuid
@@ -450,6 +451,49 @@ class Sequential:
             Xd = as_inputs(self.backend, self.dtype, X, self.input_shape)
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
             return evaluate_arrays(self, Xd, T, labels, loss, batch_size, regression_metrics=True)
+
+    # -- the architecture and the weights apart (a checkpoint saves everything) -----------
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The architecture alone as JSON text (as Keras's ``to_json``): the input shape per
+        sample, the dtype and the layers with their settings, each in the form checkpoints save
+        layers in; no weights, no fit state. :meth:`from_json` builds a new model from it;
+        :meth:`save_weights` keeps the weights apart. To keep everything (weights, optimizer,
+        history, a run's data transform), save a checkpoint instead
+        (:func:`backprop.checkpoint.save`, ``backprop train --save``)."""
+        from . import spec  # spec builds models: imported when used
+
+        return json.dumps(spec.architecture(self), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, device: str | Backend = "cpu", seed: int = 0,
+                  dtype: str | None = None, tf32: bool = False) -> Sequential:
+        """A new, unfitted model of the architecture :meth:`to_json` wrote, with fresh weights
+        drawn from ``seed`` (as Keras's ``model_from_json``); ``dtype``: the text's unless given.
+        Fill the weights with :meth:`load_weights`. Raises ConfigError in one line for text that
+        is not such an architecture (another format, a newer version, an unknown layer)."""
+        from . import spec
+
+        return spec.from_architecture(spec.loads(text), device=device, seed=seed, dtype=dtype, tf32=tf32)
+
+    def save_weights(self, path: str) -> None:
+        """Write the parameters and buffers (BatchNorm's running statistics) to the safetensors
+        file ``path``, with the architecture (:meth:`to_json`) in its header, as Keras's
+        ``save_weights``. An existing file is replaced only when it is a weights file written here;
+        a checkpoint or another file is left alone (:func:`backprop.checkpoint.check_writable`).
+        No fit state: a checkpoint (:func:`backprop.checkpoint.save`) saves everything."""
+        from .edges import weights  # the file format is host-side (NumPy, safetensors)
+
+        weights.save(self, path)
+
+    def load_weights(self, path: str) -> Sequential:
+        """Overwrite the parameters and buffers from a file :meth:`save_weights` wrote, for a
+        model of the same architecture; returns the model. Every tensor is checked (names,
+        shapes, finite values, the layers' types) before any is written, so a refused file
+        (CheckpointError, one line naming the tensor) leaves the model as it was."""
+        from .edges import weights
+
+        weights.load_into(self, path)
+        return self
 
     # -- moving and copying --------------------------------------------------------
     def to(self, device: str | Backend | None = None, dtype: str | None = None) -> Sequential:
