@@ -190,6 +190,12 @@ def loads(text: Any) -> dict:
         where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise ConfigError(f"the architecture is not valid JSON{where}: give the text model.to_json() "
                           "returned") from None
+    _check_header(doc)
+    return doc
+
+
+def _check_header(doc: Any) -> None:
+    """A parsed document's format, version and entries (what any version must keep)."""
     kind = doc.get("format") if isinstance(doc, dict) else None
     if kind != FORMAT:
         raise ConfigError(f"not a backprop architecture (format {kind!r}, expected {FORMAT!r}): give the "
@@ -205,7 +211,6 @@ def loads(text: Any) -> dict:
     if unknown:
         raise ConfigError(f"the architecture has unknown entries {', '.join(map(repr, unknown))}: remove "
                           f"them (an architecture holds {', '.join(sorted(_KEYS))})")
-    return doc
 
 
 def saved_layers(doc: dict) -> list[dict]:

@@ -312,15 +312,21 @@ def _check_replaceable(path: str, target: str, kind: str, inputs: Sequence[str],
     what, advice = WRITERS[kind]
     if not stat.S_ISREG(os.stat(target).st_mode):
         raise CheckpointError(f"cannot write {path}: it is not a regular file (a device or a pipe)")
-    # Weights files are safetensors too: they may replace their own kind (the rule below), never a
-    # checkpoint; other kinds keep off every safetensors file.
-    if kind == "weights" and _is_ours(target, "checkpoint") or kind not in ("checkpoint", "weights") and (
-            target.endswith(".safetensors") or _is_safetensors(target)):
+    if _spares_checkpoint(target, kind):
         raise CheckpointError(f"{path} is a checkpoint: it is left alone; choose another file")
     if any(os.path.exists(p) and os.path.samefile(p, target) for p in inputs):
         raise CheckpointError(f"cannot write {path}: it is this command's own input; choose another file")
     if os.path.getsize(target) and not _is_ours(target, kind) and not (force and kind != "checkpoint"):
         raise CheckpointError(f"{path} exists and is not {what}: it is left alone; {advice}")
+
+
+def _spares_checkpoint(target: str, kind: str) -> bool:
+    """Whether a file of ``kind`` must keep off the existing ``target`` as a checkpoint. Weights files
+    are safetensors too: they may replace their own kind (the rule after), never a checkpoint;
+    other kinds keep off every safetensors file."""
+    if kind == "weights":
+        return _is_ours(target, "checkpoint")
+    return kind != "checkpoint" and (target.endswith(".safetensors") or _is_safetensors(target))
 
 
 def _host(arrays: dict[str, Any]) -> dict[str, np.ndarray]:

@@ -89,8 +89,9 @@ def _read(path: str, tensors: bool = True) -> tuple[dict, dict[str, np.ndarray]]
             data = {k: handle.get_tensor(k) for k in handle.keys()} if tensors else {}
     except (SafetensorError, OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())
-        raise CheckpointError(f"{path} is not a safetensors file, or it is truncated or corrupted ({reason}); "
-                              "nothing was loaded: give a file model.save_weights wrote") from None
+        raise CheckpointError(f"{path} is not a safetensors file, or it is truncated or corrupted "
+                              f"({reason}); nothing was loaded: give a file model.save_weights "
+                              "wrote") from None
     meta = _meta(path, header)
     if tensors and checkpoint._digest(data, meta) != meta.get("sha256"):
         raise CheckpointError(f"{path} is corrupted (its checksum does not match its contents); nothing "
@@ -133,10 +134,11 @@ def load_into(model: Sequential, path: str) -> None:
     problem = _mismatch(data, expected, dtype_name(model.dtype))
     if problem:
         raise CheckpointError(f"{path} does not fit this model: {problem}{_difference(saved, model)}")
-    if _skeleton(saved) != _skeleton(spec.architecture(model)["layers"]):
-        raise CheckpointError(f"{path} holds the weights of the layers {_skeleton(saved)}, not of this "
-                              f"model's {_skeleton(spec.architecture(model)['layers'])}: build the model from "
-                              "the file's architecture (Sequential.from_json(weights.architecture(path)))")
+    theirs, ours = _skeleton(saved), _skeleton(spec.architecture(model)["layers"])
+    if theirs != ours:
+        raise CheckpointError(f"{path} holds the weights of the layers {theirs}, not of this model's {ours}: "
+                              "build the model from the file's architecture "
+                              "(Sequential.from_json(weights.architecture(path)))")
     model.set_parameters({name[len("param."):]: data[name] for name in expected if name.startswith("param.")})
     with model.backend.activate():
         for i, layer in enumerate(model.layers):
@@ -163,6 +165,11 @@ def _mismatch(data: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]],
     extra = [name for name in data if name not in expected]
     if extra:
         return f"the file's tensor {extra[0]} {tuple(data[extra[0]].shape)} is not in the model"
+    return _wrong_value(data, expected, dtype)
+
+
+def _wrong_value(data: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]], dtype: str) -> str:
+    """The first of the tensors ``expected`` names whose shape, kind or values do not fit; '' if none."""
     for name, shape in expected.items():
         value = data[name]
         if tuple(value.shape) != shape:
