@@ -105,7 +105,9 @@ def test_a_model_rebuilds_from_the_weights_file_alone(tmp_path):
 
 
 def test_the_document_names_its_format_and_holds_no_weights():
-    doc = json.loads(_trained("dense", "cpu").to_json())
+    model = _trained("dense", "cpu")
+    doc = json.loads(model.to_json())
+    assert json.loads(model.to_json(indent=2)) == doc and "\n  " in model.to_json(indent=2)
     assert (doc["format"], doc["version"], doc["input_shape"], doc["dtype"]) == \
         (spec.FORMAT, spec.VERSION, [3], "float32")
     assert doc["layers"][0] == layers.spec(bp.Dense(3, 8))
@@ -126,6 +128,7 @@ def _doc(**changes):
     ("[1, 2]", "not a backprop architecture .format None"),
     (_doc(version=2), r"newer backprop \(0\.1\.0, format version 2; this one reads 1\): upgrade"),
     (_doc(version="1"), "version '1' is not a version number"),
+    (_doc(version=0), "version 0 is not a version number"),
     (_doc(weights=[1.0]), "unknown entries 'weights'"),
     (_doc(layers=[]), "layers must be a non-empty list"),
     (_doc(layers=[{"type": "dense", "config": [2, 3]}]), "layers must be a non-empty list"),
@@ -297,6 +300,12 @@ def test_a_newer_weights_file_asks_for_an_upgrade(tmp_path):
     model, path = _saved(tmp_path)
     _forge(path, _tensors(path), {"version": 2, "backprop_version": "9.0"})
     _refused(model, path, r"written by a newer backprop \(9\.0\): upgrade backprop")
+
+
+def test_a_weights_file_without_a_version_is_not_weights(tmp_path):
+    model, path = _saved(tmp_path)
+    _forge(path, _tensors(path), {"version": 0})
+    _refused(model, path, "is a safetensors file but not backprop weights")
 
 
 def test_a_checkpoint_is_pointed_to_checkpoint_load(tmp_path):
