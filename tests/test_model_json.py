@@ -201,7 +201,8 @@ def test_a_tensor_the_file_lacks_is_named_with_its_shape(tmp_path):
     _, path = _saved(tmp_path)
     bigger = bp.Sequential([bp.Dense(2, 4), "tanh", bp.BatchNorm(), bp.Dense(4, 1), bp.Dense(1, 1)])
     _refused(bigger, path, r"the model's tensor param\.4\.W \(1, 1\) is not in the file; the file was "
-                           r"saved from 4 layers, this model has 5")
+                           r"saved from 4 layers, this model has 5: build the model from the file's "
+                           r"architecture \(Sequential\.from_json\(weights\.architecture\(path\)\)\)")
 
 
 def test_a_tensor_the_model_lacks_is_named_with_its_shape(tmp_path):
@@ -217,6 +218,15 @@ def test_a_wrong_shape_names_the_tensor_both_shapes_and_the_layer_that_differs(t
     _refused(wider, path, r"the tensor param\.0\.W has shape \(2, 4\) in the file but \(3, 4\) in the "
                           r"model; the file was saved from another architecture \(its layer 0 is "
                           r".*\"in_features\": 2")
+
+
+def test_a_tensor_reshaped_under_the_same_architecture_was_edited(tmp_path):
+    model, path = _saved(tmp_path)
+    tensors = _tensors(path)
+    tensors["param.0.W"] = np.zeros((3, 4), np.float32)
+    _forge(path, tensors)
+    _refused(model, path, r"param\.0\.W has shape \(3, 4\) in the file but \(2, 4\) in the model; the file "
+                          r"names this model's architecture, so its tensors were edited: save the weights again")
 
 
 def test_another_architecture_with_the_same_tensors_is_refused(tmp_path):

@@ -33,6 +33,7 @@ from . import checkpoint
 
 FORMAT = "backprop.weights"
 VERSION = 1
+REBUILD = "build the model from the file's architecture (Sequential.from_json(weights.architecture(path)))"
 
 
 def save(model: Sequential, path: str) -> None:
@@ -137,8 +138,7 @@ def load_into(model: Sequential, path: str) -> None:
     theirs, ours = _skeleton(saved), _skeleton(spec.architecture(model)["layers"])
     if theirs != ours:
         raise CheckpointError(f"{path} holds the weights of the layers {theirs}, not of this model's {ours}: "
-                              "build the model from the file's architecture "
-                              "(Sequential.from_json(weights.architecture(path)))")
+                              f"{REBUILD}")
     model.set_parameters({name[len("param."):]: data[name] for name in expected if name.startswith("param.")})
     with model.backend.activate():
         for i, layer in enumerate(model.layers):
@@ -201,10 +201,10 @@ def _difference(saved: list, model: Sequential) -> str:
     for i, (theirs, ours) in enumerate(zip(saved, own)):
         if theirs != ours:
             return (f"; the file was saved from another architecture (its layer {i} is "
-                    f"{json.dumps(theirs)}, this model's is {json.dumps(ours)})")
+                    f"{json.dumps(theirs)}, this model's is {json.dumps(ours)}): {REBUILD}")
     if len(saved) != len(own):
-        return f"; the file was saved from {len(saved)} layers, this model has {len(own)}"
-    return "; the file names this model's architecture, so its tensors were edited"
+        return f"; the file was saved from {len(saved)} layers, this model has {len(own)}: {REBUILD}"
+    return "; the file names this model's architecture, so its tensors were edited: save the weights again"
 
 
 __all__ = ["FORMAT", "VERSION", "architecture", "load_into", "save", "written_here"]
