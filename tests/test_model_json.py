@@ -225,8 +225,9 @@ def test_a_tensor_reshaped_under_the_same_architecture_was_edited(tmp_path):
     tensors = _tensors(path)
     tensors["param.0.W"] = np.zeros((3, 4), np.float32)
     _forge(path, tensors)
-    _refused(model, path, r"param\.0\.W has shape \(3, 4\) in the file but \(2, 4\) in the model; the file "
-                          r"names this model's architecture, so its tensors were edited: save the weights again")
+    _refused(model, path, r"param\.0\.W has shape \(3, 4\) in the file but \(2, 4\) in the model; the "
+                          r"file names this model's architecture, so its tensors were edited: save the "
+                          "weights again")
 
 
 def test_another_architecture_with_the_same_tensors_is_refused(tmp_path):
