@@ -22,7 +22,7 @@ so a flipped bit anywhere is reported instead of silently loaded (format 1 hashe
 the tensors only); a header that passes its checksum is still checked against the
 tensors before anything is built from it (it may have been forged and re-signed).
 
-Every file the tool writes (checkpoints, predictions, pictures) goes through
+Every file the tool writes (checkpoints, weights files, predictions, pictures) goes through
 :func:`check_writable` (may this path be written?) and :func:`write_atomic` (a
 temporary name renamed over the target, so a crash mid-save leaves the previous
 file whole; symbolic links are followed; a killed save's leftovers are removed).
