@@ -236,7 +236,9 @@ def from_architecture(doc: dict, **model_kwargs: Any) -> Sequential:
             built.append(layers.from_spec(item))
         except (ConfigError, TypeError, ValueError) as exc:  # TypeError: a setting the class lacks
             raise ConfigError(f"layer {i} ({item['type']}): {exc}") from None
-    model_kwargs["dtype"] = model_kwargs.get("dtype") or doc.get("dtype", "float32")
+    if model_kwargs.get("dtype") is None:  # the document's, where it names one; else the model's default
+        model_kwargs.pop("dtype", None)
+        model_kwargs.update({"dtype": doc["dtype"]} if "dtype" in doc else {})
     try:
         return Sequential(built, input_shape=doc.get("input_shape"), **model_kwargs)
     except TypeError as exc:  # an input shape that is no list
