@@ -481,18 +481,14 @@ class Sequential:
         ``save_weights``. An existing file is replaced only when it is a weights file written here;
         a checkpoint or another file is left alone (:func:`backprop.checkpoint.check_writable`).
         No fit state: a checkpoint (:func:`backprop.checkpoint.save`) saves everything."""
-        from .edges import weights  # the file format is host-side (NumPy, safetensors)
-
-        weights.save(self, path)
+        _weights_file("save")(self, path)
 
     def load_weights(self, path: str) -> Sequential:
         """Overwrite the parameters and buffers from a file :meth:`save_weights` wrote, for a
         model of the same architecture; returns the model. Every tensor is checked (names,
         shapes, finite values, the layers' types) before any is written, so a refused file
         (CheckpointError, one line naming the tensor) leaves the model as it was."""
-        from .edges import weights
-
-        weights.load_into(self, path)
+        _weights_file("load")(self, path)
         return self
 
     # -- moving and copying --------------------------------------------------------
@@ -542,6 +538,22 @@ class Sequential:
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
         self.state = fit_state.moved(backend, self.dtype, owner=self.uid)
+
+
+_WEIGHTS_FILE: dict[str, Any] = {}
+"""The weights file's host-side owner (``backprop.edges.weights``, NumPy and safetensors) registers
+its ``save(model, path)`` and ``load(model, path)`` here, so this tier imports nothing host-side."""
+
+
+def register_weights_file(*, save: Any, load: Any) -> None:
+    """Register the functions :meth:`Sequential.save_weights` and :meth:`Sequential.load_weights` call."""
+    _WEIGHTS_FILE.update(save=save, load=load)
+
+
+def _weights_file(action: str) -> Any:
+    if action not in _WEIGHTS_FILE:
+        raise ConfigError("saving and loading weights needs backprop.edges.weights: import backprop")
+    return _WEIGHTS_FILE[action]
 
 
 def _input_shape(layers: list[Layer], given: int | Sequence[int] | None) -> tuple[int, ...]:

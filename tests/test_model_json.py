@@ -99,7 +99,7 @@ def test_a_model_rebuilds_from_the_weights_file_alone(tmp_path):
     model = _trained("conv1d", "cpu")
     path = str(tmp_path / "w.safetensors")
     model.save_weights(path)
-    again = bp.Sequential.from_json(weights.architecture(path)).load_weights(path)
+    again = bp.Sequential.from_json(bp.weights.architecture(path)).load_weights(path)
     assert again.to_json() == model.to_json()
     assert np.array_equal(to_np(again.flat_parameters()), to_np(model.flat_parameters()))
 
@@ -202,7 +202,8 @@ def test_a_tensor_the_file_lacks_is_named_with_its_shape(tmp_path):
     bigger = bp.Sequential([bp.Dense(2, 4), "tanh", bp.BatchNorm(), bp.Dense(4, 1), bp.Dense(1, 1)])
     _refused(bigger, path, r"the model's tensor param\.4\.W \(1, 1\) is not in the file; the file was "
                            r"saved from 4 layers, this model has 5: build the model from the file's "
-                           r"architecture \(Sequential\.from_json\(weights\.architecture\(path\)\)\)")
+                           r"architecture \(backprop\.Sequential\.from_json\("
+                           r"backprop\.weights\.architecture\(path\)\)\)")
 
 
 def test_a_tensor_the_model_lacks_is_named_with_its_shape(tmp_path):
@@ -377,3 +378,13 @@ def test_a_checkpoint_never_replaces_a_weights_file(tmp_path):
     with pytest.raises(bp.CheckpointError, match="exists and is not a backprop checkpoint"):
         checkpoint.save(model, path)
     assert open(path, "rb").read() == before
+
+
+def test_the_weights_file_is_registered_by_its_host_side_owner(monkeypatch, tmp_path):
+    # The math tier imports nothing host-side: the file format registers itself on `import backprop`.
+    from backprop import model as model_module
+
+    assert model_module._WEIGHTS_FILE == {"save": weights.save, "load": weights.load_into}
+    monkeypatch.setattr(model_module, "_WEIGHTS_FILE", {})
+    with pytest.raises(bp.ConfigError, match="needs backprop.edges.weights: import backprop"):
+        bp.Sequential([bp.Dense(2, 1)]).save_weights(str(tmp_path / "w.safetensors"))

@@ -28,12 +28,13 @@ from backends import dtype_name, to_numpy_any
 from .. import spec
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError
-from ..model import Sequential
+from ..model import Sequential, register_weights_file
 from . import checkpoint
 
 FORMAT = "backprop.weights"
 VERSION = 1
-REBUILD = "build the model from the file's architecture (Sequential.from_json(weights.architecture(path)))"
+REBUILD = ("build the model from the file's architecture "
+           "(backprop.Sequential.from_json(backprop.weights.architecture(path)))")
 
 
 def save(model: Sequential, path: str) -> None:
@@ -206,5 +207,7 @@ def _difference(saved: list, model: Sequential) -> str:
         return f"; the file was saved from {len(saved)} layers, this model has {len(own)}: {REBUILD}"
     return "; the file names this model's architecture, so its tensors were edited: save the weights again"
 
+
+register_weights_file(save=save, load=load_into)  # what model.save_weights/load_weights call
 
 __all__ = ["FORMAT", "VERSION", "architecture", "load_into", "save", "written_here"]
