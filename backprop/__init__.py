@@ -22,6 +22,7 @@ from .edges import datasets as datasets
 from .edges import features as features
 from .edges import heads as heads
 from .edges import preprocessing as preprocessing
+from .edges import weights as weights
 from .errors import BackpropError, CheckpointError, ConfigError, DataError
 from .host import distributed as distributed
 from .host import lbfgs as lbfgs

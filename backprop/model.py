@@ -11,6 +11,7 @@ checkpoints save; the training step and loop are :mod:`backprop.step` and
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import numbers
 import uuid
@@ -451,6 +452,45 @@ class Sequential:
             T, labels = as_targets(self.backend, self.dtype, y, loss, self.n_outputs, Xd.shape[0])
             return evaluate_arrays(self, Xd, T, labels, loss, batch_size, regression_metrics=True)
 
+    # -- the architecture and the weights apart (a checkpoint saves everything) -----------
+    def to_json(self, *, indent: int | None = None) -> str:
+        """The architecture alone as JSON text (as Keras's ``to_json``): the input shape per
+        sample, the dtype and the layers with their settings, each in the form checkpoints save
+        layers in; no weights, no fit state. :meth:`from_json` builds a new model from it;
+        :meth:`save_weights` keeps the weights apart. To keep everything (weights, optimizer,
+        history, a run's data transform), save a checkpoint instead
+        (:func:`backprop.checkpoint.save`, ``backprop train --save``)."""
+        from . import spec  # spec builds models: imported when used
+
+        return json.dumps(spec.architecture(self), indent=indent)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, *, device: str | Backend = "cpu", seed: int = 0,
+                  dtype: str | None = None, tf32: bool = False) -> Sequential:
+        """A new, unfitted model of the architecture :meth:`to_json` wrote, with fresh weights
+        drawn from ``seed`` (as Keras's ``model_from_json``); ``dtype``: the text's unless given.
+        Fill the weights with :meth:`load_weights`. Raises ConfigError in one line for text that
+        is not such an architecture (another format, a newer version, an unknown layer)."""
+        from . import spec
+
+        return spec.from_architecture(spec.loads(text), device=device, seed=seed, dtype=dtype, tf32=tf32)
+
+    def save_weights(self, path: str) -> None:
+        """Write the parameters and buffers (BatchNorm's running statistics) to the safetensors
+        file ``path``, with the architecture (:meth:`to_json`) in its header, as Keras's
+        ``save_weights``. An existing file is replaced only when it is a weights file written here;
+        a checkpoint or another file is left alone (:func:`backprop.checkpoint.check_writable`).
+        No fit state: a checkpoint (:func:`backprop.checkpoint.save`) saves everything."""
+        _weights_file("save")(self, path)
+
+    def load_weights(self, path: str) -> Sequential:
+        """Overwrite the parameters and buffers from a file :meth:`save_weights` wrote, for a
+        model of the same architecture; returns the model. Every tensor is checked (names,
+        shapes, finite values, the layers' types) before any is written, so a refused file
+        (CheckpointError, one line naming the tensor) leaves the model as it was."""
+        _weights_file("load")(self, path)
+        return self
+
     # -- moving and copying --------------------------------------------------------
     def to(self, device: str | Backend | None = None, dtype: str | None = None) -> Sequential:
         """A copy on another device and/or in another dtype, with the training state
@@ -498,6 +538,22 @@ class Sequential:
             self.layers = [layer.cast(backend, self.dtype) for layer in state["layers"]]
         self._pack()
         self.state = fit_state.moved(backend, self.dtype, owner=self.uid)
+
+
+_WEIGHTS_FILE: dict[str, Any] = {}
+"""The weights file's host-side owner (``backprop.edges.weights``, NumPy and safetensors) registers
+its ``save(model, path)`` and ``load(model, path)`` here, so this tier imports nothing host-side."""
+
+
+def register_weights_file(*, save: Any, load: Any) -> None:
+    """Register the functions :meth:`Sequential.save_weights` and :meth:`Sequential.load_weights` call."""
+    _WEIGHTS_FILE.update(save=save, load=load)
+
+
+def _weights_file(action: str) -> Any:
+    if action not in _WEIGHTS_FILE:
+        raise ConfigError("saving and loading weights needs backprop.edges.weights: import backprop")
+    return _WEIGHTS_FILE[action]
 
 
 def _input_shape(layers: list[Layer], given: int | Sequence[int] | None) -> tuple[int, ...]:

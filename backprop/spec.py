@@ -7,15 +7,25 @@ literal syntax, positional or by keyword. A list argument may itself hold layers
 (``residual([dense(8), relu, dense(8)])``). The text is read with :mod:`ast` and only
 names, calls, and literals (numbers, strings, booleans, None, tuples, lists, a minus
 sign) are accepted: nothing is evaluated.
+
+An architecture as a JSON document (:meth:`Sequential.to_json` / :meth:`Sequential.from_json`,
+as Keras's ``to_json``/``model_from_json``): :func:`architecture` and :func:`from_architecture`,
+``{"format": FORMAT, "version": VERSION, "input_shape", "dtype", "layers"}``, each layer in the
+one saved form checkpoints use (:func:`backprop.layers.spec`). No weights: those go apart
+(``save_weights``), and a checkpoint saves everything.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import math
 from typing import Any
 
+from backends import dtype_name
+
 from . import activations, layers
+from ._version import __version__
 from .errors import ConfigError
 from .model import Sequential
 
@@ -152,3 +162,84 @@ def outline(model: Any) -> str:
         parts.append(text + (f" ({count:,})" if count else ""))
         shape = tuple(out)
     return " → ".join(parts)
+
+
+# -- the architecture as a JSON document -----------------------------------------------
+FORMAT = "backprop.architecture"
+VERSION = 1
+_KEYS = {"format", "version", "backprop_version", "input_shape", "dtype", "layers"}
+
+
+def architecture(model: Sequential) -> dict:
+    """The JSON-able document of ``model``'s architecture: its input shape per sample, dtype and
+    layers (each ``{type, config}``, :func:`backprop.layers.spec`); no weights."""
+    return {"format": FORMAT, "version": VERSION, "backprop_version": __version__,
+            "input_shape": list(model.input_shape), "dtype": dtype_name(model.dtype),
+            "layers": [layers.spec(layer) for layer in model.layers]}
+
+
+def loads(text: Any) -> dict:
+    """The architecture document JSON ``text`` holds, its format and version checked (its layers
+    are checked by :func:`from_architecture`). Raises ConfigError in one line."""
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise ConfigError(f"an architecture is JSON text (what model.to_json() returns), got "
+                          f"{type(text).__name__}")
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested deep
+        where = f" (line {exc.lineno}, column {exc.colno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"the architecture is not valid JSON{where}: give the text model.to_json() "
+                          "returned") from None
+    _check_header(doc)
+    return doc
+
+
+def _check_header(doc: Any) -> None:
+    """A parsed document's format, version and entries (what any version must keep)."""
+    kind = doc.get("format") if isinstance(doc, dict) else None
+    if kind != FORMAT:
+        raise ConfigError(f"not a backprop architecture (format {kind!r}, expected {FORMAT!r}): give the "
+                          "text model.to_json() returned")
+    version = doc.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ConfigError(f"the architecture's version {version!r} is not a version number: give the "
+                          "text model.to_json() returned")
+    if version > VERSION:
+        raise ConfigError(f"the architecture was written by a newer backprop ({doc.get('backprop_version')}, "
+                          f"format version {version}; this one reads {VERSION}): upgrade backprop")
+    unknown = sorted(set(doc) - _KEYS)
+    if unknown:
+        raise ConfigError(f"the architecture has unknown entries {', '.join(map(repr, unknown))}: remove "
+                          f"them (an architecture holds {', '.join(sorted(_KEYS))})")
+
+
+def saved_layers(doc: dict) -> list[dict]:
+    """The document's layers, checked to be a non-empty list of ``{type, config}`` (their types
+    and settings are the registry's and the classes' to check)."""
+    saved = doc.get("layers")
+    if not isinstance(saved, list) or not saved or not all(
+            isinstance(s, dict) and set(s) <= {"type", "config"} and isinstance(s.get("type"), str)
+            and isinstance(s.get("config", {}), dict) for s in saved):
+        raise ConfigError("the architecture's layers must be a non-empty list of {\"type\": name, "
+                          "\"config\": {settings}}: give the text model.to_json() returned")
+    return saved
+
+
+def from_architecture(doc: dict, **model_kwargs: Any) -> Sequential:
+    """A new, unfitted :class:`Sequential` of the architecture ``doc`` (as :func:`loads` returns),
+    with fresh weights; ``model_kwargs``: ``device``, ``seed``, ``tf32``, ``dtype`` (default: the
+    document's). Each layer's own checks refuse a bad setting, in one line naming the layer."""
+    saved = saved_layers(doc)
+    built = []
+    for i, item in enumerate(saved):
+        try:
+            built.append(layers.from_spec(item))
+        except (ConfigError, TypeError, ValueError) as exc:  # TypeError: a setting the class lacks
+            raise ConfigError(f"layer {i} ({item['type']}): {exc}") from None
+    if model_kwargs.get("dtype") is None:  # the document's, where it names one; else the model's default
+        model_kwargs.pop("dtype", None)
+        model_kwargs.update({"dtype": doc["dtype"]} if "dtype" in doc else {})
+    try:
+        return Sequential(built, input_shape=doc.get("input_shape"), **model_kwargs)
+    except TypeError as exc:  # an input shape that is no list
+        raise ConfigError(f"the architecture's input_shape: {exc}") from None

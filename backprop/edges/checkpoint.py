@@ -22,7 +22,7 @@ so a flipped bit anywhere is reported instead of silently loaded (format 1 hashe
 the tensors only); a header that passes its checksum is still checked against the
 tensors before anything is built from it (it may have been forged and re-signed).
 
-Every file the tool writes (checkpoints, predictions, pictures) goes through
+Every file the tool writes (checkpoints, weights files, predictions, pictures) goes through
 :func:`check_writable` (may this path be written?) and :func:`write_atomic` (a
 temporary name renamed over the target, so a crash mid-save leaves the previous
 file whole; symbolic links are followed; a killed save's leftovers are removed).
@@ -215,7 +215,8 @@ def write_atomic(path: str, data: bytes) -> None:
 WRITERS = {"checkpoint": ("a backprop checkpoint", "choose another --save path"),
            "predictions": ("a predictions file written by backprop",
                            "choose another --out file, or add --force to replace it"),
-           "picture": ("a picture drawn by backprop", "choose another --plot folder, or move the file")}
+           "picture": ("a picture drawn by backprop", "choose another --plot folder, or move the file"),
+           "weights": ("a weights file written by save_weights", "choose another file")}
 """What each kind of file we write may replace ("ours"), and what to tell the user otherwise."""
 
 PICTURE_SOFTWARE = f"backprop {__version__}"
@@ -262,6 +263,10 @@ def _is_our_picture(path: str) -> bool:
 
 
 def _is_ours(path: str, kind: str) -> bool:
+    if kind == "weights":
+        from .weights import written_here  # the weights format's owner (it imports this module)
+
+        return written_here(path)
     if kind == "checkpoint":
         try:
             read_header(path)
@@ -307,12 +312,21 @@ def _check_replaceable(path: str, target: str, kind: str, inputs: Sequence[str],
     what, advice = WRITERS[kind]
     if not stat.S_ISREG(os.stat(target).st_mode):
         raise CheckpointError(f"cannot write {path}: it is not a regular file (a device or a pipe)")
-    if kind != "checkpoint" and (target.endswith(".safetensors") or _is_safetensors(target)):
+    if _spares_checkpoint(target, kind):
         raise CheckpointError(f"{path} is a checkpoint: it is left alone; choose another file")
     if any(os.path.exists(p) and os.path.samefile(p, target) for p in inputs):
         raise CheckpointError(f"cannot write {path}: it is this command's own input; choose another file")
     if os.path.getsize(target) and not _is_ours(target, kind) and not (force and kind != "checkpoint"):
         raise CheckpointError(f"{path} exists and is not {what}: it is left alone; {advice}")
+
+
+def _spares_checkpoint(target: str, kind: str) -> bool:
+    """Whether a file of ``kind`` must keep off the existing ``target`` as a checkpoint. Weights files
+    are safetensors too: they may replace their own kind (the rule after), never a checkpoint;
+    other kinds keep off every safetensors file."""
+    if kind == "weights":
+        return _is_ours(target, "checkpoint")
+    return kind != "checkpoint" and (target.endswith(".safetensors") or _is_safetensors(target))
 
 
 def _host(arrays: dict[str, Any]) -> dict[str, np.ndarray]:
