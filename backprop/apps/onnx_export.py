@@ -113,6 +113,14 @@ class Graph:
         return layer.onnx(self, x, tuple(input_shape))
 
 
+def type_name(elem_type: int) -> str:
+    """An ONNX element type's name as NumPy spells it (``float64``), ``string`` for text."""
+    onnx = _onnx()
+    if elem_type == onnx.TensorProto.STRING:
+        return "string"
+    return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).name
+
+
 def _parts(source: Any) -> tuple[Sequential, Any, Any]:
     """``(model, transform, head)`` of a checkpoint path, a :class:`Run` or a model built in Python."""
     if isinstance(source, (str, os.PathLike)):
@@ -151,7 +159,7 @@ def build(model: Sequential, transform: Any, head: Any) -> Any:
         index = graph.node("ArgMax", [z], axis=1, keepdims=0)  # the first of ties, as NumPy's
         graph.node("Gather", [graph.constant(np.array(transform.classes, dtype=object), object), index],
                    axis=0, output="label")
-        outputs = [("probabilities", double, ["N", len(transform.classes)]),
+        outputs = [("probabilities", double, ["N", max(2, shape[0])]),
                    ("label", onnx.TensorProto.STRING, ["N"])]
     else:
         graph.node("Identity", [transform.onnx_outputs(graph, z)], output="prediction")
