@@ -277,9 +277,9 @@ class _Conv(Layer):
                               pads=[lo for lo, _ in pads] + [hi for _, hi in pads])
         out = self._out_sizes(tuple(input_shape[1:]))
         padded = graph.pad(x, pads)
-        slices = [graph.node("Unsqueeze", [graph.strided(padded, [o * d for o, d in zip(offset, self.dilation)],
-                                                         self.stride, out), graph.constant([2], "int64")])
-                  for offset in itertools.product(*(range(k) for k in self.kernel_size))]
+        axis, offsets = graph.constant([2], "int64"), itertools.product(*(range(k) for k in self.kernel_size))
+        starts = ([o * d for o, d in zip(offset, self.dilation)] for offset in offsets)
+        slices = [graph.node("Unsqueeze", [graph.strided(padded, s, self.stride, out), axis]) for s in starts]
         width = int(input_shape[0]) * math.prod(self.kernel_size)
         cols = graph.node("Reshape", [graph.node("Concat", slices, axis=2),  # (N, C, K, *out)
                                       graph.constant([0, width, math.prod(out)], "int64")])

@@ -143,7 +143,8 @@ class BatchNorm(Layer):
 
     def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
         """The inference pass: BatchNormalization over the running statistics, with this eps."""
-        held = [self.params["gamma"], self.params["beta"], self.buffers["running_mean"], self.buffers["running_var"]]
+        held = [self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+                self.buffers["running_var"]]
         return graph.node("BatchNormalization", [x, *map(graph.constant, held)], epsilon=self.eps)
 
     def _batch_statistics(self, xp: Any, X: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:

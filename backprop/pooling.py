@@ -215,8 +215,9 @@ class _AvgPool(_WindowPool):
         the runtime lacks it (ONNX Runtime in float64), this forward's sum of strided slices of the
         zero-padded map over the pool size."""
         if graph.supports("AveragePool"):
-            return graph.node("AveragePool", [x], kernel_shape=list(self.pool_size), strides=list(self.stride),
-                              pads=list(self.padding) * 2, ceil_mode=0, count_include_pad=1)
+            return graph.node("AveragePool", [x], kernel_shape=list(self.pool_size),
+                              strides=list(self.stride), pads=list(self.padding) * 2, ceil_mode=0,
+                              count_include_pad=1)
         out, padded = self._sizes(tuple(input_shape)), graph.pad(x, [(p, p) for p in self.padding])
         total = None
         for offset in itertools.product(*(range(k) for k in self.pool_size)):

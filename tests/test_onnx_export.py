@@ -17,7 +17,7 @@ ort = pytest.importorskip("onnxruntime")
 
 import backprop as bp  # noqa: E402
 from backprop import layers  # noqa: E402
-from backprop.apps import onnx_export, runner  # noqa: E402
+from backprop.apps import runner  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 
 RTOL = {"float32": 1e-5, "float64": 1e-9}
@@ -91,8 +91,8 @@ def test_regressor_gives_the_targets_units(tmp_path, capsys, dtype):
     _write_csv(tmp_path / "prices.csv", ["a", "b", "c", "price"],
                [[*map(repr, row.tolist()), repr(float(p))] for row, p in zip(X, price)])
     (values,), (expected, _), _ = _train_and_export(
-        tmp_path, capsys, tmp_path / "prices.csv", ["--hidden", "6", "--activation", "softplus", "--dtype", dtype],
-        X)
+        tmp_path, capsys, tmp_path / "prices.csv",
+        ["--hidden", "6", "--activation", "softplus", "--dtype", dtype], X)
     assert values.shape == (len(X), 1) and values.dtype == np.float64
     np.testing.assert_allclose(values, expected, rtol=RTOL[dtype], atol=0)
     assert abs(np.mean(values) - 1000.0) < 100.0  # the target's units, not standardized ones
@@ -103,7 +103,8 @@ def test_feature_crosses_are_inside_the_graph(tmp_path, capsys, dtype):
     rng = np.random.default_rng(3)
     X = rng.normal(size=(150, 2)) * [2.0, 0.5] + [1.0, -3.0]
     y = (X[:, 0] * X[:, 1] + np.sin(X[:, 0]) > -3).astype(int)
-    _write_csv(tmp_path / "plane.csv", ["x", "y", "label"], [[*map(repr, row.tolist()), v] for row, v in zip(X, y)])
+    _write_csv(tmp_path / "plane.csv", ["x", "y", "label"],
+               [[*map(repr, row.tolist()), v] for row, v in zip(X, y)])
     (probs, labels), (expected, names), _ = _train_and_export(
         tmp_path, capsys, tmp_path / "plane.csv",
         ["--features", "x1,x2,x1^2,x2^2,x1*x2,sin(x1),sin(x2)", "--hidden", "5", "--dtype", dtype], X)
@@ -132,7 +133,8 @@ def _randomized(model, seed):
     """Every parameter and buffer set to draws away from their initial values (a BatchNorm's
     running statistics, a LayerNorm's gamma...), so each one's place in the graph is checked."""
     rng = np.random.default_rng(seed)
-    model.set_parameters({k: rng.normal(size=tuple(v.shape)) * 0.5 + 0.1 for k, v in model.parameters().items()})
+    model.set_parameters({k: rng.normal(size=tuple(v.shape)) * 0.5 + 0.1
+                          for k, v in model.parameters().items()})
     for layer in model.layers:
         for key, value in list(layer.buffers.items()):
             shape = tuple(value.shape)
@@ -228,9 +230,9 @@ def test_a_layer_without_an_onnx_form_is_refused_in_one_line(tmp_path, capsys, l
         bp.checkpoint.save(model, str(tmp_path / "m.safetensors"))
         code, out, err = run_cli(["export", tmp_path / "m.safetensors", tmp_path / "m.onnx"], capsys)
     assert code == 2 and out == ""
-    assert err.strip().splitlines() == [f"backprop: error: cannot export to ONNX: the {layer.__name__} layer has "
-                                        "no ONNX form (give its class an onnx(graph, x, input_shape) method; "
-                                        "see backprop.apps.onnx_export)"]
+    assert err.strip().splitlines() == [
+        f"backprop: error: cannot export to ONNX: the {layer.__name__} layer has no ONNX form (give its "
+        "class an onnx(graph, x, input_shape) method; see backprop.apps.onnx_export)"]
     assert not (tmp_path / "m.onnx").exists()
 
 

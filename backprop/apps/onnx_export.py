@@ -80,8 +80,8 @@ class Graph:
         the network's); its name."""
         host = value if isinstance(value, (int, float, list, tuple)) else to_numpy_any(value)
         name = self._name("const")
-        self.initializers.append(self._onnx.numpy_helper.from_array(np.asarray(host, dtype=dtype or self.dtype),
-                                                                    name))
+        array = np.asarray(host, dtype=dtype or self.dtype)
+        self.initializers.append(self._onnx.numpy_helper.from_array(array, name))
         return name
 
     def supports(self, op_type: str) -> bool:
@@ -100,7 +100,8 @@ class Graph:
         ``counts[i]`` entries: (N, C, *counts)."""
         ends = [s + st * (n - 1) + 1 for s, st, n in zip(starts, steps, counts)]
         axes = list(range(2, 2 + len(starts)))
-        return self.node("Slice", [x, *(self.constant(list(v), "int64") for v in (starts, ends, axes, steps))])
+        bounds = [self.constant(list(v), "int64") for v in (starts, ends, axes, steps)]
+        return self.node("Slice", [x, *bounds])
 
     def layer(self, layer: Layer, x: str, input_shape: tuple[int, ...]) -> str:
         """``layer``'s ONNX form on ``x`` (N, *input_shape), or a one-line refusal naming it."""
@@ -108,8 +109,8 @@ class Graph:
         form = next((k for k in cls.__mro__ if "onnx" in vars(k)), None)
         forward = next(k for k in cls.__mro__ if "forward" in vars(k))
         if form is None or not issubclass(form, forward):  # none, or written for another forward
-            raise ConfigError(f"cannot export to ONNX: the {cls.__name__} layer has no ONNX form (give its class "
-                              "an onnx(graph, x, input_shape) method; see backprop.apps.onnx_export)")
+            raise ConfigError(f"cannot export to ONNX: the {cls.__name__} layer has no ONNX form (give its "
+                              "class an onnx(graph, x, input_shape) method; see backprop.apps.onnx_export)")
         return layer.onnx(self, x, tuple(input_shape))
 
 
@@ -165,7 +166,8 @@ def build(model: Sequential, transform: Any, head: Any) -> Any:
         graph.node("Identity", [transform.onnx_outputs(graph, z)], output="prediction")
         outputs = [("prediction", double, ["N", shape[0]])]
     helper = onnx.helper
-    body = helper.make_graph(graph.nodes, "backprop", [helper.make_tensor_value_info("input", double, ["N", width])],
+    body = helper.make_graph(graph.nodes, "backprop",
+                             [helper.make_tensor_value_info("input", double, ["N", width])],
                              [helper.make_tensor_value_info(*out) for out in outputs], graph.initializers)
     proto = helper.make_model(body, opset_imports=[helper.make_opsetid("", OPSET)], ir_version=IR_VERSION,
                               producer_name="backprop", producer_version=__version__)
