@@ -147,7 +147,7 @@ def _randomized(model, seed):
 # below, so a layer registered later without a case here fails.
 MODELS = [
     (lambda: [bp.Conv1D(3, 3, padding=2, stride=2, dilation=2), "relu", bp.MaxPool1D(3, stride=2, padding=1),
-              bp.Conv1D(2, 2, padding="same"), "leaky_relu", bp.AvgPool1D(2, padding=1),
+              bp.Conv1D(2, 2, padding="same"), bp.LeakyReLU(0.2), bp.AvgPool1D(2, padding=1),
               bp.BatchNorm(eps=1e-3), bp.GlobalAvgPool1D(), bp.Dense(3), "softmax"], (2, 11)),
     (lambda: [bp.Conv2D(2, 3, padding=1), bp.BatchNorm(), "softplus", bp.AvgPool2D(3, stride=2, padding=1),
               bp.MaxPool2D(2, stride=1), bp.LayerNorm(eps=1e-2), bp.GlobalAvgPool2D(), bp.Dense(4), "sigmoid",
