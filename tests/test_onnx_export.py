@@ -184,6 +184,20 @@ def test_every_layer_matches_the_runtime(tmp_path, dtype, case):
         assert got[1].tolist() == expected[1].tolist()
 
 
+@pytest.mark.parametrize("case", range(len(MODELS)))
+def test_the_reference_evaluator_agrees(tmp_path, case):
+    """onnx's own reference evaluator (the operators as the standard defines them) on the same
+    float32 graphs: their ONNX ops (Conv, AveragePool, MaxPool...), not only ONNX Runtime's."""
+    from onnx.reference import ReferenceEvaluator
+
+    build, shape = MODELS[case]
+    model = _randomized(bp.Sequential(build(), input_shape=shape, dtype="float32", seed=case), case)
+    X = np.random.default_rng(case).normal(size=(5, int(np.prod(shape)))) * 2.0
+    got = ReferenceEvaluator(bp.export_onnx(model, tmp_path / "m.onnx")).run(None, {"input": X})
+    expected = _outputs_expected(model, X.reshape(len(X), *shape))
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-5, atol=0)
+
+
 def test_every_registered_layer_has_a_case():
     covered = set()
     for build, shape in MODELS:
