@@ -12,6 +12,7 @@ from .activations import Identity, LeakyReLU, ReLU, Sigmoid, Softmax, Softplus, 
 
 # The modules bp exposed before the tiers became folders stay attributes (bp.runner.DEFAULTS...).
 from .apps import runner as runner
+from .apps.onnx_export import export_onnx
 from .apps.runner import Run, run
 from .callbacks import Callback
 from .conv import Conv1D, Conv2D
@@ -52,7 +53,7 @@ __all__ = [
     "activations", "available_backends", "checkpoint", "get_backend", "gradcheck", "hessian",
     "initializers", "jacobian", "losses", "mlp", "optimizers", "run", "schedules",
     "AvgPool1D", "AvgPool2D", "GlobalAvgPool1D", "GlobalAvgPool2D", "MaxPool1D", "MaxPool2D",
-    "BatchNorm", "LayerNorm", "Residual",
+    "BatchNorm", "LayerNorm", "Residual", "export_onnx",
 ]
 
 _moved.install()  # the import paths modules had before the tiers became folders

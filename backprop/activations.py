@@ -103,6 +103,9 @@ class Identity(Activation):
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         return X, lambda dY: dY
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return x
+
 
 class Sigmoid(Activation):
     """y = 1 / (1 + exp(-x)); dy/dx = y (1 - y)."""
@@ -116,6 +119,9 @@ class Sigmoid(Activation):
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         Y = sigmoid(self._ns(X), X)
         return Y, lambda dY: dY * (Y * (1.0 - Y))
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("Sigmoid", [x])
 
 
 class Tanh(Activation):
@@ -136,6 +142,9 @@ class Tanh(Activation):
             return into.multiply(dY, into.subtract(1.0, dX, out=dX), out=dX)
 
         return Y, backward
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("Tanh", [x])
 
 
 class ReLU(Activation):
@@ -160,6 +169,9 @@ class ReLU(Activation):
             return into.multiply(dY, dX, out=dX)
 
         return Y, backward
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("Relu", [x])
 
 
 class LeakyReLU(Activation):
@@ -188,6 +200,9 @@ class LeakyReLU(Activation):
 
         return Y, backward
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("LeakyRelu", [x], alpha=self.alpha)
+
 
 class Softplus(Activation):
     """y = log(1 + exp(x)), a smooth ReLU; dy/dx = sigmoid(x)."""
@@ -202,6 +217,14 @@ class Softplus(Activation):
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         xp = self._ns(X)
         return softplus(xp, X), lambda dY: dY * sigmoid(xp, X)
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """:func:`softplus`'s form, max(x, 0) + log(1 + exp(-|x|)): ONNX has no log1p, and ONNX
+        Runtime has no float64 Softplus."""
+        tail = graph.node("Exp", [graph.node("Neg", [graph.node("Abs", [x])])])
+        one = graph.constant(1.0)
+        return graph.node("Add", [graph.node("Max", [x, graph.constant(0.0)]),
+                                  graph.node("Log", [graph.node("Add", [one, tail])])])
 
 
 class Softmax(Activation):
@@ -220,6 +243,9 @@ class Softmax(Activation):
         Y = softmax(xp, X)
         # Jacobian-vector product: dX_i = y_i (dY_i - sum_j dY_j y_j).
         return Y, lambda dY: Y * (dY - xp.sum(dY * Y, axis=1, keepdims=True))
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("Softmax", [x], axis=1)
 
 
 class Exp(Activation):
@@ -242,6 +268,9 @@ class Exp(Activation):
     def forward(self, X: Array, *, train: bool = False, input_grad: bool = True) -> tuple[Array, Backward]:
         Y = self._ns(X).exp(X)
         return Y, lambda dY: dY * Y
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        return graph.node("Exp", [x])
 
 
 REGISTRY = Registry("activation", Activation, "backprop.activations.register", also_taken=layers.names)

@@ -26,6 +26,7 @@ The second-order pieces follow from linearity: the Jacobian rows of ``W`` are pe
 
 from __future__ import annotations
 
+import itertools
 import math
 import numbers
 from collections.abc import Callable
@@ -262,6 +263,29 @@ class _Conv(Layer):
             return self._col2im(dcols, B, C, sizes)
 
         return self._rows(Y2, B, out), backward
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """ONNX's Conv (W (out, in, *kernel) is its layout) where the runtime has it; elsewhere (ONNX
+        Runtime in float64) this forward's own im2col: the zero-padded map's strided slice at
+        each kernel offset, in C order, stacked as (N, C·K, L) and one MatMul by W (out, C·K)."""
+        xp, pads = self._ns(self.params["W"]), self._pads()
+        W, b = self.params["W"], self.params["b"]
+        if graph.supports("Conv"):
+            return graph.node("Conv", [x, graph.constant(W), graph.constant(b)],
+                              kernel_shape=list(self.kernel_size), strides=list(self.stride),
+                              dilations=list(self.dilation),
+                              pads=[lo for lo, _ in pads] + [hi for _, hi in pads])
+        out = self._out_sizes(tuple(input_shape[1:]))
+        padded = graph.pad(x, pads)
+        axis, offsets = graph.constant([2], "int64"), itertools.product(*(range(k) for k in self.kernel_size))
+        starts = ([o * d for o, d in zip(offset, self.dilation)] for offset in offsets)
+        slices = [graph.node("Unsqueeze", [graph.strided(padded, s, self.stride, out), axis]) for s in starts]
+        width = int(input_shape[0]) * math.prod(self.kernel_size)
+        cols = graph.node("Reshape", [graph.node("Concat", slices, axis=2),  # (N, C, K, *out)
+                                      graph.constant([0, width, math.prod(out)], "int64")])
+        Y = graph.node("MatMul", [graph.constant(xp.reshape(W, (self.out_channels, width))), cols])
+        Y = graph.node("Add", [Y, graph.constant(xp.reshape(b, (self.out_channels, 1)))])
+        return graph.node("Reshape", [Y, graph.constant([0, self.out_channels, *out], "int64")])
 
     def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
         """Per sample n, dz/dW = dY_n @ cols_nᵀ (the columns times the delta, summed over output

@@ -13,6 +13,7 @@ the layer is the identity.
 from __future__ import annotations
 
 import numbers
+from typing import Any
 
 from ._typing import Array, Backward
 from .errors import ConfigError
@@ -55,5 +56,9 @@ class Dropout(Layer):
 
         return Y, backward
 
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """The inference pass: the identity."""
+        return x
 
 register("dropout", Dropout)

@@ -16,6 +16,11 @@ methods need from it too: its rows of the per-sample Jacobian (:meth:`Layer.jaco
 and its R-operator pass (:meth:`Layer.r_forward`, :meth:`Layer.r_backward`), or
 ``second_order = False``, and Levenberg–Marquardt and Newton refuse it.
 
+A layer owns its ONNX form too: ``onnx(graph, x, input_shape) -> output name`` writes its
+inference pass with the builder the exporter passes in (:class:`backprop.edges.onnx_export.Graph`:
+``graph.node(op, inputs, **attributes)``, ``graph.constant(array)``), so no layer names the onnx
+library; a layer without it is refused by name when a model is exported.
+
 A layer owns its serialization: ``config()`` (its JSON-able constructor settings),
 ``param_shapes()`` and ``buffer_shapes()`` (its named parameters and non-trained state,
 known from the settings alone, so a checkpoint's tensors are checked before anything is
@@ -320,6 +325,11 @@ class Dense(Layer):
             return into.matmul(dY, W.T, out=workspace.take(self, "dX", tuple(X.shape), dY))
 
         return Y, backward
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """The forward pass in ONNX (see :mod:`backprop.edges.onnx_export`): one Gemm, W (in, out)
+        taken as it is (no transpose): (N, in) -> (N, out)."""
+        return graph.node("Gemm", [x, graph.constant(self.params["W"]), graph.constant(self.params["b"])])
 
     def jacobian_rows(self, X: Array, dY: Array) -> list[Array]:
         """dz/dW for sample n is the outer product of x_n (in,) and the delta dY_n (out,), flattened

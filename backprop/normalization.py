@@ -141,6 +141,12 @@ class BatchNorm(Layer):
 
         return Y, backward
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """The inference pass: BatchNormalization over the running statistics, with this eps."""
+        held = [self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+                self.buffers["running_var"]]
+        return graph.node("BatchNormalization", [x, *map(graph.constant, held)], epsilon=self.eps)
+
     def _batch_statistics(self, xp: Any, X: Array, axes: tuple[int, ...]) -> tuple[Array, Array]:
         """``(x̂, inv)`` from the batch's mean and biased variance (keepdims over ``axes``), the
         running statistics moved towards the batch's (its variance unbiased, as PyTorch)."""
@@ -235,6 +241,12 @@ class LayerNorm(Layer):
             return _through_statistics(xp, dY * gamma, xhat, inv, axes, count) if input_grad else None
 
         return Y, backward
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """LayerNormalization over every axis after the batch's (axis 1), gamma and beta of the
+        sample's shape, with this eps."""
+        gamma, beta = (graph.constant(self.params[k]) for k in ("gamma", "beta"))
+        return graph.node("LayerNormalization", [x, gamma, beta], axis=1, epsilon=self.eps)
 
     # -- second order: deterministic, so Levenberg–Marquardt and Newton cover it ------------
     second_order = True

@@ -163,6 +163,11 @@ class _WindowPool(Layer):
 class _MaxPool(_WindowPool):
     """Each window's largest entry; the gradient goes to it (ties: the first in C order)."""
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """ONNX's MaxPool: its padding never wins a window (our -inf), floor mode (ceil_mode 0)."""
+        return graph.node("MaxPool", [x], kernel_shape=list(self.pool_size), strides=list(self.stride),
+                          pads=list(self.padding) * 2, ceil_mode=0)
+
     def _pool(self, xp: Any, X: Array, plan: dict) -> tuple[Array, tuple[Array, Array]]:
         """Y (..., *out), each window's largest entry, and the tape (the padded X, Y) from which
         :meth:`_firsts` finds the entry each window's gradient goes to."""
@@ -204,6 +209,21 @@ class _MaxPool(_WindowPool):
 
 class _AvgPool(_WindowPool):
     """Each window's mean, the zero padding counted (PyTorch's ``count_include_pad=True``)."""
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """ONNX's AveragePool with the padding counted (``count_include_pad=1``), floor mode; where
+        the runtime lacks it (ONNX Runtime in float64), this forward's sum of strided slices of the
+        zero-padded map over the pool size."""
+        if graph.supports("AveragePool"):
+            return graph.node("AveragePool", [x], kernel_shape=list(self.pool_size),
+                              strides=list(self.stride), pads=list(self.padding) * 2, ceil_mode=0,
+                              count_include_pad=1)
+        out, padded = self._sizes(tuple(input_shape)), graph.pad(x, [(p, p) for p in self.padding])
+        total = None
+        for offset in itertools.product(*(range(k) for k in self.pool_size)):
+            window = graph.strided(padded, list(offset), self.stride, out)
+            total = window if total is None else graph.node("Add", [total, window])
+        return graph.node("Div", [total, graph.constant(float(math.prod(self.pool_size)))])
 
     def _pool(self, xp: Any, X: Array, plan: dict) -> tuple[Array, None]:
         return self._along(xp, X, None, plan), None
@@ -257,6 +277,10 @@ class _GlobalAvgPool(Layer):
         if len(input_shape) != self.dims + 1:
             raise _wrong_axes(self, input_shape)
         return (input_shape[0],)
+
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """ReduceMean over the spatial axes (ONNX Runtime has no float64 GlobalAveragePool)."""
+        return graph.node("ReduceMean", [x], axes=list(range(2, 2 + self.dims)), keepdims=0)
 
     def _mean(self, xp: Any, X: Array) -> Array:
         """(..., *spatial) -> (...)."""

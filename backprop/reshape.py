@@ -38,6 +38,11 @@ class _Rearrange(Layer):
 
         return Y, backward
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """Reshape to (N, *output_shape), C order as ours; 0 keeps the batch axis as it is."""
+        shape = graph.constant([0, *self.output_shape(tuple(input_shape))], "int64")
+        return graph.node("Reshape", [x, shape])
+
     def r_forward(self, X: Array, RX: Array | None, V: dict[str, Array], *,
                   train: bool = False) -> tuple[Array, Array | None, Any]:
         """R{Y} is R{X} reshaped: X (N, *in) -> (N, *out), R{X} (P, N, *in) -> (P, N, *out)."""

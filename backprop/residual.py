@@ -193,6 +193,15 @@ class Residual(Layer):
 
         return Y, backward
 
+    def onnx(self, graph: Any, x: str, input_shape: tuple[int, ...]) -> str:
+        """x + the block's ONNX forms in order (each inner layer through ``graph.layer``, which
+        refuses one without an ONNX form by name)."""
+        y, shape = x, tuple(input_shape)
+        for layer in self.block:
+            y = graph.layer(layer, y, shape)
+            shape = layer.output_shape(shape)
+        return graph.node("Add", [x, y])
+
     @property
     def stochastic(self) -> bool:
         """The block draws when an inner layer does (a Dropout inside)."""

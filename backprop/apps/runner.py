@@ -592,10 +592,16 @@ def restore(path: str, device: str = "cpu") -> tuple[Sequential, Transform, Head
         except (KeyError, TypeError) as exc:
             raise CheckpointError(f"{path} holds a training run whose data settings are incomplete "
                                   f"({type(exc).__name__}: {exc})") from None
+    return (model, *bare_parts(model), ck.extra)
+
+
+def bare_parts(model: Sequential) -> tuple[Transform, Head]:
+    """``(transform, head)`` of a model built in Python (no data transform): used on raw inputs,
+    its classes named 0..K-1, its head read off its output loss."""
     loss = model.output_loss()
     k = model.n_outputs if loss.task == "multiclass" else 2
     classification = loss.classification
     transform = Transform("classification" if classification else "regression",
                           [str(i) for i in range(k)] if classification else None)
     encoding = {"multiclass": "index", "binary": "binary"}.get(loss.task, "real")
-    return model, transform, Head(loss.name, model.n_outputs, None, encoding), ck.extra
+    return transform, Head(loss.name, model.n_outputs, None, encoding)

@@ -1,4 +1,4 @@
-"""The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, playground, info.
+"""The ``backprop`` command line: train, evaluate, predict, gradcheck, bench, playground, export, info.
 
 Every expected failure (bad data, a bad option, a missing GPU, a broken
 checkpoint: a :class:`backprop.errors.BackpropError` or a
@@ -234,6 +234,10 @@ def build_parser() -> Parser:
     from .playground import add_parser as add_playground
 
     add_playground(commands, _int_from)
+
+    from .export import add_parser as add_export
+
+    add_export(commands)
 
     from .info import info
 

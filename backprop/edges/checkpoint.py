@@ -216,7 +216,8 @@ WRITERS = {"checkpoint": ("a backprop checkpoint", "choose another --save path")
            "predictions": ("a predictions file written by backprop",
                            "choose another --out file, or add --force to replace it"),
            "picture": ("a picture drawn by backprop", "choose another --plot folder, or move the file"),
-           "weights": ("a weights file written by save_weights", "choose another file")}
+           "weights": ("a weights file written by save_weights", "choose another file"),
+           "onnx": ("an ONNX model written by backprop", "choose another file, or add --force to replace it")}
 """What each kind of file we write may replace ("ours"), and what to tell the user otherwise."""
 
 PICTURE_SOFTWARE = f"backprop {__version__}"
@@ -262,6 +263,14 @@ def _is_our_picture(path: str) -> bool:
     return b"<svg" in head and b"<dc:title>backprop " in head
 
 
+def _is_our_onnx(path: str) -> bool:
+    """An ONNX model whose producer is backprop: protobuf writes the fields in number order, so
+    the file opens with its IR version (field 1, a varint) and then the producer's name (field 2)."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    return re.match(rb"\x08[\x00-\x7f]\x12\x08backprop", head) is not None
+
+
 def _is_ours(path: str, kind: str) -> bool:
     if kind == "weights":
         from .weights import written_here  # the weights format's owner (it imports this module)
@@ -273,6 +282,8 @@ def _is_ours(path: str, kind: str) -> bool:
             return True
         except CheckpointError:
             return False
+    if kind == "onnx":
+        return _is_our_onnx(path)
     return _is_predictions(path) if kind == "predictions" else _is_our_picture(path)
 
 

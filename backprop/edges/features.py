@@ -79,3 +79,23 @@ def expand(X: np.ndarray, names: Sequence[str]) -> np.ndarray:
                             "so it exceeds the float maximum (1.8e308): rescale the column")
         out[:, j] = col
     return out
+
+
+def onnx(graph, X: str, names: Sequence[str]) -> str:
+    """:func:`expand` in ONNX (see :mod:`backprop.edges.onnx_export`): raw columns ``X`` (N, F)
+    float64 -> features (N, len(names)) float64, in the order of ``names``."""
+    def column(i: int) -> str:
+        return graph.node("Gather", [X, graph.constant([i], "int64")], axis=1)  # (N, 1)
+
+    out = []
+    for name in names:
+        kind, c = _columns(name)
+        col = column(c[0])
+        if kind == "square":
+            col = graph.node("Mul", [col, col])
+        elif kind == "product":
+            col = graph.node("Mul", [col, column(c[1])])
+        elif kind == "sine":
+            col = graph.node("Sin", [col])
+        out.append(col)
+    return graph.node("Concat", out, axis=1)

@@ -187,6 +187,29 @@ class Transform:
         Y = np.asarray(Y, dtype=np.float64).reshape(len(Y), -1)
         return Y if self.y_mean is None else _unstandardize(Y, self.y_mean, self.y_std)
 
+    # -- ONNX form (see backprop.edges.onnx_export) ------------------------------------
+    def onnx_inputs(self, graph, X: str) -> str:
+        """:meth:`_columns` in ONNX: raw inputs ``X`` (N, F) float64 -> the network's inputs as
+        columns (N, n_inputs) float64 (features, then standardized, halved as :func:`_standardize`)."""
+        if self.features is not None:
+            X = feature_terms.onnx(graph, X, self.features)
+        if self.x_mean is None:
+            return X
+        half = graph.node("Mul", [X, graph.constant(0.5, "float64")])
+        centred = graph.node("Sub", [half, graph.constant(self.x_mean * 0.5, "float64")])
+        scaled = graph.node("Div", [centred, graph.constant(self.x_std, "float64")])
+        return graph.node("Mul", [scaled, graph.constant(2.0, "float64")])
+
+    def onnx_outputs(self, graph, Y: str) -> str:
+        """:meth:`outputs` in ONNX: regression outputs ``Y`` (N, T) float64 -> the target's units
+        (halved as :func:`_unstandardize`)."""
+        if self.y_mean is None:
+            return Y
+        half = graph.node("Mul", [graph.node("Mul", [Y, graph.constant(0.5, "float64")]),
+                                  graph.constant(self.y_std, "float64")])
+        shifted = graph.node("Add", [half, graph.constant(self.y_mean * 0.5, "float64")])
+        return graph.node("Mul", [shifted, graph.constant(2.0, "float64")])
+
     # -- checkpoint form ------------------------------------------------------------
     def to_json(self) -> tuple[dict, dict[str, np.ndarray]]:
         """(metadata, arrays) for a checkpoint."""
