@@ -51,7 +51,8 @@ UNHEARD_S = 15.0
 """A run whose page has not connected for this long (or has gone) stops."""
 
 RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-PLANE_SETS = ("circle", "quadrants", "gauss", "spiral", "moons", "circles", "spirals", "blobs")
+PLANE_SETS = ("circle", "quadrants", "gauss", "spiral", "moons", "circles", "spirals", "blobs", "plane",
+              "bumps")
 CURVE_SETS = ("sine",)
 LINE_FEATURES = ("x1", "x1^2", "sin(x1)")
 
