@@ -121,15 +121,9 @@ class Setup:
 def state(url: str) -> dict[str, str]:
     """The ``key=value`` pairs after ``#`` of a TF Playground link (a later key wins, as there);
     a ConfigError of one line for an address without them."""
-    if not isinstance(url, str) or not url.strip():
-        raise ConfigError("a TensorFlow Playground link: give its address, e.g. "
-                          f"'{ADDRESS}#dataset=circle&networkShape=4,2'")
-    text = url.strip()
-    parts = urlsplit(text if "://" in text or text.startswith("#") else "#" + text)
-    if parts.scheme not in ("", "http", "https"):
-        raise ConfigError(f"{_short(text)} is not a TensorFlow Playground link (an http(s) address)")
+    text = _fragment(url)
     pairs: dict[str, str] = {}
-    for item in parts.fragment.split("&"):
+    for item in text.split("&"):
         if not item:
             continue
         key, eq, value = item.partition("=")
@@ -137,8 +131,21 @@ def state(url: str) -> dict[str, str]:
             raise ConfigError(f"TensorFlow Playground link: {_short(item)!r} is not key=value")
         pairs[unquote(key)] = unquote(value)
     if not pairs:
-        raise ConfigError(f"{_short(text)} holds no TensorFlow Playground state (key=value pairs after '#')")
+        raise ConfigError(f"{_short(url.strip())} holds no TensorFlow Playground state (key=value pairs "
+                          "after '#')")
     return pairs
+
+
+def _fragment(url: str) -> str:
+    """What follows ``#`` in an http(s) address (the whole text, where it is no address)."""
+    if not isinstance(url, str) or not url.strip():
+        raise ConfigError("a TensorFlow Playground link: give its address, e.g. "
+                          f"'{ADDRESS}#dataset=circle&networkShape=4,2'")
+    text = url.strip()
+    parts = urlsplit(text if "://" in text or text.startswith("#") else "#" + text)
+    if parts.scheme not in ("", "http", "https"):
+        raise ConfigError(f"{_short(text)} is not a TensorFlow Playground link (an http(s) address)")
+    return parts.fragment
 
 
 def read(url: str) -> Setup:
@@ -272,7 +279,7 @@ def link(data: str, options: dict[str, Any], settings: dict[str, Any]) -> tuple[
     sets = {ours: (tf, "classification") for tf, ours in DATASETS.items()}
     sets.update({ours: (tf, "regression") for tf, ours in REG_DATASETS.items()})
     if data not in sets:
-        return None, [f"data {data}: TensorFlow Playground has {_either([*DATASETS.values(), *REG_DATASETS.values()])} only"]
+        return None, [f"data {data}: TensorFlow Playground has {_either(sets)} only"]
     name, problem = sets[data]
     scale, left = GRADIENT_SCALE[problem], []
     state = {"dataset" if problem == "classification" else "regDataset": name, "problem": problem,
@@ -295,17 +302,22 @@ def _settings_out(settings: dict[str, Any], scale: float, left: list[str]) -> di
         out["activation"] = tf_activation[settings["activation"]]
     else:
         left.append(f"activation {settings['activation']}: TensorFlow Playground has "
-                    f"{', '.join(ACTIVATIONS)}")
+                    f"{_either(ACTIVATIONS)}")
     if settings.get("optimizer", "sgd") != "sgd":
         left.append(f"optimizer {settings['optimizer']}: TensorFlow Playground trains with plain SGD")
     if settings.get("dropout"):
         left.append(f"dropout {settings['dropout']:g}: TensorFlow Playground has none")
+    out.update(_penalty_out(settings, scale, left))
+    return out
+
+
+def _penalty_out(settings: dict[str, Any], scale: float, left: list[str]) -> dict[str, Any]:
+    """``regularization`` and its rate: L1 where ``l1`` is set, else L2 where ``weight_decay`` is."""
     l1, l2 = settings.get("l1") or 0.0, settings.get("weight_decay") or 0.0
     kind, rate = ("L1", l1) if l1 else ("L2", l2) if l2 else ("none", 0.0)
     if l1 and l2:
         left.append(f"weight_decay {l2:g}: TensorFlow Playground takes one penalty, L1 here")
-    out.update(regularization=kind, regularizationRate=_shown(rate / scale))
-    return out
+    return {"regularization": kind, "regularizationRate": _shown(rate / scale)}
 
 
 def _data_out(data: str, options: dict[str, Any], problem: str, settings: dict[str, Any],
