@@ -242,3 +242,16 @@ def test_playground_from_a_link_opens_the_page_on_its_settings(capsys):
     assert cli_main(["playground", "--no-browser", "--port", "0", "--from", TF + "percTrainData=95"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("backprop: error: --from: test must be in [0.1, 0.9]") and err.count("\n") == 1
+
+
+def test_a_page_run_carries_its_link_as_its_settings_change():
+    server = make_server("127.0.0.1", 0, None)
+    try:
+        run = server.new_session({"data": "quadrants", "hidden": [3], "seed": 5, "data_seed": 5})
+        assert run.describe()["tf_link"] == sessions.tf_link(run.settings)
+        assert "learningRate=0.03&" in run.describe()["tf_link"]["url"]
+        run.change({"lr": 0.1})
+        assert "learningRate=0.1&" in run.picture["tf_link"]["url"]  # what the page copies after a change
+    finally:
+        server.stop_all()
+        server.server_close()
