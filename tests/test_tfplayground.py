@@ -85,10 +85,11 @@ def test_gauss_noise_gives_tf_playgrounds_spread():
 def test_the_regression_sets_are_tf_playgrounds():
     X, y = datasets.GENERATED["plane"].draw(np.random.default_rng(0), 100, 0.0)
     assert np.allclose(y, X.sum(axis=1) / 10) and np.abs(X).max() <= 6
-    centres = np.array([[-4, 2.5], [0, 2.5], [4, 2.5], [-4, -2.5], [0, -2.5], [4, -2.5], [-2, 0]])
+    # the six tops, a point 1 from the first (half way down its radius of 2), one between them all
+    points = np.array([[-4, 2.5], [0, 2.5], [4, 2.5], [-4, -2.5], [0, -2.5], [4, -2.5], [-4, 1.5], [-2, 0]])
     rng = np.random.default_rng(0)
-    _, values = datasets._bumps(_Fixed(rng, centres), len(centres), 0.0)
-    assert values.tolist() == [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 0.0]
+    _, values = datasets._bumps(_Fixed(rng, points), len(points), 0.0)
+    assert values.tolist() == [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 0.5, 0.0]
 
 
 class _Fixed:
@@ -228,7 +229,7 @@ def test_train_from_the_command_line_trains_and_refuses_in_one_line(capsys):
     assert err.startswith("backprop: error: initZero=true") and err.count("\n") == 1
 
 
-def test_playground_from_a_link_opens_the_page_on_its_settings(capsys):
+def test_playground_from_a_link_opens_the_page_on_its_settings(capsys, monkeypatch):
     from backprop.cli.playground import _from_link
 
     server = make_server("127.0.0.1", 0, None)
@@ -239,6 +240,10 @@ def test_playground_from_a_link_opens_the_page_on_its_settings(capsys):
     assert address == (server.url + "#data=gauss&n=500&noise=0.125486&test=0.2&hidden=&features=x1,x2&"
                        "activation=sigmoid&optimizer=sgd&lr=0.3&l2=0.01&l1=0.0&batch_size=1&seed=42&data_seed=42")
     assert "seed=42 seeds backprop's own draw" in capsys.readouterr().err
+    def serve(self, poll_interval):  # were the link let through, the server would stop at once
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(type(server), "serve_forever", serve)
     assert cli_main(["playground", "--no-browser", "--port", "0", "--from", TF + "percTrainData=95"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("backprop: error: --from: test must be in [0.1, 0.9]") and err.count("\n") == 1
