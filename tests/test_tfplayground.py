@@ -165,6 +165,10 @@ def test_each_key_that_only_changes_tf_playgrounds_page_is_named(key):
         f"{name}: how TensorFlow Playground's page shows things; nothing to train"]
 
 
+def test_page_only_keys_switched_off_need_no_note():
+    assert tfplayground.read(LINKS["circle"][0].replace("&seed=0.59871", "")).notes == []
+
+
 def test_unknown_keys_are_named_together():
     assert tfplayground.read(TF + "learningrate=0.1&foo=1").notes == [
         "learningrate, foo: not TensorFlow Playground keys (it ignores them too); ignored"]

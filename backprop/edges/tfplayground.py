@@ -175,9 +175,11 @@ def read(url: str) -> Setup:
 
 
 def _notes(given: dict[str, str]) -> list[str]:
-    """One line for the keys that change only TF Playground's page, and one for keys it has not."""
-    shown = [k for k in given if k in SHOWN_ONLY or k.endswith("_hide")]
-    unknown = [k for k in given if k not in TF_DEFAULTS and k not in shown and k != "seed"]
+    """One line for the keys that change only TF Playground's page (those switched on), and one for
+    keys it has not."""
+    page_only = [k for k in given if k in SHOWN_ONLY or k.endswith("_hide")]
+    shown = [k for k in page_only if given[k].strip() not in ("", "false")]  # off: nothing left undone
+    unknown = [k for k in given if k not in TF_DEFAULTS and k not in page_only and k != "seed"]
     notes = []
     if shown:
         notes.append(f"{', '.join(shown)}: how TensorFlow Playground's page shows things; nothing to train")
