@@ -26,7 +26,10 @@ What carries over, and how (TensorFlow Playground's ``src/dataset.ts``, ``src/nn
   and means a comparable step, not the same one.
 
 backprop also standardizes the inputs (and a regression's targets) where TF Playground feeds
-them raw: ``--no-standardize`` on ``backprop train`` feeds them as it does.
+them raw: ``--no-standardize`` on ``backprop train`` feeds them as it does. Its weights start
+from U(-0.5, 0.5) and its biases from 0.1 (ours: Glorot or He, biases 0), and it walks the
+training points in one fixed order every epoch, a last short batch carrying over into the next
+epoch (ours: reshuffled every epoch).
 """
 
 from __future__ import annotations
