@@ -201,3 +201,25 @@ def test_play_pressed_before_the_run_exists_is_kept(page, served, monkeypatch):
     page.click("#play")
     page.wait_for_function("document.getElementById('play').getAttribute('aria-label') === 'play'")
     assert page.problems == []
+
+
+def test_a_tensorflow_playground_link_opens_the_page_and_copies_back(page, url):
+    from backprop.edges import tfplayground
+    from backprop.playground import session
+
+    link = ("https://playground.tensorflow.org/#activation=relu&batchSize=20&dataset=spiral&learningRate=0.01&"
+            "noise=10&networkShape=8,8,4&percTrainData=70&x=true&y=true&sinX=true&sinY=true&seed=12345&"
+            "regularization=L2&regularizationRate=0.001")
+    page.goto(session.page_address(url, session.page_settings(tfplayground.read(link))))  # as --from opens it
+    page.wait_for_function("document.getElementById('status').textContent.includes('press play')")
+    command = page.text_content("#command")
+    for words in ("--hidden 8,8,4", "--activation relu", "--optimizer sgd", "--lr 0.01", "--val-split 0.3",
+                  "--weight-decay 0.001", "--batch-size 20", "--features 'x1,x2,sin(x1),sin(x2)'",
+                  "spiral:n=500,noise=0.1,test=0,seed=12345", "--seed 12345"):
+        assert words in command, words
+    page.click("#copy-tf")
+    page.wait_for_function("!document.getElementById('status').textContent.includes('press play')")
+    copied = page.evaluate("window.backpropPlayground.tfLink")
+    assert copied["left_out"] == []
+    assert tfplayground.read(copied["url"]).train_settings() == tfplayground.read(link).train_settings()
+    assert page.problems == []

@@ -128,6 +128,8 @@ def _train_parser(commands) -> None:
     p.add_argument("data", nargs="?", default=None,
                    help="a built-in data set name or a .csv/.npz path (default: digits; with "
                         "--resume: the checkpoint's data)")
+    p.add_argument("--from", dest="from_link", default=None, metavar="URL", help="a TensorFlow Playground "
+                   "link: its data set, features, network and training settings (options given here win)")
     groups = {"data": p, "model": p.add_argument_group("model"), "training": p.add_argument_group("training")}
     # each option, its choices (the registries', read now), help and default: the schema's
     for name, group in groups.items():

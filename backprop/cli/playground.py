@@ -40,6 +40,9 @@ def add_parser(commands, int_from) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; ::1 for IPv6)")
     p.add_argument("--no-browser", action="store_true", help="print the address; open no browser")
+    p.add_argument("--from", dest="from_link", default=None, metavar="URL",
+                   help="a TensorFlow Playground link: the page starts with its data set, features, network "
+                        "and training settings")
     p.set_defaults(func=run)
 
 
@@ -61,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
                 from None
         else:
             raise ConfigError(f"cannot listen on {args.host}:{port} ({exc.strerror})") from None
-    print(f"backprop playground: {server.url}  (Ctrl-C stops it)", flush=True)
+    url = server.url if args.from_link is None else _from_link(args.from_link, server)
+    print(f"backprop playground: {url}  (Ctrl-C stops it)", flush=True)
     if not args.no_browser:
-        webbrowser.open(server.url)
+        webbrowser.open(url)
     try:
         server.serve_forever(poll_interval=0.25)
     except KeyboardInterrupt:
@@ -72,3 +76,21 @@ def run(args: argparse.Namespace) -> int:
         server.stop_all()
         server.server_close()
     return 0
+
+
+def _from_link(link: str, server) -> str:
+    """The page's address with a TensorFlow Playground link's settings, checked as a page's would
+    be; each key of the link that backprop cannot follow is a note on stderr."""
+    from ..edges import tfplayground
+    from ..playground.session import BadRequest, check_settings, page_address, page_settings
+
+    try:
+        setup = tfplayground.read(link)
+        settings = page_settings(setup)
+        check_settings(settings, server.source)
+    except (ConfigError, BadRequest) as exc:
+        server.server_close()
+        raise ConfigError(f"--from: {exc}") from None
+    for note in setup.notes:
+        print(f"backprop: note: {note}", file=sys.stderr)
+    return page_address(server.url, settings)

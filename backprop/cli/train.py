@@ -17,6 +17,8 @@ from backends import dtype_name
 
 from .. import spec
 from ..apps.runner import Run
+from ..edges import tfplayground
+from ..errors import ConfigError
 from ..settings import SETTINGS
 from .common import device_spec
 from .report import Progress, counted, emit_json, table
@@ -53,9 +55,26 @@ def given_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {name: getattr(args, name) for name in SETTINGS if getattr(args, name, None) is not None}
 
 
+def from_link(args: argparse.Namespace, given: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    """The data and settings of ``--from``'s TensorFlow Playground link, under those the command line
+    gave (``given``, and the data named); each key the link sets that backprop cannot follow is a note."""
+    if args.resume:
+        raise ConfigError("--from sets up a new run: leave out --resume (or --from)")
+    setup = tfplayground.read(args.from_link)
+    if not args.quiet and not args.json:
+        for note in setup.notes:
+            print(f"backprop: note: {note}", file=sys.stderr)
+    settings = setup.train_settings()
+    data = settings.pop("data")
+    return args.data or data, {**settings, **given}
+
+
 def run(args: argparse.Namespace) -> int:
     given = given_settings(args)
-    job = Run(args.data, resume=args.resume, save=args.save, plot=args.plot,
+    data = args.data
+    if getattr(args, "from_link", None) is not None:
+        data, given = from_link(args, given)
+    job = Run(data, resume=args.resume, save=args.save, plot=args.plot,
               device=device_spec(args.device, args.backend), distributed=getattr(args, "distributed", False),
               **given)
     model, mode = job.model, _mode(args, job)

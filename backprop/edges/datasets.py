@@ -200,6 +200,33 @@ def _spiral(rng, n, noise):
     return _shuffled(rng, _jitter(rng, X, noise / 5.0), y)
 
 
+# TensorFlow Playground's two regression sets, as its src/dataset.ts draws them: points
+# uniform on [-6, 6]^2, and ``noise`` in [0, 0.5] moves where the target is read (by up to
+# 6 * noise in each coordinate), not the point itself.
+def _label_noise(rng, X, noise):
+    return X + rng.uniform(-6.0, 6.0, size=X.shape) * noise
+
+
+def _plane(rng, n, noise):
+    """A tilted plane: the target (x + y) / 10, in [-1.2, 1.2]."""
+    X = rng.uniform(-6.0, 6.0, size=(n, 2))
+    return X, _label_noise(rng, X, noise).sum(axis=1) / 10.0
+
+
+_BUMPS = np.array([[-4.0, 2.5, 1.0], [0.0, 2.5, -1.0], [4.0, 2.5, 1.0],
+                   [-4.0, -2.5, -1.0], [0.0, -2.5, 1.0], [4.0, -2.5, -1.0]])
+
+
+def _bumps(rng, n, noise):
+    """Six cones of height +-1 and radius 2 in two rows of alternating sign: the target is the
+    tallest one's value at the point (0 between them)."""
+    X = rng.uniform(-6.0, 6.0, size=(n, 2))
+    read = _label_noise(rng, X, noise)
+    distance = np.hypot(read[:, None, 0] - _BUMPS[:, 0], read[:, None, 1] - _BUMPS[:, 1])  # (n, 6)
+    values = _BUMPS[:, 2] * np.clip(1.0 - distance / 2.0, 0.0, 1.0)
+    return X, values[np.arange(n), np.argmax(np.abs(values), axis=1)]
+
+
 def _digits() -> Dataset:
     raw = _sklearn("digits").load_digits()
     X, y = raw.data.astype(np.float64), raw.target
@@ -233,6 +260,8 @@ GENERATED: dict[str, Generated] = {
     "quadrants": Generated(_quadrants, "classification", 500, 0.0, 0.5, _PLANE, 0.5),
     "gauss": Generated(_gauss, "classification", 500, 0.0, 0.5, _PLANE, 0.5),
     "spiral": Generated(_spiral, "classification", 500, 0.0, 0.5, {**_PLANE, "hidden": [16, 16]}, 0.5),
+    "plane": Generated(_plane, "regression", 1200, 0.0, 0.5, _PLANE, 0.5),
+    "bumps": Generated(_bumps, "regression", 1200, 0.0, 0.5, _PLANE, 0.5),
     "sine": Generated(_sine, "regression", 500, 0.1, 2.0,
                       {"hidden": [32, 32], "activation": "tanh", "epochs": 500, "batch_size": 32,
                        "lr": 0.01}),
@@ -257,6 +286,8 @@ DESCRIPTIONS = {
     "quadrants": "TensorFlow Playground's XOR: opposite quadrants share a class, 2-D, 2 classes",
     "gauss": "TensorFlow Playground's two Gaussian clouds, 2-D, 2 classes",
     "spiral": "TensorFlow Playground's two spiral arms, 2-D, 2 classes",
+    "plane": "TensorFlow Playground's reg-plane: target (x1 + x2) / 10, 2-D regression",
+    "bumps": "TensorFlow Playground's reg-gauss: six bumps of alternating sign, 2-D regression",
     "sine": "a noisy curve y = sin(2x) + x/2, 1-D regression",
     "motifs": "signals of 64 samples, one of three short motifs somewhere in noise, 3 classes (1x64 for "
               "--layers)",

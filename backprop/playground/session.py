@@ -21,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from backends import available_backends
 
 from .. import optimizers
 from ..apps.runner import Run
-from ..edges import datasets
+from ..edges import datasets, tfplayground
 from ..edges.features import PLANE
 from ..edges.preprocessing import infer_task
 from ..errors import BackpropError, DataError
@@ -51,7 +52,8 @@ UNHEARD_S = 15.0
 """A run whose page has not connected for this long (or has gone) stops."""
 
 RECORD_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy")
-PLANE_SETS = ("circle", "quadrants", "gauss", "spiral", "moons", "circles", "spirals", "blobs")
+PLANE_SETS = ("circle", "quadrants", "gauss", "spiral", "moons", "circles", "spirals", "blobs", "plane",
+              "bumps")
 CURVE_SETS = ("sine",)
 LINE_FEATURES = ("x1", "x1^2", "sin(x1)")
 
@@ -300,6 +302,35 @@ def command_line(s: dict, source: Source, epochs: int) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
+def page_settings(setup: tfplayground.Setup) -> dict:
+    """A TensorFlow Playground link's setup as the page's settings (the page's keys of
+    :data:`RUN_SETTINGS`; its held-out share is the page's ``test``)."""
+    keys = {name: key for key, (name, _, _) in RUN_SETTINGS.items() if key != "test"}
+    s = {"data": setup.data, "n": setup.options["n"], "noise": setup.options["noise"],
+         "test": setup.options["test"], "hidden": setup.settings["hidden"],
+         "features": setup.settings["features"],
+         **{keys[name]: value for name, value in setup.settings.items() if name in keys}}
+    if "seed" in setup.options:
+        s["data_seed"] = setup.options["seed"]
+    return s
+
+
+def page_address(url: str, s: dict) -> str:
+    """The page's address ``url`` with settings ``s`` after ``#``, as the page reads them."""
+    return url + "#" + urlencode({k: ",".join(map(str, v)) if isinstance(v, list) else v
+                                  for k, v in s.items()}, safe=",^*()")
+
+
+def tf_link(s: dict) -> dict:
+    """``{"url", "left_out"}``: the page's settings ``s`` (checked) as a TensorFlow Playground link,
+    and one line per setting it cannot hold (no url for data it does not have)."""
+    settings = {name: s[key] for key, (name, _, _) in RUN_SETTINGS.items() if key != "test"}
+    settings.update(hidden=s["hidden"], features=s["features"])
+    options = {"n": s.get("n"), "noise": s.get("noise"), "test": s["test"], "seed": s.get("data_seed")}
+    url, left = tfplayground.link(s["data"], options, settings)
+    return {"url": url, "left_out": left}
+
+
 # -- one run -------------------------------------------------------------------------
 class Session:
     """A run of the page: built at once (bad settings fail here, as a 400), trained on a worker.
@@ -358,7 +389,7 @@ class Session:
                 "y_range": self.y_range,
                 "full_batch": optimizers.class_of(self.settings["optimizer"]).full_batch,
                 "n_params": run.model.n_params, "notes": run.notes,
-                "command": command_line(self.settings, self.source, 1)}
+                "command": command_line(self.settings, self.source, 1), "tf_link": tf_link(self.settings)}
 
     # -- controls, from the HTTP threads --------------------------------------------------
     def control(self, action: str) -> None:
@@ -549,7 +580,7 @@ class Session:
         picture = views.snapshot(run.model, run.transform, run.head, self.plane, s["grid"], s["unit_grid"],
                                  self.y_range)
         picture.update(epoch=run.model.epoch, command=command_line(s, self.source, run.model.epoch),
-                       settings={k: s[k] for k in ("lr", "l1", "l2")})
+                       settings={k: s[k] for k in ("lr", "l1", "l2")}, tf_link=tf_link(s))
         with self.cond:
             self.picture, self.last_picture = picture, time.monotonic()
             self.version += 1

@@ -257,8 +257,18 @@ function wire() {
   $("copy").addEventListener("click", () => {
     navigator.clipboard?.writeText($("command").textContent).then(() => say("copied"), () => say("select and copy it"));
   });
+  $("copy-tf").addEventListener("click", copyTfLink);
   window.addEventListener("resize", () => drawAll());
   window.addEventListener("pagehide", () => stopRun());
+}
+
+// The server builds the link (session.tf_link) and names each setting it leaves out.
+function copyTfLink() {
+  const link = page.tfLink;
+  if (!link) return;
+  const left = link.left_out.length ? ` (left out: ${link.left_out.join("; ")})` : "";
+  if (!link.url) { say(`no TensorFlow Playground link${left}`, true); return; }
+  navigator.clipboard?.writeText(link.url).then(() => say(`copied${left}`), () => say(`${link.url}${left}`));
 }
 
 // -- runs -----------------------------------------------------------------------------------------
@@ -291,6 +301,7 @@ async function reset() {
     page.run = run;
     say(run.notes.length ? run.notes.join(" ") : `${run.n_params} parameters; press play`);
     $("command").textContent = run.command;
+    page.tfLink = run.tf_link;
     showSettings();
     listen(run.id);
   } catch (e) {
@@ -374,6 +385,7 @@ function onPicture(p) {
   $("test-loss").textContent = fmt(last("val_loss"));
   $("test-acc").textContent = last("val_accuracy") == null ? "–" : `${(100 * last("val_accuracy")).toFixed(1)}%`;
   if (p.command) $("command").textContent = p.command;
+  if (p.tf_link) page.tfLink = p.tf_link;
   if (p.state === "done") {
     setPlaying(false);
     say(p.error ? `stopped: ${p.error}` : "done");
