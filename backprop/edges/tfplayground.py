@@ -44,6 +44,10 @@ from urllib.parse import quote, unquote, urlsplit
 from ..errors import ConfigError
 from . import datasets
 
+OPTIMIZER = "sgd"
+"""Our optimizer that takes TensorFlow Playground's step: plain SGD on the batch's mean gradient
+(``updateWeights`` in its ``src/nn.ts``), no momentum."""
+
 ADDRESS = "https://playground.tensorflow.org/"
 
 TF_DEFAULTS: dict[str, str] = {
@@ -164,7 +168,7 @@ def read(url: str) -> Setup:
     data = _pick(s, "regDataset", REG_DATASETS) if problem == "regression" else _pick(s, "dataset", DATASETS)
     options = {"n": TF_POINTS[problem], "noise": _noise(s, data), "test": _test(s)}
     settings = {"hidden": _widths(s["networkShape"]), "activation": _pick(s, "activation", ACTIVATIONS),
-                "optimizer": "sgd", **_rates(s, problem),
+                "optimizer": OPTIMIZER, **_rates(s, problem),
                 "batch_size": _number(s, "batchSize", integer=True, low=1),
                 "features": _features(s)}
     if given.get("seed", "").strip():  # an empty one is left out, as there
@@ -308,7 +312,7 @@ def _settings_out(settings: dict[str, Any], scale: float, left: list[str]) -> di
     else:
         left.append(f"activation {settings['activation']}: TensorFlow Playground has "
                     f"{_either(ACTIVATIONS)}")
-    if settings.get("optimizer", "sgd") != "sgd":
+    if settings.get("optimizer", OPTIMIZER) != OPTIMIZER:
         left.append(f"optimizer {settings['optimizer']}: TensorFlow Playground trains with plain SGD")
     if settings.get("dropout"):
         left.append(f"dropout {settings['dropout']:g}: TensorFlow Playground has none")
