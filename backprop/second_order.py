@@ -37,7 +37,7 @@ from ._typing import Array
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
-from .layers import require_second_order
+from .layers import require_deterministic, require_second_order
 from .namespace import device_of
 from .optimizers import Optimizer, count, non_negative, penalized, positive, register
 
@@ -261,6 +261,7 @@ class LevenbergMarquardt(Damped):
     """
 
     name = "lm"
+    ridged = False  # a solve in parameter space always (weight decay forces it too)
     # Squared errors for classes too: sigmoid outputs against 0/1, as trainlm does.
     entry_defaults = {**Damped.entry_defaults, "loss": "mse"}
 
@@ -283,7 +284,7 @@ class LevenbergMarquardt(Damped):
             raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
                               "use lbfgs for other losses")
         rows, params = n_samples * model.n_outputs, model.n_params
-        side = params if self.weight_decay else min(rows, params)  # the penalty needs parameter space
+        side = params if self.weight_decay or self.ridged else min(rows, params)  # the penalty needs parameter space
         need = jacobian_bytes(n_samples, model.n_outputs, params) * 2 + 8 * side**2 * 2
         if need > self.max_jacobian_bytes:
             raise ConfigError(
@@ -291,8 +292,12 @@ class LevenbergMarquardt(Damped):
                 f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
                 "smaller network or fewer samples")
 
-    def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
-                  decayed: Array, work: dict[str, Any]) -> tuple[Array, Array, Any]:
+    def residuals(self, step: Any, X: Array, T: Array, S: Array | None,
+                  work: dict[str, Any]) -> tuple[Array, Array, Array, float, float]:
+        """``(Z, e, J, scale, count)`` at the current parameters: the outputs Z (N, K), the
+        residuals e (N·K,) and their Jacobian J (N·K, P) in float64, both times sqrt(w_n) when
+        weighted (J in place in ``work``'s buffer); the loss is scale/2·|e|², and ``count`` is
+        the number of squares N·K (weighted: the user's weight sum times K)."""
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
@@ -306,14 +311,24 @@ class LevenbergMarquardt(Damped):
         # The loss is scale/2 * |e|^2: its gradient scale * J^T e, its Gauss-Newton matrix
         # scale * J^T J; LM damps J^T J itself, as trainlm does, whatever the scale.
         scale = 2.0 / (n * k) if loss.reduction == "mean" else 1.0
+        count = float(n * k)
         if S is not None:  # weighted squares: the residuals and their rows times sqrt(w_n)
             raw = S
-            if loss.reduction == "mean" and getattr(self, "weight_sum", None):
-                raw = S * (self.weight_sum / n)  # back to the user's weights: a weight of 2 is a repeat
-                scale = 2.0 / (self.weight_sum * k)
+            if getattr(self, "weight_sum", None):
+                count = float(self.weight_sum * k)
+                if loss.reduction == "mean":
+                    raw = S * (self.weight_sum / n)  # back to the user's weights: a weight of 2 is a repeat
+                    scale = 2.0 / (self.weight_sum * k)
             root = xp.reshape(xp.broadcast_to(xp.sqrt(xp.astype(raw, f64))[:, None], (n, k)), (n * k,))
             e = e * root
             J *= root[:, None]  # in place: J is this fit's buffer (or its float64 copy)
+        return Z, e, J, scale, count
+
+    def curvature(self, step: Any, X: Array, T: Array, S: Array | None, theta: Array,
+                  decayed: Array, work: dict[str, Any]) -> tuple[Array, Array, Any]:
+        xp = step.model.xp
+        Z, e, J, scale, _ = self.residuals(step, X, T, S, work)
+        n, k = Z.shape
         g = J.T @ e
         # In J's units: the objective scale/2·|e|² + wd/2·|W|² over scale.
         ridge = self.weight_decay / scale
@@ -331,7 +346,119 @@ class LevenbergMarquardt(Damped):
             delta = damped(mu)
             return -(J.T @ delta if residual_space else delta)
 
-        return loss.forward(Z, T, S)[0], scale * g, solve
+        return step.loss.forward(Z, T, S)[0], scale * g, solve
+
+
+
+class BayesianRegularization(LevenbergMarquardt):
+    """Bayesian regularization, MATLAB's ``trainbr`` (MacKay's evidence framework on the
+    Levenberg–Marquardt step): minimize F = β·E_D + α·E_W, E_D the sum of squared errors
+    over samples and outputs, E_W the sum of squares of every parameter, biases included.
+
+    The step (βJᵀJ + (α+μ)I) δ = -(βJᵀe + α·w) is solved divided by β, so that JᵀJ's
+    one eigendecomposition serves every μ trial and the trace. After each accepted step,
+    with JᵀJ and α, β of the step (as ``trainbr``), γ = P - α·tr((βJᵀJ + αI)⁻¹) =
+    P - Σ α/(βλ_i + α), the effective number of parameters, then α = γ / (2·E_W) and
+    β = (N·K - γ) / (2·E_D) at the new point. α starts at 0 and β at 1 (a plain LM step on
+    E_D first, as MATLAB), μ at 0.005, with ``trainlm``'s μ rules (:class:`Damped`); on
+    the first update α = 0 gives γ = P. β is kept where N·K ≤ γ. From ``Damped.eigh_below``
+    unknowns the trace takes one ``eigvalsh`` of JᵀJ more per iteration. μ, α and β evolve
+    and are saved with the optimizer, so a resumed run goes on exactly.
+    """
+
+    name = "br"
+    evolving = ("mu", "alpha", "beta")
+    ridged = True  # α·I needs parameter space: never the residual-space solve
+    # As MATLAB's trainbr: no validation stopping, the prior takes its place.
+    entry_defaults = {**LevenbergMarquardt.entry_defaults, "early_stopping": None}
+
+    @classmethod
+    def entry_notes(cls, settings: dict[str, Any]) -> list[str]:
+        notes = super().entry_notes(settings)
+        if settings.get("val_split"):
+            notes.append(f"{settings['optimizer']}: the validation part is only reported, never a stopping "
+                         "rule (as MATLAB's trainbr); val_split 0 trains on all the data")
+        return notes
+
+    def __init__(self, lr: float | None = None, *, mu: float = 5e-3, alpha: float = 0.0, beta: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(lr, mu=mu, **kwargs)
+        if self.weight_decay:
+            raise ConfigError("br chooses its own weight decay (alpha/beta): set weight_decay to 0")
+        self.alpha, self.beta = non_negative(alpha, "alpha"), positive(beta, "beta")
+        self.gamma: float | None = None  # of the last update, for the records
+        self.sum_sq_weights: float | None = None
+
+    def config(self) -> dict:
+        return {**super().config(), "alpha": self.alpha, "beta": self.beta}
+
+    def record(self) -> dict:
+        if self.gamma is None:
+            return super().record()
+        return {**super().record(), "gamma": self.gamma, "alpha": self.alpha, "beta": self.beta,
+                "sum_sq_weights": self.sum_sq_weights}
+
+    def check(self, model: Any, loss: Any, n_samples: int) -> None:
+        require_deterministic(model.layers, "Bayesian regularization")
+        super().check(model, loss, n_samples)
+
+    def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None,
+                work: dict[str, Any] | None = None) -> tuple[Array, str | None]:
+        """One iteration on the full batch ``X`` (N, F), ``T`` (N, K): the loss after it
+        (a 0-d device array) and None, or a reason to stop (see :class:`Damped`)."""
+        model, loss = step.model, step.loss
+        xp = model.xp
+        f64 = model.backend.dtype("float64")
+        work = {} if work is None else work
+        theta = xp.asarray(model.flat_parameters(), copy=True)
+        w = xp.astype(theta, f64)
+        Z, e, J, scale, count = self.residuals(step, X, T, S, work)
+        alpha, beta = self.alpha, self.beta
+        A = J.T @ J
+        g = J.T @ e + (alpha / beta) * w  # ∇F / (2β)
+        damped, lam = self.damped_solver(xp, A, g)
+        if lam is None:
+            lam = xp.linalg.eigvalsh(A)
+        lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
+        trace = xp.sum(1.0 / (beta * lam + alpha)) if alpha else xp.sum(lam * 0.0)
+        before = loss.forward(Z, T, S)[0]
+        e_d, e_w, grad_norm, trace = (float(v) for v in _host(xp.stack(
+            [xp.sum(e * e), xp.sum(w * w), 2.0 * beta * xp.linalg.vector_norm(g), trace])))
+        if grad_norm < self.min_grad:
+            return before, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
+        old = beta * e_d + alpha * e_w
+        while True:
+            trial = theta - xp.astype(damped((alpha + self.mu) / beta), theta.dtype, copy=False)
+            model.set_flat_parameters(trial)
+            after = loss.forward(model.forward(X, loss=loss)[0], T, S)[0]
+            t64 = xp.astype(trial, f64)
+            value, e_w_new = (float(v) for v in _host(xp.stack([xp.astype(after, f64), xp.sum(t64 * t64)])))
+            e_d_new = 2.0 * value / scale  # the loss is scale/2·E_D
+            new = beta * e_d_new + alpha * e_w_new
+            if new < old:
+                self.mu *= self.mu_dec
+                self.t += 1
+                self.evidence(w.shape[0], count, e_d_new, e_w_new, trace)
+                return after, (f"the loss {value:.6g} reached the goal {self.goal:g}" if value <= self.goal
+                               else None)
+            if not math.isfinite(new) and not math.isfinite(old):
+                return after, None  # let fit report the divergence
+            self.mu *= self.mu_inc
+            if self.mu > self.mu_max:
+                model.set_flat_parameters(theta)
+                return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+    def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float) -> None:
+        """MacKay's update of α and β (host floats) after an accepted step: ``params`` P,
+        ``count`` N·K, E_D and E_W at the new point, ``trace`` tr((βJᵀJ + αI)⁻¹) of the step
+        (unused while α is 0: γ is then P, as MATLAB starts)."""
+        gamma = params - self.alpha * trace if self.alpha else float(params)
+        self.gamma, self.sum_sq_weights = gamma, e_w
+        self.alpha = gamma / (2.0 * e_w) if e_w > 0.0 else 1.0
+        if e_d <= 0.0:
+            self.beta = 1.0
+        elif count > gamma:
+            self.beta = (count - gamma) / (2.0 * e_d)
 
 
 class Newton(Damped):
@@ -441,4 +568,5 @@ def _host(values: Array) -> Any:
 
 
 register("lm", LevenbergMarquardt, aliases=("levenberg_marquardt", "trainlm"))
+register("br", BayesianRegularization, aliases=("trainbr", "bayesian_regularization"))
 register("newton", Newton, aliases=("damped_newton",))

@@ -41,12 +41,14 @@ from .settings import fit_defaults
 from .step import GradientHook, Step
 from .targets import as_inputs, as_targets, check_fraction, positive_int, upload
 
-EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "mu", "seconds",
-              "samples_per_s")
+EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "mu", "gamma",
+              "alpha", "beta", "sum_sq_weights", "seconds", "samples_per_s")
 """The keys of an epoch record, in order: ``epoch`` (1-based, counting across fits),
 ``train_loss``, ``train_accuracy`` (classifiers), ``val_loss`` and ``val_accuracy``
 (with validation data), ``lr``, ``mu`` (Levenberg–Marquardt's damping after the
-epoch), ``seconds``, ``samples_per_s``. Every consumer
+epoch), ``gamma``, ``alpha``, ``beta``, ``sum_sq_weights`` (Bayesian regularization's
+effective number of parameters, prior and noise precisions, and E_W after the epoch),
+``seconds``, ``samples_per_s``. Every consumer
 (history, progress, JSON lines, the playground) reads this one schema."""
 
 

@@ -78,6 +78,8 @@ class Progress:
                     shown[short] = _fmt(record[key])
             if "mu" in record:
                 shown["mu"] = f"{record['mu']:.2g}"
+            if "gamma" in record:
+                shown["gamma"] = f"{record['gamma']:.3g}"
             shown["samples/s"] = f"{record['samples_per_s']:,.0f}"
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
@@ -89,6 +91,8 @@ class Progress:
                       ("train_accuracy", "val_loss", "val_accuracy") if k in record]
             if "mu" in record:
                 parts.append(f"mu {record['mu']:.2g}")
+            if "gamma" in record:
+                parts.append(f"gamma {record['gamma']:.3g}")
             parts.append(f"{record['samples_per_s']:,.0f} samples/s")
             print("  ".join(parts), flush=True)
 

@@ -115,6 +115,9 @@ def _mode(args: argparse.Namespace, job: Run) -> str:
 def _report(job: Run, summary: dict, mode: str) -> None:
     """The summary: a JSON line, or the closing lines and the table; a failure's line on stderr."""
     model, status, failure = job.model, summary["status"], summary.get("error")
+    last = model.history.records[-1] if model.history and model.history.records else {}
+    if "gamma" in last:  # Bayesian regularization: the effective number of parameters
+        summary = {**summary, "gamma": last["gamma"], "n_params": model.n_params}
     if mode == "json":
         emit_json(summary)
     elif mode != "quiet":
@@ -124,6 +127,8 @@ def _report(job: Run, summary: dict, mode: str) -> None:
               + (f": {summary['reason']}" if summary.get("reason") else ""))
         if status != "diverged" and summary["best_epoch"] not in (None, model.epoch):
             print(f"the weights of epoch {summary['best_epoch']} (best validation loss) are kept")
+        if "gamma" in summary:
+            print(f"effective number of parameters (gamma) {summary['gamma']:.3g} of {summary['n_params']}")
         print(table(job.rows))
         if job.save_path:
             print(f"saved {job.save_path} (epoch {model.epoch})")
