@@ -284,7 +284,8 @@ class LevenbergMarquardt(Damped):
             raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
                               "use lbfgs for other losses")
         rows, params = n_samples * model.n_outputs, model.n_params
-        side = params if self.weight_decay or self.ridged else min(rows, params)  # the penalty needs parameter space
+        # a penalty needs parameter space
+        side = params if self.weight_decay or self.ridged else min(rows, params)
         need = jacobian_bytes(n_samples, model.n_outputs, params) * 2 + 8 * side**2 * 2
         if need > self.max_jacobian_bytes:
             raise ConfigError(
@@ -438,7 +439,8 @@ class BayesianRegularization(LevenbergMarquardt):
             if new < old:
                 self.mu *= self.mu_dec
                 self.t += 1
-                self.evidence(w.shape[0], count, e_d_new, e_w_new, trace)
+                self.evidence(w.shape[0], count, e_d_new, e_w_new, trace,
+                              [] if self.alpha else [float(v) for v in _host(lam)])
                 return after, (f"the loss {value:.6g} reached the goal {self.goal:g}" if value <= self.goal
                                else None)
             if not math.isfinite(new) and not math.isfinite(old):
@@ -448,11 +450,28 @@ class BayesianRegularization(LevenbergMarquardt):
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
 
-    def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float) -> None:
+    def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float,
+                 eigenvalues: Any) -> None:
         """MacKay's update of α and β (host floats) after an accepted step: ``params`` P,
         ``count`` N·K, E_D and E_W at the new point, ``trace`` tr((βJᵀJ + αI)⁻¹) of the step
         (unused while α is 0: γ is then P, as MATLAB starts)."""
-        gamma = params - self.alpha * trace if self.alpha else float(params)
+        if self.alpha:
+            self._reestimate(params - self.alpha * trace, count, e_d, e_w)
+            return
+        # The first update (α = 0): γ = P would make the prior dominate a fit that has barely
+        # begun (α = P/2E_W, β small) and collapse it to zero weights; instead the fixed
+        # point of γ = Σ βλ_i/(βλ_i + α) with the α, β it implies, on JᵀJ's eigenvalues.
+        gamma = float(params)
+        for _ in range(self.first_rounds):
+            self._reestimate(gamma, count, e_d, e_w)
+            gamma = sum(self.beta * v / (self.beta * v + self.alpha) for v in eigenvalues)
+        self._reestimate(gamma, count, e_d, e_w)
+
+    first_rounds = 30
+
+    def _reestimate(self, gamma: float, count: float, e_d: float, e_w: float) -> None:
+        """α = γ/(2·E_W), β = (N·K − γ)/(2·E_D), host floats (``count`` N·K); β is kept
+        where N·K ≤ γ, and is 1 at E_D = 0 (as MATLAB)."""
         self.gamma, self.sum_sq_weights = gamma, e_w
         self.alpha = gamma / (2.0 * e_w) if e_w > 0.0 else 1.0
         if e_d <= 0.0:

@@ -1,0 +1,93 @@
+"""Bayesian regularization (``br``, MATLAB's trainbr) against Levenberg–Marquardt with early stopping.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/trainbr.py [--seeds 10] [--n 200] [--epochs 1000]
+        [--json results/trainbr.json]
+
+Noisy curves y = f(x) + N(0, s²), x uniform on [-1, 1], for f a sine (sin 3x), a Gaussian
+bump (exp(-8x²)) and a cubic (x³ - x/2), s in {0.05, 0.2}, ``--n`` points, weight seeds and
+data seeds 0..seeds-1; inputs and targets standardized (as ``backprop train`` does). Each
+fit is a 1-H-1 tanh network in float64, trained with:
+
+- ``br``: all the points, no validation part (as trainbr), H = 20 and H = 50;
+- ``lm``: 15% of the points held out for validation, early stopping after 6 failures
+  (trainlm's default), the weights of the best validation epoch kept; H = 20.
+
+The error is the mean squared error, in the original units, against the noise-free curve on
+1001 grid points of [-1, 1]. Per setting: the median and worst seed of each, and the
+seconds per iteration (the fit's time over its iterations, median over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+import backprop as bp
+
+CURVES = {"sine": lambda x: np.sin(3.0 * x), "bump": lambda x: np.exp(-8.0 * x * x),
+          "cubic": lambda x: x**3 - x / 2.0}
+GRID = np.linspace(-1.0, 1.0, 1001)[:, None]
+
+
+def one(curve: str, noise: float, seed: int, n: int, method: str, hidden: int, epochs: int) -> dict:
+    """Test error and seconds per iteration of one fit."""
+    f = CURVES[curve]
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, (n, 1))
+    y = f(x[:, 0]) + rng.normal(0.0, noise, n)
+    mx, sx, my, sy = x.mean(), x.std(), y.mean(), y.std()
+    model = bp.mlp([1, hidden, 1], activation="tanh", dtype="float64", seed=seed)
+    fit = (dict(optimizer="br", validation_split=0.0, early_stopping=None) if method == "br"
+           else dict(optimizer="lm", validation_split=0.15, early_stopping=6))
+    started = time.perf_counter()
+    history = model.fit((x - mx) / sx, (y - my) / sy, loss="mse", epochs=epochs, batch_size="full", **fit)
+    seconds = time.perf_counter() - started
+    z = np.asarray(model.predict((GRID - mx) / sx)).reshape(-1) * sy + my
+    error = float(np.mean((z - f(GRID[:, 0])) ** 2))
+    iterations = len(history.records)
+    out = {"error": error, "iterations": iterations, "s_per_iter": seconds / max(iterations, 1)}
+    if method == "br":
+        out["gamma"] = history.records[-1].get("gamma")
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = {}
+    print(f"{'setting':<12}{'lm med':>10}{'br med':>10}{'ratio':>7}{'lm worst':>10}{'br worst':>10}"
+          f"{'br50 med':>10}{'50/20':>7}{'gamma':>7}{'s/it lm':>9}{'s/it br':>9}")
+    for curve in CURVES:
+        for noise in (0.05, 0.2):
+            runs = {(m, h): [one(curve, noise, s, args.n, m, h, args.epochs) for s in range(args.seeds)]
+                    for m, h in (("lm", 20), ("br", 20), ("br", 50))}
+            err = {k: [r["error"] for r in v] for k, v in runs.items()}
+            med = {k: statistics.median(v) for k, v in err.items()}
+            spi = {k: statistics.median(r["s_per_iter"] for r in v) for k, v in runs.items()}
+            gamma = statistics.median(r["gamma"] for r in runs[("br", 20)])
+            row = {"lm_median": med[("lm", 20)], "br_median": med[("br", 20)],
+                   "lm_worst": max(err[("lm", 20)]), "br_worst": max(err[("br", 20)]),
+                   "br50_median": med[("br", 50)], "br20_gamma_median": gamma,
+                   "lm_s_per_iter": spi[("lm", 20)], "br_s_per_iter": spi[("br", 20)],
+                   "lm_iterations_median": statistics.median(r["iterations"] for r in runs[("lm", 20)]),
+                   "br_iterations_median": statistics.median(r["iterations"] for r in runs[("br", 20)])}
+            rows[f"{curve} {noise}"] = row
+            print(f"{curve + ' ' + str(noise):<12}{row['lm_median']:>10.2e}{row['br_median']:>10.2e}"
+                  f"{row['br_median'] / row['lm_median']:>7.2f}{row['lm_worst']:>10.2e}{row['br_worst']:>10.2e}"
+                  f"{row['br50_median']:>10.2e}{row['br50_median'] / row['br_median']:>7.2f}{gamma:>7.1f}"
+                  f"{1e3 * row['lm_s_per_iter']:>8.2f}m{1e3 * row['br_s_per_iter']:>8.2f}m", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"args": vars(args), "rows": rows}, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
