@@ -361,8 +361,9 @@ class BayesianRegularization(LevenbergMarquardt):
     with JᵀJ and α, β of the step (as ``trainbr``), γ = P - α·tr((βJᵀJ + αI)⁻¹) =
     P - Σ α/(βλ_i + α), the effective number of parameters, then α = γ / (2·E_W) and
     β = (N·K - γ) / (2·E_D) at the new point. α starts at 0 and β at 1 (a plain LM step on
-    E_D first, as MATLAB), μ at 0.005, with ``trainlm``'s μ rules (:class:`Damped`); on
-    the first update α = 0 gives γ = P. β is kept where N·K ≤ γ. From ``Damped.eigh_below``
+    E_D first, as MATLAB), μ at 0.005, with ``trainlm``'s μ rules (:class:`Damped`); the
+    first update, where α = 0 leaves γ = P, takes the fixed point instead (:meth:`evidence`).
+    β is kept where N·K ≤ γ. From ``Damped.eigh_below``
     unknowns the trace takes one ``eigvalsh`` of JᵀJ more per iteration. μ, α and β evolve
     and are saved with the optimizer, so a resumed run goes on exactly.
     """
@@ -410,21 +411,10 @@ class BayesianRegularization(LevenbergMarquardt):
         model, loss = step.model, step.loss
         xp = model.xp
         f64 = model.backend.dtype("float64")
-        work = {} if work is None else work
         theta = xp.asarray(model.flat_parameters(), copy=True)
-        w = xp.astype(theta, f64)
-        Z, e, J, scale, count = self.residuals(step, X, T, S, work)
         alpha, beta = self.alpha, self.beta
-        A = J.T @ J
-        g = J.T @ e + (alpha / beta) * w  # ∇F / (2β)
-        damped, lam = self.damped_solver(xp, A, g)
-        if lam is None:
-            lam = xp.linalg.eigvalsh(A)
-        lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
-        trace = xp.sum(1.0 / (beta * lam + alpha)) if alpha else xp.sum(lam * 0.0)
-        before = loss.forward(Z, T, S)[0]
-        e_d, e_w, grad_norm, trace = (float(v) for v in _host(xp.stack(
-            [xp.sum(e * e), xp.sum(w * w), 2.0 * beta * xp.linalg.vector_norm(g), trace])))
+        before, damped, lam, scale, count, (e_d, e_w, grad_norm, trace) = self._start(
+            step, X, T, S, {} if work is None else work, xp.astype(theta, f64))
         if grad_norm < self.min_grad:
             return before, f"the gradient norm {grad_norm:.3g} is below min_grad {self.min_grad:g}"
         old = beta * e_d + alpha * e_w
@@ -439,7 +429,7 @@ class BayesianRegularization(LevenbergMarquardt):
             if new < old:
                 self.mu *= self.mu_dec
                 self.t += 1
-                self.evidence(w.shape[0], count, e_d_new, e_w_new, trace,
+                self.evidence(theta.shape[0], count, e_d_new, e_w_new, trace,
                               [] if self.alpha else [float(v) for v in _host(lam)])
                 return after, (f"the loss {value:.6g} reached the goal {self.goal:g}" if value <= self.goal
                                else None)
@@ -450,11 +440,29 @@ class BayesianRegularization(LevenbergMarquardt):
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
 
+    def _start(self, step: Any, X: Array, T: Array, S: Array | None, work: dict[str, Any],
+               w: Array) -> tuple[Array, Any, Array, float, float, tuple[float, ...]]:
+        """``(loss, solve, eigenvalues, scale, count, (E_D, E_W, |∇F|, trace))`` at the current
+        parameters ``w`` (P,) float64: ``solve(m)`` is δ (P,) with (JᵀJ + mI) δ = Jᵀe + (α/β)·w,
+        the eigenvalues (P,) JᵀJ's, clipped at 0; the four numbers in one read."""
+        xp = step.model.xp
+        Z, e, J, scale, count = self.residuals(step, X, T, S, work)
+        alpha, beta = self.alpha, self.beta
+        A = J.T @ J
+        g = J.T @ e + (alpha / beta) * w  # ∇F / (2β)
+        damped, lam = self.damped_solver(xp, A, g)
+        if lam is None:
+            lam = xp.linalg.eigvalsh(A)
+        lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
+        trace = xp.sum(1.0 / (beta * lam + alpha)) if alpha else xp.sum(lam * 0.0)
+        reads = _host(xp.stack([xp.sum(e * e), xp.sum(w * w), 2.0 * beta * xp.linalg.vector_norm(g), trace]))
+        return step.loss.forward(Z, T, S)[0], damped, lam, scale, count, tuple(float(v) for v in reads)
+
     def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float,
                  eigenvalues: Any) -> None:
         """MacKay's update of α and β (host floats) after an accepted step: ``params`` P,
-        ``count`` N·K, E_D and E_W at the new point, ``trace`` tr((βJᵀJ + αI)⁻¹) of the step
-        (unused while α is 0: γ is then P, as MATLAB starts)."""
+        ``count`` N·K, E_D and E_W at the new point, ``trace`` tr((βJᵀJ + αI)⁻¹) of the step,
+        ``eigenvalues`` JᵀJ's (P floats) for the first update only (α = 0; else empty)."""
         if self.alpha:
             self._reestimate(params - self.alpha * trace, count, e_d, e_w)
             return
