@@ -135,7 +135,7 @@ def test_every_list_of_names_is_the_registry(registered):
     assert optimizers.NAMES == names == tuple(estimators.SOLVERS)
     assert _parser_choices("--optimizer") == list(names)
     assert checkpoint.OPTIMIZER_CLASSES == optimizers.classes()
-    assert optimizers.names(full_batch=True) == ("lm", "newton", "lbfgs", "ownfull")
+    assert optimizers.names(full_batch=True) == ("lm", "br", "newton", "lbfgs", "ownfull")
     assert estimators.BackpropClassifier._parameter_constraints["solver"][0].is_satisfied_by("ownfull")
     from backprop.playground.session import run_settings
     assert run_settings({"hidden": [2], "activation": "tanh", "features": None, "optimizer": "ownfull",
