@@ -142,6 +142,7 @@ class Optimizer:
     full_batch = False
     has_lr = True
     takes_l1 = True
+    takes_weight_decay = True  # False: the method sets its own (Bayesian regularization)
     data_parallel = True
     entry_defaults: dict[str, Any] = {}
 

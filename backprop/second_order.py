@@ -371,6 +371,7 @@ class BayesianRegularization(LevenbergMarquardt):
     name = "br"
     evolving = ("mu", "alpha", "beta")
     ridged = True  # α·I needs parameter space: never the residual-space solve
+    takes_weight_decay = False  # α is its weight decay, chosen by the evidence
     # As MATLAB's trainbr: no validation stopping, the prior takes its place.
     entry_defaults = {**LevenbergMarquardt.entry_defaults, "early_stopping": None}
 

@@ -395,7 +395,9 @@ class _Backprop(BaseEstimator):
         # all-zero weights (batch 0): fit says so
         decay = self._loss_scale * s["weight_decay"] / batch if batch > 0 else 0.0
         cls = optimizers.class_of(s["optimizer"])
-        kwargs: dict[str, Any] = {"weight_decay": decay, **self._solver_keywords(s)}
+        # br chooses its own decay: scikit-learn's alpha has no meaning there
+        kwargs: dict[str, Any] = {"weight_decay": decay if cls.takes_weight_decay else 0.0,
+                                  **self._solver_keywords(s)}
         schedule = self._schedule(s, samples)
         if schedule is not None:
             kwargs["schedule"] = schedule
