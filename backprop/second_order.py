@@ -37,7 +37,7 @@ from ._typing import Array
 from .errors import ConfigError
 from .hessian import hessian
 from .jacobian import jacobian, jacobian_bytes
-from .layers import require_deterministic, require_second_order
+from .layers import require_second_order
 from .namespace import device_of
 from .optimizers import Optimizer, count, non_negative, penalized, positive, register
 
@@ -400,10 +400,6 @@ class BayesianRegularization(LevenbergMarquardt):
             return super().record()
         return {**super().record(), "gamma": self.gamma, "alpha": self.alpha, "beta": self.beta,
                 "sum_sq_weights": self.sum_sq_weights}
-
-    def check(self, model: Any, loss: Any, n_samples: int) -> None:
-        require_deterministic(model.layers, "Bayesian regularization")
-        super().check(model, loss, n_samples)
 
     def iterate(self, step: Any, X: Array, T: Array, S: Array | None = None,
                 work: dict[str, Any] | None = None) -> tuple[Array, str | None]:
