@@ -83,26 +83,14 @@ def timing(n: int = 300, repeats: int = 5, epochs: int = 30) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=10)
-    parser.add_argument("--n", type=int, default=200)
-    parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--json")
-    parser.add_argument("--timing", action="store_true")
-    args = parser.parse_args()
-    if args.timing:
-        result = timing()
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"timing": result}, fh, indent=1)
-        return
+def comparison(seeds: int, n: int, epochs: int) -> dict:
+    """Per curve and noise level: br (H = 20, 50) against lm with early stopping (H = 20)."""
     rows = {}
     print(f"{'setting':<12}{'lm med':>10}{'br med':>10}{'ratio':>7}{'lm worst':>10}{'br worst':>10}"
           f"{'br50 med':>10}{'50/20':>7}{'gamma':>7}{'s/it lm':>9}{'s/it br':>9}")
     for curve in CURVES:
         for noise in (0.05, 0.2):
-            runs = {(m, h): [one(curve, noise, s, args.n, m, h, args.epochs) for s in range(args.seeds)]
+            runs = {(m, h): [one(curve, noise, s, n, m, h, epochs) for s in range(seeds)]
                     for m, h in (("lm", 20), ("br", 20), ("br", 50))}
             err = {k: [r["error"] for r in v] for k, v in runs.items()}
             med = {k: statistics.median(v) for k, v in err.items()}
@@ -120,6 +108,24 @@ def main() -> None:
                   f"{row['br_worst']:>10.2e}"
                   f"{row['br50_median']:>10.2e}{row['br50_median'] / row['br_median']:>7.2f}{gamma:>7.1f}"
                   f"{1e3 * row['lm_s_per_iter']:>8.2f}m{1e3 * row['br_s_per_iter']:>8.2f}m", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=1000)
+    parser.add_argument("--json")
+    parser.add_argument("--timing", action="store_true")
+    args = parser.parse_args()
+    if args.timing:
+        result = timing()
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"timing": result}, fh, indent=1)
+        return
+    rows = comparison(args.seeds, args.n, args.epochs)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"args": vars(args), "rows": rows}, fh, indent=1)

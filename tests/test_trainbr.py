@@ -145,7 +145,8 @@ def test_resume_from_a_checkpoint_is_exact(tmp_path):
 def test_refusals_in_one_line(model, loss, says):
     x, y = line_data()
     with pytest.raises(ConfigError, match=says) as caught:
-        model().fit(x, np.abs(y), loss=loss, optimizer="br", epochs=1, batch_size="full", validation_split=0.0)
+        model().fit(x, np.abs(y), loss=loss, optimizer="br", epochs=1, batch_size="full",
+                    validation_split=0.0)
     assert "\n" not in str(caught.value)
     with pytest.raises(ConfigError, match="weight_decay"):
         bp.optimizers.get("br", weight_decay=1e-3)
