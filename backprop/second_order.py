@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from backends.linalg import spd_solve
+from backends.linalg import spd_inverse_trace, spd_solve
 
 from . import flat
 from ._typing import Array
@@ -161,8 +161,8 @@ class Damped(FullBatch):
     eigh_below = 500
 
     def damped_solver(self, xp: Any, A: Array, b: Array) -> tuple[Any, Array | None]:
-        """``(solve, eigenvalues)`` for symmetric ``A`` (n, n) and ``b`` (n,), float64:
-        ``solve(mu)`` is x (n,) with (A + μI) x = b. Small systems take one ``eigh`` now,
+        """``(solve, eigenvalues)`` for symmetric ``A`` (n, n) and ``b`` (n,) or (n, m), float64:
+        ``solve(mu)`` is x, shaped as ``b``, with (A + μI) x = b. Small systems take one ``eigh`` now,
         each ``solve(mu)`` then two matrix-vector products, and return A's eigenvalues (n,);
         from ``eigh_below`` unknowns each ``solve(mu)`` is one ``linalg.solve`` and the
         eigenvalues are None (a Cholesky solve where A + μI is positive definite, as JᵀJ + μI
@@ -172,12 +172,14 @@ class Damped(FullBatch):
         if n < self.eigh_below:
             eigenvalues, Q = xp.linalg.eigh(A)
             coords = Q.T @ b
-            return (lambda mu: Q @ (coords / (eigenvalues + mu))), eigenvalues
-        column = b[:, None]  # a (n, 1) right-hand side: the standard's 1-d solve is ambiguous
+            shift = eigenvalues if b.ndim == 1 else eigenvalues[:, None]
+            return (lambda mu: Q @ (coords / (shift + mu))), eigenvalues
+        # (n, m) right-hand sides: the standard's 1-d solve is ambiguous
+        column, cut = (b[:, None], 0) if b.ndim == 1 else (b, slice(None))
         view = flat.diagonal(xp, A)
         if view is None:
             eye = xp.eye(n, dtype=A.dtype, device=device_of(A))
-            return (lambda mu: xp.linalg.solve(A + mu * eye, column)[:, 0]), None
+            return (lambda mu: xp.linalg.solve(A + mu * eye, column)[:, cut]), None
         diagonal = xp.asarray(view, copy=True)
 
         def solve(mu: float) -> Array:
@@ -187,7 +189,7 @@ class Damped(FullBatch):
             view[...] = diagonal + mu
             try:
                 x = spd_solve(xp, A, column)
-                return (xp.linalg.solve(A, column) if x is None else x)[:, 0]
+                return (xp.linalg.solve(A, column) if x is None else x)[:, cut]
             finally:
                 view[...] = diagonal
 
@@ -441,25 +443,57 @@ class BayesianRegularization(LevenbergMarquardt):
                w: Array) -> tuple[Array, Any, Array, float, float, tuple[float, ...]]:
         """``(loss, solve, eigenvalues, scale, count, (E_D, E_W, |∇F|, trace))`` at the current
         parameters ``w`` (P,) float64: ``solve(m)`` is δ (P,) with (JᵀJ + mI) δ = Jᵀe + (α/β)·w,
-        the eigenvalues (P,) JᵀJ's, clipped at 0; the four numbers in one read."""
+        the eigenvalues JᵀJ's (:meth:`_solver`), clipped at 0, or None where the trace came
+        from a Cholesky factor; the four numbers in one read."""
         xp = step.model.xp
         Z, e, J, scale, count = self.residuals(step, X, T, S, work)
         alpha, beta = self.alpha, self.beta
-        A = J.T @ J
         g = J.T @ e + (alpha / beta) * w  # ∇F / (2β)
-        damped, lam = self.damped_solver(xp, A, g)
-        if lam is None:
-            lam = xp.linalg.eigvalsh(A)
-        lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
-        trace = xp.sum(1.0 / (beta * lam + alpha)) if alpha else xp.sum(lam * 0.0)
+        damped, lam, A = self._solver(xp, J, e, w, g)
+        trace = None
+        if lam is None and alpha:  # a Cholesky solve per μ trial: the trace from one more factor
+            eye = xp.eye(A.shape[0], dtype=A.dtype, device=device_of(A))
+            trace = spd_inverse_trace(xp, A + (alpha / beta) * eye)
+            trace = None if trace is None else trace / beta
+        if trace is None:
+            lam = xp.linalg.eigvalsh(A) if lam is None else lam
+            lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
+            # JᵀJ's P - len(lam) other eigenvalues are 0: each adds 1/α to the trace
+            unseen = J.shape[1] - lam.shape[0]
+            trace = xp.sum(1.0 / (beta * lam + alpha)) + unseen / alpha if alpha else xp.sum(lam * 0.0)
         reads = _host(xp.stack([xp.sum(e * e), xp.sum(w * w), 2.0 * beta * xp.linalg.vector_norm(g), trace]))
         return step.loss.forward(Z, T, S)[0], damped, lam, scale, count, tuple(float(v) for v in reads)
+
+    def _solver(self, xp: Any, J: Array, e: Array, w: Array, g: Array) -> tuple[Any, Array | None, Array]:
+        """``(solve, eigenvalues, A)``: ``solve(m)`` the δ (P,) of (JᵀJ + mI) δ = g = Jᵀe + (α/β)·w,
+        for J (R, P), e (R,), w (P,); the eigenvalues (P,) of JᵀJ, or, where R < P, the R of
+        JJᵀ, which are JᵀJ's others than its P - R zeros; None where each trial is a solve of
+        JᵀJ (from ``eigh_below`` unknowns, R ≥ P); A the matrix solved, JᵀJ or JJᵀ.
+
+        Where R < P the solve stays in residual space, as LM's does, with Woodbury's identity
+        (JᵀJ + mI)⁻¹ = (I - Jᵀ(JJᵀ + mI)⁻¹J)/m: δ = Jᵀu_e + (α/β)/m·(w - Jᵀu_w), with
+        [u_e, u_w] = (JJᵀ + mI)⁻¹[e, Jw], so one (R, R) eigh or solve serves the step and the
+        trace instead of a (P, P) one."""
+        rows, params = J.shape
+        if rows >= params:
+            A = J.T @ J
+            return (*self.damped_solver(xp, A, g), A)
+        ratio = self.alpha / self.beta
+        K = J @ J.T
+        inner, lam = self.damped_solver(xp, K, xp.stack([e, J @ w], axis=1))
+
+        def solve(m: float) -> Array:
+            u = inner(m)
+            return J.T @ (u[:, 0] - (ratio / m) * u[:, 1]) + (ratio / m) * w
+
+        return solve, (xp.linalg.eigvalsh(K) if lam is None else lam), K
 
     def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float,
                  eigenvalues: Any) -> None:
         """MacKay's update of α and β (host floats) after an accepted step: ``params`` P,
         ``count`` N·K, E_D and E_W at the new point, ``trace`` tr((βJᵀJ + αI)⁻¹) of the step,
-        ``eigenvalues`` JᵀJ's (P floats) for the first update only (α = 0; else empty)."""
+        ``eigenvalues`` JᵀJ's (host floats, its zeros may be left out: they add nothing to γ)
+        for the first update only (α = 0; else empty)."""
         if self.alpha:
             self._reestimate(params - self.alpha * trace, count, e_d, e_w)
             return

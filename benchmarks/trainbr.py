@@ -17,8 +17,10 @@ The error is the mean squared error, in the original units, against the noise-fr
 seconds per iteration (the fit's time over its iterations, median over seeds).
 
 ``--timing``: instead, the seconds per iteration of br and lm alone (no validation part, no
-early stopping, min_grad 0, 30 iterations, sine 0.1, 300 points), median of 5 repeats, at
-H = 20, 50 (eigh path) and 200 (P = 601: a solve per μ trial, and br's eigvalsh).
+early stopping, min_grad 0, 30 iterations, sine 0.1), median of 5 repeats: 300 points at
+H = 20 and 50 (P = 61, 151: one eigh of JᵀJ), 200 (P = 601 > N: both in residual space,
+one eigh of JJᵀ), and 1000 points at H = 200 (a Cholesky solve per μ trial, and br's
+eigvalsh of JᵀJ for the trace).
 """
 
 from __future__ import annotations
@@ -59,14 +61,14 @@ def one(curve: str, noise: float, seed: int, n: int, method: str, hidden: int, e
     return out
 
 
-def timing(n: int = 300, repeats: int = 5, epochs: int = 30) -> dict:
-    """Median seconds per iteration of br and lm on the same fits (no validation), per H."""
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1.0, 1.0, (n, 1))
-    y = np.sin(3.0 * x[:, 0]) + rng.normal(0.0, 0.1, n)
-    x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
+def timing(repeats: int = 5, epochs: int = 30) -> dict:
+    """Median seconds per iteration of br and lm on the same fits (no validation), per H and N."""
     out = {}
-    for hidden in (20, 50, 200):
+    for hidden, n in ((20, 300), (50, 300), (200, 300), (200, 1000)):
+        rng = np.random.default_rng(0)
+        x = rng.uniform(-1.0, 1.0, (n, 1))
+        y = np.sin(3.0 * x[:, 0]) + rng.normal(0.0, 0.1, n)
+        x, y = (x - x.mean()) / x.std(), (y - y.mean()) / y.std()
         per = {}
         for method in ("lm", "br", "lm", "br"):  # interleaved: a load change hits both
             for _ in range(repeats):
@@ -77,8 +79,8 @@ def timing(n: int = 300, repeats: int = 5, epochs: int = 30) -> dict:
                                     early_stopping=None)
                 per.setdefault(method, []).append((time.perf_counter() - started) / len(history.records))
         lm, br = statistics.median(per["lm"]), statistics.median(per["br"])
-        out[hidden] = {"lm_s_per_iter": lm, "br_s_per_iter": br, "ratio": br / lm}
-        print(f"H={hidden:<4} P={3 * hidden + 1:<5} lm {1e3 * lm:7.2f} ms  br {1e3 * br:7.2f} ms  "
+        out[f"H={hidden} N={n}"] = {"lm_s_per_iter": lm, "br_s_per_iter": br, "ratio": br / lm}
+        print(f"H={hidden:<4} P={3 * hidden + 1:<5} N={n:<5} lm {1e3 * lm:7.2f} ms  br {1e3 * br:7.2f} ms  "
               f"br/lm {br / lm:.2f}", flush=True)
     return out
 

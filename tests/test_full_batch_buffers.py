@@ -139,7 +139,7 @@ def test_an_indefinite_system_is_solved_by_lu():
     np.testing.assert_array_equal(solve(0.5), np.linalg.solve(A + 0.5 * np.eye(n), b[:, None])[:, 0])
 
 
-@pytest.mark.parametrize("device", ["cpu", "torch", "strict"])
+@pytest.mark.parametrize("device", ["cpu", "torch", "strict", "cuda"])
 def test_spd_solve_per_library(device):
     from backends import BackendUnavailable, get_backend
     from backends.linalg import spd_solve
@@ -158,6 +158,26 @@ def test_spd_solve_per_library(device):
     np.testing.assert_allclose(to_np(x), np.linalg.solve(A, B), rtol=1e-10)
     indefinite = backend.asarray(M + M.T, "float64")
     assert spd_solve(backend.xp, indefinite, backend.asarray(B, "float64")) is None
+
+
+@pytest.mark.parametrize("device", ["cpu", "torch", "strict", "cuda"])
+def test_spd_inverse_trace_per_library(device):
+    from backends import BackendUnavailable, get_backend
+    from backends.linalg import spd_inverse_trace
+
+    try:
+        backend = get_backend(device)
+    except BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    rng = np.random.default_rng(4)
+    M = rng.normal(size=(40, 40))
+    A = M @ M.T + 0.05 * np.eye(40)
+    trace = spd_inverse_trace(backend.xp, backend.asarray(A, "float64"))
+    if device == "strict":
+        assert trace is None  # the caller's eigvalsh
+        return
+    assert float(to_np(trace)) == pytest.approx(float(np.sum(1.0 / np.linalg.eigvalsh(A))), rel=1e-10)
+    assert spd_inverse_trace(backend.xp, backend.asarray(M + M.T, "float64")) is None
 
 
 @pytest.mark.parametrize("spec", ["cpu", "strict", "torch"])

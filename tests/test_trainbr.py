@@ -67,10 +67,13 @@ def test_one_step_and_evidence_update_match_a_hand_worked_linear_model():
     assert record["sum_sq_weights"] == pytest.approx(e_w, rel=1e-12)
 
 
-@pytest.mark.parametrize("eigh_below", [500, 0])  # the eigh path, and eigvalsh beside the solves
-def test_the_trace_matches_a_direct_inverse(eigh_below):
+# the eigh path and eigvalsh beside the solves; P = 21 < N = 30 (parameter space) and P = 81
+# (residual space: JJᵀ's eigenvalues and P - N zeros)
+@pytest.mark.parametrize("eigh_below", [500, 0])
+@pytest.mark.parametrize("hidden", [5, 20])
+def test_the_trace_matches_a_direct_inverse(eigh_below, hidden):
     x, y = line_data(n=30)
-    model = bp.mlp([2, 5, 1], activation="tanh", dtype="float64", seed=1)
+    model = bp.mlp([2, hidden, 1], activation="tanh", dtype="float64", seed=1)
     optimizer = bp.optimizers.get("br", alpha=0.2, beta=5.0)
     optimizer.eigh_below = eigh_below
     step = type("S", (), {"model": model, "loss": bp.losses.get("sse")})()
@@ -80,6 +83,27 @@ def test_the_trace_matches_a_direct_inverse(eigh_below):
     J = np.asarray(bp.jacobian.jacobian(model, X)[1]).reshape(30, -1)
     expected = np.trace(np.linalg.inv(5.0 * J.T @ J + 0.2 * np.eye(J.shape[1])))
     assert trace == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("eigh_below", [500, 0])
+def test_a_wide_network_steps_in_residual_space_as_in_parameter_space(eigh_below):
+    # N = 12 < P = 81: the Woodbury solve against the (P, P) system written out
+    x, y = line_data(n=12)
+    model = bp.mlp([2, 20, 1], activation="tanh", dtype="float64", seed=4)
+    J = np.asarray(bp.jacobian.jacobian(model, model.xp.asarray(x))[1]).reshape(12, -1)
+    w = np.asarray(model.flat_parameters(), dtype=float).copy()
+    z = np.asarray(model.predict(x), dtype=float).reshape(-1)
+    a, b, mu = 0.05, 40.0, 0.005
+    P = w.size
+    expected = w - np.linalg.solve(b * J.T @ J + (a + mu) * np.eye(P), b * J.T @ (z - y) + a * w)
+    optimizer = bp.optimizers.get("br", alpha=a, beta=b, mu=mu)
+    optimizer.eigh_below = eigh_below
+    model.fit(x, y, loss="sse", optimizer=optimizer, epochs=1, batch_size="full", validation_split=0.0,
+              early_stopping=None)
+    assert optimizer.mu == pytest.approx(mu * 0.1)  # the first trial was taken
+    np.testing.assert_allclose(np.asarray(model.flat_parameters()), expected, rtol=1e-9, atol=1e-12)
+    gamma = P - a * np.trace(np.linalg.inv(b * J.T @ J + a * np.eye(P)))
+    assert optimizer.gamma == pytest.approx(gamma, rel=1e-10)
 
 
 def test_the_first_update_is_the_fixed_point_of_gamma():
