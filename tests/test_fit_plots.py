@@ -109,7 +109,8 @@ def test_the_performance_curve_draws_each_part_and_circles_the_best_validation_e
     assert ax.get_title() == f"sine: best validation loss {records[best - 1]['val_loss']:.4g} at epoch {best}"
     figures.clear()
     plots.performance(records, "p.png", best_epoch=5)  # the history's best epoch, as early stopping saw it
-    assert list({line.get_label(): line for line in figures[0].axes[0].get_lines()}["best"].get_xdata()) == [5]
+    marked = {line.get_label(): line for line in figures[0].axes[0].get_lines()}["best"]
+    assert list(marked.get_xdata()) == [5]
 
 
 def test_without_a_validation_part_the_curve_says_so(figures):

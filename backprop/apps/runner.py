@@ -493,7 +493,8 @@ class Run:
             val_n = None if self.val is None else (transform.inputs(self.val[0]),
                                                    head.targets(transform.targets(self.val[1])))
         stopped = False
-        watches = [self._test_watch()] if self.plot and self.dataset.X_test is not None else []
+        self.test_watch = self._test_watch() if self.plot and self.dataset.X_test is not None else None
+        watches = [self.test_watch] if self.test_watch else []
 
         def between_epochs(record: dict, _model) -> bool:
             nonlocal stopped
@@ -519,9 +520,8 @@ class Run:
     def _test_watch(self) -> TestLoss:
         """The test part's loss per epoch, measured only for the performance picture."""
         transform, head = self.transform, self.head
-        self.test_watch = TestLoss(transform.inputs(self.dataset.X_test),
-                                   head.targets(transform.targets(self.dataset.y_test)), head.loss)
-        return self.test_watch
+        return TestLoss(transform.inputs(self.dataset.X_test),
+                        head.targets(transform.targets(self.dataset.y_test)), head.loss)
 
     def _score(self, summary: dict[str, Any]) -> None:
         """Every part's metrics, into ``rows`` (the table) and ``summary`` (``{part}_{metric}``)."""
@@ -555,22 +555,30 @@ class Run:
         records = model.history.records if model.history else []
         path = {key: os.path.join(folder, file) for key, file in plots.RUN_PICTURES.items()}
         written = [plots.curves(records, path["curves"], name)]
-        watch = getattr(self, "test_watch", None)
+        watch = self.test_watch  # set by _train: None without a test part
         written.append(plots.performance(records, path["performance"], name, loss=head.loss,
                                          test_losses=watch.losses if watch else None,
                                          best_epoch=model.history.best_epoch if model.history else None))
-        axes = (*self.dataset.feature_names[:2], self.dataset.target_name or "target")
         if X.shape[1] == 2 and transform.task == "classification":
             written.append(plots.decision_boundary(
                 lambda G: head.class_scores(model, transform.inputs(G)), X, transform.targets(y),
                 transform.classes, path["boundary"],
-                f"{name}: decision boundary (training data)", axis_names=axes[:2]))
-        if transform.task != "regression":
-            return written
+                f"{name}: decision boundary (training data)",
+                axis_names=tuple(self.dataset.feature_names[:2])))
+        return written + (self._fit_pictures(path) if transform.task == "regression" else [])
+
+    def _fit_pictures(self, path: dict[str, str]) -> list[str]:
+        """A regression's pictures: the curve (one input, one target), outputs against targets
+        and the error histogram (every part, every output pooled)."""
+        from ..edges import plots
+
+        model, transform, (X, y), name = self.model, self.transform, self.train, self.dataset.name
+        written = []
         if X.shape[1] == 1 and transform.n_targets == 1:
             written.append(plots.fitted_curve(
                 lambda G: transform.outputs(np.asarray(model.predict(transform.inputs(G)))), X, y,
-                path["fit"], f"{name}: the network's curve", axis_names=(axes[0], axes[-1])))
+                path["fit"], f"{name}: the network's curve",
+                axis_names=(self.dataset.feature_names[0], self.dataset.target_name or "target")))
         parts = self._outputs_and_targets()
         written.append(plots.regression(parts, path["regression"], name))
         written.append(plots.error_histogram(parts, path["errors"], name))

@@ -231,21 +231,30 @@ def performance(records: list[dict], path: str, name: str = "", *, loss: str = "
     else the lowest validation loss)."""
     plt = _pyplot()
     epochs = [r["epoch"] for r in records]
+    tested = test_losses or {}
     lines = {"training": [r.get("train_loss") for r in records],
              "validation": [r.get("val_loss") for r in records],
-             "test": [(test_losses or {}).get(e) for e in epochs]}
+             "test": [tested.get(e) for e in epochs]}
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for part, values in lines.items():
-        if any(v is not None for v in values):
-            ax.plot(epochs, [np.nan if v is None else v for v in values], color=PART_COLORS[part], label=part)
-    drawn = [v for values in lines.values() for v in values if v is not None]
-    if drawn and min(drawn) > 0:
-        ax.set_yscale("log")
+    _loss_lines(ax, epochs, lines)
     ax.set(xlabel="epoch", ylabel=f"{loss} (training units)",
            title=f"{name + ': ' if name else ''}{_best(ax, epochs, lines['validation'], best_epoch)}")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
     return _write(plt, fig, path)
+
+
+def _loss_lines(ax, epochs: list[int], lines: dict[str, list[float | None]]) -> None:
+    """Each part's loss per epoch that has any (a gap where an epoch lacks it), on a log scale
+    while every loss drawn is above 0."""
+    drawn = []
+    for part, values in lines.items():
+        known = [v for v in values if v is not None]
+        if known:
+            ax.plot(epochs, [np.nan if v is None else v for v in values], color=PART_COLORS[part], label=part)
+            drawn += known
+    if drawn and min(drawn) > 0:
+        ax.set_yscale("log")
 
 
 def _best(ax, epochs: list[int], val: list[float | None], best_epoch: int | None) -> str:
