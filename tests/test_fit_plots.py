@@ -14,7 +14,7 @@ from conftest import run_cli  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 OUR_MARK = b"tEXtSoftware\x00backprop "
-FIT_PICTURES = ("regression.png", "error_histogram.png")
+FIT_PICTURES = ("regression.png", "error_histogram.png", "fit.png")
 
 
 @pytest.fixture
@@ -69,6 +69,16 @@ def test_the_histogram_has_20_shared_bins_counted_as_numpy_counts_them():
     np.testing.assert_array_equal(sum(counts.values()), want_counts)
 
 
+def test_the_confusion_counts_are_scikit_learns_with_outputs_down_and_targets_across():
+    from sklearn.metrics import confusion_matrix
+
+    rng = np.random.default_rng(7)
+    targets = rng.integers(0, 4, size=300)
+    predicted = np.where(rng.random(300) < 0.7, targets, rng.integers(0, 4, size=300))
+    want = confusion_matrix(targets, predicted, labels=range(5)).T  # scikit-learn: true down
+    np.testing.assert_array_equal(plots.confusion_counts(predicted, targets, 5), want)
+
+
 # -- what each picture shows ----------------------------------------------------------------
 def test_the_regression_picture_has_a_panel_per_part_and_all_with_r_fit_and_reference(figures):
     parts = {"training": noisy_fit(seed=3), "test": noisy_fit(n=50, seed=4)}
@@ -120,22 +130,35 @@ def test_without_a_validation_part_the_curve_says_so(figures):
     assert [line.get_label() for line in ax.get_lines()] == ["training"]
 
 
+def test_each_confusion_panel_titles_its_share_correct(figures):
+    parts = {"training": (np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])),
+             "test": (np.array([0, 0]), np.array([0, 1]))}
+    plots.confusion(parts, ["a", "b", "c"], "c.png", "iris")
+    axes = figures[0].axes
+    assert [ax.get_title() for ax in axes] == ["Training: 75.0% correct", "Test: 50.0% correct",
+                                               "All: 66.7% correct"]
+    assert axes[0].get_xlabel() == "target class" and axes[0].get_ylabel() == "output class"
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b", "c"]
+
+
 # -- which runs draw which, and the files ---------------------------------------------------
 def test_a_regression_run_draws_the_fit_pictures_marked_as_ours(tmp_path, capsys):
     code, _, err = run_cli(["train", "sine", "--epochs", "4", "--plot", tmp_path, "--quiet"], capsys)
     assert code == 0, err
     for name in plots.RUN_PICTURES.values():
-        if name == "decision_boundary.png":
+        if name in ("decision_boundary.png", "confusion.png"):
             assert not (tmp_path / name).exists()
             continue
         data = (tmp_path / name).read_bytes()
         assert data.startswith(PNG) and OUR_MARK in data[:1 << 14], name
 
 
-def test_a_classifier_draws_the_performance_curve_and_no_regression_pictures(tmp_path, capsys):
+def test_a_classifier_draws_performance_and_confusion_and_no_regression_pictures(tmp_path, capsys):
     code, _, err = run_cli(["train", "moons", "--epochs", "3", "--plot", tmp_path, "--quiet"], capsys)
     assert code == 0, err
-    assert (tmp_path / "performance.png").read_bytes().startswith(PNG)
+    for name in ("performance.png", "confusion.png"):
+        data = (tmp_path / name).read_bytes()
+        assert data.startswith(PNG) and OUR_MARK in data[:1 << 14], name
     assert not any((tmp_path / name).exists() for name in FIT_PICTURES)
 
 

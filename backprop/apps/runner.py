@@ -565,7 +565,11 @@ class Run:
                 transform.classes, path["boundary"],
                 f"{name}: decision boundary (training data)",
                 axis_names=tuple(self.dataset.feature_names[:2])))
-        return written + (self._fit_pictures(path) if transform.task == "regression" else [])
+        if transform.task == "regression":
+            return written + self._fit_pictures(path)
+        parts = {part: (np.argmax(head.class_scores(model, transform.inputs(X)), axis=1),
+                        transform.targets(y)) for part, (X, y) in self._parts().items()}
+        return [*written, plots.confusion(parts, transform.classes, path["confusion"], name)]
 
     def _fit_pictures(self, path: dict[str, str]) -> list[str]:
         """A regression's pictures: the curve (one input, one target), outputs against targets
@@ -584,15 +588,20 @@ class Run:
         written.append(plots.error_histogram(parts, path["errors"], name))
         return written
 
+    def _parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The run's raw parts that exist: "training", "validation", "test" -> (X, y)."""
+        dataset = self.dataset
+        named = {"training": self.train, "validation": self.val,
+                 "test": None if dataset.X_test is None else (dataset.X_test, dataset.y_test)}
+        return {part: data for part, data in named.items() if data is not None}
+
     def _outputs_and_targets(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Each part's ``(outputs, targets)``, both (N, K) float64 in the target's units: the
         regression picture's and the error histogram's data."""
-        model, transform, dataset = self.model, self.transform, self.dataset
-        named = {"training": self.train, "validation": self.val,
-                 "test": None if dataset.X_test is None else (dataset.X_test, dataset.y_test)}
+        model, transform = self.model, self.transform
         return {part: (transform.outputs(np.asarray(model.predict(transform.inputs(X)))),
                        y.reshape(len(y), -1).astype(np.float64))
-                for part, (X, y) in ((p, d) for p, d in named.items() if d is not None)}
+                for part, (X, y) in self._parts().items()}
 
 
 def _name_difference(new: list[str], old: list[str | None]) -> str:

@@ -270,9 +270,52 @@ def _best(ax, epochs: list[int], val: list[float | None], best_epoch: int | None
     return f"best validation loss {known[best]:.4g} at epoch {best}"
 
 
+def confusion_counts(predicted: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts: row ``i``, column ``j`` the samples of target class ``j`` the network
+    put in class ``i`` (MATLAB's ``plotconfusion``: output class down, target class across);
+    ``predicted`` and ``targets`` (N,) class indices."""
+    flat = np.asarray(predicted, dtype=np.int64) * k + np.asarray(targets, dtype=np.int64)
+    return np.bincount(flat, minlength=k * k).reshape(k, k)
+
+
+def confusion(parts: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], path: str,
+              name: str = "") -> str:
+    """MATLAB's ``plotconfusion``: one matrix per part (``parts``: name -> (predicted, targets),
+    (N,) class indices) and one for all of them, each cell's count and share of the part, the
+    share correct in the title."""
+    plt = _pyplot()
+    panels = _with_all(parts)
+    cols = 2 if len(panels) == 4 else len(panels)
+    rows = (len(panels) + cols - 1) // cols
+    side = min(9.0, 2.5 + 0.45 * len(classes))
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    for ax, (part, (predicted, targets)) in zip(axes.ravel(), panels.items()):
+        _confusion_panel(ax, part, confusion_counts(predicted, targets, len(classes)), classes)
+    fig.suptitle(f"{name + ': ' if name else ''}confusion matrices")
+    return _write(plt, fig, path)
+
+
+def _confusion_panel(ax, part: str, counts: np.ndarray, classes: list[str]) -> None:
+    """One part's (K, K) counts: the diagonal green, the rest red, shaded by the share."""
+    total = max(int(counts.sum()), 1)
+    share = counts / total
+    correct = np.eye(len(classes), dtype=bool)
+    colours = np.where(correct[..., None], [0.3, 0.75, 0.3], [0.9, 0.35, 0.3])
+    strength = np.where(counts > 0, 0.25 + 0.75 * share / share.max(initial=1e-300), 0.0)[..., None]
+    ax.imshow(1.0 - (1.0 - colours) * strength)  # white for an empty cell, deeper for a larger share
+    if len(classes) <= 12:  # past a dozen classes the numbers no longer fit their cells
+        for (i, j), c in np.ndenumerate(counts):
+            if c == 0 and len(classes) > 4:  # many classes: the empty cells stay white and blank
+                continue
+            ax.text(j, i, f"{c}\n{100 * c / total:.1f}%", ha="center", va="center", fontsize="small")
+    ticks = range(len(classes))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes, xlabel="target class",
+           ylabel="output class", title=f"{part.capitalize()}: {100 * np.trace(counts) / total:.1f}% correct")
+
+
 RUN_PICTURES = {"curves": "curves.png", "boundary": "decision_boundary.png", "fit": "fit.png",
                 "regression": "regression.png", "errors": "error_histogram.png",
-                "performance": "performance.png"}
+                "performance": "performance.png", "confusion": "confusion.png"}
 """The pictures ``--plot DIR`` may draw, by what they show."""
 
 
