@@ -174,7 +174,8 @@ def test_measuring_the_test_loss_for_the_picture_leaves_training_as_it_was(tmp_p
     assert run.test_watch.losses[kept] == pytest.approx(plotted["test_loss"], rel=1e-12)
 
 
-@pytest.mark.parametrize("name", ["performance.png", "regression.png", "error_histogram.png", "confusion.png"])
+@pytest.mark.parametrize("name", ["performance.png", "regression.png", "error_histogram.png",
+                                  "confusion.png"])
 def test_a_users_file_in_the_way_is_refused_before_training_and_kept(tmp_path, capsys, name):
     (tmp_path / name).write_bytes(b"my own picture")
     code, _, err = run_cli(["train", "sine", "--epochs", "2", "--plot", tmp_path, "--quiet"], capsys)

@@ -218,7 +218,9 @@ class Run:
     save : str, optional
         Checkpoint path (default with ``resume``: the resumed file).
     plot : str, optional
-        A folder to draw curves (and the decision boundary or fitted curve) into.
+        A folder to draw the run's pictures into (those ``plots.RUN_PICTURES`` names, each
+        where the task has it); with a test part, its loss is measured after every epoch for
+        the performance picture (inference only: training goes as without it).
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"torch"``...
     distributed : bool or Communicator

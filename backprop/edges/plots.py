@@ -1,4 +1,6 @@
-"""Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves.
+"""Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves,
+and the fit pictures MATLAB users read (``plotregression``, ``ploterrhist``, ``plotperform``,
+``plotconfusion``).
 
 Matplotlib is an optional extra (the ``plot`` extra: ``pip install -e '.[plot]'``) drawn with the
 non-interactive Agg backend, so plots work on servers with no display.
