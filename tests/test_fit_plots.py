@@ -51,9 +51,12 @@ def test_the_line_is_numpys_least_squares_fit_of_outputs_on_targets():
     assert (slope, intercept) == pytest.approx((want_slope, want_intercept), rel=1e-10)
 
 
-def test_constant_targets_give_no_r_and_no_line_rather_than_a_division_error():
+def test_constant_targets_give_no_r_and_no_line_rather_than_a_division_error(figures):
     r, slope, _ = plots.regression_line(np.arange(5.0), np.ones(5))
     assert np.isnan(r) and np.isnan(slope)
+    plots.regression({"training": (np.arange(5.0), np.ones(5))}, "r.png")
+    ax = figures[0].axes[0]
+    assert ax.get_ylabel() == "output" and "fit" not in [line.get_label() for line in ax.get_lines()]
 
 
 def test_the_histogram_has_20_shared_bins_counted_as_numpy_counts_them():

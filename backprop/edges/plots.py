@@ -186,10 +186,11 @@ def _regression_panel(ax, part: str, outputs: np.ndarray, targets: np.ndarray) -
     low, high = min(targets.min(), outputs.min()), max(targets.max(), outputs.max())
     ends = np.array([low, high])
     ax.plot(ends, ends, ":", color="0.4", label="output = target")
+    line = "output"  # no line through targets that do not vary
     if np.isfinite(slope):
         ax.plot(ends, slope * ends + intercept, "-", color=color, linewidth=1.8, label="fit")
-    ax.set(title=f"{part.capitalize()}: R = {r:.5f}", xlabel="target",
-           ylabel=f"output ≈ {slope:.3g}·target {'+' if intercept >= 0 else '−'} {abs(intercept):.3g}")
+        line = f"output ≈ {slope:.3g}·target {'+' if intercept >= 0 else '−'} {abs(intercept):.3g}"
+    ax.set(title=f"{part.capitalize()}: R = {r:.5f}", xlabel="target", ylabel=line)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", fontsize="small")
 
