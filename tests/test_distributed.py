@@ -358,7 +358,8 @@ def test_a_ctrl_c_on_one_rank_interrupts_every_rank_and_is_saved_as_such(tmp_pat
     assert "interrupted at epoch 3" in done.stdout and "done at" not in done.stdout, done.stdout
     # Rank 1's exit 130 ends the job (python -m mpi4py aborts on a non-zero exit), so it
     # waits until rank 0 has drawn its plots and printed its summary.
-    assert sorted(os.listdir(tmp_path / "plots")) == ["curves.png", "decision_boundary.png"]
+    assert sorted(os.listdir(tmp_path / "plots")) == ["confusion.png", "curves.png", "decision_boundary.png",
+                                                      "performance.png"]
     assert "wrote plots/decision_boundary.png" in done.stdout
     ck = checkpoint.load(str(saved))
     assert ck.model.epoch == 3 and ck.extra["train"]["status"] == "interrupted"

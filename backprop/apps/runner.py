@@ -192,6 +192,18 @@ class PeriodicSave(FitCallback):
             self.last = time.perf_counter()
 
 
+class TestLoss(FitCallback):
+    """With ``plot`` and a test part: the test part's loss (training units, as the history's)
+    after every epoch, into ``losses`` (epoch -> loss) for the performance picture. Inference
+    only (no draws, no state moved), so training goes as it would without it."""
+
+    def __init__(self, X: Any, T: Any, loss: str) -> None:
+        self.X, self.T, self.loss, self.losses = X, T, loss, {}
+
+    def on_epoch_end(self, record: dict, fit: Any) -> None:
+        self.losses[record["epoch"]] = fit.model.evaluate(self.X, self.T, loss=self.loss)["loss"]
+
+
 class Run:
     """One training run: prepared on construction, trained by :meth:`fit`.
 
@@ -206,7 +218,9 @@ class Run:
     save : str, optional
         Checkpoint path (default with ``resume``: the resumed file).
     plot : str, optional
-        A folder to draw curves (and the decision boundary or fitted curve) into.
+        A folder to draw the run's pictures into (those ``plots.RUN_PICTURES`` names, each
+        where the task has it); with a test part, its loss is measured after every epoch for
+        the performance picture (inference only: training goes as without it).
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"torch"``...
     distributed : bool or Communicator
@@ -481,6 +495,8 @@ class Run:
             val_n = None if self.val is None else (transform.inputs(self.val[0]),
                                                    head.targets(transform.targets(self.val[1])))
         stopped = False
+        self.test_watch = self._test_watch() if self.plot and self.dataset.X_test is not None else None
+        watches = [self.test_watch] if self.test_watch else []
 
         def between_epochs(record: dict, _model) -> bool:
             nonlocal stopped
@@ -494,7 +510,7 @@ class Run:
                 history = model.fit(Xn, Tn, loss=head.loss, optimizer=self.optimizer,
                                     epochs=self.epochs_left, batch_size=self.settings["batch_size"],
                                     validation_data=val_n, early_stopping=self.early_stopping,
-                                    callbacks=[between_epochs, PeriodicSave(self)],
+                                    callbacks=[*watches, between_epochs, PeriodicSave(self)],
                                     comm=self.comm, class_targets=transform.task == "classification",
                                     threads=self.settings["threads"])
         except TrainingDiverged as exc:  # the reduced loss diverges on every rank alike
@@ -502,6 +518,12 @@ class Run:
         if self.comm is not None:  # a stop asked on one rank (its Ctrl-C) interrupts every rank
             stopped = self.comm.any(stopped)
         return history, failure, stopped
+
+    def _test_watch(self) -> TestLoss:
+        """The test part's loss per epoch, measured only for the performance picture."""
+        transform, head = self.transform, self.head
+        return TestLoss(transform.inputs(self.dataset.X_test),
+                        head.targets(transform.targets(self.dataset.y_test)), head.loss)
 
     def _score(self, summary: dict[str, Any]) -> None:
         """Every part's metrics, into ``rows`` (the table) and ``summary`` (``{part}_{metric}``)."""
@@ -527,24 +549,61 @@ class Run:
             summary["plots"] = plots
 
     def _plots(self) -> list[str]:
+        """The pictures ``plot`` asked for (``plots.RUN_PICTURES``), drawn after training."""
         from ..edges import plots
 
         folder, model, head, transform = self.plot, self.model, self.head, self.transform
         (X, y), name = self.train, self.dataset.name
         records = model.history.records if model.history else []
-        written = [plots.curves(records, os.path.join(folder, plots.RUN_PICTURES["curves"]), name)]
-        axes = (*self.dataset.feature_names[:2], self.dataset.target_name or "target")
+        path = {key: os.path.join(folder, file) for key, file in plots.RUN_PICTURES.items()}
+        written = [plots.curves(records, path["curves"], name)]
+        watch = self.test_watch  # set by _train: None without a test part
+        written.append(plots.performance(records, path["performance"], name, loss=head.loss,
+                                         test_losses=watch.losses if watch else None,
+                                         best_epoch=model.history.best_epoch if model.history else None))
         if X.shape[1] == 2 and transform.task == "classification":
             written.append(plots.decision_boundary(
                 lambda G: head.class_scores(model, transform.inputs(G)), X, transform.targets(y),
-                transform.classes, os.path.join(folder, plots.RUN_PICTURES["boundary"]),
-                f"{name}: decision boundary (training data)", axis_names=axes[:2]))
-        elif X.shape[1] == 1 and transform.task == "regression" and transform.n_targets == 1:
+                transform.classes, path["boundary"],
+                f"{name}: decision boundary (training data)",
+                axis_names=tuple(self.dataset.feature_names[:2])))
+        if transform.task == "regression":
+            return written + self._fit_pictures(path)
+        parts = {part: (np.argmax(head.class_scores(model, transform.inputs(X)), axis=1),
+                        transform.targets(y)) for part, (X, y) in self._parts().items()}
+        return [*written, plots.confusion(parts, transform.classes, path["confusion"], name)]
+
+    def _fit_pictures(self, path: dict[str, str]) -> list[str]:
+        """A regression's pictures: the curve (one input, one target), outputs against targets
+        and the error histogram (every part, every output pooled)."""
+        from ..edges import plots
+
+        model, transform, (X, y), name = self.model, self.transform, self.train, self.dataset.name
+        written = []
+        if X.shape[1] == 1 and transform.n_targets == 1:
             written.append(plots.fitted_curve(
                 lambda G: transform.outputs(np.asarray(model.predict(transform.inputs(G)))), X, y,
-                os.path.join(folder, plots.RUN_PICTURES["fit"]), f"{name}: the network's curve",
-                axis_names=(axes[0], axes[-1])))
+                path["fit"], f"{name}: the network's curve",
+                axis_names=(self.dataset.feature_names[0], self.dataset.target_name or "target")))
+        parts = self._outputs_and_targets()
+        written.append(plots.regression(parts, path["regression"], name))
+        written.append(plots.error_histogram(parts, path["errors"], name))
         return written
+
+    def _parts(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """The run's raw parts that exist: "training", "validation", "test" -> (X, y)."""
+        dataset = self.dataset
+        named = {"training": self.train, "validation": self.val,
+                 "test": None if dataset.X_test is None else (dataset.X_test, dataset.y_test)}
+        return {part: data for part, data in named.items() if data is not None}
+
+    def _outputs_and_targets(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Each part's ``(outputs, targets)``, both (N, K) float64 in the target's units: the
+        regression picture's and the error histogram's data."""
+        model, transform = self.model, self.transform
+        return {part: (transform.outputs(np.asarray(model.predict(transform.inputs(X)))),
+                       y.reshape(len(y), -1).astype(np.float64))
+                for part, (X, y) in self._parts().items()}
 
 
 def _name_difference(new: list[str], old: list[str | None]) -> str:

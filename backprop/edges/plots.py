@@ -1,4 +1,6 @@
-"""Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves.
+"""Pictures of a training run: loss and accuracy curves, decision boundaries, fitted curves,
+and the fit pictures MATLAB users read (``plotregression``, ``ploterrhist``, ``plotperform``,
+``plotconfusion``).
 
 Matplotlib is an optional extra (the ``plot`` extra: ``pip install -e '.[plot]'``) drawn with the
 non-interactive Agg backend, so plots work on servers with no display.
@@ -134,7 +136,189 @@ def fitted_curve(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, y: 
     return _write(plt, fig, path)
 
 
-RUN_PICTURES = {"curves": "curves.png", "boundary": "decision_boundary.png", "fit": "fit.png"}
+PART_COLORS = {"training": "C0", "validation": "C2", "test": "C3", "all": "k"}
+"""The parts of a run's data as the fit plots name them (MATLAB's colours: blue, green, red)."""
+
+
+def regression_line(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, float, float]:
+    """``(R, slope, intercept)`` of outputs against targets, every entry of (N,) or (N, K)
+    pooled (as MATLAB's ``plotregression``): Pearson's R and the least-squares line
+    ``output ≈ slope·target + intercept``; NaN where the targets (or outputs) do not vary."""
+    o = np.asarray(outputs, dtype=np.float64).ravel()
+    t = np.asarray(targets, dtype=np.float64).ravel()
+    dt, do = t - t.mean(), o - o.mean()
+    st, so, cross = float(dt @ dt), float(do @ do), float(dt @ do)
+    slope = cross / st if st > 0 else np.nan
+    r = cross / np.sqrt(st * so) if st > 0 and so > 0 else np.nan
+    return float(r), float(slope), float(o.mean() - slope * t.mean())
+
+
+def _with_all(parts: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``parts`` (name -> (outputs, targets), each (N, K)) and, with more than one, their union."""
+    if len(parts) < 2:
+        return dict(parts)
+    pooled = tuple(np.concatenate([np.asarray(p[i], dtype=np.float64).reshape(-1) for p in parts.values()])
+                   for i in (0, 1))
+    return {**parts, "all": pooled}
+
+
+def regression(parts: dict[str, tuple[np.ndarray, np.ndarray]], path: str, name: str = "") -> str:
+    """MATLAB's ``plotregression``: one panel per part (``parts``: "training", "validation",
+    "test" -> (outputs, targets), each (N,) or (N, K) in the target's units, every output pooled)
+    and one for all of them: the points, the least-squares line, the line ``output = target``,
+    and R in the title."""
+    plt = _pyplot()
+    panels = _with_all(parts)
+    cols = 2 if len(panels) == 4 else len(panels)
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.3 * rows), squeeze=False)
+    for ax, (part, (outputs, targets)) in zip(axes.ravel(), panels.items()):
+        _regression_panel(ax, part, np.ravel(outputs), np.ravel(targets))
+    fig.suptitle(f"{name + ': ' if name else ''}outputs against targets")
+    return _write(plt, fig, path)
+
+
+def _regression_panel(ax, part: str, outputs: np.ndarray, targets: np.ndarray) -> None:
+    """One part's outputs (N,) against its targets (N,), the fit and ``output = target``."""
+    r, slope, intercept = regression_line(outputs, targets)
+    color = PART_COLORS.get(part, "C0")
+    ax.scatter(targets, outputs, s=12, facecolors="none", edgecolors=color, linewidths=0.8, label="data")
+    low, high = min(targets.min(), outputs.min()), max(targets.max(), outputs.max())
+    ends = np.array([low, high])
+    ax.plot(ends, ends, ":", color="0.4", label="output = target")
+    line = "output"  # no line through targets that do not vary
+    if np.isfinite(slope):
+        ax.plot(ends, slope * ends + intercept, "-", color=color, linewidth=1.8, label="fit")
+        line = f"output ≈ {slope:.3g}·target {'+' if intercept >= 0 else '−'} {abs(intercept):.3g}"
+    ax.set(title=f"{part.capitalize()}: R = {r:.5f}", xlabel="target", ylabel=line)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize="small")
+
+
+def error_bins(errors: dict[str, np.ndarray], bins: int = 20) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(edges (bins + 1,), {part: counts (bins,)})``: the bins span every part's errors (as
+    MATLAB's ``ploterrhist``, which stacks the parts on the same bins)."""
+    pooled = np.concatenate([np.asarray(e, dtype=np.float64).ravel() for e in errors.values()])
+    edges = np.histogram_bin_edges(pooled, bins=bins)
+    return edges, {part: np.histogram(np.ravel(e), bins=edges)[0] for part, e in errors.items()}
+
+
+def error_histogram(parts: dict[str, tuple[np.ndarray, np.ndarray]], path: str, name: str = "",
+                    bins: int = 20) -> str:
+    """MATLAB's ``ploterrhist``: the errors (targets − outputs, every output pooled) of each
+    part in ``parts`` (name -> (outputs, targets), (N,) or (N, K)) stacked on ``bins`` shared
+    bins, with the zero error marked."""
+    plt = _pyplot()
+    errors = {part: np.ravel(targets) - np.ravel(outputs) for part, (outputs, targets) in parts.items()}
+    edges, counts = error_bins(errors, bins)
+    centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bottom = np.zeros(bins)
+    for part, count in counts.items():
+        ax.bar(centres, count, width=width * 0.9, bottom=bottom, color=PART_COLORS.get(part, "C0"),
+               label=part)
+        bottom += count
+    ax.axvline(0.0, color="C1", linewidth=1.5, label="zero error")
+    ax.set(title=f"{name + ': ' if name else ''}error histogram with {bins} bins",
+           xlabel="error = target − output", ylabel="instances")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    return _write(plt, fig, path)
+
+
+def performance(records: list[dict], path: str, name: str = "", *, loss: str = "loss",
+                test_losses: dict[int, float] | None = None, best_epoch: int | None = None) -> str:
+    """MATLAB's ``plotperform``: the loss per epoch of training and validation (``records``,
+    the history's) and of the test part (``test_losses``: epoch -> loss, where measured), on a
+    log scale while every loss is above 0, the best validation epoch circled (``best_epoch``,
+    else the lowest validation loss)."""
+    plt = _pyplot()
+    epochs = [r["epoch"] for r in records]
+    tested = test_losses or {}
+    lines = {"training": [r.get("train_loss") for r in records],
+             "validation": [r.get("val_loss") for r in records],
+             "test": [tested.get(e) for e in epochs]}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    _loss_lines(ax, epochs, lines)
+    ax.set(xlabel="epoch", ylabel=f"{loss} (training units)",
+           title=f"{name + ': ' if name else ''}{_best(ax, epochs, lines['validation'], best_epoch)}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    return _write(plt, fig, path)
+
+
+def _loss_lines(ax, epochs: list[int], lines: dict[str, list[float | None]]) -> None:
+    """Each part's loss per epoch that has any (a gap where an epoch lacks it), on a log scale
+    while every loss drawn is above 0."""
+    drawn = []
+    for part, values in lines.items():
+        known = [v for v in values if v is not None]
+        if known:
+            ax.plot(epochs, [np.nan if v is None else v for v in values], color=PART_COLORS[part], label=part)
+            drawn += known
+    if drawn and min(drawn) > 0:
+        ax.set_yscale("log")
+
+
+def _best(ax, epochs: list[int], val: list[float | None], best_epoch: int | None) -> str:
+    """Circle the best validation epoch (``best_epoch``, else the lowest validation loss) on
+    ``ax``; the title saying it (or that there was no validation part)."""
+    known = {e: v for e, v in zip(epochs, val) if v is not None and np.isfinite(v)}
+    if not known:
+        return "loss per epoch (no validation part)"
+    best = best_epoch if best_epoch in known else min(known, key=known.get)
+    ax.axvline(best, color="0.4", linestyle=":", linewidth=1)
+    ax.plot([best], [known[best]], "o", markersize=10, markerfacecolor="none", markeredgecolor="C2",
+            label="best")
+    return f"best validation loss {known[best]:.4g} at epoch {best}"
+
+
+def confusion_counts(predicted: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """(k, k) counts: row ``i``, column ``j`` the samples of target class ``j`` the network
+    put in class ``i`` (MATLAB's ``plotconfusion``: output class down, target class across);
+    ``predicted`` and ``targets`` (N,) class indices."""
+    flat = np.asarray(predicted, dtype=np.int64) * k + np.asarray(targets, dtype=np.int64)
+    return np.bincount(flat, minlength=k * k).reshape(k, k)
+
+
+def confusion(parts: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[str], path: str,
+              name: str = "") -> str:
+    """MATLAB's ``plotconfusion``: one matrix per part (``parts``: name -> (predicted, targets),
+    (N,) class indices) and one for all of them, each cell's count and share of the part, the
+    share correct in the title."""
+    plt = _pyplot()
+    panels = _with_all(parts)
+    cols = 2 if len(panels) == 4 else len(panels)
+    rows = (len(panels) + cols - 1) // cols
+    side = min(9.0, 2.5 + 0.45 * len(classes))
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols, side * rows), squeeze=False)
+    for ax, (part, (predicted, targets)) in zip(axes.ravel(), panels.items()):
+        _confusion_panel(ax, part, confusion_counts(predicted, targets, len(classes)), classes)
+    fig.suptitle(f"{name + ': ' if name else ''}confusion matrices")
+    return _write(plt, fig, path)
+
+
+def _confusion_panel(ax, part: str, counts: np.ndarray, classes: list[str]) -> None:
+    """One part's (K, K) counts: the diagonal green, the rest red, shaded by the share."""
+    total = max(int(counts.sum()), 1)
+    share = counts / total
+    correct = np.eye(len(classes), dtype=bool)
+    colours = np.where(correct[..., None], [0.3, 0.75, 0.3], [0.9, 0.35, 0.3])
+    strength = np.where(counts > 0, 0.25 + 0.75 * share / share.max(initial=1e-300), 0.0)[..., None]
+    ax.imshow(1.0 - (1.0 - colours) * strength)  # white for an empty cell, deeper for a larger share
+    if len(classes) <= 12:  # past a dozen classes the numbers no longer fit their cells
+        for (i, j), c in np.ndenumerate(counts):
+            if c == 0 and len(classes) > 4:  # many classes: the empty cells stay white and blank
+                continue
+            ax.text(j, i, f"{c}\n{100 * c / total:.1f}%", ha="center", va="center", fontsize="small")
+    ticks = range(len(classes))
+    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes, xlabel="target class",
+           ylabel="output class", title=f"{part.capitalize()}: {100 * np.trace(counts) / total:.1f}% correct")
+
+
+RUN_PICTURES = {"curves": "curves.png", "boundary": "decision_boundary.png", "fit": "fit.png",
+                "regression": "regression.png", "errors": "error_histogram.png",
+                "performance": "performance.png", "confusion": "confusion.png"}
 """The pictures ``--plot DIR`` may draw, by what they show."""
 
 
