@@ -108,8 +108,8 @@ class FullBatch(Optimizer):
 class Damped(FullBatch):
     """A Newton-type step (A + μI) δ = -g with ``trainlm``'s μ rules, A symmetric.
 
-    μ starts at ``mu`` (0.001), is multiplied by ``mu_dec`` (0.1) after a step that
-    lowers the loss, and by ``mu_inc`` (10) and the step retried after one that does
+    μ starts at ``mu`` (0.001), is multiplied by ``mu_dec`` (0.1, not below ``mu_min``)
+    after a step that lowers the loss, and by ``mu_inc`` (10) and the step retried after one that does
     not. Training stops when μ exceeds ``mu_max`` (1e10), when the gradient of the
     loss has a norm below ``min_grad`` (1e-7), or when the loss reaches ``goal`` (0).
     μ evolves and is saved with the optimizer, so a resumed run goes on exactly.
@@ -195,6 +195,17 @@ class Damped(FullBatch):
 
         return solve, None
 
+    # μ never falls below this: where every step succeeds (br's prior keeps each system well
+    # posed), ×0.1 would underflow μ to 0, from which ×10 never climbs to mu_max. trainlm has no
+    # floor; at 1e-20 the damping is below any JᵀJ's rounding and a failing step still reaches
+    # mu_max in 30 trials.
+    mu_min = 1e-20
+
+    def _accepted(self) -> None:
+        """After a step that lowered the objective: μ × mu_dec (not below ``mu_min``), one more step."""
+        self.mu = max(self.mu * self.mu_dec, self.mu_min)
+        self.t += 1
+
     def _penalty(self, xp: Any, theta: Array, decayed: Array) -> Array:
         """½·wd·‖W‖² of flat parameters ``theta`` (P,) float64, a 0-d device array."""
         return 0.5 * self.weight_decay * xp.sum(decayed * theta * theta)
@@ -228,8 +239,7 @@ class Damped(FullBatch):
             else:
                 new = float(objective)
             if new < old:
-                self.mu *= self.mu_dec
-                self.t += 1
+                self._accepted()
                 return after, (f"the loss {new:.6g} reached the goal {self.goal:g}" if new <= self.goal
                                else None)
             if not math.isfinite(new) and not math.isfinite(old):
@@ -374,8 +384,9 @@ class BayesianRegularization(LevenbergMarquardt):
     evolving = ("mu", "alpha", "beta")
     ridged = True  # α·I needs parameter space: never the residual-space solve
     takes_weight_decay = False  # α is its weight decay, chosen by the evidence
-    # As MATLAB's trainbr: no validation stopping, the prior takes its place.
-    entry_defaults = {**LevenbergMarquardt.entry_defaults, "early_stopping": None}
+    # As MATLAB's trainbr: no validation stopping, the prior takes its place, and so every
+    # training sample is trained on (a validation part asked for is only reported).
+    entry_defaults = {**LevenbergMarquardt.entry_defaults, "early_stopping": None, "val_split": 0.0}
 
     @classmethod
     def entry_notes(cls, settings: dict[str, Any]) -> list[str]:
@@ -426,8 +437,7 @@ class BayesianRegularization(LevenbergMarquardt):
             e_d_new = 2.0 * value / scale  # the loss is scale/2·E_D
             new = beta * e_d_new + alpha * e_w_new
             if new < old:
-                self.mu *= self.mu_dec
-                self.t += 1
+                self._accepted()
                 self.evidence(theta.shape[0], count, e_d_new, e_w_new, trace,
                               [] if self.alpha else [float(v) for v in _host(lam)])
                 return after, (f"the loss {value:.6g} reached the goal {self.goal:g}" if value <= self.goal

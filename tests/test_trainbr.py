@@ -208,3 +208,14 @@ def test_every_backend_takes_the_same_steps(other_backend):
 
 def test_the_class_is_registered_under_matlabs_name_too():
     assert type(bp.optimizers.get("trainbr")) is BayesianRegularization
+
+
+@pytest.mark.parametrize("name", ["br", "lm"])
+def test_mu_does_not_underflow_where_every_step_succeeds(name):
+    # br's prior keeps each system well posed, so steps can succeed for hundreds of
+    # iterations: μ × 0.1 would reach 0, from which × 10 never climbs to mu_max
+    optimizer = bp.optimizers.get(name, mu=3e-20)
+    optimizer._accepted()
+    assert optimizer.mu == optimizer.mu_min == 1e-20 and optimizer.t == 1
+    optimizer._accepted()
+    assert optimizer.mu == 1e-20 and optimizer.t == 2
