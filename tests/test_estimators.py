@@ -34,6 +34,7 @@ ESTIMATORS = [
     BackpropClassifier(solver="newton", hidden_layer_sizes=(4,), random_state=0),
     BackpropRegressor(solver="lbfgs", hidden_layer_sizes=(10,), random_state=0),
     BackpropRegressor(solver="lm", hidden_layer_sizes=(5,), random_state=0),
+    BackpropRegressor(solver="br", hidden_layer_sizes=(5,), random_state=0),
     BackpropClassifier(hidden_layer_sizes=(10,), random_state=0),
     # a rate of 0.01: from scikit-learn's initial weights the default 1e-3 leaves R^2 at 0.46 after
     # 200 epochs on check_regressors_train's data, as MLPRegressor((10,), random_state=0) itself
@@ -44,7 +45,19 @@ ESTIMATORS = [
 ]
 
 
+# The check fits 15 points of 30 features: the network interpolates them, E_D falls to 1e-15 and
+# β = (N - γ)/2E_D follows the rounding of sums taken in another order (the weighted rows are
+# shuffled): the weighted and repeated fits stop after 28 and 23 iterations, 1.2e-4 apart. With a
+# noise to estimate they agree to 1e-12 (test_trainbr.py).
+_INTERPOLATED = ("br on data it interpolates: β = (N - γ)/2E_D with E_D at 1e-15 follows rounding, so the "
+                 "weighted and repeated fits part at 1e-4")
+BR_FAILS = {"check_sample_weight_equivalence_on_dense_data": _INTERPOLATED,
+            "check_sample_weight_equivalence_on_sparse_data": _INTERPOLATED}
+
+
 def expected_failures(estimator):
+    if estimator.solver == "br":
+        return BR_FAILS
     return {} if estimator.solver in ("lbfgs", "lm", "newton") else STOCHASTIC_FAILS
 
 

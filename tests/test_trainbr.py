@@ -219,3 +219,16 @@ def test_mu_does_not_underflow_where_every_step_succeeds(name):
     assert optimizer.mu == optimizer.mu_min == 1e-20 and optimizer.t == 1
     optimizer._accepted()
     assert optimizer.mu == 1e-20 and optimizer.t == 2
+
+
+def test_a_weight_of_two_is_a_repeated_sample():
+    # noisy data br does not interpolate: the weighted fit follows the repeated one to rounding
+    x, y = line_data(n=15, seed=5, noise=0.3)
+    w = np.random.default_rng(1).integers(0, 4, 15)
+    a = bp.mlp([2, 6, 1], activation="tanh", dtype="float64", seed=0)
+    b = bp.mlp([2, 6, 1], activation="tanh", dtype="float64", seed=0)
+    for model, data in ((a, (x, y, w)), (b, (np.repeat(x, w, axis=0), np.repeat(y, w), None))):
+        model.fit(data[0], data[1], sample_weight=data[2], loss="mse", optimizer="br", epochs=20,
+                  batch_size="full", validation_split=0.0, early_stopping=None)
+    np.testing.assert_allclose(a.history["gamma"], b.history["gamma"], rtol=1e-9)
+    np.testing.assert_allclose(a.predict(x), b.predict(x), rtol=1e-9, atol=1e-12)
