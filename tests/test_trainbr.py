@@ -190,11 +190,12 @@ def test_gamma_near_p_on_large_clean_data_and_far_below_on_small_noisy_data():
     assert optimizer.gamma < 0.25 * model.n_params
 
 
-def test_every_backend_takes_the_same_steps(other_backend):
+@pytest.mark.parametrize("hidden", [6, 20])  # P = 25 < N = 40 (parameter space), P = 81 (residual space)
+def test_every_backend_takes_the_same_steps(other_backend, hidden):
     x, y = line_data(n=40)
 
     def run(device):
-        model = bp.mlp([2, 6, 1], activation="tanh", dtype="float64", seed=2, device=device)
+        model = bp.mlp([2, hidden, 1], activation="tanh", dtype="float64", seed=2, device=device)
         history = brfit(model, x, y, epochs=8)[1]
         return {k: model.backend.to_numpy(v) for k, v in model.parameters().items()}, history
 
