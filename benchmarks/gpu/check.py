@@ -171,7 +171,7 @@ def check_equivalence(device):
     X, y = rng.normal(size=(48, 6)), rng.integers(0, 3, 48)
     x1 = np.linspace(-2, 2, 40).reshape(-1, 1)
     t1 = np.sin(2 * x1[:, 0]) + x1[:, 0] / 2
-    full = {"lm", "newton", "lbfgs"}
+    full = set(optimizers.names(full_batch=True))  # the registry's: br, lm, newton, lbfgs
     for dtype, tol in (("float64", 1e-10), ("float32", 1e-4)):
         for opt in optimizers.NAMES:
             if dtype == "float32" and opt in full:
