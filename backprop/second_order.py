@@ -1,4 +1,4 @@
-"""Full-batch training: Levenberg–Marquardt and L-BFGS.
+"""Full-batch training: Levenberg–Marquardt, Bayesian regularization, damped Newton and L-BFGS.
 
 These are optimizers that see the whole training set at once and drive their own
 iterations: ``fit``'s full-batch driver hands :meth:`FullBatch.run` the data and its
@@ -19,6 +19,10 @@ is one ``solve`` of (A + μI) instead (:meth:`Damped.damped_solver`). When N·K 
 same is done in residual space, with JJᵀ (N·K, N·K): (JᵀJ + μI)⁻¹Jᵀ = Jᵀ(JJᵀ + μI)⁻¹,
 which needs far less memory. The solve runs in float64 whatever the model's dtype: forming
 JᵀJ squares J's condition number, more than float32's seven digits can hold.
+
+Bayesian regularization (MATLAB's ``trainbr``, :class:`BayesianRegularization`) is
+Levenberg–Marquardt on β·E_D + α·E_W, with α and β re-estimated from the evidence after
+each step.
 
 L-BFGS is SciPy's L-BFGS-B on the host over the flat parameters in float64; the
 loss and gradient come from the device (one P-sized copy each way and one scalar
@@ -375,9 +379,9 @@ class BayesianRegularization(LevenbergMarquardt):
     β = (N·K - γ) / (2·E_D) at the new point. α starts at 0 and β at 1 (a plain LM step on
     E_D first, as MATLAB), μ at 0.005, with ``trainlm``'s μ rules (:class:`Damped`); the
     first update, where α = 0 leaves γ = P, takes the fixed point instead (:meth:`evidence`).
-    β is kept where N·K ≤ γ. From ``Damped.eigh_below``
-    unknowns the trace takes one ``eigvalsh`` of JᵀJ more per iteration. μ, α and β evolve
-    and are saved with the optimizer, so a resumed run goes on exactly.
+    β is kept where N·K ≤ γ. The trace comes from the eigenvalues the solve already has
+    (:meth:`_solver`), or, beside per-trial Cholesky solves, from one more factor. μ, α and β
+    evolve and are saved with the optimizer, so a resumed run goes on exactly.
     """
 
     name = "br"
@@ -440,14 +444,26 @@ class BayesianRegularization(LevenbergMarquardt):
                 self._accepted()
                 self.evidence(theta.shape[0], count, e_d_new, e_w_new, trace,
                               [] if self.alpha else [float(v) for v in _host(lam)])
-                return after, (f"the loss {value:.6g} reached the goal {self.goal:g}" if value <= self.goal
-                               else None)
+                return after, self._stop_after_step(value, theta.shape[0])
             if not math.isfinite(new) and not math.isfinite(old):
                 return after, None  # let fit report the divergence
             self.mu *= self.mu_inc
             if self.mu > self.mu_max:
                 model.set_flat_parameters(theta)
                 return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+
+    # Below this γ, α/β dwarfs JᵀJ's eigenvalues and each step shrinks the weights further; at
+    # w = 0 (for odd activations a stationary point of E_D, as on XOR) none brings them back.
+    min_gamma = 1e-2
+
+    def _stop_after_step(self, loss: float, params: int) -> str | None:
+        """Why training stops after an accepted step with loss ``loss``, or None."""
+        if loss <= self.goal:
+            return f"the loss {loss:.6g} reached the goal {self.goal:g}"
+        if self.gamma is not None and self.gamma < self.min_gamma:
+            return (f"the prior took every weight to 0 (gamma {self.gamma:.2g} of {params} parameters): "
+                    "too few samples for Bayesian regularization to keep any; use lm, or more data")
+        return None
 
     def _start(self, step: Any, X: Array, T: Array, S: Array | None, work: dict[str, Any],
                w: Array) -> tuple[Array, Any, Array, float, float, tuple[float, ...]]:

@@ -233,3 +233,14 @@ def test_a_weight_of_two_is_a_repeated_sample():
                   batch_size="full", validation_split=0.0, early_stopping=None)
     np.testing.assert_allclose(a.history["gamma"], b.history["gamma"], rtol=1e-9)
     np.testing.assert_allclose(a.predict(x), b.predict(x), rtol=1e-9, atol=1e-12)
+
+
+def test_a_prior_that_takes_every_weight_to_zero_stops_the_run_and_says_why():
+    # four XOR points cannot support a parameter: the evidence drives α up until w = 0, a
+    # stationary point of E_D, which no later step leaves
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([0.0, 1.0, 1.0, 0.0])
+    model = bp.mlp([2, 4, 1], activation="tanh", dtype="float64", seed=0)
+    optimizer, history = brfit(model, x - 0.5, y - 0.5, epochs=50)
+    assert len(history.records) < 50 and optimizer.gamma < 1e-2
+    assert history.converged.startswith("the prior took every weight to 0") and "use lm" in history.converged
