@@ -298,7 +298,8 @@ def check_trainbr(device):
     if got is None:
         line("SKIP", "trainbr: Cholesky trace", f"none for {b.xp.__name__}: eigvalsh instead")
     else:
-        expect("trainbr: Cholesky trace", abs(float(host(got)) - want) <= 1e-10 * want, f"{float(host(got))!r}")
+        value = float(host(got))
+        expect("trainbr: Cholesky trace", abs(value - want) <= 1e-10 * want, f"{value!r} against {want!r}")
     x = rng.uniform(-1.0, 1.0, (40, 2))
     y = np.sin(2.0 * x[:, 0]) + x[:, 1] + rng.normal(0.0, 0.1, 40)
     for hidden in (6, 20):
