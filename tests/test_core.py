@@ -369,7 +369,8 @@ def test_the_library_run_streams_records_and_stops_from_a_callback():
 
     summary = bp.run("blobs", epochs=20, callbacks=[watch])
     assert [r["epoch"] for r in seen] == [1, 2, 3]
-    assert set(seen[0]) == set(bp.EPOCH_KEYS) - {"mu"}  # mu: Levenberg–Marquardt only
+    # mu: the damped optimizers only; gamma, alpha, beta, sum_sq_weights: br only
+    assert set(seen[0]) == set(bp.EPOCH_KEYS) - {"mu", "gamma", "alpha", "beta", "sum_sq_weights"}
     assert summary["status"] == "interrupted" and summary["epochs"] == 3
 
 
