@@ -106,10 +106,13 @@ def test_a_wide_network_steps_in_residual_space_as_in_parameter_space(eigh_below
     assert optimizer.gamma == pytest.approx(gamma, rel=1e-10)
 
 
-def test_the_first_update_is_the_fixed_point_of_gamma():
+# a linear model, where βλ ≫ α leaves γ near P, and a wide tanh network (P = 41 > N = 12),
+# where γ is far below P and the fixed point takes several rounds
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_first_update_is_the_fixed_point_of_gamma(wide):
     x, y = line_data()
-    model = linear_model()
-    J, _ = jacobian_of(model, x)
+    model = bp.mlp([2, 10, 1], activation="tanh", dtype="float64", seed=0) if wide else linear_model()
+    J = np.asarray(bp.jacobian.jacobian(model, model.xp.asarray(x))[1]).reshape(12, -1)
     optimizer, _ = brfit(model, x, y)  # α = 0, β = 1: an LM step, then the fixed point
     lam = np.linalg.eigvalsh(J.T @ J)
     a, b = optimizer.alpha, optimizer.beta
@@ -119,6 +122,8 @@ def test_the_first_update_is_the_fixed_point_of_gamma():
     assert optimizer.gamma == pytest.approx(gamma, rel=1e-6)  # converged: γ of the α, β it implies
     assert a == pytest.approx(optimizer.gamma / (2 * float(w1 @ w1)), rel=1e-12)
     assert b == pytest.approx((y.size - optimizer.gamma) / (2 * e_d), rel=1e-12)
+    if wide:
+        assert optimizer.gamma < 0.5 * model.n_params
 
 
 def test_stopping_rules():
