@@ -197,6 +197,15 @@ def test_forged_tensors_are_refused(what, saved, tmp_path):
         runner.restore(str(forged))
 
 
+@pytest.mark.parametrize("slots", [["m"], ["v"], []])
+def test_forged_optimizer_state_keys_are_refused(slots, saved, tmp_path):
+    """Adam keeps m and v for each parameter: a header naming fewer would resume into a KeyError."""
+    forged = forge(saved / "moons.safetensors", tmp_path / "f.safetensors",
+                   lambda m: m["optimizer"].update(state_keys=[slots] * len(m["optimizer"]["state_keys"])))
+    with pytest.raises(CheckpointError, match=r"inconsistent \(optimizer state keys\)"):
+        checkpoint.load(str(forged))
+
+
 @pytest.mark.parametrize("record", [{"epoch": 1, "train_loss": "x"}, {"epoch": 1, "loss": 0.5}, {"epoch": 0}])
 def test_forged_history_records_are_refused(record, saved, tmp_path):
     """The curves plot and the progress lines read every record: numbers under known keys only."""

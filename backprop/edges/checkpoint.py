@@ -743,7 +743,11 @@ def load(path: str, device: str = "cpu", dtype: str | None = None) -> Checkpoint
     try:
         built = _check(meta, data)
         if meta.get("optimizer"):
-            _optimizer_from_meta(meta["optimizer"])  # its settings must make an optimizer
+            opt = _optimizer_from_meta(meta["optimizer"])  # its settings must make an optimizer
+            keys = meta["optimizer"].get("state_keys")
+            # ... whose own slots for each parameter (Adam's m and v, ...) the file holds
+            _need(not keys or all(k == sorted(opt._init_state(np, np.zeros(1))) for k in keys),
+                  "optimizer state keys")
     except (ConfigError, TypeError, ValueError, OverflowError) as exc:  # TypeError: unknown keys
         raise CheckpointError(f"{path} is a backprop checkpoint but {exc}") from None
     model = Sequential(built, device=device, dtype=dtype or meta["dtype"], seed=meta["seed"],
