@@ -200,9 +200,8 @@ class Damped(FullBatch):
         return solve, None
 
     # μ never falls below this: where every step succeeds (br's prior keeps each system well
-    # posed), ×0.1 would underflow μ to 0, from which ×10 never climbs to mu_max. trainlm has no
-    # floor; at 1e-20 the damping is below any JᵀJ's rounding and a failing step still reaches
-    # mu_max in 30 trials.
+    # posed), ×0.1 would underflow μ to 0, from which ×10 never climbs to mu_max. MATLAB's
+    # trainlm and trainbr have the same floor.
     mu_min = 1e-20
 
     def _accepted(self) -> None:
@@ -376,9 +375,12 @@ class BayesianRegularization(LevenbergMarquardt):
     one eigendecomposition serves every μ trial and the trace. After each accepted step,
     with JᵀJ and α, β of the step (as ``trainbr``), γ = P - α·tr((βJᵀJ + αI)⁻¹) =
     P - Σ α/(βλ_i + α), the effective number of parameters, then α = γ / (2·E_W) and
-    β = (N·K - γ) / (2·E_D) at the new point. α starts at 0 and β at 1 (a plain LM step on
-    E_D first, as MATLAB), μ at 0.005, with ``trainlm``'s μ rules (:class:`Damped`); the
-    first update, where α = 0 leaves γ = P, takes the fixed point instead (:meth:`evidence`).
+    β = (N·K - γ) / (2·E_D) at the new point. μ starts at 0.005, with ``trainlm``'s μ rules
+    (:class:`Damped`). The start differs from MATLAB's, which takes γ = P at the initial
+    weights (α = P/2E_W, β = (N·K - P)/2E_D): from backprop's initial weights that prior
+    took every weight to 0 in 8 of 12 of ``benchmarks/trainbr.py --matlab-start``'s settings.
+    Here α starts at 0 and β at 1 (a plain LM step on E_D), and the first update takes the
+    fixed point of γ on JᵀJ's eigenvalues (:meth:`evidence`).
     β is kept where N·K ≤ γ. The trace comes from the eigenvalues the solve already has
     (:meth:`_solver`), or, beside per-trial Cholesky solves, from one more factor. μ, α and β
     evolve and are saved with the optimizer, so a resumed run goes on exactly.

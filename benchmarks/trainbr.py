@@ -16,6 +16,10 @@ The error is the mean squared error, in the original units, against the noise-fr
 1001 grid points of [-1, 1]. Per setting: the median and worst seed of each, and the
 seconds per iteration (the fit's time over its iterations, median over seeds).
 
+``--matlab-start``: instead, br from its start here (a plain LM step from α = 0, β = 1, then
+the fixed point of γ on JᵀJ's eigenvalues) against br from MATLAB trainbr's (γ = P at the
+initial weights), 1-20-1, each setting's median and worst error and median γ.
+
 ``--timing``: instead, the seconds per iteration of br and lm alone (no validation part, no
 early stopping, min_grad 0, 30 iterations, sine 0.1), median of 5 repeats: 300 points at
 H = 20 and 50 (P = 61, 151: one eigh of JᵀJ), 200 (P = 601 > N: both in residual space,
@@ -40,25 +44,61 @@ GRID = np.linspace(-1.0, 1.0, 1001)[:, None]
 
 
 def one(curve: str, noise: float, seed: int, n: int, method: str, hidden: int, epochs: int) -> dict:
-    """Test error and seconds per iteration of one fit."""
+    """Test error and seconds per iteration of one fit; ``method`` lm, br, or br_matlab_start (br
+    from MATLAB trainbr's start: γ = P at the initial weights, α = P/2E_W, β = (N - P)/2E_D, or 1
+    where that is not positive)."""
     f = CURVES[curve]
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, (n, 1))
     y = f(x[:, 0]) + rng.normal(0.0, noise, n)
     mx, sx, my, sy = x.mean(), x.std(), y.mean(), y.std()
+    xs, ys = (x - mx) / sx, (y - my) / sy
     model = bp.mlp([1, hidden, 1], activation="tanh", dtype="float64", seed=seed)
-    fit = (dict(optimizer="br", validation_split=0.0, early_stopping=None) if method == "br"
-           else dict(optimizer="lm", validation_split=0.15, early_stopping=6))
+    if method == "lm":
+        fit = dict(optimizer="lm", validation_split=0.15, early_stopping=6)
+    else:
+        start = matlab_start(model, xs, ys) if method == "br_matlab_start" else {}
+        fit = dict(optimizer=bp.optimizers.get("br", **start), validation_split=0.0, early_stopping=None)
     started = time.perf_counter()
-    history = model.fit((x - mx) / sx, (y - my) / sy, loss="mse", epochs=epochs, batch_size="full", **fit)
+    history = model.fit(xs, ys, loss="mse", epochs=epochs, batch_size="full", **fit)
     seconds = time.perf_counter() - started
     z = np.asarray(model.predict((GRID - mx) / sx)).reshape(-1) * sy + my
     error = float(np.mean((z - f(GRID[:, 0])) ** 2))
     iterations = len(history.records)
     out = {"error": error, "iterations": iterations, "s_per_iter": seconds / max(iterations, 1)}
-    if method == "br":
+    if method != "lm":
         out["gamma"] = history.records[-1].get("gamma")
     return out
+
+
+def matlab_start(model: bp.Sequential, x: np.ndarray, y: np.ndarray) -> dict:
+    """trainbr's initial α and β: γ = P at the model's initial weights."""
+    w = np.asarray(model.flat_parameters(), dtype=float)
+    e_d = float(np.sum((np.asarray(model.predict(x)).reshape(-1) - y) ** 2))
+    beta = (y.size - w.size) / (2.0 * e_d) if e_d > 0 else 1.0
+    return {"alpha": w.size / (2.0 * float(w @ w)), "beta": beta if beta > 0 else 1.0}
+
+
+def starts(seeds: int, n: int, epochs: int) -> dict:
+    """br from backprop's start (a plain LM step, then the fixed point of γ) against br from
+    trainbr's (γ = P at the initial weights), 1-20-1: median and worst error, median γ."""
+    rows = {}
+    print(f"{'setting':<12}{'ours med':>10}{'ours worst':>11}{'gamma':>7}"
+          f"{'matlab med':>11}{'matlab worst':>13}{'gamma':>7}")
+    for curve in CURVES:
+        for noise in (0.05, 0.2):
+            row = {}
+            for method in ("br", "br_matlab_start"):
+                runs = [one(curve, noise, s, n, method, 20, epochs) for s in range(seeds)]
+                row[method] = {"median": statistics.median(r["error"] for r in runs),
+                               "worst": max(r["error"] for r in runs),
+                               "gamma_median": statistics.median(r["gamma"] for r in runs)}
+            rows[f"{curve} {noise}"] = row
+            a, b = row["br"], row["br_matlab_start"]
+            print(f"{curve + ' ' + str(noise):<12}{a['median']:>10.2e}{a['worst']:>11.2e}"
+                  f"{a['gamma_median']:>7.1f}{b['median']:>11.2e}{b['worst']:>13.2e}"
+                  f"{b['gamma_median']:>7.1f}", flush=True)
+    return rows
 
 
 def timing(repeats: int = 5, epochs: int = 30) -> dict:
@@ -120,7 +160,15 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1000)
     parser.add_argument("--json")
     parser.add_argument("--timing", action="store_true")
+    parser.add_argument("--matlab-start", action="store_true",
+                        help="br from backprop's start against br from trainbr's")
     args = parser.parse_args()
+    if args.matlab_start:
+        result = starts(args.seeds, args.n, args.epochs)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"args": vars(args), "starts": result}, fh, indent=1)
+        return
     if args.timing:
         result = timing()
         if args.json:
