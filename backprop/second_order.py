@@ -276,7 +276,9 @@ class LevenbergMarquardt(Damped):
     """
 
     name = "lm"
-    ridged = False  # a solve in parameter space always (weight decay forces it too)
+    title = "Levenberg–Marquardt"  # what the refusals call the method
+    # (side, side) float64 matrices alive at once during a solve: A and the factor's copy
+    solve_matrices = 2
     # Squared errors for classes too: sigmoid outputs against 0/1, as trainlm does.
     entry_defaults = {**Damped.entry_defaults, "loss": "mse"}
 
@@ -294,17 +296,17 @@ class LevenbergMarquardt(Damped):
 
     def check(self, model: Any, loss: Any, n_samples: int) -> None:
         super().check(model, loss, n_samples)
-        require_second_order(model.layers, "Levenberg–Marquardt's Jacobian")  # before anything changes
+        require_second_order(model.layers, f"{self.title}'s Jacobian")  # before anything changes
         if not loss.squared_residuals:
-            raise ConfigError(f"Levenberg–Marquardt minimizes squared errors (mse, sse), not {loss.name}: "
+            raise ConfigError(f"{self.title} minimizes squared errors (mse, sse), not {loss.name}: "
                               "use lbfgs for other losses")
         rows, params = n_samples * model.n_outputs, model.n_params
-        # a penalty needs parameter space
-        side = params if self.weight_decay or self.ridged else min(rows, params)
-        need = jacobian_bytes(n_samples, model.n_outputs, params) * 2 + 8 * side**2 * 2
+        # weight decay on the weights alone needs parameter space
+        side = params if self.weight_decay else min(rows, params)
+        need = jacobian_bytes(n_samples, model.n_outputs, params) * 2 + 8 * side**2 * self.solve_matrices
         if need > self.max_jacobian_bytes:
             raise ConfigError(
-                f"Levenberg–Marquardt would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "
+                f"{self.title} would need {need / 2**20:,.0f} MiB for its {rows:,} x {params:,} "
                 f"Jacobian and solve (limit {self.max_jacobian_bytes / 2**20:,.0f} MiB): use lbfgs, a "
                 "smaller network or fewer samples")
 
@@ -387,8 +389,9 @@ class BayesianRegularization(LevenbergMarquardt):
     """
 
     name = "br"
+    title = "Bayesian regularization (br)"
     evolving = ("mu", "alpha", "beta")
-    ridged = True  # α·I needs parameter space: never the residual-space solve
+    solve_matrices = 4  # and, beside Cholesky solves, the trace's A + (α/β)I and its factor
     takes_weight_decay = False  # α is its weight decay, chosen by the evidence
     # As MATLAB's trainbr: no validation stopping, the prior takes its place, and so every
     # training sample is trained on (a validation part asked for is only reported).

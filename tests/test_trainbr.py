@@ -171,12 +171,12 @@ def test_resume_from_a_checkpoint_is_exact(tmp_path):
     (lambda: bp.Sequential([bp.Dense(2, 3), "tanh", bp.Dropout(0.5), bp.Dense(3, 1)], dtype="float64"),
      "mse", "Dropout"),
 ])
-def test_refusals_in_one_line(model, loss, says):
+def test_refusals_in_one_line(model, loss, says):  # naming br, not the LM it is built on
     x, y = line_data()
     with pytest.raises(ConfigError, match=says) as caught:
         model().fit(x, np.abs(y), loss=loss, optimizer="br", epochs=1, batch_size="full",
                     validation_split=0.0)
-    assert "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value) and str(caught.value).startswith("Bayesian regularization (br)")
     with pytest.raises(ConfigError, match="weight_decay"):
         bp.optimizers.get("br", weight_decay=1e-3)
 
@@ -249,3 +249,14 @@ def test_a_prior_that_takes_every_weight_to_zero_stops_the_run_and_says_why():
     optimizer, history = brfit(model, x - 0.5, y - 0.5, epochs=50)
     assert len(history.records) < 50 and optimizer.gamma < 1e-2
     assert history.converged.startswith("the prior took every weight to 0") and "use lm" in history.converged
+
+
+def test_the_memory_estimate_counts_the_space_the_solve_runs_in():
+    # 200 points, P = 601: residual space, a (200, 200) solve; at 2,000 points a (601, 601) one
+    # with the trace's two matrices beside
+    model = bp.mlp([1, 200, 1], dtype="float64")
+    loss = bp.losses.get("mse")
+    optimizer = bp.optimizers.get("br", max_jacobian_bytes=4 * 2**20)
+    optimizer.check(model, loss, 200)  # 2 x 0.92 MiB Jacobian + 4 x 0.31 MiB (12.9 MiB in (601, 601))
+    with pytest.raises(ConfigError, match=r"Bayesian regularization \(br\) would need 29 MiB"):
+        optimizer.check(model, loss, 2000)  # 2 x 9.2 MiB + 4 x 2.76 MiB (lm's 2 matrices: 24 MiB)
