@@ -67,6 +67,28 @@ def test_one_step_and_evidence_update_match_a_hand_worked_linear_model():
     assert record["sum_sq_weights"] == pytest.approx(e_w, rel=1e-12)
 
 
+def test_two_outputs_count_n_times_k_squares_with_mse():
+    # K = 2 outputs under mse: the loss is E_D/(N·K), and β's count is N·K = 24, not N = 12
+    x, y = line_data()
+    Y = np.stack([y, 0.5 * y + x[:, 0]], axis=1)
+    model = bp.Sequential([bp.Dense(2, 2)], dtype="float64", seed=3)
+    J = np.asarray(bp.jacobian.jacobian(model, model.xp.asarray(x))[1]).reshape(24, -1)
+    z = np.asarray(model.predict(x), dtype=float).reshape(-1)  # row n·K + k, as J's
+    w = np.asarray(model.flat_parameters(), dtype=float).copy()
+    a, b, mu = 0.4, 2.0, 0.005
+    P = w.size
+    step = -np.linalg.solve(b * J.T @ J + (a + mu) * np.eye(P), b * J.T @ (z - Y.reshape(-1)) + a * w)
+    e_d, e_w = float(np.sum((J @ step + z - Y.reshape(-1)) ** 2)), float((w + step) @ (w + step))
+    gamma = P - a * np.trace(np.linalg.inv(b * J.T @ J + a * np.eye(P)))
+    optimizer = bp.optimizers.get("br", alpha=a, beta=b, mu=mu)
+    model.fit(x, Y, loss="mse", optimizer=optimizer, epochs=1, batch_size="full", validation_split=0.0,
+              early_stopping=None)
+    np.testing.assert_allclose(np.asarray(model.flat_parameters()), w + step, rtol=1e-12)
+    assert optimizer.gamma == pytest.approx(gamma, rel=1e-12)
+    assert optimizer.beta == pytest.approx((24 - gamma) / (2 * e_d), rel=1e-12)
+    assert optimizer.alpha == pytest.approx(gamma / (2 * e_w), rel=1e-12)
+
+
 # the eigh path and eigvalsh beside the solves; P = 21 < N = 30 (parameter space) and P = 81
 # (residual space: JJᵀ's eigenvalues and P - N zeros)
 @pytest.mark.parametrize("eigh_below", [500, 0])
