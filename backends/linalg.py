@@ -24,98 +24,108 @@ Array = Any
 def spd_solve(xp: Any, A: Array, B: Array) -> Array | None:
     """X (n, k) with A X = B for symmetric positive definite A (n, n) and B (n, k), or None
     (no Cholesky solve for this library, or A not positive definite in floating point)."""
-    if array_api_compat.is_numpy_namespace(xp):
-        return _numpy(A, B)
-    if array_api_compat.is_torch_namespace(xp):
-        return _torch(A, B)
-    if array_api_compat.is_cupy_namespace(xp):
-        return _cupy(A, B)
-    return None
+    library = _library(xp)
+    L = None if library is None else library.factor(A)
+    return None if L is None else library.solve(L, B)
 
 
 def spd_inverse_trace(xp: Any, A: Array) -> Array | None:
     """tr(A⁻¹), a 0-d array, for symmetric positive definite A (n, n), or None (as
     :func:`spd_solve`)."""
+    library = _library(xp)
+    L = None if library is None else library.factor(A)
+    return None if L is None else library.inverse_trace(L)
+
+
+def _library(xp: Any) -> Any:
+    """The Cholesky routines of ``xp``'s library, or None where it has none here."""
     if array_api_compat.is_numpy_namespace(xp):
-        return _numpy_trace(A)
+        return _NumPy
     if array_api_compat.is_torch_namespace(xp):
-        return _torch_trace(A)
+        return _Torch
     if array_api_compat.is_cupy_namespace(xp):
-        return _cupy_trace(A)
+        return _CuPy
     return None
 
 
-def _numpy_trace(A: Array) -> Array | None:
-    import numpy as np
-    from scipy.linalg import LinAlgError, cholesky, lapack
+class _NumPy:
+    """SciPy's LAPACK: potrf, potrs, trtri."""
 
-    try:
-        L = cholesky(A, lower=True, check_finite=False)
-    except LinAlgError:
-        return None
-    inverse, info = lapack.dtrtri(L, lower=1, overwrite_c=1)  # L⁻¹: a third of a solve with I
-    if info != 0 or not np.isfinite(L[-1, -1]):
-        return None
-    return np.sum(inverse * inverse)
+    @staticmethod
+    def factor(A: Array) -> Array | None:
+        """The lower Cholesky factor L (a new array: A is left alone), or None."""
+        import numpy as np
+        from scipy.linalg import LinAlgError, cholesky
 
+        try:
+            L = cholesky(A, lower=True, check_finite=False)
+        except LinAlgError:
+            return None
+        return L if np.isfinite(L[-1, -1]) else None  # LAPACK does not stop at a NaN pivot
 
-def _torch_trace(A: Array) -> Array | None:
-    import torch
+    @staticmethod
+    def solve(L: Array, B: Array) -> Array:
+        from scipy.linalg import cho_solve
 
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) != 0 or not bool(torch.isfinite(L[-1, -1])):
-        return None
-    return torch.trace(torch.cholesky_inverse(L))
+        return cho_solve((L, True), B, check_finite=False)
 
+    @staticmethod
+    def inverse_trace(L: Array) -> Array | None:
+        import numpy as np
+        from scipy.linalg import lapack
 
-def _cupy_trace(A: Array) -> Array | None:
-    import cupy
-    import cupyx
-    from cupyx.scipy.linalg import solve_triangular
-
-    try:
-        with cupyx.errstate(linalg="raise"):
-            L = cupy.linalg.cholesky(A)
-    except cupy.linalg.LinAlgError:
-        return None
-    if not bool(cupy.isfinite(L[-1, -1])):
-        return None
-    inverse = solve_triangular(L, cupy.eye(A.shape[0], dtype=A.dtype), lower=True)
-    return cupy.sum(inverse * inverse)
+        inverse, info = lapack.dtrtri(L, lower=1)  # L⁻¹: a third of the work of a solve with I
+        return np.sum(inverse * inverse) if info == 0 else None
 
 
-def _numpy(A: Array, B: Array) -> Array | None:
-    import numpy as np
-    from scipy.linalg import LinAlgError, cho_factor, cho_solve
+class _Torch:
+    """PyTorch's ``cholesky_ex``, ``cholesky_solve`` and ``cholesky_inverse``."""
 
-    try:
-        factor = cho_factor(A, lower=True, check_finite=False)  # a copy of A: A is left alone
-    except LinAlgError:
-        return None
-    if not np.isfinite(factor[0][-1, -1]):  # LAPACK does not stop at a NaN pivot
-        return None
-    return cho_solve(factor, B, check_finite=False)
+    @staticmethod
+    def factor(A: Array) -> Array | None:
+        import torch
+
+        L, info = torch.linalg.cholesky_ex(A)
+        return L if int(info) == 0 and bool(torch.isfinite(L[-1, -1])) else None
+
+    @staticmethod
+    def solve(L: Array, B: Array) -> Array:
+        import torch
+
+        return torch.cholesky_solve(B, L)
+
+    @staticmethod
+    def inverse_trace(L: Array) -> Array:
+        import torch
+
+        return torch.trace(torch.cholesky_inverse(L))
 
 
-def _torch(A: Array, B: Array) -> Array | None:
-    import torch
+class _CuPy:
+    """CuPy's ``cholesky`` (made to raise) with cupyx's ``solve_triangular``."""
 
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) != 0 or not bool(torch.isfinite(L[-1, -1])):
-        return None
-    return torch.cholesky_solve(B, L)
+    @staticmethod
+    def factor(A: Array) -> Array | None:
+        import cupy
+        import cupyx
 
+        try:
+            with cupyx.errstate(linalg="raise"):
+                L = cupy.linalg.cholesky(A)
+        except cupy.linalg.LinAlgError:
+            return None
+        return L if bool(cupy.isfinite(L[-1, -1])) else None
 
-def _cupy(A: Array, B: Array) -> Array | None:
-    import cupy
-    import cupyx
-    from cupyx.scipy.linalg import solve_triangular
+    @staticmethod
+    def solve(L: Array, B: Array) -> Array:
+        from cupyx.scipy.linalg import solve_triangular
 
-    try:
-        with cupyx.errstate(linalg="raise"):
-            L = cupy.linalg.cholesky(A)
-    except cupy.linalg.LinAlgError:
-        return None
-    if not bool(cupy.isfinite(L[-1, -1])):
-        return None
-    return solve_triangular(L, solve_triangular(L, B, lower=True), lower=True, trans="T")
+        return solve_triangular(L, solve_triangular(L, B, lower=True), lower=True, trans="T")
+
+    @staticmethod
+    def inverse_trace(L: Array) -> Array:
+        import cupy
+        from cupyx.scipy.linalg import solve_triangular
+
+        inverse = solve_triangular(L, cupy.eye(L.shape[0], dtype=L.dtype), lower=True)
+        return cupy.sum(inverse * inverse)

@@ -245,12 +245,23 @@ class Damped(FullBatch):
                 self._accepted()
                 return after, (f"the loss {new:.6g} reached the goal {self.goal:g}" if new <= self.goal
                                else None)
-            if not math.isfinite(new) and not math.isfinite(old):
-                return after, None  # let fit report the divergence
-            self.mu *= self.mu_inc
-            if self.mu > self.mu_max:
-                model.set_flat_parameters(theta)
-                return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+            ended = self._rejected(model, theta, before, after, new, old)
+            if ended is not None:
+                return ended
+
+    def _rejected(self, model: Any, theta: Array, before: Array, after: Array, new: float,
+                  old: float) -> tuple[Array, str | None] | None:
+        """After a trial whose objective ``new`` did not fall below ``old``: the iteration's
+        ``(loss, reason)`` where it ends here, else None to retry at μ × mu_inc. It ends on a
+        divergence (both not finite: ``after``, for fit to report) or at μ past mu_max (the
+        parameters ``theta`` (P,) put back, and the loss ``before``)."""
+        if not math.isfinite(new) and not math.isfinite(old):
+            return after, None  # let fit report the divergence
+        self.mu *= self.mu_inc
+        if self.mu > self.mu_max:
+            model.set_flat_parameters(theta)
+            return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+        return None
 
     def _first_trial(self, xp: Any, f64: Any, objective: Array, base: Array,
                      g: Array) -> tuple[float, float, str | None]:
@@ -450,12 +461,9 @@ class BayesianRegularization(LevenbergMarquardt):
                 self.evidence(theta.shape[0], count, e_d_new, e_w_new, trace,
                               [] if self.alpha else [float(v) for v in _host(lam)])
                 return after, self._stop_after_step(value, theta.shape[0])
-            if not math.isfinite(new) and not math.isfinite(old):
-                return after, None  # let fit report the divergence
-            self.mu *= self.mu_inc
-            if self.mu > self.mu_max:
-                model.set_flat_parameters(theta)
-                return before, f"mu {self.mu:.3g} exceeded mu_max {self.mu_max:g}"
+            ended = self._rejected(model, theta, before, after, new, old)
+            if ended is not None:
+                return ended
 
     # Below this γ, α/β dwarfs JᵀJ's eigenvalues and each step shrinks the weights further; at
     # w = 0 (for odd activations a stationary point of E_D, as on XOR) none brings them back.

@@ -163,7 +163,7 @@ def test_spd_solve_per_library(device):
 @pytest.mark.parametrize("device", ["cpu", "torch", "strict", "cuda"])
 def test_spd_inverse_trace_per_library(device):
     from backends import BackendUnavailable, get_backend
-    from backends.linalg import spd_inverse_trace
+    from backends.linalg import spd_inverse_trace, spd_solve
 
     try:
         backend = get_backend(device)
@@ -178,6 +178,11 @@ def test_spd_inverse_trace_per_library(device):
         return
     assert float(to_np(trace)) == pytest.approx(float(np.sum(1.0 / np.linalg.eigvalsh(A))), rel=1e-10)
     assert spd_inverse_trace(backend.xp, backend.asarray(M + M.T, "float64")) is None
+    poisoned = A.copy()
+    poisoned[-1, -1] = np.nan  # LAPACK runs through a NaN pivot: the factor's last entry says so
+    assert spd_inverse_trace(backend.xp, backend.asarray(poisoned, "float64")) is None
+    column = backend.asarray(A[:, :1], "float64")
+    assert spd_solve(backend.xp, backend.asarray(poisoned, "float64"), column) is None
 
 
 @pytest.mark.parametrize("spec", ["cpu", "strict", "torch"])
