@@ -86,3 +86,18 @@ def hessian_by_differences(model, X, y, loss: str = "mse", step: float = 1e-5) -
         numeric[:, p] = (grads[0] - grads[1]) / (2 * step)
     model.set_flat_parameters(theta)
     return numeric
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Each figure the plots module is about to write (the files themselves are not needed)."""
+    from backprop import plots
+
+    seen = []
+
+    def keep(plt, fig, path):
+        seen.append(fig)
+        return path
+
+    monkeypatch.setattr(plots, "_write", keep)
+    return seen

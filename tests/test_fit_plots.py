@@ -17,19 +17,6 @@ OUR_MARK = b"tEXtSoftware\x00backprop "
 FIT_PICTURES = ("regression.png", "error_histogram.png", "fit.png")
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """Each figure as it is about to be written (the file itself is not needed here)."""
-    seen = []
-
-    def keep(plt, fig, path):
-        seen.append(fig)
-        return path
-
-    monkeypatch.setattr(plots, "_write", keep)
-    return seen
-
-
 def noisy_fit(n=200, k=2, seed=0):
     """Outputs (n, k) that follow targets (n, k) with a slope, an offset and noise."""
     rng = np.random.default_rng(seed)

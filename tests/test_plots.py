@@ -11,19 +11,6 @@ pytest.importorskip("matplotlib")
 from backprop import plots  # noqa: E402
 
 
-@pytest.fixture
-def figures(monkeypatch):
-    """Each figure as it is about to be written (the file itself is not needed here)."""
-    seen = []
-
-    def keep(plt, fig, path):
-        seen.append(fig)
-        return path
-
-    monkeypatch.setattr(plots, "_write", keep)
-    return seen
-
-
 def test_the_curves_title_names_only_the_panels_drawn(figures):
     plots.curves([{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.4}], "c.png", "sine")
     plots.curves([{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.7}], "c.png", "moons")
