@@ -71,11 +71,16 @@ class _NumPy:
 
     @staticmethod
     def inverse_trace(L: Array) -> Array | None:
+        """tr(A⁻¹) = ‖L⁻¹‖²_F, overwriting ``L`` (the caller's own factor)."""
         import numpy as np
         from scipy.linalg import lapack
 
-        inverse, info = lapack.dtrtri(L, lower=1)  # L⁻¹: a third of the work of a solve with I
-        return np.sum(inverse * inverse) if info == 0 else None
+        # L⁻¹ in L's memory, a third of the work of a solve with I; the sum of squares as one
+        # dot product: no new (n, n) array, whose pages cost more than the sum (5 ms an
+        # iteration at n = 601)
+        inverse, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        flat = inverse.reshape(-1, order="A")
+        return np.dot(flat, flat) if info == 0 else None
 
 
 class _Torch:

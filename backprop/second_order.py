@@ -378,7 +378,6 @@ class LevenbergMarquardt(Damped):
         return step.loss.forward(Z, T, S)[0], scale * g, solve
 
 
-
 class BayesianRegularization(LevenbergMarquardt):
     """Bayesian regularization, MATLAB's ``trainbr`` (MacKay's evidence framework on the
     Levenberg–Marquardt step): minimize F = β·E_D + α·E_W, E_D the sum of squared errors
@@ -489,25 +488,25 @@ class BayesianRegularization(LevenbergMarquardt):
         alpha, beta = self.alpha, self.beta
         g = J.T @ e + (alpha / beta) * w  # ∇F / (2β)
         damped, lam, A = self._solver(xp, J, e, w, g)
+        # A is JᵀJ, or JJᵀ (R, R) whose eigenvalues are JᵀJ's but for P - R zeros, each 1/α more
+        unseen = J.shape[1] - A.shape[0]
         trace = None
         if lam is None and alpha:  # a Cholesky solve per μ trial: the trace from one more factor
             eye = xp.eye(A.shape[0], dtype=A.dtype, device=device_of(A))
             trace = spd_inverse_trace(xp, A + (alpha / beta) * eye)
-            trace = None if trace is None else trace / beta
+            trace = None if trace is None else trace / beta + unseen / alpha
         if trace is None:
             lam = xp.linalg.eigvalsh(A) if lam is None else lam
             lam = xp.where(lam > 0.0, lam, xp.zeros_like(lam))  # JᵀJ is semidefinite: rounding aside
-            # JᵀJ's P - len(lam) other eigenvalues are 0: each adds 1/α to the trace
-            unseen = J.shape[1] - lam.shape[0]
             trace = xp.sum(1.0 / (beta * lam + alpha)) + unseen / alpha if alpha else xp.sum(lam * 0.0)
         reads = _host(xp.stack([xp.sum(e * e), xp.sum(w * w), 2.0 * beta * xp.linalg.vector_norm(g), trace]))
         return step.loss.forward(Z, T, S)[0], damped, lam, scale, count, tuple(float(v) for v in reads)
 
     def _solver(self, xp: Any, J: Array, e: Array, w: Array, g: Array) -> tuple[Any, Array | None, Array]:
         """``(solve, eigenvalues, A)``: ``solve(m)`` the δ (P,) of (JᵀJ + mI) δ = g = Jᵀe + (α/β)·w,
-        for J (R, P), e (R,), w (P,); the eigenvalues (P,) of JᵀJ, or, where R < P, the R of
-        JJᵀ, which are JᵀJ's others than its P - R zeros; None where each trial is a solve of
-        JᵀJ (from ``eigh_below`` unknowns, R ≥ P); A the matrix solved, JᵀJ or JJᵀ.
+        for J (R, P), e (R,), w (P,); A the matrix solved, JᵀJ (P, P), or JJᵀ (R, R) where R < P;
+        the eigenvalues A's, which the eigh of small systems gives, or None where each trial is
+        a solve of A (from ``eigh_below`` unknowns).
 
         Where R < P the solve stays in residual space, as LM's does, with Woodbury's identity
         (JᵀJ + mI)⁻¹ = (I - Jᵀ(JJᵀ + mI)⁻¹J)/m: δ = Jᵀu_e + (α/β)/m·(w - Jᵀu_w), with
@@ -525,7 +524,7 @@ class BayesianRegularization(LevenbergMarquardt):
             u = inner(m)
             return J.T @ (u[:, 0] - (ratio / m) * u[:, 1]) + (ratio / m) * w
 
-        return solve, (xp.linalg.eigvalsh(K) if lam is None else lam), K
+        return solve, lam, K
 
     def evidence(self, params: int, count: float, e_d: float, e_w: float, trace: float,
                  eigenvalues: Any) -> None:

@@ -114,9 +114,11 @@ def timing(repeats: int = 5, epochs: int = 30) -> dict:
             for _ in range(repeats):
                 model = bp.mlp([1, hidden, 1], activation="tanh", dtype="float64", seed=0)
                 started = time.perf_counter()
+                # one thread: the thread rule gives these steps two, which on this 2-core
+                # machine run them more slowly and more erratically
                 history = model.fit(x, y, loss="mse", optimizer=bp.optimizers.get(method, min_grad=0.0),
                                     epochs=epochs, batch_size="full", validation_split=0.0,
-                                    early_stopping=None)
+                                    early_stopping=None, threads=1)
                 per.setdefault(method, []).append((time.perf_counter() - started) / len(history.records))
         lm, br = statistics.median(per["lm"]), statistics.median(per["br"])
         out[f"H={hidden} N={n}"] = {"lm_s_per_iter": lm, "br_s_per_iter": br, "ratio": br / lm}

@@ -3,6 +3,8 @@ linear model, the trace, the stopping rules, resume, refusals, γ's behaviour, a
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -282,3 +284,14 @@ def test_the_memory_estimate_counts_the_space_the_solve_runs_in():
     optimizer.check(model, loss, 200)  # 2 x 0.92 MiB Jacobian + 4 x 0.31 MiB (12.9 MiB in (601, 601))
     with pytest.raises(ConfigError, match=r"Bayesian regularization \(br\) would need 29 MiB"):
         optimizer.check(model, loss, 2000)  # 2 x 9.2 MiB + 4 x 2.76 MiB (lm's 2 matrices: 24 MiB)
+
+
+def test_the_run_summary_reports_the_last_gamma(capsys):
+    # the library's run and the command line's JSON summary, γ of the last epoch; lm has none
+    job = bp.runner.Run("sine", optimizer="br", hidden=[6], epochs=4)
+    summary = job.fit()
+    assert summary["gamma"] == job.model.history["gamma"][-1] and 0 < summary["gamma"] < summary["n_params"]
+    code, out, _ = run_cli(["train", "sine", "--optimizer", "br", "--hidden", "6", "--epochs", "4", "--json"],
+                           capsys)
+    assert code == 0 and json.loads(out.splitlines()[-1])["gamma"] == summary["gamma"]
+    assert "gamma" not in bp.runner.Run("sine", optimizer="lm", hidden=[6], epochs=2).fit()

@@ -476,6 +476,9 @@ class Run:
                        samples_per_s=rate, device=backend.label, backend=backend.name,
                        dtype=dtype_name(model.dtype), n_params=model.n_params,
                        best_epoch=model.history.best_epoch if model.history else None)
+        last = history.records[-1] if history.records else {}
+        if "gamma" in last:  # Bayesian regularization: the last effective number of parameters
+            summary["gamma"] = last["gamma"]
         if self.comm is not None:
             summary.update(ranks=self.comm.size, comm=self.comm.name)
         self._write(summary, status)

@@ -76,10 +76,7 @@ class Progress:
                                ("val_accuracy", "val_acc")):
                 if key in record:
                     shown[short] = _fmt(record[key])
-            if "mu" in record:
-                shown["mu"] = f"{record['mu']:.2g}"
-            if "gamma" in record:
-                shown["gamma"] = f"{record['gamma']:.3g}"
+            shown.update(_optimizer_state(record))
             shown["samples/s"] = f"{record['samples_per_s']:,.0f}"
             self.bar.set_postfix(shown, refresh=False)
             self.bar.update(1)
@@ -89,10 +86,7 @@ class Progress:
             parts = [f"epoch {record['epoch']}", f"loss {_fmt(record['train_loss'])}"]
             parts += [f"{k.replace('train_', '')} {_fmt(record[k])}" for k in
                       ("train_accuracy", "val_loss", "val_accuracy") if k in record]
-            if "mu" in record:
-                parts.append(f"mu {record['mu']:.2g}")
-            if "gamma" in record:
-                parts.append(f"gamma {record['gamma']:.3g}")
+            parts += [f"{key} {value}" for key, value in _optimizer_state(record).items()]
             parts.append(f"{record['samples_per_s']:,.0f} samples/s")
             print("  ".join(parts), flush=True)
 
@@ -109,3 +103,9 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     for part, metrics in rows.items():
         lines.append(f"{part:<6}" + "".join(f"{_fmt(metrics.get(c)):>11}" for c in columns))
     return "\n".join(lines)
+
+
+def _optimizer_state(record: dict) -> dict[str, str]:
+    """What a full-batch optimizer adds to an epoch's line, formatted: μ (lm, br, newton), γ (br)."""
+    formats = {"mu": ".2g", "gamma": ".3g"}
+    return {key: format(record[key], spec) for key, spec in formats.items() if key in record}

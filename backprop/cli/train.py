@@ -115,9 +115,6 @@ def _mode(args: argparse.Namespace, job: Run) -> str:
 def _report(job: Run, summary: dict, mode: str) -> None:
     """The summary: a JSON line, or the closing lines and the table; a failure's line on stderr."""
     model, status, failure = job.model, summary["status"], summary.get("error")
-    last = model.history.records[-1] if model.history and model.history.records else {}
-    if "gamma" in last:  # Bayesian regularization: the effective number of parameters
-        summary = {**summary, "gamma": last["gamma"], "n_params": model.n_params}
     if mode == "json":
         emit_json(summary)
     elif mode != "quiet":
