@@ -70,6 +70,23 @@ def run_cli(argv, capsys):
     return code, out, err
 
 
+def resume_matches_a_straight_run(common, epochs, tmp_path, capsys):
+    """``backprop`` ARGV ``common`` trained ``epochs`` epochs straight, and half of them then
+    resumed to ``epochs``: both checkpoints hold the same tensors, bit for bit (weights,
+    optimizer state, dtypes)."""
+    from safetensors.numpy import load_file
+
+    assert run_cli([*common, "--epochs", epochs, "--save", tmp_path / "straight.st"], capsys)[0] == 0
+    assert run_cli([*common, "--epochs", epochs // 2, "--save", tmp_path / "half.st"], capsys)[0] == 0
+    code, _, err = run_cli(["train", "--resume", tmp_path / "half.st", "--epochs", epochs, "--quiet"], capsys)
+    assert code == 0, err
+    a, b = load_file(tmp_path / "straight.st"), load_file(tmp_path / "half.st")
+    assert sorted(a) == sorted(b)
+    for name in a:
+        assert a[name].dtype == b[name].dtype
+        assert np.array_equal(a[name], b[name]), name
+
+
 def hessian_by_differences(model, X, y, loss: str = "mse", step: float = 1e-5) -> np.ndarray:
     """The (P, P) Hessian of ``loss`` at the model's parameters, column p the central difference of
     the gradient along parameter p (step ``step``); the parameters are put back afterwards."""

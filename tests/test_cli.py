@@ -19,7 +19,7 @@ from safetensors.numpy import load_file
 from backends import available_backends
 from backprop import checkpoint
 from backprop.cli import main
-from conftest import run_cli
+from conftest import resume_matches_a_straight_run, run_cli
 
 USABLE = {row["spec"] for row in available_backends() if row["usable"]}
 
@@ -173,15 +173,7 @@ def test_other_losses_on_classes(loss, capsys):
 @pytest.mark.parametrize("optimizer", ["adam", "nesterov", "rmsprop"])
 def test_resume_is_bit_identical_float64(optimizer, tmp_path, capsys):
     common = ["train", "moons", "--dtype", "float64", "--optimizer", optimizer, "--quiet"]
-    assert run([*common, "--epochs", "10", "--save", tmp_path / "straight.st"], capsys)[0] == 0
-    assert run([*common, "--epochs", "5", "--save", tmp_path / "half.st"], capsys)[0] == 0
-    code, _, err = run(["train", "--resume", tmp_path / "half.st", "--epochs", "10", "--quiet"], capsys)
-    assert code == 0, err
-    a, b = load_file(tmp_path / "straight.st"), load_file(tmp_path / "half.st")
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert a[name].dtype == b[name].dtype
-        assert np.array_equal(a[name], b[name]), name  # weights, optimizer state: every bit
+    resume_matches_a_straight_run(common, 10, tmp_path, capsys)  # weights, optimizer state: every bit
     assert checkpoint.read_header(tmp_path / "half.st")["epoch"] == 10
 
 

@@ -11,7 +11,7 @@ import pytest
 import backprop as bp
 from backprop.errors import ConfigError
 from backprop.second_order import BayesianRegularization
-from conftest import run_cli
+from conftest import resume_matches_a_straight_run, run_cli
 
 
 def line_data(n=12, seed=0, noise=0.1):
@@ -163,17 +163,8 @@ def test_stopping_rules():
 
 
 def test_a_resumed_command_line_run_is_bit_identical(tmp_path, capsys):
-    from safetensors.numpy import load_file
-
     common = ["train", "sine", "--optimizer", "br", "--hidden", "8", "--val-split", "0", "--quiet"]
-    assert run_cli([*common, "--epochs", "6", "--save", tmp_path / "straight.st"], capsys)[0] == 0
-    assert run_cli([*common, "--epochs", "3", "--save", tmp_path / "half.st"], capsys)[0] == 0
-    code, _, err = run_cli(["train", "--resume", tmp_path / "half.st", "--epochs", "6", "--quiet"], capsys)
-    assert code == 0, err
-    a, b = load_file(tmp_path / "straight.st"), load_file(tmp_path / "half.st")
-    assert sorted(a) == sorted(b)
-    for name in a:
-        assert np.array_equal(a[name], b[name]), name
+    resume_matches_a_straight_run(common, 6, tmp_path, capsys)
 
 
 def test_resume_from_a_checkpoint_is_exact(tmp_path):
