@@ -139,20 +139,26 @@ def test_an_indefinite_system_is_solved_by_lu():
     np.testing.assert_array_equal(solve(0.5), np.linalg.solve(A + 0.5 * np.eye(n), b[:, None])[:, 0])
 
 
-@pytest.mark.parametrize("device", ["cpu", "torch", "strict", "cuda"])
-def test_spd_solve_per_library(device):
+@pytest.fixture(params=["cpu", "torch", "strict", "cuda"])
+def library(request):
+    """A backend of each array library (skipped where it is not installed)."""
     from backends import BackendUnavailable, get_backend
-    from backends.linalg import spd_solve
 
     try:
-        backend = get_backend(device)
+        return get_backend(request.param)
     except BackendUnavailable as exc:
         pytest.skip(str(exc))
+
+
+def test_spd_solve_per_library(library):
+    from backends.linalg import spd_solve
+
+    backend = library
     rng = np.random.default_rng(3)
     M = rng.normal(size=(30, 30))
     A, B = M @ M.T + 0.1 * np.eye(30), rng.normal(size=(30, 2))
     x = spd_solve(backend.xp, backend.asarray(A, "float64"), backend.asarray(B, "float64"))
-    if device == "strict":
+    if backend.name == "strict":
         assert x is None  # no triangular solve in the standard: the caller's LU
         return
     np.testing.assert_allclose(to_np(x), np.linalg.solve(A, B), rtol=1e-10)
@@ -160,20 +166,15 @@ def test_spd_solve_per_library(device):
     assert spd_solve(backend.xp, indefinite, backend.asarray(B, "float64")) is None
 
 
-@pytest.mark.parametrize("device", ["cpu", "torch", "strict", "cuda"])
-def test_spd_inverse_trace_per_library(device):
-    from backends import BackendUnavailable, get_backend
+def test_spd_inverse_trace_per_library(library):
     from backends.linalg import spd_inverse_trace, spd_solve
 
-    try:
-        backend = get_backend(device)
-    except BackendUnavailable as exc:
-        pytest.skip(str(exc))
+    backend = library
     rng = np.random.default_rng(4)
     M = rng.normal(size=(40, 40))
     A = M @ M.T + 0.05 * np.eye(40)
     trace = spd_inverse_trace(backend.xp, backend.asarray(A, "float64"))
-    if device == "strict":
+    if backend.name == "strict":
         assert trace is None  # the caller's eigvalsh
         return
     assert float(to_np(trace)) == pytest.approx(float(np.sum(1.0 / np.linalg.eigvalsh(A))), rel=1e-10)
