@@ -476,7 +476,7 @@ class Run:
                        samples_per_s=rate, device=backend.label, backend=backend.name,
                        dtype=dtype_name(model.dtype), n_params=model.n_params,
                        best_epoch=model.history.best_epoch if model.history else None)
-        last = history.records[-1] if history.records else {}
+        last = model.history.records[-1] if model.history and model.history.records else {}
         if "gamma" in last:  # Bayesian regularization: the last effective number of parameters
             summary["gamma"] = last["gamma"]
         if self.comm is not None:
